@@ -1,0 +1,171 @@
+//! Identifiers: provider, medical record number, upload.
+//!
+//! Every identifier that becomes part of a table key excludes `#` (the key separator) and
+//! `/` (the object path separator), so no value can forge another key or path.
+
+use std::fmt;
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The value was empty after trimming.
+    #[error("is empty")]
+    Empty,
+    /// The value was longer than allowed.
+    #[error("is longer than {max} characters")]
+    TooLong {
+        /// The longest allowed value, in characters.
+        max: usize,
+    },
+    /// The value holds a character outside the allowed set.
+    #[error("may only contain letters, digits, '.', '_' and '-' (found {found:?})")]
+    BadCharacter {
+        /// The first character that is not allowed.
+        found: char,
+    },
+}
+
+fn check_id(value: &str, max: usize, allow_dot: bool) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if let Some(found) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || (allow_dot && *c == '.')))
+    {
+        return Err(IdError::BadCharacter { found });
+    }
+    if value.len() > max {
+        return Err(IdError::TooLong { max });
+    }
+    Ok(())
+}
+
+/// A tenant: a hospital or clinic group. 1-64 characters of `A-Z a-z 0-9 _ -`.
+///
+/// Comes from the caller's credentials or from an object key Ward wrote, never from a
+/// request body or a file's content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId(String);
+
+impl ProviderId {
+    /// The longest provider id, in characters.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a provider id.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check_id(value, Self::MAX_LEN, false)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A medical record number: the provider's own patient id, 1-64 characters of
+/// `A-Z a-z 0-9 . _ -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mrn(String);
+
+impl Mrn {
+    /// The longest MRN, in characters.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses an MRN (the caller trims).
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check_id(value, Self::MAX_LEN, true)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The MRN as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Mrn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An upload's id: `{UTC yyyymmddThhmmssZ}-{16 lowercase hex}`, chosen by Ward, so ids sort
+/// by creation time and no client can pick or predict one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// Builds a new id from the creation instant and 64 random bits.
+    pub fn new(created: crate::UtcInstant, random: u64) -> Self {
+        Self(format!("{}-{random:016x}", created.compact_seconds()))
+    }
+
+    /// Parses an id received from a caller.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        let bytes = value.as_bytes();
+        let well_formed = bytes.len() == 33
+            && bytes[..8].iter().all(u8::is_ascii_digit)
+            && bytes[8] == b'T'
+            && bytes[9..15].iter().all(u8::is_ascii_digit)
+            && bytes[15] == b'Z'
+            && bytes[16] == b'-'
+            && bytes[17..].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+        if !well_formed {
+            return Err(match value.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
+                Some(found) => IdError::BadCharacter { found },
+                None if value.is_empty() => IdError::Empty,
+                None => IdError::TooLong { max: 33 },
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mrn_refuses_key_separator_and_accepts_dots() {
+        assert_eq!(Mrn::parse("MRN#1"), Err(IdError::BadCharacter { found: '#' }));
+        assert_eq!(Mrn::parse("a/b"), Err(IdError::BadCharacter { found: '/' }));
+        assert_eq!(Mrn::parse(""), Err(IdError::Empty));
+        assert_eq!(Mrn::parse(&"a".repeat(65)), Err(IdError::TooLong { max: 64 }));
+        assert_eq!(Mrn::parse("MRN-12.3_4").unwrap().as_str(), "MRN-12.3_4");
+    }
+
+    #[test]
+    fn provider_id_refuses_dots() {
+        assert!(ProviderId::parse("PROV.1").is_err());
+        assert_eq!(ProviderId::parse("PROV001").unwrap().to_string(), "PROV001");
+    }
+
+    #[test]
+    fn upload_id_round_trips_and_refuses_forgeries() {
+        let instant = crate::UtcInstant::from_unix_nanos(1_700_000_000_000_000_000);
+        let id = UploadId::new(instant, 0xdead_beef);
+        assert_eq!(id.as_str(), "20231114T221320Z-00000000deadbeef");
+        assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
+        assert!(UploadId::parse("../../etc/passwd").is_err());
+        assert!(UploadId::parse("20231114T221320Z-00000000DEADBEEF").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Ward's domain: validated types and the key layout.
+//!
+//! Owns: what a provider id, an MRN, a visit time and a visit row *are* (parse, don't
+//! validate), and how they become table keys and object paths.
+//! Deliberately does not: any IO, async, logging or serialization format. Callers hand in
+//! "now" where a rule needs it, so everything here is deterministic and unit-tested.
+
+pub mod ids;
+pub mod key_layout;
+pub mod time;
+pub mod visit;
+
+pub use ids::{IdError, Mrn, ProviderId, UploadId};
+pub use time::{TimeError, UtcInstant, VisitTime};
+pub use visit::{FieldError, VisitFields, VisitRow, VisitRules};
