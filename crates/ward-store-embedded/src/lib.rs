@@ -1,1 +1,645 @@
-//! placeholder
+//! The table port on redb: one ACID file on disk, copy-on-write B-trees, crash-safe
+//! commits (a committed write survives `kill -9`).
+//!
+//! Owns: mapping the port's items, keys, conditions, queries and indexes onto redb
+//! tables. Deliberately does not: know Ward's key layout or any domain type.
+//!
+//! Why redb (see `docs/benchmarks.md` and `ARCHITECTURE.md`): pure Rust (no C/C++ build on
+//! a 2-core machine), one file, ACID with MVCC readers that never block the single
+//! writer, and ordered byte keys, which is exactly what a DynamoDB-shaped table needs.
+//! Writes run on the blocking pool (a commit waits for fsync); reads run inline (a point
+//! read or a page is microseconds).
+
+mod codec;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use ward_store::{
+    Condition, Cursor, INDEXES, Item, Key, MAX_BATCH_GET_KEYS, MAX_ITEM_BYTES,
+    MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, SkCondition, StoreError, Table,
+    VERSION, Value, WriteOp, index_key_attributes, item_is_expired,
+};
+
+use codec::{check_key_part, decode_item, encode_item, join_parts, split_parts};
+
+const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
+const INDEX_TABLES: [TableDefinition<&[u8], ()>; 3] = [
+    TableDefinition::new("index:GSI1"),
+    TableDefinition::new("index:GSI2"),
+    TableDefinition::new("index:GSI3"),
+];
+const MAX_QUERY_LIMIT: usize = 1000;
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Page cache, in bytes (default 64 MiB): bounds the memory the store uses.
+    pub cache_bytes: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The table in one redb file. Cheap to clone; all clones share the database.
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedTable").finish_non_exhaustive()
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process (usually a running `ward serve`) has the file open.
+    #[error("the store at {path} is in use by another ward process")]
+    InUse {
+        /// The database file.
+        path: String,
+    },
+    /// The file could not be created or read.
+    #[error("cannot open the store at {path}: {error}")]
+    Failed {
+        /// The database file.
+        path: String,
+        /// What redb said.
+        error: String,
+    },
+}
+
+impl EmbeddedTable {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path, options: &EmbeddedOptions) -> Result<Self, OpenError> {
+        let path_text = path.display().to_string();
+        let db = redb::Builder::new()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|error| match error {
+                redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse {
+                    path: path_text.clone(),
+                },
+                error => OpenError::Failed {
+                    path: path_text.clone(),
+                    error: error.to_string(),
+                },
+            })?;
+        let failed = |error: redb::Error| OpenError::Failed {
+            path: path_text.clone(),
+            error: error.to_string(),
+        };
+        let txn = db.begin_write().map_err(|e| failed(e.into()))?;
+        {
+            txn.open_table(ITEMS).map_err(|e| failed(e.into()))?;
+            for definition in INDEX_TABLES {
+                txn.open_table(definition).map_err(|e| failed(e.into()))?;
+            }
+        }
+        txn.commit().map_err(|e| failed(e.into()))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Database) -> Result<R, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+
+    fn query_sync(&self, query: &Query) -> Result<Page, StoreError> {
+        if query.limit == 0 || query.limit > MAX_QUERY_LIMIT {
+            return Err(invalid(format!("limit must be 1..={MAX_QUERY_LIMIT}")));
+        }
+        check_key_part(&query.pk)?;
+        let index_table = match query.index {
+            None => None,
+            Some(name) => Some(index_definition(name)?),
+        };
+        let (mut lower, mut upper) = sort_key_bounds(&query.pk, &query.sk);
+        if let Some(cursor) = &query.cursor {
+            if cursor.pk != query.pk {
+                return Err(invalid("cursor belongs to another partition"));
+            }
+            let position = match index_table {
+                None if cursor.table_key.pk == cursor.pk && cursor.table_key.sk == cursor.sk => {
+                    join_parts(&[&cursor.pk, &cursor.sk])
+                }
+                None => return Err(invalid("cursor belongs to an index query")),
+                Some(_) => join_parts(&[
+                    &cursor.pk,
+                    &cursor.sk,
+                    &cursor.table_key.pk,
+                    &cursor.table_key.sk,
+                ]),
+            };
+            match query.order {
+                Order::Forward => lower = max_lower(lower, Bound::Excluded(position)),
+                Order::Reverse => upper = min_upper(upper, Bound::Excluded(position)),
+            }
+        }
+        if bounds_empty(&lower, &upper) {
+            return Ok(Page::default());
+        }
+        let now = now_seconds();
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let items_table = txn.open_table(ITEMS).map_err(store_error)?;
+        let range = (as_slice_bound(&lower), as_slice_bound(&upper));
+        let mut page = Page::default();
+        let mut last_position: Option<Cursor> = None;
+        macro_rules! scan {
+            ($iter:expr, $decode:expr) => {{
+                for entry in $iter {
+                    let (key_guard, _value) = entry.map_err(store_error)?;
+                    let key_bytes = key_guard.value();
+                    if page.items.len() == query.limit {
+                        page.next = last_position.take();
+                        break;
+                    }
+                    let (position, item) = $decode(key_bytes)?;
+                    let Some(item) = item else { continue };
+                    if !query.sk.matches(&position.sk) || item_is_expired(&item, now) {
+                        continue;
+                    }
+                    page.items.push(item);
+                    last_position = Some(position);
+                }
+            }};
+        }
+        match index_table {
+            None => {
+                let decode = |key_bytes: &[u8]| -> Result<(Cursor, Option<Item>), StoreError> {
+                    let parts = split_parts(key_bytes)?;
+                    let [pk, sk] = parts.as_slice() else {
+                        return Err(StoreError::Internal("malformed item key".into()));
+                    };
+                    let value = items_table.get(key_bytes).map_err(store_error)?;
+                    let item = value.map(|v| decode_item(v.value())).transpose()?;
+                    let key = Key::new(*pk, *sk);
+                    Ok((cursor_of(&key.pk, &key.sk, key.clone()), item))
+                };
+                let iter = items_table.range::<&[u8]>(range).map_err(store_error)?;
+                match query.order {
+                    Order::Forward => scan!(iter, decode),
+                    Order::Reverse => scan!(iter.rev(), decode),
+                }
+            }
+            Some(definition) => {
+                let index = txn.open_table(definition).map_err(store_error)?;
+                let decode = |key_bytes: &[u8]| -> Result<(Cursor, Option<Item>), StoreError> {
+                    let parts = split_parts(key_bytes)?;
+                    let [index_pk, index_sk, pk, sk] = parts.as_slice() else {
+                        return Err(StoreError::Internal("malformed index key".into()));
+                    };
+                    let item_key = join_parts(&[pk, sk]);
+                    let value = items_table.get(item_key.as_slice()).map_err(store_error)?;
+                    let item = value.map(|v| decode_item(v.value())).transpose()?;
+                    Ok((cursor_of(index_pk, index_sk, Key::new(*pk, *sk)), item))
+                };
+                let iter = index.range::<&[u8]>(range).map_err(store_error)?;
+                match query.order {
+                    Order::Forward => scan!(iter, decode),
+                    Order::Reverse => scan!(iter.rev(), decode),
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+#[async_trait]
+impl Table for EmbeddedTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        check_key_part(&key.pk)?;
+        check_key_part(&key.sk)?;
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let items = txn.open_table(ITEMS).map_err(store_error)?;
+        read_live(&items, &join_parts(&[&key.pk, &key.sk]), now_seconds())
+    }
+
+    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
+        let key = checked_key(&item)?;
+        let encoded = checked_encoding(&item)?;
+        self.write(move |db| {
+            let txn = db.begin_write().map_err(store_error)?;
+            {
+                let mut tables = WriteTables::open(&txn)?;
+                let key_bytes = join_parts(&[&key.pk, &key.sk]);
+                let existing = read_live(&tables.items, &key_bytes, now_seconds())?;
+                if !condition_holds(&condition, existing.as_ref()) {
+                    return Err(StoreError::ConditionFailed {
+                        existing: existing.map(Box::new),
+                    });
+                }
+                tables.replace(&key, &key_bytes, &encoded, &item)?;
+            }
+            txn.commit().map_err(store_error)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key, condition: Condition) -> Result<(), StoreError> {
+        check_key_part(&key.pk)?;
+        check_key_part(&key.sk)?;
+        let key = key.clone();
+        self.write(move |db| {
+            let txn = db.begin_write().map_err(store_error)?;
+            {
+                let mut tables = WriteTables::open(&txn)?;
+                let key_bytes = join_parts(&[&key.pk, &key.sk]);
+                let existing = read_live(&tables.items, &key_bytes, now_seconds())?;
+                if !condition_holds(&condition, existing.as_ref()) {
+                    return Err(StoreError::ConditionFailed {
+                        existing: existing.map(Box::new),
+                    });
+                }
+                tables.remove(&key, &key_bytes)?;
+            }
+            txn.commit().map_err(store_error)
+        })
+        .await
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.query_sync(&query)
+    }
+
+    async fn batch_get(&self, keys: Vec<Key>) -> Result<Vec<Item>, StoreError> {
+        if keys.len() > MAX_BATCH_GET_KEYS {
+            return Err(invalid(format!("at most {MAX_BATCH_GET_KEYS} keys per batch")));
+        }
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let items = txn.open_table(ITEMS).map_err(store_error)?;
+        let now = now_seconds();
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            check_key_part(&key.pk)?;
+            check_key_part(&key.sk)?;
+            if let Some(item) = read_live(&items, &join_parts(&[&key.pk, &key.sk]), now)? {
+                found.push(item);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        if ops.len() > MAX_TRANSACTION_ITEMS {
+            return Err(invalid(format!(
+                "at most {MAX_TRANSACTION_ITEMS} operations per transaction"
+            )));
+        }
+        let mut prepared = Vec::with_capacity(ops.len());
+        let mut seen = std::collections::HashSet::new();
+        for op in ops {
+            let (key, encoded) = match &op {
+                WriteOp::Put { item, .. } => (checked_key(item)?, Some(checked_encoding(item)?)),
+                WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => {
+                    check_key_part(&key.pk)?;
+                    check_key_part(&key.sk)?;
+                    (key.clone(), None)
+                }
+            };
+            if !seen.insert(key.clone()) {
+                return Err(invalid("a transaction may name each key only once"));
+            }
+            prepared.push((op, key, encoded));
+        }
+        self.write(move |db| {
+            let txn = db.begin_write().map_err(store_error)?;
+            {
+                let mut tables = WriteTables::open(&txn)?;
+                let now = now_seconds();
+                for (index, (op, key, _)) in prepared.iter().enumerate() {
+                    let condition = match op {
+                        WriteOp::Put { condition, .. }
+                        | WriteOp::Delete { condition, .. }
+                        | WriteOp::Check { condition, .. } => condition,
+                    };
+                    let key_bytes = join_parts(&[&key.pk, &key.sk]);
+                    let existing = read_live(&tables.items, &key_bytes, now)?;
+                    if !condition_holds(condition, existing.as_ref()) {
+                        // Dropping the transaction without commit discards it.
+                        return Err(StoreError::TransactionCanceled { index });
+                    }
+                }
+                for (op, key, encoded) in &prepared {
+                    let key_bytes = join_parts(&[&key.pk, &key.sk]);
+                    match (op, encoded) {
+                        (WriteOp::Put { item, .. }, Some(encoded)) => {
+                            tables.replace(key, &key_bytes, encoded, item)?;
+                        }
+                        (WriteOp::Delete { .. }, _) => tables.remove(key, &key_bytes)?,
+                        _ => {}
+                    }
+                }
+            }
+            txn.commit().map_err(store_error)
+        })
+        .await
+    }
+
+    async fn put_many_if_absent(&self, items: Vec<Item>) -> Result<Vec<PutOutcome>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut prepared = Vec::with_capacity(items.len());
+        for item in items {
+            let key = checked_key(&item)?;
+            let encoded = checked_encoding(&item)?;
+            prepared.push((key, encoded, item));
+        }
+        self.write(move |db| {
+            let txn = db.begin_write().map_err(store_error)?;
+            let mut outcomes = Vec::with_capacity(prepared.len());
+            {
+                let mut tables = WriteTables::open(&txn)?;
+                let now = now_seconds();
+                for (key, encoded, item) in &prepared {
+                    let key_bytes = join_parts(&[&key.pk, &key.sk]);
+                    match read_live(&tables.items, &key_bytes, now)? {
+                        Some(existing) => outcomes.push(PutOutcome::Exists(existing)),
+                        None => {
+                            tables.replace(key, &key_bytes, encoded, item)?;
+                            outcomes.push(PutOutcome::Written);
+                        }
+                    }
+                }
+            }
+            txn.commit().map_err(store_error)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+}
+
+/// The item table and the index tables of one write transaction.
+struct WriteTables<'txn> {
+    items: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    indexes: Vec<(&'static str, redb::Table<'txn, &'static [u8], ()>)>,
+}
+
+impl<'txn> WriteTables<'txn> {
+    fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
+        let items = txn.open_table(ITEMS).map_err(store_error)?;
+        let mut indexes = Vec::with_capacity(INDEXES.len());
+        for (name, definition) in INDEXES.iter().zip(INDEX_TABLES) {
+            indexes.push((*name, txn.open_table(definition).map_err(store_error)?));
+        }
+        Ok(Self { items, indexes })
+    }
+
+    /// Writes `item` at `key`, replacing any older item and its index entries.
+    fn replace(
+        &mut self,
+        key: &Key,
+        key_bytes: &[u8],
+        encoded: &[u8],
+        item: &Item,
+    ) -> Result<(), StoreError> {
+        let old = self
+            .items
+            .insert(key_bytes, encoded)
+            .map_err(store_error)?
+            .map(|guard| decode_item(guard.value()))
+            .transpose()?;
+        for (name, index) in &mut self.indexes {
+            if let Some(old) = &old
+                && let Some(entry) = index_entry(name, old, key)
+            {
+                index.remove(entry.as_slice()).map_err(store_error)?;
+            }
+            if let Some(entry) = index_entry(name, item, key) {
+                index.insert(entry.as_slice(), ()).map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &Key, key_bytes: &[u8]) -> Result<(), StoreError> {
+        let old = self
+            .items
+            .remove(key_bytes)
+            .map_err(store_error)?
+            .map(|guard| decode_item(guard.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            for (name, index) in &mut self.indexes {
+                if let Some(entry) = index_entry(name, &old, key) {
+                    index.remove(entry.as_slice()).map_err(store_error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn index_entry(index: &str, item: &Item, key: &Key) -> Option<Vec<u8>> {
+    let (pk_attribute, sk_attribute) = index_key_attributes(index);
+    match (item.get(&pk_attribute), item.get(&sk_attribute)) {
+        (Some(Value::S(index_pk)), Some(Value::S(index_sk))) => {
+            Some(join_parts(&[index_pk, index_sk, &key.pk, &key.sk]))
+        }
+        _ => None,
+    }
+}
+
+fn read_live<T>(items: &T, key_bytes: &[u8], now: i64) -> Result<Option<Item>, StoreError>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    let Some(guard) = items.get(key_bytes).map_err(store_error)? else {
+        return Ok(None);
+    };
+    let item = decode_item(guard.value())?;
+    Ok((!item_is_expired(&item, now)).then_some(item))
+}
+
+fn condition_holds(condition: &Condition, existing: Option<&Item>) -> bool {
+    match condition {
+        Condition::None => true,
+        Condition::NotExists => existing.is_none(),
+        Condition::Exists => existing.is_some(),
+        Condition::VersionIs(version) => {
+            existing.and_then(|item| item.get(VERSION)).and_then(Value::as_i64) == Some(*version)
+        }
+    }
+}
+
+fn checked_key(item: &Item) -> Result<Key, StoreError> {
+    let key = Key::of(item)?;
+    check_key_part(&key.pk)?;
+    check_key_part(&key.sk)?;
+    for index in INDEXES {
+        let (pk_attribute, sk_attribute) = index_key_attributes(index);
+        for attribute in [pk_attribute, sk_attribute] {
+            if let Some(Value::S(part)) = item.get(&attribute) {
+                check_key_part(part)?;
+            }
+        }
+    }
+    Ok(key)
+}
+
+fn checked_encoding(item: &Item) -> Result<Vec<u8>, StoreError> {
+    let encoded = encode_item(item);
+    if encoded.len() > MAX_ITEM_BYTES {
+        return Err(invalid(format!("item is larger than {MAX_ITEM_BYTES} bytes")));
+    }
+    Ok(encoded)
+}
+
+fn index_definition(name: &str) -> Result<TableDefinition<'static, &'static [u8], ()>, StoreError> {
+    INDEXES
+        .iter()
+        .position(|index| *index == name)
+        .map(|position| INDEX_TABLES[position])
+        .ok_or_else(|| invalid(format!("no index named {name:?}")))
+}
+
+fn cursor_of(pk: &str, sk: &str, table_key: Key) -> Cursor {
+    Cursor {
+        pk: pk.to_owned(),
+        sk: sk.to_owned(),
+        table_key,
+    }
+}
+
+/// The key range of a partition's entries whose sort key may meet `condition`. Works for
+/// item keys (`pk 0 sk`) and index keys (`pk 0 sk 0 ...`) alike, because key parts hold no
+/// NUL: every key with sort key `v` lies in `[P v, P v 0x01)`.
+fn sort_key_bounds(pk: &str, condition: &SkCondition) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let partition = {
+        let mut prefix = pk.as_bytes().to_vec();
+        prefix.push(0);
+        prefix
+    };
+    let at = |value: &str| {
+        let mut bytes = partition.clone();
+        bytes.extend_from_slice(value.as_bytes());
+        bytes
+    };
+    let just_after = |value: &str| {
+        let mut bytes = at(value);
+        bytes.push(1);
+        bytes
+    };
+    let partition_end = {
+        let mut bytes = pk.as_bytes().to_vec();
+        bytes.push(1);
+        bytes
+    };
+    let lower = match condition {
+        SkCondition::Eq(v) | SkCondition::Ge(v) | SkCondition::BeginsWith(v) => {
+            Bound::Included(at(v))
+        }
+        SkCondition::Between(low, _) => Bound::Included(at(low)),
+        SkCondition::Gt(v) => Bound::Included(just_after(v)),
+        SkCondition::Any | SkCondition::Lt(_) | SkCondition::Le(_) => Bound::Included(at("")),
+    };
+    let upper = match condition {
+        SkCondition::Eq(v) | SkCondition::Le(v) => Bound::Excluded(just_after(v)),
+        SkCondition::Between(_, high) => Bound::Excluded(just_after(high)),
+        SkCondition::Lt(v) => Bound::Excluded(at(v)),
+        SkCondition::BeginsWith(prefix) => match prefix_successor(prefix.as_bytes()) {
+            Some(successor) => {
+                let mut bytes = at("");
+                bytes.extend_from_slice(&successor);
+                Bound::Excluded(bytes)
+            }
+            None => Bound::Excluded(partition_end),
+        },
+        SkCondition::Any | SkCondition::Gt(_) | SkCondition::Ge(_) => {
+            Bound::Excluded(partition_end)
+        }
+    };
+    (lower, upper)
+}
+
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut successor = prefix.to_vec();
+    while let Some(last) = successor.pop() {
+        if last < u8::MAX {
+            successor.push(last + 1);
+            return Some(successor);
+        }
+    }
+    None
+}
+
+fn max_lower(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match (&a, &b) {
+        (Bound::Unbounded, _) => b,
+        (_, Bound::Unbounded) => a,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+            if x > y || (x == y && matches!(a, Bound::Excluded(_))) {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+fn min_upper(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match (&a, &b) {
+        (Bound::Unbounded, _) => b,
+        (_, Bound::Unbounded) => a,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+            if x < y || (x == y && matches!(a, Bound::Excluded(_))) {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+fn bounds_empty(lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(x), Bound::Included(y)) => x > y,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Excluded(y))
+        | (Bound::Excluded(x), Bound::Included(y)) => x >= y,
+        _ => false,
+    }
+}
+
+fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(bytes) => Bound::Included(bytes.as_slice()),
+        Bound::Excluded(bytes) => Bound::Excluded(bytes.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> StoreError {
+    StoreError::InvalidRequest(message.into())
+}
+
+fn store_error(error: impl Into<redb::Error>) -> StoreError {
+    match error.into() {
+        redb::Error::Io(error) => StoreError::Unavailable(format!("storage IO: {error}")),
+        error => StoreError::Internal(error.to_string()),
+    }
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}

@@ -1,0 +1,215 @@
+//! Byte encodings: ordered keys and a compact item format.
+//!
+//! Keys: `pk 0x00 sk` for items, `index_pk 0x00 index_sk 0x00 pk 0x00 sk` for index
+//! entries. Key attributes may not hold NUL, so byte order of the encoding is (pk, sk)
+//! order and a partition is one contiguous range `[pk 0x00, pk 0x01)`.
+//! Items: a count, then (name, tagged value) pairs with u32 little-endian lengths.
+
+use ward_store::{Item, StoreError, Value};
+
+const TAG_S: u8 = 1;
+const TAG_N: u8 = 2;
+const TAG_B: u8 = 3;
+const TAG_TRUE: u8 = 4;
+const TAG_FALSE: u8 = 5;
+const TAG_NULL: u8 = 6;
+const TAG_L: u8 = 7;
+const TAG_M: u8 = 8;
+const MAX_DEPTH: usize = 32;
+
+/// Refuses key parts that would break the ordered encoding.
+pub fn check_key_part(part: &str) -> Result<(), StoreError> {
+    if part.as_bytes().contains(&0) {
+        return Err(StoreError::InvalidRequest(
+            "key attributes may not contain NUL".into(),
+        ));
+    }
+    if part.len() > 2048 {
+        return Err(StoreError::InvalidRequest(
+            "key attributes are at most 2048 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `p0 0x00 p1 0x00 ...` (no trailing separator).
+pub fn join_parts(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(part.as_bytes());
+    }
+    out
+}
+
+/// Splits an encoded key back into its parts.
+pub fn split_parts(bytes: &[u8]) -> Result<Vec<&str>, StoreError> {
+    bytes
+        .split(|b| *b == 0)
+        .map(|part| std::str::from_utf8(part).map_err(|_| corrupt("key is not UTF-8")))
+        .collect()
+}
+
+/// Encodes an item.
+pub fn encode_item(item: &Item) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    put_len(&mut out, item.len());
+    for (name, value) in item {
+        put_bytes(&mut out, name.as_bytes());
+        encode_value(&mut out, value);
+    }
+    out
+}
+
+/// Decodes an item written by [`encode_item`].
+pub fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let n_attributes = reader.len()?;
+    let mut item = Item::new();
+    for _ in 0..n_attributes {
+        let name = reader.string()?;
+        let value = reader.value(0)?;
+        item.insert(name, value);
+    }
+    if reader.at != bytes.len() {
+        return Err(corrupt("trailing bytes after item"));
+    }
+    Ok(item)
+}
+
+fn encode_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::S(text) => {
+            out.push(TAG_S);
+            put_bytes(out, text.as_bytes());
+        }
+        Value::N(text) => {
+            out.push(TAG_N);
+            put_bytes(out, text.as_bytes());
+        }
+        Value::B(bytes) => {
+            out.push(TAG_B);
+            put_bytes(out, bytes);
+        }
+        Value::Bool(true) => out.push(TAG_TRUE),
+        Value::Bool(false) => out.push(TAG_FALSE),
+        Value::Null => out.push(TAG_NULL),
+        Value::L(values) => {
+            out.push(TAG_L);
+            put_len(out, values.len());
+            for value in values {
+                encode_value(out, value);
+            }
+        }
+        Value::M(map) => {
+            out.push(TAG_M);
+            put_len(out, map.len());
+            for (name, value) in map {
+                put_bytes(out, name.as_bytes());
+                encode_value(out, value);
+            }
+        }
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("stored item is unreadable: {what}"))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self.at.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or_else(|| corrupt("truncated"))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn len(&mut self) -> Result<usize, StoreError> {
+        let raw = self.take(4)?;
+        Ok(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        let len = self.len()?;
+        let raw = self.take(len)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| corrupt("text is not UTF-8"))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, StoreError> {
+        if depth > MAX_DEPTH {
+            return Err(corrupt("nested too deeply"));
+        }
+        let tag = self.take(1)?[0];
+        Ok(match tag {
+            TAG_S => Value::S(self.string()?),
+            TAG_N => Value::N(self.string()?),
+            TAG_B => {
+                let len = self.len()?;
+                Value::B(self.take(len)?.to_vec())
+            }
+            TAG_TRUE => Value::Bool(true),
+            TAG_FALSE => Value::Bool(false),
+            TAG_NULL => Value::Null,
+            TAG_L => {
+                let n_values = self.len()?;
+                let mut values = Vec::with_capacity(n_values.min(1024));
+                for _ in 0..n_values {
+                    values.push(self.value(depth + 1)?);
+                }
+                Value::L(values)
+            }
+            TAG_M => {
+                let n_entries = self.len()?;
+                let mut map = std::collections::BTreeMap::new();
+                for _ in 0..n_entries {
+                    let name = self.string()?;
+                    map.insert(name, self.value(depth + 1)?);
+                }
+                Value::M(map)
+            }
+            _ => return Err(corrupt("unknown value tag")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_or_garbage_bytes_are_errors_not_panics() {
+        let mut item = Item::new();
+        item.insert("PK".into(), Value::s("a"));
+        item.insert("L".into(), Value::L(vec![Value::n(1), Value::Null]));
+        let bytes = encode_item(&item);
+        assert_eq!(decode_item(&bytes).unwrap(), item);
+        for cut in 0..bytes.len() {
+            assert!(decode_item(&bytes[..cut]).is_err());
+        }
+        assert!(decode_item(&[255, 255, 255, 255, 9]).is_err());
+    }
+
+    #[test]
+    fn partition_prefixes_do_not_interleave() {
+        let a = join_parts(&["P#1", "Z"]);
+        let b = join_parts(&["P#10", "A"]);
+        assert!(a < b);
+    }
+}
