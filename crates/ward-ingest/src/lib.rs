@@ -1,1 +1,18 @@
-//! placeholder
+//! Ward's ingest pipeline: streaming CSV validation, the upload state machine, the durable
+//! job queue and the worker.
+//!
+//! Owns: turning an uploaded object into records and a report, exactly once in effect.
+//! Deliberately does not: know HTTP, know which store, object store or queue it runs on
+//! (it sees `dyn Table`, `dyn ObjectStore`, `dyn JobQueue`), or log patient data (spans
+//! carry provider and upload ids only).
+
+pub mod queue;
+pub mod uploads;
+pub mod visit_csv;
+pub mod visit_items;
+pub mod worker;
+
+pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
+pub use uploads::{OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus};
+pub use visit_items::VisitRecord;
+pub use worker::{IngestContext, IngestSettings, ProcessError, StepOutcome, Worker, process_upload, replay_dead_job};

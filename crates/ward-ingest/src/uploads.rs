@@ -1,0 +1,286 @@
+//! Uploads: the state machine and its item in the table (the single source of truth for
+//! an upload's status), and the report every processed upload ends with.
+
+use serde::{Deserialize, Serialize};
+use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_store::{Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value};
+
+/// An upload's life: `Pending -> Received -> Processing -> Completed | Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadStatus {
+    /// A pre-signed URL was issued; no file yet.
+    Pending,
+    /// The file is being received through the signed URL.
+    Receiving,
+    /// The file is stored and its job queued.
+    Received,
+    /// A worker is processing the file.
+    Processing,
+    /// Every row has an outcome; the report is final.
+    Completed,
+    /// The file was unusable as a whole, or processing failed for good.
+    Failed,
+}
+
+impl UploadStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Receiving => "receiving",
+            Self::Received => "received",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Receiving,
+            Self::Received,
+            Self::Processing,
+            Self::Completed,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+
+    /// Whether the upload will not change any more (short of a replay).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+/// Counts of row outcomes; they add up to `rows`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeCounts {
+    /// Data rows read.
+    pub rows: u64,
+    /// New records written.
+    pub inserted: u64,
+    /// Rows whose record already existed with the same content.
+    pub duplicate: u64,
+    /// Rows whose key existed with different content (the stored record was kept).
+    pub conflict: u64,
+    /// Rows that failed validation.
+    pub rejected: u64,
+}
+
+/// One row that did not become a record, as shown in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowProblem {
+    /// The physical line where the CSV record starts.
+    pub line: u64,
+    /// `rejected` or `conflict`.
+    pub outcome: String,
+    /// The column at fault (`row` for the row as a whole).
+    pub column: String,
+    /// Why, in plain words.
+    pub reason: String,
+}
+
+/// What happened to an upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadReport {
+    /// Row outcome counts.
+    pub counts: OutcomeCounts,
+    /// Header columns Ward does not know (ignored).
+    pub unknown_columns: Vec<String>,
+    /// The first problems (at most [`UploadReport::MAX_PROBLEMS`]); the full list is the
+    /// errors CSV.
+    pub first_problems: Vec<RowProblem>,
+    /// Why the file failed as a whole, when it did.
+    pub failure: Option<String>,
+    /// Processing attempts it took (1 without retries).
+    pub attempts: u32,
+    /// Milliseconds spent in the attempt that finished.
+    pub duration_ms: u64,
+}
+
+impl UploadReport {
+    /// How many problems the report itself lists.
+    pub const MAX_PROBLEMS: usize = 20;
+}
+
+/// An upload as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    /// The tenant.
+    pub provider: ProviderId,
+    /// The upload's id.
+    pub id: UploadId,
+    /// Where it is in its life.
+    pub status: UploadStatus,
+    /// When the URL was issued.
+    pub created_at: UtcInstant,
+    /// When the URL stops working.
+    pub url_expires_at: UtcInstant,
+    /// Bytes received.
+    pub bytes: Option<u64>,
+    /// When processing finished.
+    pub finished_at: Option<UtcInstant>,
+    /// The final report (set when completed or failed).
+    pub report: Option<UploadReport>,
+    /// Optimistic-concurrency version.
+    pub version: i64,
+}
+
+impl Upload {
+    /// A new pending upload.
+    pub fn pending(provider: ProviderId, id: UploadId, created_at: UtcInstant, url_ttl_seconds: i64) -> Self {
+        Self {
+            provider,
+            id,
+            status: UploadStatus::Pending,
+            created_at,
+            url_expires_at: created_at.plus_seconds(url_ttl_seconds),
+            bytes: None,
+            finished_at: None,
+            report: None,
+            version: 0,
+        }
+    }
+
+    /// The table key.
+    pub fn key(provider: &ProviderId, id: &UploadId) -> Key {
+        Key::new(key_layout::uploads_pk(provider), key_layout::upload_sk(id))
+    }
+
+    /// Where the file is, given the status.
+    pub fn object_key(&self) -> String {
+        let stage = match self.status {
+            UploadStatus::Pending | UploadStatus::Receiving | UploadStatus::Received => {
+                ObjectStage::Uploaded
+            }
+            UploadStatus::Processing => ObjectStage::Processing,
+            UploadStatus::Completed => ObjectStage::Completed,
+            UploadStatus::Failed => ObjectStage::Failed,
+        };
+        key_layout::upload_object_key(&self.provider, stage, &self.id)
+    }
+
+    fn to_item(&self) -> Item {
+        let mut item = Item::new();
+        let key = Self::key(&self.provider, &self.id);
+        item.insert(PK.into(), Value::S(key.pk));
+        item.insert(SK.into(), Value::S(key.sk));
+        item.insert("entity".into(), Value::s("UPLOAD"));
+        item.insert("providerId".into(), Value::s(self.provider.as_str()));
+        item.insert("uploadId".into(), Value::s(self.id.as_str()));
+        item.insert("status".into(), Value::s(self.status.as_str()));
+        item.insert("createdAt".into(), Value::n(self.created_at.unix_millis()));
+        item.insert("urlExpiresAt".into(), Value::n(self.url_expires_at.unix_millis()));
+        if let Some(bytes) = self.bytes {
+            item.insert("bytes".into(), Value::n(bytes as i64));
+        }
+        if let Some(finished_at) = self.finished_at {
+            item.insert("finishedAt".into(), Value::n(finished_at.unix_millis()));
+        }
+        if let Some(report) = &self.report {
+            let json = serde_json::to_string(report).unwrap_or_default();
+            item.insert("report".into(), Value::S(json));
+        }
+        item.insert(VERSION.into(), Value::n(self.version));
+        item
+    }
+
+    fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let text = |name: &str| {
+            item.get(name)
+                .and_then(Value::as_s)
+                .ok_or_else(|| StoreError::Internal(format!("upload item lacks {name}")))
+        };
+        let millis = |name: &str| {
+            item.get(name)
+                .and_then(Value::as_i64)
+                .map(|ms| UtcInstant::from_unix_nanos(i128::from(ms) * 1_000_000))
+        };
+        let bad = |what: &str| StoreError::Internal(format!("upload item has a bad {what}"));
+        Ok(Self {
+            provider: ProviderId::parse(text("providerId")?).map_err(|_| bad("providerId"))?,
+            id: UploadId::parse(text("uploadId")?).map_err(|_| bad("uploadId"))?,
+            status: UploadStatus::parse(text("status")?).ok_or_else(|| bad("status"))?,
+            created_at: millis("createdAt").ok_or_else(|| bad("createdAt"))?,
+            url_expires_at: millis("urlExpiresAt").ok_or_else(|| bad("urlExpiresAt"))?,
+            bytes: item.get("bytes").and_then(Value::as_i64).map(|b| b as u64),
+            finished_at: millis("finishedAt"),
+            report: match item.get("report").and_then(Value::as_s) {
+                Some(json) => Some(serde_json::from_str(json).map_err(|_| bad("report"))?),
+                None => None,
+            },
+            version: item.get(VERSION).and_then(Value::as_i64).unwrap_or_default(),
+        })
+    }
+}
+
+/// Reads and writes upload items.
+#[derive(Clone)]
+pub struct UploadRepository {
+    table: std::sync::Arc<dyn Table>,
+}
+
+impl std::fmt::Debug for UploadRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadRepository").finish_non_exhaustive()
+    }
+}
+
+impl UploadRepository {
+    /// A repository over the table.
+    pub fn new(table: std::sync::Arc<dyn Table>) -> Self {
+        Self { table }
+    }
+
+    /// Stores a new upload; fails if the id is taken.
+    pub async fn create(&self, upload: &Upload) -> Result<(), StoreError> {
+        self.table.put(upload.to_item(), Condition::NotExists).await
+    }
+
+    /// The provider's upload with this id, if any.
+    pub async fn get(&self, provider: &ProviderId, id: &UploadId) -> Result<Option<Upload>, StoreError> {
+        let item = self.table.get(&Upload::key(provider, id)).await?;
+        item.as_ref().map(Upload::from_item).transpose()
+    }
+
+    /// Writes `next` if the stored version equals `expected_version`; `next` is stored
+    /// (and returned) with `expected_version + 1`.
+    pub async fn update(&self, mut next: Upload, expected_version: i64) -> Result<Upload, StoreError> {
+        next.version = expected_version + 1;
+        self.table
+            .put(next.to_item(), Condition::VersionIs(expected_version))
+            .await?;
+        Ok(next)
+    }
+
+    /// The provider's uploads, newest first.
+    pub async fn list(
+        &self,
+        provider: &ProviderId,
+        limit: usize,
+        cursor: Option<ward_store::Cursor>,
+    ) -> Result<(Vec<Upload>, Option<ward_store::Cursor>), StoreError> {
+        let page = self
+            .table
+            .query(Query {
+                index: None,
+                pk: key_layout::uploads_pk(provider),
+                sk: SkCondition::BeginsWith("UPLOAD#".into()),
+                order: Order::Reverse,
+                limit,
+                cursor,
+            })
+            .await?;
+        let uploads = page
+            .items
+            .iter()
+            .map(Upload::from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((uploads, page.next))
+    }
+}

@@ -1,0 +1,331 @@
+//! Streaming reader of visit CSV files: header matching, per-row validation, physical line
+//! numbers. Synchronous and allocation-light; memory stays bounded by one record.
+
+use std::io::Read;
+
+use ward_domain::visit::{FieldError, VisitFields, VisitRow, VisitRules, columns};
+
+/// Why a file is unusable as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// No header row (the file is empty or holds only blank lines).
+    #[error("the file is empty: a header row is required")]
+    Empty,
+    /// The bytes are not UTF-8 text.
+    #[error("the file is not UTF-8 text (line {line})")]
+    NotText {
+        /// Physical line of the first offending record.
+        line: u64,
+    },
+    /// Required columns are missing from the header.
+    #[error("the header is missing required columns: {}", missing.join(", "))]
+    MissingColumns {
+        /// The canonical names of the missing columns.
+        missing: Vec<&'static str>,
+    },
+    /// A column appears more than once in the header.
+    #[error("the header names column {column} more than once")]
+    DuplicateColumn {
+        /// The canonical name.
+        column: &'static str,
+    },
+    /// The CSV could not be read (an IO fault while streaming).
+    #[error("the file could not be read: {0}")]
+    Io(String),
+}
+
+/// What one data row came to.
+#[derive(Debug)]
+pub enum RowRead {
+    /// A valid visit.
+    Valid(VisitRow),
+    /// A row that failed validation.
+    Rejected(FieldError),
+}
+
+/// One data row with its physical start line.
+#[derive(Debug)]
+pub struct LineRow {
+    /// The physical line where the CSV record starts (the header is line 1).
+    pub line: u64,
+    /// The row's raw MRN and date-time cells (trimmed, possibly invalid), for error lists.
+    pub raw_mrn: String,
+    /// See `raw_mrn`.
+    pub raw_date_time: String,
+    /// The validation result.
+    pub read: RowRead,
+}
+
+/// Reads a visit CSV row by row.
+pub struct VisitCsvReader<R: Read> {
+    reader: csv::Reader<R>,
+    positions: ColumnPositions,
+    /// Header names that matched no known column, as written.
+    pub unknown_columns: Vec<String>,
+    record: csv::ByteRecord,
+    n_header_fields: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ColumnPositions {
+    mrn: usize,
+    date_time: usize,
+    first_name: usize,
+    last_name: usize,
+    doctors_notes: Option<usize>,
+}
+
+impl<R: Read> VisitCsvReader<R> {
+    /// Reads and checks the header.
+    pub fn new(input: R) -> Result<Self, FileError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(input);
+        let mut header = csv::ByteRecord::new();
+        let has_header = reader.read_byte_record(&mut header).map_err(csv_file_error)?;
+        if !has_header {
+            return Err(FileError::Empty);
+        }
+        let mut found: [Option<usize>; 5] = [None; 5];
+        let canonical = [
+            columns::MRN,
+            columns::DATE_TIME,
+            columns::FIRST_NAME,
+            columns::LAST_NAME,
+            columns::DOCTORS_NOTES,
+        ];
+        let mut unknown_columns = Vec::new();
+        for (position, raw) in header.iter().enumerate() {
+            let raw = std::str::from_utf8(raw).map_err(|_| FileError::NotText { line: 1 })?;
+            let raw = raw.trim_start_matches('\u{feff}');
+            if raw.contains('\0') {
+                return Err(FileError::NotText { line: 1 });
+            }
+            let normalized = normalize_column(raw);
+            match canonical
+                .iter()
+                .position(|name| normalize_column(name) == normalized)
+            {
+                Some(slot) if found[slot].is_some() => {
+                    return Err(FileError::DuplicateColumn {
+                        column: canonical[slot],
+                    });
+                }
+                Some(slot) => found[slot] = Some(position),
+                None => unknown_columns.push(raw.trim().to_owned()),
+            }
+        }
+        let missing: Vec<&'static str> = columns::REQUIRED
+            .iter()
+            .zip(found)
+            .filter(|(_, position)| position.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(FileError::MissingColumns { missing });
+        }
+        let positions = ColumnPositions {
+            mrn: found[0].unwrap_or_default(),
+            date_time: found[1].unwrap_or_default(),
+            first_name: found[2].unwrap_or_default(),
+            last_name: found[3].unwrap_or_default(),
+            doctors_notes: found[4],
+        };
+        Ok(Self {
+            reader,
+            positions,
+            unknown_columns,
+            record: csv::ByteRecord::new(),
+            n_header_fields: header.len(),
+        })
+    }
+
+    /// The next data row, `Ok(None)` at the end. A row that is not UTF-8 text is
+    /// rejected; a stream fault ends the file with [`FileError::Io`].
+    pub fn next_row(&mut self, rules: &VisitRules) -> Result<Option<LineRow>, FileError> {
+        if !self
+            .reader
+            .read_byte_record(&mut self.record)
+            .map_err(csv_file_error)?
+        {
+            return Ok(None);
+        }
+        let line = self.record.position().map_or(0, |p| p.line());
+        let record = &self.record;
+        let cell = |position: usize| -> Result<&str, FieldError> {
+            let bytes = record.get(position).unwrap_or_default();
+            std::str::from_utf8(bytes).map_err(|_| FieldError {
+                column: column_name(self.positions, position),
+                reason: "is not valid UTF-8 text".into(),
+            })
+        };
+        let raw = |position: usize| cell(position).unwrap_or_default().trim().to_owned();
+        let raw_mrn = raw(self.positions.mrn);
+        let raw_date_time = raw(self.positions.date_time);
+        if record.len() != self.n_header_fields {
+            let reason = format!(
+                "has {} fields but the header has {}",
+                record.len(),
+                self.n_header_fields
+            );
+            return Ok(Some(LineRow {
+                line,
+                raw_mrn,
+                raw_date_time,
+                read: RowRead::Rejected(FieldError {
+                    column: "row",
+                    reason,
+                }),
+            }));
+        }
+        let fields = (|| {
+            Ok::<_, FieldError>(VisitFields {
+                mrn: cell(self.positions.mrn)?,
+                date_time: cell(self.positions.date_time)?,
+                first_name: cell(self.positions.first_name)?,
+                last_name: cell(self.positions.last_name)?,
+                doctors_notes: match self.positions.doctors_notes {
+                    Some(position) => cell(position)?,
+                    None => "",
+                },
+            })
+        })();
+        let read = match fields.and_then(|fields| VisitRow::parse(fields, rules)) {
+            Ok(row) => RowRead::Valid(row),
+            Err(error) => RowRead::Rejected(error),
+        };
+        Ok(Some(LineRow {
+            line,
+            raw_mrn,
+            raw_date_time,
+            read,
+        }))
+    }
+}
+
+fn column_name(positions: ColumnPositions, position: usize) -> &'static str {
+    if position == positions.mrn {
+        columns::MRN
+    } else if position == positions.date_time {
+        columns::DATE_TIME
+    } else if position == positions.first_name {
+        columns::FIRST_NAME
+    } else if position == positions.last_name {
+        columns::LAST_NAME
+    } else {
+        columns::DOCTORS_NOTES
+    }
+}
+
+/// Lowercase, without `_`, `-` and spaces: `Medical Record Number` = `medical_record_number`.
+fn normalize_column(name: &str) -> String {
+    name.trim()
+        .chars()
+        .filter(|c| !matches!(c, '_' | ' ' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn csv_file_error(error: csv::Error) -> FileError {
+    match error.kind() {
+        csv::ErrorKind::Io(io) => FileError::Io(io.to_string()),
+        csv::ErrorKind::Utf8 { pos, .. } => FileError::NotText {
+            line: pos.as_ref().map_or(0, |p| p.line()),
+        },
+        _ => FileError::Io(error.to_string()),
+    }
+}
+
+/// Makes a cell safe to open in a spreadsheet: a value starting with `=`, `+`, `-`, `@`,
+/// tab or CR is prefixed with `'` so it is never evaluated as a formula.
+pub fn spreadsheet_safe(value: &str) -> String {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ward_domain::UtcInstant;
+
+    fn rules() -> VisitRules {
+        VisitRules::at(UtcInstant::parse_rfc3339("2026-01-01T00:00:00Z").unwrap())
+    }
+
+    fn read_all(text: &[u8]) -> Result<Vec<LineRow>, FileError> {
+        let mut reader = VisitCsvReader::new(text)?;
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row(&rules())? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    #[test]
+    fn quoted_newlines_keep_physical_start_lines() {
+        let text = "\u{feff}Medical Record Number,DATE_TIME,first name,Last_Name,doctors_notes,ward\r\n\
+            A1,2025-03-26T10:30:00-07:00,John,Doe,\"fever,\r\nmild\",x\r\n\
+            A2,2025-03-26T10:30:00Z,Jane,Roe,\"said \"\"hi\"\"\",y\r\n";
+        let rows = read_all(text.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[1].line, 4);
+        match &rows[0].read {
+            RowRead::Valid(row) => assert_eq!(row.doctors_notes, "fever,\r\nmild"),
+            other => panic!("{other:?}"),
+        }
+        let reader = VisitCsvReader::new(text.as_bytes()).unwrap();
+        assert_eq!(reader.unknown_columns, vec!["ward"]);
+    }
+
+    #[test]
+    fn file_level_failures_name_the_problem() {
+        assert_eq!(read_all(b"").unwrap_err(), FileError::Empty);
+        assert_eq!(
+            read_all(b"medical_record_number,first_name\n").unwrap_err(),
+            FileError::MissingColumns {
+                missing: vec!["date_time", "last_name"]
+            }
+        );
+        assert!(matches!(
+            read_all(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap_err(),
+            FileError::NotText { .. } | FileError::MissingColumns { .. }
+        ));
+        assert_eq!(
+            read_all(b"date_time,DateTime,medical_record_number,first_name,last_name\n")
+                .unwrap_err(),
+            FileError::DuplicateColumn { column: "date_time" }
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_line_and_column() {
+        let text = b"medical_record_number,date_time,first_name,last_name\n\
+            A1,2025-03-26T10:30:00Z,John\n\
+            A2,2025-03-26T10:30:00Z,\xff\xfe,Doe\n\
+            A#3,2025-03-26T10:30:00Z,John,Doe\n";
+        let rows = read_all(text).unwrap();
+        let rejected: Vec<(u64, &str)> = rows
+            .iter()
+            .map(|row| match &row.read {
+                RowRead::Rejected(error) => (row.line, error.column),
+                RowRead::Valid(_) => (row.line, "valid"),
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            vec![(2, "row"), (3, "first_name"), (4, "medical_record_number")]
+        );
+    }
+
+    #[test]
+    fn formulas_are_neutralised() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("-2+3"), "'-2+3");
+        assert_eq!(spreadsheet_safe("MRN1"), "MRN1");
+    }
+}

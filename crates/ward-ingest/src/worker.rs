@@ -1,0 +1,708 @@
+//! The worker: a step function (`process_next`) that tests call directly, and a thin loop
+//! around it. Processing a file is idempotent: a crash anywhere, then a retry, ends with
+//! the same records and the same report as a run without the crash, because
+//! (1) records are written only if absent, (2) a record found with this upload's id and
+//! line is counted as inserted (it was, by an earlier attempt), and (3) counts, error list
+//! and report are recomputed from the file on every attempt.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+use tracing::{info, instrument, warn};
+use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::time::ProviderTimeZone;
+use ward_domain::visit::{DEFAULT_MAX_NOTES_CHARS, VisitRules};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_store::{Item, PutOutcome, StoreError, Table, Value};
+
+use crate::queue::{Job, JobQueue, QueueError};
+use crate::uploads::{OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus};
+use crate::visit_csv::{FileError, RowRead, VisitCsvReader, spreadsheet_safe};
+use crate::visit_items::{RecordSource, visit_item};
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Rows per store write batch.
+    pub batch_rows: usize,
+    /// Attempts per job before it is dead-lettered (3 in all).
+    pub max_attempts: u32,
+    /// Delay before the first retry; each later one is 4x longer.
+    pub retry_base: Duration,
+    /// How long a worker holds a job before it must extend its lease.
+    pub lease: Duration,
+    /// The longest doctor's note.
+    pub max_notes_chars: usize,
+    /// Test hook: fail (as a transient fault) once, after this many rows were written.
+    pub fail_once_after_rows: Option<u64>,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            batch_rows: 4096,
+            max_attempts: 3,
+            retry_base: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            max_notes_chars: DEFAULT_MAX_NOTES_CHARS,
+            fail_once_after_rows: None,
+        }
+    }
+}
+
+/// Everything the pipeline works with. The composition root builds it from concrete
+/// adapters; nothing here knows which.
+pub struct IngestContext {
+    /// The record store.
+    pub table: Arc<dyn Table>,
+    /// Object storage.
+    pub objects: Arc<dyn ObjectStore>,
+    /// The job queue.
+    pub queue: Arc<dyn JobQueue>,
+    /// Upload items.
+    pub uploads: UploadRepository,
+    /// Tuning.
+    pub settings: IngestSettings,
+    /// Data rows read so far by this process (for progress displays).
+    pub progress_rows: AtomicU64,
+    /// Bytes of files read so far by this process (for progress displays).
+    pub progress_bytes: Arc<AtomicU64>,
+    fault_fired: AtomicBool,
+}
+
+impl std::fmt::Debug for IngestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestContext").finish_non_exhaustive()
+    }
+}
+
+impl IngestContext {
+    /// Builds a context.
+    pub fn new(
+        table: Arc<dyn Table>,
+        objects: Arc<dyn ObjectStore>,
+        queue: Arc<dyn JobQueue>,
+        settings: IngestSettings,
+    ) -> Self {
+        Self {
+            uploads: UploadRepository::new(Arc::clone(&table)),
+            table,
+            objects,
+            queue,
+            settings,
+            progress_rows: AtomicU64::new(0),
+            progress_bytes: Arc::new(AtomicU64::new(0)),
+            fault_fired: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Why processing an upload did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The record store failed.
+    #[error("record store: {0}")]
+    Store(#[from] StoreError),
+    /// Object storage failed.
+    #[error("object storage: {0}")]
+    Objects(#[from] object_store::Error),
+    /// The upload changed under us (another worker); retry.
+    #[error("the upload was changed concurrently")]
+    Concurrent,
+    /// A fault injected by a test.
+    #[error("injected fault after {0} rows")]
+    Injected(u64),
+    /// The file stream broke.
+    #[error("reading the file: {0}")]
+    Read(String),
+    /// A task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// What a step of the worker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The job finished (the upload is completed or failed as a whole).
+    Done(UploadStatus),
+    /// The attempt failed and the job will be retried.
+    Retrying {
+        /// The attempt that failed.
+        attempt: u32,
+    },
+    /// The job failed its last attempt and went to the dead-letter list.
+    DeadLettered,
+}
+
+/// Processes one upload to its end. Safe to call again after any failure.
+#[instrument(skip_all, fields(provider_id = %provider, upload_id = %upload_id))]
+pub async fn process_upload(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    upload_id: &UploadId,
+    attempt: u32,
+) -> Result<Upload, ProcessError> {
+    let Some(mut upload) = ctx.uploads.get(provider, upload_id).await? else {
+        return Err(ProcessError::Internal("the upload does not exist".into()));
+    };
+    if upload.status.is_final() {
+        return Ok(upload);
+    }
+    let started = Instant::now();
+    let uploaded = path(key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload_id));
+    let processing = path(key_layout::upload_object_key(provider, ObjectStage::Processing, upload_id));
+    if upload.status != UploadStatus::Processing {
+        let mut next = upload.clone();
+        next.status = UploadStatus::Processing;
+        upload = ctx
+            .uploads
+            .update(next, upload.version)
+            .await
+            .map_err(concurrent)?;
+    }
+    if !move_object(ctx.objects.as_ref(), &uploaded, &processing).await? {
+        let report = UploadReport {
+            failure: Some("the uploaded file is missing".into()),
+            attempts: attempt,
+            ..UploadReport::default()
+        };
+        return finish(ctx, upload, UploadStatus::Failed, report, None).await;
+    }
+    let zone = provider_time_zone(ctx, provider).await?;
+    let rules = VisitRules {
+        zone,
+        max_notes_chars: ctx.settings.max_notes_chars,
+        now: UtcInstant::now(),
+    };
+    let errors_path = path(key_layout::errors_object_key(provider, ObjectStage::Completed, upload_id));
+    let csv_file = key_layout::upload_object_key(provider, ObjectStage::Completed, upload_id);
+    let outcome = ingest_rows(ctx, provider, upload_id, &processing, &errors_path, &csv_file, rules).await?;
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(file_error) => {
+            let report = UploadReport {
+                failure: Some(file_error.to_string()),
+                attempts: attempt,
+                duration_ms: started.elapsed().as_millis() as u64,
+                ..UploadReport::default()
+            };
+            let failed = path(key_layout::upload_object_key(provider, ObjectStage::Failed, upload_id));
+            move_object(ctx.objects.as_ref(), &processing, &failed).await?;
+            return finish(ctx, upload, UploadStatus::Failed, report, Some(ObjectStage::Failed)).await;
+        }
+    };
+    report.attempts = attempt;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    let completed = path(csv_file);
+    move_object(ctx.objects.as_ref(), &processing, &completed).await?;
+    finish(ctx, upload, UploadStatus::Completed, report, Some(ObjectStage::Completed)).await
+}
+
+/// Marks an upload as failed for good (its job was dead-lettered).
+pub async fn mark_dead_lettered(ctx: &IngestContext, provider: &ProviderId, upload_id: &UploadId, reason: &str) -> Result<(), ProcessError> {
+    let Some(upload) = ctx.uploads.get(provider, upload_id).await? else {
+        return Ok(());
+    };
+    let report = UploadReport {
+        failure: Some(format!(
+            "processing failed {} times ({reason}); the job is in the dead-letter queue",
+            ctx.settings.max_attempts
+        )),
+        attempts: ctx.settings.max_attempts,
+        ..UploadReport::default()
+    };
+    finish(ctx, upload, UploadStatus::Failed, report, None).await.map(|_| ())
+}
+
+/// Puts a dead-lettered job back in the queue, and its upload back to `received`.
+pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job>, ProcessError> {
+    let job = ctx.queue.replay(id).await.map_err(queue_error)?;
+    if let Some(Job::CsvUpload { provider, upload }) = &job
+        && let (Ok(provider), Ok(upload_id)) = (ProviderId::parse(provider), UploadId::parse(upload))
+        && let Some(stored) = ctx.uploads.get(&provider, &upload_id).await?
+        && stored.status == UploadStatus::Failed
+    {
+        let mut next = stored.clone();
+        next.status = UploadStatus::Processing;
+        next.report = None;
+        next.finished_at = None;
+        ctx.uploads.update(next, stored.version).await.map_err(concurrent)?;
+    }
+    Ok(job)
+}
+
+/// The step function and its loop.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    ctx: Arc<IngestContext>,
+}
+
+impl Worker {
+    /// A worker over the context.
+    pub fn new(ctx: Arc<IngestContext>) -> Self {
+        Self { ctx }
+    }
+
+    /// Leases and runs one job; `None` when no job is visible.
+    pub async fn process_next(&self) -> Result<Option<StepOutcome>, QueueError> {
+        let settings = &self.ctx.settings;
+        let Some(mut delivery) = self.ctx.queue.receive(settings.lease).await? else {
+            return Ok(None);
+        };
+        let job = delivery.job.clone();
+        let attempt = delivery.attempt;
+        let result = {
+            let work = self.run_job(&job, attempt);
+            tokio::pin!(work);
+            let mut heartbeat = tokio::time::interval(settings.lease / 3);
+            heartbeat.tick().await;
+            loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    _ = heartbeat.tick() => {
+                        self.ctx.queue.extend(&mut delivery, settings.lease).await?;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(status) => {
+                self.ctx.queue.complete(&delivery).await?;
+                Ok(Some(StepOutcome::Done(status)))
+            }
+            Err(error) if attempt < settings.max_attempts => {
+                let delay = settings.retry_base * 4u32.pow(attempt.saturating_sub(1));
+                warn!(job_id = %job.id(), attempt, error = %error, "job failed; will retry");
+                self.ctx.queue.retry(&delivery, delay, &error.to_string()).await?;
+                Ok(Some(StepOutcome::Retrying { attempt }))
+            }
+            Err(error) => {
+                warn!(job_id = %job.id(), attempt, error = %error, "job failed for good; dead-lettered");
+                let reason = error.to_string();
+                self.ctx.queue.dead_letter(&delivery, &reason).await?;
+                let Job::CsvUpload { provider, upload } = &job;
+                if let (Ok(provider), Ok(upload)) = (ProviderId::parse(provider), UploadId::parse(upload))
+                    && let Err(error) = mark_dead_lettered(&self.ctx, &provider, &upload, &reason).await
+                {
+                    warn!(error = %error, "could not mark the upload failed");
+                }
+                Ok(Some(StepOutcome::DeadLettered))
+            }
+        }
+    }
+
+    /// Runs jobs until `shutdown` resolves; finishes the job in hand first.
+    pub async fn run(&self, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.process_next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(error) => warn!(error = %error, "worker could not reach the queue"),
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn run_job(&self, job: &Job, attempt: u32) -> Result<UploadStatus, ProcessError> {
+        match job {
+            Job::CsvUpload { provider, upload } => {
+                let provider = ProviderId::parse(provider)
+                    .map_err(|_| ProcessError::Internal("job names an invalid provider".into()))?;
+                let upload = UploadId::parse(upload)
+                    .map_err(|_| ProcessError::Internal("job names an invalid upload".into()))?;
+                let done = process_upload(&self.ctx, &provider, &upload, attempt).await?;
+                Ok(done.status)
+            }
+        }
+    }
+}
+
+enum ParsedRow {
+    Valid { item: Item, line: u64, hash: String, raw_mrn: String, raw_date_time: String },
+    Rejected { problem: RowProblem, raw_mrn: String, raw_date_time: String },
+}
+
+struct ParsedBatch {
+    rows: Vec<ParsedRow>,
+    n_rows: u64,
+}
+
+enum ParserMessage {
+    Header { unknown_columns: Vec<String> },
+    Batch(ParsedBatch),
+    FileFailed(FileError),
+}
+
+/// Streams the file through the parser (a blocking thread) and writes batches (this task).
+async fn ingest_rows(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    upload_id: &UploadId,
+    processing: &ObjectPath,
+    errors_path: &ObjectPath,
+    csv_file: &str,
+    rules: VisitRules,
+) -> Result<Result<UploadReport, FileError>, ProcessError> {
+    let stream = ctx
+        .objects
+        .get(processing)
+        .await?
+        .into_stream()
+        .map_err(std::io::Error::other);
+    let progress_bytes = Arc::clone(&ctx.progress_bytes);
+    let counted = stream.inspect_ok(move |bytes| {
+        progress_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    });
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(counted));
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<ParserMessage>(4);
+    let processed_at = UtcInstant::now().rfc3339_seconds();
+    let source_provider = provider.clone();
+    let source_upload = upload_id.clone();
+    let source_file = csv_file.to_owned();
+    let batch_rows = ctx.settings.batch_rows;
+    let parser = tokio::task::spawn_blocking(move || {
+        let source = RecordSource {
+            provider: &source_provider,
+            upload: &source_upload,
+            csv_file: &source_file,
+            processed_at: &processed_at,
+        };
+        parse_file(reader, &rules, &source, batch_rows, &sender);
+    });
+
+    let mut report = UploadReport::default();
+    let mut errors = ErrorsFile::new(ctx.objects.clone(), errors_path.clone());
+    let mut file_error = None;
+    while let Some(message) = receiver.recv().await {
+        match message {
+            ParserMessage::Header { unknown_columns } => report.unknown_columns = unknown_columns,
+            ParserMessage::FileFailed(error) => file_error = Some(error),
+            ParserMessage::Batch(batch) => {
+                if let Err(error) = write_batch(ctx, upload_id, batch, &mut report, &mut errors).await {
+                    drop(receiver);
+                    errors.abort().await;
+                    let _ = parser.await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+    parser.await.map_err(|e| ProcessError::Internal(format!("parser task: {e}")))?;
+    match file_error {
+        Some(FileError::Io(message)) => {
+            errors.abort().await;
+            Err(ProcessError::Read(message))
+        }
+        Some(error) => {
+            errors.abort().await;
+            Ok(Err(error))
+        }
+        None => {
+            errors.finish().await?;
+            Ok(Ok(report))
+        }
+    }
+}
+
+fn parse_file<R: std::io::Read>(
+    input: R,
+    rules: &VisitRules,
+    source: &RecordSource<'_>,
+    batch_rows: usize,
+    sender: &tokio::sync::mpsc::Sender<ParserMessage>,
+) {
+    let mut reader = match VisitCsvReader::new(input) {
+        Ok(reader) => reader,
+        Err(error) => {
+            let _ = sender.blocking_send(ParserMessage::FileFailed(error));
+            return;
+        }
+    };
+    let unknown_columns = std::mem::take(&mut reader.unknown_columns);
+    if sender.blocking_send(ParserMessage::Header { unknown_columns }).is_err() {
+        return;
+    }
+    let mut batch = ParsedBatch { rows: Vec::with_capacity(batch_rows), n_rows: 0 };
+    loop {
+        match reader.next_row(rules) {
+            Ok(Some(row)) => {
+                batch.n_rows += 1;
+                batch.rows.push(match row.read {
+                    RowRead::Valid(visit) => {
+                        let hash = visit.content_hash();
+                        ParsedRow::Valid {
+                            item: visit_item(&visit, row.line, hash.clone(), source),
+                            line: row.line,
+                            hash,
+                            raw_mrn: row.raw_mrn,
+                            raw_date_time: row.raw_date_time,
+                        }
+                    }
+                    RowRead::Rejected(error) => ParsedRow::Rejected {
+                        problem: RowProblem {
+                            line: row.line,
+                            outcome: "rejected".into(),
+                            column: error.column.to_owned(),
+                            reason: error.reason,
+                        },
+                        raw_mrn: row.raw_mrn,
+                        raw_date_time: row.raw_date_time,
+                    },
+                });
+                if batch.rows.len() >= batch_rows {
+                    let full = std::mem::replace(
+                        &mut batch,
+                        ParsedBatch { rows: Vec::with_capacity(batch_rows), n_rows: 0 },
+                    );
+                    if sender.blocking_send(ParserMessage::Batch(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                let _ = sender.blocking_send(ParserMessage::Batch(batch));
+                let _ = sender.blocking_send(ParserMessage::FileFailed(error));
+                return;
+            }
+        }
+    }
+    let _ = sender.blocking_send(ParserMessage::Batch(batch));
+}
+
+async fn write_batch(
+    ctx: &IngestContext,
+    upload_id: &UploadId,
+    batch: ParsedBatch,
+    report: &mut UploadReport,
+    errors: &mut ErrorsFile,
+) -> Result<(), ProcessError> {
+    let mut items = Vec::with_capacity(batch.rows.len());
+    let mut rows = Vec::with_capacity(batch.rows.len());
+    let mut problems = Vec::new();
+    for row in batch.rows {
+        match row {
+            ParsedRow::Valid { item, line, hash, raw_mrn, raw_date_time } => {
+                items.push(item);
+                rows.push((line, hash, raw_mrn, raw_date_time));
+            }
+            ParsedRow::Rejected { problem, raw_mrn, raw_date_time } => {
+                report.counts.rejected += 1;
+                problems.push((problem, raw_mrn, raw_date_time));
+            }
+        }
+    }
+    let outcomes = ctx.table.put_many_if_absent(items).await?;
+    let mut outcomes = outcomes.into_iter();
+    for (line, hash, raw_mrn, raw_date_time) in rows {
+        let outcome = outcomes
+            .next()
+            .ok_or_else(|| ProcessError::Internal("store returned too few outcomes".into()))?;
+        match outcome {
+            PutOutcome::Written => report.counts.inserted += 1,
+            PutOutcome::Exists(existing) => {
+                let text = |name: &str| existing.get(name).and_then(Value::as_s).unwrap_or_default().to_owned();
+                let same_source = text("uploadId") == upload_id.as_str()
+                    && existing.get("sourceLine").and_then(Value::as_i64) == Some(line as i64);
+                if same_source {
+                    report.counts.inserted += 1;
+                } else if text("contentHash") == hash {
+                    report.counts.duplicate += 1;
+                } else {
+                    report.counts.conflict += 1;
+                    let problem = RowProblem {
+                        line,
+                        outcome: "conflict".into(),
+                        column: "row".into(),
+                        reason: format!(
+                            "a different record for this patient and time already exists (from {} line {}); the stored record was kept",
+                            text("csvFile"),
+                            existing.get("sourceLine").and_then(Value::as_i64).unwrap_or_default()
+                        ),
+                    };
+                    problems.push((problem, raw_mrn, raw_date_time));
+                }
+            }
+        }
+    }
+    // Rejected rows and conflicts, in line order, in the error list and the report.
+    problems.sort_by_key(|(problem, _, _)| problem.line);
+    for (problem, raw_mrn, raw_date_time) in problems {
+        errors.push(&problem, &raw_mrn, &raw_date_time);
+        if report.first_problems.len() < UploadReport::MAX_PROBLEMS {
+            report.first_problems.push(problem);
+        }
+    }
+    errors.flush().await?;
+    report.counts.rows += batch.n_rows;
+    let rows_so_far = ctx.progress_rows.fetch_add(batch.n_rows, Ordering::Relaxed) + batch.n_rows;
+    if let Some(limit) = ctx.settings.fail_once_after_rows
+        && report.counts.rows >= limit
+        && !ctx.fault_fired.swap(true, Ordering::SeqCst)
+    {
+        return Err(ProcessError::Injected(rows_so_far));
+    }
+    Ok(())
+}
+
+/// The full list of rows that did not become records, streamed to object storage.
+struct ErrorsFile {
+    writer: Option<object_store::buffered::BufWriter>,
+    objects: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    pending: Vec<u8>,
+}
+
+impl ErrorsFile {
+    const HEADER: &'static [u8] = b"line,outcome,column,reason,medical_record_number,date_time\n";
+
+    fn new(objects: Arc<dyn ObjectStore>, path: ObjectPath) -> Self {
+        Self { writer: None, objects, path, pending: Vec::new() }
+    }
+
+    fn push(&mut self, problem: &RowProblem, raw_mrn: &str, raw_date_time: &str) {
+        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        let line = problem.line.to_string();
+        let fields = [
+            line.as_str(),
+            &problem.outcome,
+            &problem.column,
+            &spreadsheet_safe(&problem.reason),
+            &spreadsheet_safe(raw_mrn),
+            &spreadsheet_safe(raw_date_time),
+        ];
+        if writer.write_record(fields).is_ok()
+            && let Ok(bytes) = writer.into_inner()
+        {
+            self.pending.extend_from_slice(&bytes);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let mut writer =
+                    object_store::buffered::BufWriter::new(self.objects.clone(), self.path.clone());
+                writer
+                    .write_all(Self::HEADER)
+                    .await
+                    .map_err(|e| ProcessError::Read(format!("writing the error list: {e}")))?;
+                self.writer.insert(writer)
+            }
+        };
+        writer
+            .write_all(&self.pending)
+            .await
+            .map_err(|e| ProcessError::Read(format!("writing the error list: {e}")))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<(), ProcessError> {
+        self.flush().await?;
+        match self.writer.take() {
+            Some(mut writer) => writer
+                .shutdown()
+                .await
+                .map_err(|e| ProcessError::Read(format!("writing the error list: {e}"))),
+            None => {
+                // No problems: an error list with just the header, so the download exists.
+                self.objects.put(&self.path, Self::HEADER.to_vec().into()).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn abort(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = writer.abort().await;
+        }
+    }
+}
+
+async fn finish(
+    ctx: &IngestContext,
+    upload: Upload,
+    status: UploadStatus,
+    report: UploadReport,
+    report_stage: Option<ObjectStage>,
+) -> Result<Upload, ProcessError> {
+    if let Some(stage) = report_stage {
+        let report_path = path(key_layout::report_object_key(&upload.provider, stage, &upload.id));
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| ProcessError::Internal(e.to_string()))?;
+        ctx.objects.put(&report_path, json.into()).await?;
+    }
+    let OutcomeCounts { rows, inserted, duplicate, conflict, rejected } = report.counts.clone();
+    info!(status = status.as_str(), rows, inserted, duplicate, conflict, rejected, "upload finished");
+    let mut next = upload.clone();
+    next.status = status;
+    next.finished_at = Some(UtcInstant::now());
+    next.report = Some(report);
+    ctx.uploads.update(next, upload.version).await.map_err(concurrent)
+}
+
+/// Moves an object (copy, then delete). Returns `false` if neither the source nor the
+/// destination exists. A crash between copy and delete is harmless: the next attempt
+/// finds the destination and finishes the delete.
+pub async fn move_object(objects: &dyn ObjectStore, from: &ObjectPath, to: &ObjectPath) -> Result<bool, ProcessError> {
+    match objects.copy(from, to).await {
+        Ok(()) => {}
+        Err(object_store::Error::NotFound { .. }) => {
+            return match objects.head(to).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(error) => Err(error.into()),
+            };
+        }
+        Err(error) => return Err(error.into()),
+    }
+    match objects.delete(from).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn provider_time_zone(ctx: &IngestContext, provider: &ProviderId) -> Result<Option<ProviderTimeZone>, ProcessError> {
+    let key = ward_store::Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
+    let item = ctx.table.get(&key).await?;
+    let zone = item
+        .as_ref()
+        .and_then(|item| item.get("timeZone"))
+        .and_then(Value::as_s)
+        .and_then(|name| ProviderTimeZone::parse(name).ok());
+    Ok(zone)
+}
+
+fn path(key: String) -> ObjectPath {
+    ObjectPath::from(key)
+}
+
+fn concurrent(error: StoreError) -> ProcessError {
+    match error {
+        StoreError::ConditionFailed { .. } => ProcessError::Concurrent,
+        error => error.into(),
+    }
+}
+
+fn queue_error(error: QueueError) -> ProcessError {
+    match error {
+        QueueError::Store(error) => ProcessError::Store(error),
+        error => ProcessError::Internal(error.to_string()),
+    }
+}
