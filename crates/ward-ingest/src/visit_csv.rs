@@ -1,6 +1,7 @@
 //! Streaming reader of visit CSV files: header matching, per-row validation, physical line
 //! numbers. Synchronous and allocation-light; memory stays bounded by one record.
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use ward_domain::visit::{FieldError, VisitFields, VisitRow, VisitRules, columns};
@@ -58,7 +59,7 @@ pub struct LineRow {
 
 /// Reads a visit CSV row by row.
 pub struct VisitCsvReader<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineTracking<R>>,
     positions: ColumnPositions,
     /// Header names that matched no known column, as written.
     pub unknown_columns: Vec<String>,
@@ -82,7 +83,7 @@ impl<R: Read> VisitCsvReader<R> {
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(256 * 1024)
-            .from_reader(input);
+            .from_reader(LineTracking::new(input));
         let mut header = csv::ByteRecord::new();
         let has_header = reader.read_byte_record(&mut header).map_err(csv_file_error)?;
         if !has_header {
@@ -152,7 +153,8 @@ impl<R: Read> VisitCsvReader<R> {
         {
             return Ok(None);
         }
-        let line = self.record.position().map_or(0, |p| p.line());
+        let reported = self.record.position().map_or(0, |p| p.byte());
+        let line = self.reader.get_mut().line_at(reported);
         let record = &self.record;
         let cell = |position: usize| -> Result<&str, FieldError> {
             let bytes = record.get(position).unwrap_or_default();
@@ -202,6 +204,60 @@ impl<R: Read> VisitCsvReader<R> {
             raw_date_time,
             read,
         }))
+    }
+}
+
+/// Counts physical lines. The csv crate reports a record's position where the previous
+/// record's content ended (before its terminator and any blank lines), so the start line is
+/// that position's line plus the line breaks that immediately follow it.
+struct LineTracking<R> {
+    inner: R,
+    offset: u64,
+    /// Offsets of CR and LF bytes not yet passed, and whether each is an LF.
+    breaks: VecDeque<(u64, bool)>,
+    lf_before_breaks: u64,
+}
+
+impl<R: Read> LineTracking<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            offset: 0,
+            breaks: VecDeque::new(),
+            lf_before_breaks: 0,
+        }
+    }
+
+    /// The 1-based physical line of the first content byte at or after `position`.
+    fn line_at(&mut self, position: u64) -> u64 {
+        while let Some(&(offset, is_lf)) = self.breaks.front() {
+            if offset >= position {
+                break;
+            }
+            self.lf_before_breaks += u64::from(is_lf);
+            self.breaks.pop_front();
+        }
+        let mut expected = position;
+        let mut gap_lf = 0;
+        for &(offset, is_lf) in &self.breaks {
+            if offset != expected {
+                break;
+            }
+            gap_lf += u64::from(is_lf);
+            expected += 1;
+        }
+        1 + self.lf_before_breaks + gap_lf
+    }
+}
+
+impl<R: Read> Read for LineTracking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for at in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
+            self.breaks.push_back((self.offset + at as u64, buf[at] == b'\n'));
+        }
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -271,7 +327,7 @@ mod tests {
             A1,2025-03-26T10:30:00-07:00,John,Doe,\"fever,\r\nmild\",x\r\n\
             A2,2025-03-26T10:30:00Z,Jane,Roe,\"said \"\"hi\"\"\",y\r\n";
         let rows = read_all(text.as_bytes()).unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!(rows[0].line, 2);
         assert_eq!(rows[1].line, 4);
         match &rows[0].read {
@@ -280,6 +336,15 @@ mod tests {
         }
         let reader = VisitCsvReader::new(text.as_bytes()).unwrap();
         assert_eq!(reader.unknown_columns, vec!["ward"]);
+    }
+
+    #[test]
+    fn blank_lines_and_lf_endings_keep_physical_lines() {
+        let text = "medical_record_number,date_time,first_name,last_name\n\n\
+            A1,2025-03-26T10:30:00Z,John,Doe\n\n\n\
+            A2,bad,Jane,Roe\n";
+        let rows = read_all(text.as_bytes()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![3, 6]);
     }
 
     #[test]
