@@ -1,1 +1,178 @@
-//! placeholder
+//! Ward's HTTP API: the axum router, authentication, RFC 9457 errors, the OpenAPI document.
+//!
+//! Owns: turning HTTP requests into calls on the ingest pipeline and the table, and
+//! answers into JSON. Deliberately does not: know which store or object store is behind
+//! the ports (it never names redb or the AWS SDK), or log URIs (they can carry MRNs): logs
+//! name the matched route template only.
+
+mod admin;
+pub mod auth;
+pub mod problem;
+mod records;
+pub mod signing;
+mod uploads;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use ward_ingest::IngestContext;
+use ward_store::Table;
+
+pub use problem::ApiError;
+pub use signing::UploadSigner;
+
+/// The OpenAPI document served at `/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Every route: method and path template, as in the OpenAPI document.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("post", "/v1/uploads"),
+    ("get", "/v1/uploads"),
+    ("get", "/v1/uploads/{uploadId}"),
+    ("get", "/v1/uploads/{uploadId}/errors.csv"),
+    ("get", "/v1/uploads/{uploadId}/records"),
+    ("put", "/v1/upload-objects/{providerId}/{uploadId}"),
+    ("get", "/v1/patients/{mrn}/records"),
+    ("post", "/v1/admin/providers"),
+    ("post", "/v1/admin/providers/{providerId}/keys"),
+    ("get", "/v1/admin/dlq"),
+    ("post", "/v1/admin/dlq/{jobId}/replay"),
+];
+
+/// Settings the API needs.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The base URL clients reach the server at (for upload URLs), e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// How long an upload URL stays valid.
+    pub upload_url_ttl_seconds: i64,
+    /// The largest file accepted, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            upload_url_ttl_seconds: 15 * 60,
+            max_upload_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of all routes.
+#[derive(Clone)]
+pub struct AppState {
+    /// The pipeline (table, objects, queue).
+    pub ctx: Arc<IngestContext>,
+    /// The table (same as `ctx.table`).
+    pub table: Arc<dyn Table>,
+    /// Signs upload URLs.
+    pub signer: UploadSigner,
+    /// SHA-256 hex of the operator key.
+    pub operator_key_hash: String,
+    /// Settings.
+    pub settings: Arc<ApiSettings>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Prometheus counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests_2xx: AtomicU64,
+    requests_4xx: AtomicU64,
+    requests_5xx: AtomicU64,
+    uploads_received: AtomicU64,
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/uploads", post(uploads::create).get(uploads::list))
+        .route("/v1/uploads/{upload_id}", get(uploads::show))
+        .route("/v1/uploads/{upload_id}/errors.csv", get(uploads::errors_csv))
+        .route("/v1/uploads/{upload_id}/records", get(records::by_upload))
+        .route("/v1/upload-objects/{provider_id}/{upload_id}", put(uploads::receive))
+        .route("/v1/patients/{mrn}/records", get(records::by_patient))
+        .route("/v1/admin/providers", post(admin::create_provider))
+        .route("/v1/admin/providers/{provider_id}/keys", post(admin::rotate_key))
+        .route("/v1/admin/dlq", get(admin::list_dead))
+        .route("/v1/admin/dlq/{job_id}/replay", post(admin::replay))
+        .fallback(|| async { ApiError::NotFound("the route") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status();
+    let counter = match status.as_u16() {
+        200..=399 => &state.metrics.requests_2xx,
+        400..=499 => &state.metrics.requests_4xx,
+        _ => &state.metrics.requests_5xx,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if status == axum::http::StatusCode::NOT_FOUND || status == axum::http::StatusCode::FORBIDDEN {
+        tracing::warn!(%method, route, status = status.as_u16(), "request refused");
+    } else {
+        tracing::info!(%method, route, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    }
+    response
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let probe = ward_store::Key::new("PLATFORM#READY", "PROBE");
+    match state.table.get(&probe).await {
+        Ok(_) => "ready".into_response(),
+        Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    let m = &state.metrics;
+    format!(
+        "# TYPE ward_http_requests_total counter\n\
+         ward_http_requests_total{{class=\"2xx\"}} {}\n\
+         ward_http_requests_total{{class=\"4xx\"}} {}\n\
+         ward_http_requests_total{{class=\"5xx\"}} {}\n\
+         # TYPE ward_uploads_received_total counter\n\
+         ward_uploads_received_total {}\n\
+         # TYPE ward_ingest_rows_total counter\n\
+         ward_ingest_rows_total {}\n",
+        m.requests_2xx.load(Ordering::Relaxed),
+        m.requests_4xx.load(Ordering::Relaxed),
+        m.requests_5xx.load(Ordering::Relaxed),
+        m.uploads_received.load(Ordering::Relaxed),
+        state.ctx.progress_rows.load(Ordering::Relaxed),
+    )
+}
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}

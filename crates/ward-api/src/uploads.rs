@@ -1,0 +1,251 @@
+//! Upload routes: ask for a URL, send the file through it, follow its status and report.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+use tokio::io::AsyncWriteExt;
+use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_ingest::{Job, Upload, UploadStatus};
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// The JSON view of an upload.
+pub fn upload_view(upload: &Upload) -> Json_ {
+    json!({
+        "uploadId": upload.id.as_str(),
+        "status": upload.status.as_str(),
+        "createdAt": upload.created_at.rfc3339_seconds(),
+        "urlExpiresAt": upload.url_expires_at.rfc3339_seconds(),
+        "bytes": upload.bytes,
+        "finishedAt": upload.finished_at.map(|t| t.rfc3339_seconds()),
+        "file": upload.object_key(),
+        "report": upload.report,
+    })
+}
+
+pub(crate) fn parse_upload_id(text: &str) -> Result<UploadId, ApiError> {
+    // An id that cannot exist is simply not found (as for another provider's id).
+    UploadId::parse(text).map_err(|_| ApiError::NotFound("the upload"))
+}
+
+pub(crate) async fn load(state: &AppState, provider: &ProviderId, id: &str) -> Result<Upload, ApiError> {
+    let id = parse_upload_id(id)?;
+    state
+        .ctx
+        .uploads
+        .get(provider, &id)
+        .await?
+        .ok_or(ApiError::NotFound("the upload"))
+}
+
+pub(crate) async fn create(State(state): State<AppState>, Caller(provider): Caller) -> Result<Response, ApiError> {
+    let now = UtcInstant::now();
+    let id = UploadId::new(now, rand::random());
+    let upload = Upload::pending(provider.clone(), id.clone(), now, state.settings.upload_url_ttl_seconds);
+    state.ctx.uploads.create(&upload).await?;
+    let object_key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id);
+    let expires = upload.url_expires_at.unix_seconds();
+    let signature = state.signer.sign("PUT", &object_key, expires);
+    let url = format!(
+        "{}/v1/upload-objects/{provider}/{id}?expires={expires}&signature={signature}",
+        state.settings.public_url.trim_end_matches('/')
+    );
+    tracing::info!(provider_id = %provider, upload_id = %id, "upload URL issued");
+    let body = json!({
+        "uploadId": id.as_str(),
+        "url": url,
+        "method": "PUT",
+        "headers": { "content-type": "text/csv" },
+        "expiresAt": upload.url_expires_at.rfc3339_seconds(),
+        "maxBytes": state.settings.max_upload_bytes,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub(crate) fn limit_of(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        limit @ 1..=1000 => Ok(limit),
+        _ => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+    }
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let limit = limit_of(params.limit, 50)?;
+    let cursor = params
+        .cursor
+        .map(|token| ward_store::Cursor::decode(&token))
+        .transpose()
+        .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))?;
+    let (uploads, next) = state.ctx.uploads.list(&provider, limit, cursor).await?;
+    Ok(Json(json!({
+        "uploads": uploads.iter().map(upload_view).collect::<Vec<_>>(),
+        "nextCursor": next.map(|c| c.encode()),
+    })))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    Path(upload_id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    let upload = load(&state, &provider, &upload_id).await?;
+    Ok(Json(upload_view(&upload)))
+}
+
+pub(crate) async fn errors_csv(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    Path(upload_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let upload = load(&state, &provider, &upload_id).await?;
+    if upload.status != UploadStatus::Completed {
+        return Err(ApiError::NotReady("the error list exists once the upload is completed"));
+    }
+    let path = ObjectPath::from(key_layout::errors_object_key(&provider, ObjectStage::Completed, &upload.id));
+    let stream = state.ctx.objects.get(&path).await?.into_stream();
+    let disposition = format!("attachment; filename=\"{}.errors.csv\"", upload.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SignedParams {
+    expires: Option<String>,
+    signature: Option<String>,
+}
+
+/// The signed PUT endpoint: the signature is the credential. Checks signature, expiry,
+/// method (by route) and key before a byte is written; writes create-only; enforces the
+/// size limit while streaming and keeps nothing of a refused body.
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    Path((provider_id, upload_id)): Path<(String, String)>,
+    Query(params): Query<SignedParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (Some(expires), Some(signature)) = (params.expires, params.signature) else {
+        return Err(ApiError::BadSignature);
+    };
+    let expires: i64 = expires.parse().map_err(|_| ApiError::BadSignature)?;
+    let provider = ProviderId::parse(&provider_id).map_err(|_| ApiError::BadSignature)?;
+    let id = UploadId::parse(&upload_id).map_err(|_| ApiError::BadSignature)?;
+    let object_key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id);
+    if !state.signer.verify("PUT", &object_key, expires, &signature) {
+        return Err(ApiError::BadSignature);
+    }
+    if UtcInstant::now().unix_seconds() > expires {
+        return Err(ApiError::UrlExpired);
+    }
+    let limit = state.settings.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let upload = state
+        .ctx
+        .uploads
+        .get(&provider, &id)
+        .await?
+        .ok_or(ApiError::NotFound("the upload"))?;
+    if upload.status != UploadStatus::Pending {
+        return Err(ApiError::AlreadyUploaded);
+    }
+    // Claim the upload: only one PUT can move it out of `pending`.
+    let mut receiving = upload.clone();
+    receiving.status = UploadStatus::Receiving;
+    let receiving = match state.ctx.uploads.update(receiving, upload.version).await {
+        Ok(receiving) => receiving,
+        Err(ward_store::StoreError::ConditionFailed { .. }) => return Err(ApiError::AlreadyUploaded),
+        Err(error) => return Err(error.into()),
+    };
+    let path = ObjectPath::from(object_key);
+    match stream_to_object(&state, &path, body, limit).await {
+        Ok(n_bytes) => {
+            state
+                .ctx
+                .queue
+                .enqueue(Job::CsvUpload {
+                    provider: provider.to_string(),
+                    upload: id.to_string(),
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut received = receiving.clone();
+            received.status = UploadStatus::Received;
+            received.bytes = Some(n_bytes);
+            // The worker may already have claimed it; the queued job is what counts.
+            let _ = state.ctx.uploads.update(received, receiving.version).await;
+            state.metrics.uploads_received.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(provider_id = %provider, upload_id = %id, n_bytes, "upload received");
+            Ok(Json(json!({ "uploadId": id.as_str(), "status": "received", "bytes": n_bytes })).into_response())
+        }
+        Err(error) => {
+            // Nothing is kept: the URL can be used again.
+            let _ = state.ctx.objects.delete(&path).await;
+            let mut pending = receiving.clone();
+            pending.status = UploadStatus::Pending;
+            let _ = state.ctx.uploads.update(pending, receiving.version).await;
+            Err(error)
+        }
+    }
+}
+
+async fn stream_to_object(state: &AppState, path: &ObjectPath, body: Body, limit: u64) -> Result<u64, ApiError> {
+    let mut writer = object_store::buffered::BufWriter::new(state.ctx.objects.clone(), path.clone());
+    let mut stream = body.into_data_stream();
+    let mut n_bytes: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(_) => {
+                let _ = writer.abort().await;
+                return Err(ApiError::invalid("body", "the upload was interrupted"));
+            }
+        };
+        n_bytes += chunk.len() as u64;
+        if n_bytes > limit {
+            let _ = writer.abort().await;
+            return Err(ApiError::TooLarge { limit });
+        }
+        if let Err(error) = writer.write_all(&chunk).await {
+            let _ = writer.abort().await;
+            return Err(ApiError::Internal(format!("writing the upload: {error}")));
+        }
+    }
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| ApiError::Internal(format!("finishing the upload: {e}")))?;
+    Ok(n_bytes)
+}
