@@ -101,7 +101,7 @@ pub trait JobQueue: Send + Sync + 'static {
 pub struct TableJobQueue {
     table: Arc<dyn Table>,
     name: String,
-    notify: tokio::sync::Notify,
+    notify: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for TableJobQueue {
@@ -118,13 +118,13 @@ impl TableJobQueue {
         Self {
             table,
             name: name.to_owned(),
-            notify: tokio::sync::Notify::new(),
+            notify: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
-    /// Resolves when a job may have been enqueued since the last call (or after `max`).
-    pub async fn wait_for_work(&self, max: Duration) {
-        let _ = tokio::time::timeout(max, self.notify.notified()).await;
+    /// Notified whenever a job is enqueued or replayed, to wake an idle worker.
+    pub fn notifier(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.notify)
     }
 
     /// Makes every leased job visible now: the embedded store has one owner process, so at

@@ -1,1 +1,341 @@
-fn main() {}
+//! `ward`: parses arguments and calls the library. See `ward --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use ward::client::Client;
+use ward::{bench, demo, embedded, local_ingest, server, synthetic};
+use ward_domain::ProviderId;
+
+#[derive(Debug, Parser)]
+#[command(name = "ward", version, about = "Patient-record intake: pre-signed CSV uploads, exactly-once ingest, records in time order")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct DataDir {
+    /// The data folder (store file and objects).
+    #[arg(long, env = "WARD_DATA_DIR", default_value = "ward-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+struct Remote {
+    /// The server's base URL.
+    #[arg(long, env = "WARD_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// API key (provider commands) or operator key (dlq).
+    #[arg(long, env = "WARD_KEY")]
+    key: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and the worker over a data folder.
+    Serve {
+        #[command(flatten)]
+        data: DataDir,
+        /// Address to listen on.
+        #[arg(long, env = "WARD_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Base URL clients reach this server at (for upload links).
+        #[arg(long, env = "WARD_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Largest accepted upload, in bytes.
+        #[arg(long, env = "WARD_MAX_UPLOAD_BYTES", default_value_t = 1024 * 1024 * 1024)]
+        max_upload_bytes: u64,
+    },
+    /// Start a server on a fresh data folder, upload a generated CSV through it, show the
+    /// report and a patient's records, and keep serving.
+    Demo {
+        /// Data folder (default: a fresh one under the temp dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (a free port if taken).
+        #[arg(long, env = "WARD_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Rows to generate.
+        #[arg(long, default_value_t = 3000)]
+        rows: u64,
+        /// Stop after showing the results instead of serving.
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Manage providers (offline: the data folder must not be served at the same time).
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Upload a CSV through the API (a pre-signed URL), with a progress bar.
+    Upload {
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+        /// Return as soon as the file is sent, without waiting for the report.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Ingest a CSV straight into a data folder (no server), with a progress bar.
+    Ingest {
+        /// The CSV file.
+        file: PathBuf,
+        /// The provider the records belong to (created if missing).
+        #[arg(long)]
+        provider: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Print a patient's records in time order.
+    Records {
+        /// The medical record number.
+        mrn: String,
+        #[command(flatten)]
+        remote: Remote,
+        /// Newest first.
+        #[arg(long)]
+        desc: bool,
+    },
+    /// The dead-letter queue (operator key).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Generate deterministic synthetic data.
+    Gen {
+        #[command(subcommand)]
+        what: GenWhat,
+    },
+    /// Benchmarks (build with --release).
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantAction {
+    /// Create a provider; prints its API key (once) as the last line.
+    Create {
+        /// Provider id (letters, digits, _ and -).
+        id: String,
+        /// IANA time zone for date_time values without an offset.
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Issue a new key and revoke the old ones; prints the key as the last line.
+    Rotate {
+        /// Provider id.
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// List dead-lettered jobs.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Put a dead-lettered job back in the queue.
+    Replay {
+        /// The job id (from `ward dlq list`).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GenWhat {
+    /// A visit CSV.
+    Records {
+        /// Data rows.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of bad rows (0.0-1.0).
+        #[arg(long, default_value_t = 0.01)]
+        bad_share: f64,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchWhat {
+    /// Ingest and query benchmark, with DuckDB as the yardstick.
+    Ingest {
+        /// Rows to generate and load.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Working folder (default: a fresh one under the temp dir).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| "warn,ward=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn provider_id(text: &str) -> anyhow::Result<ProviderId> {
+    ProviderId::parse(text).map_err(|e| anyhow::anyhow!("provider id {text:?} {e}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { data, listen, public_url, max_upload_bytes } => {
+            let options = server::ServerOptions {
+                data_dir: data.data_dir,
+                listen,
+                public_url,
+                api: ward_api::ApiSettings { max_upload_bytes, ..Default::default() },
+                ingest: ward_ingest::IngestSettings::default(),
+                operator_key: std::env::var("WARD_OPERATOR_KEY").ok(),
+            };
+            let running = server::start(options).await?;
+            println!("ward serving at {}", running.base_url);
+            if let Some(key) = &running.new_operator_key {
+                println!("operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}");
+            }
+            running.run_until_signal().await
+        }
+        Command::Demo { data_dir, listen, rows, exit } => {
+            demo::run(demo::DemoOptions { data_dir, listen, rows, exit }).await
+        }
+        Command::Tenant { action } => {
+            let (id, data) = match &action {
+                TenantAction::Create { id, data, .. } | TenantAction::Rotate { id, data } => (id, data),
+            };
+            let provider = provider_id(id)?;
+            let embedded = embedded::open(&data.data_dir, Default::default())?;
+            let key = match &action {
+                TenantAction::Create { time_zone, .. } => {
+                    if let Some(zone) = time_zone {
+                        ward_domain::time::ProviderTimeZone::parse(zone).map_err(|e| anyhow::anyhow!(e))?;
+                    }
+                    ward_api::auth::create_provider(embedded.table.as_ref(), &provider, time_zone.as_deref()).await
+                }
+                TenantAction::Rotate { .. } => ward_api::auth::rotate_key(embedded.table.as_ref(), &provider).await,
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("provider {provider}: API key (shown once, stored hashed):");
+            println!("{}", key.0);
+            Ok(())
+        }
+        Command::Upload { file, remote, no_wait } => {
+            let client = Client::new(&remote.server, &remote.key);
+            let upload_id = client.upload_file(&file, true).await?;
+            println!("uploaded {} as upload {upload_id}", file.display());
+            if !no_wait {
+                let upload = client.wait_for_upload(&upload_id, Duration::from_secs(3600)).await?;
+                println!("{}: {}", upload["status"].as_str().unwrap_or("?"), ward::counts_line(&upload["report"]));
+                if let Some(failure) = upload["report"]["failure"].as_str() {
+                    println!("failure: {failure}");
+                }
+            }
+            Ok(())
+        }
+        Command::Ingest { file, provider, data } => {
+            let provider = provider_id(&provider)?;
+            let embedded = embedded::open(&data.data_dir, Default::default())?;
+            if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
+                eprintln!("provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)");
+            }
+            for (upload, elapsed) in local_ingest::resume_unfinished(&embedded.ctx, &provider, true).await? {
+                eprintln!("finished interrupted upload {}", upload.id);
+                print_summary(&upload, elapsed);
+            }
+            let (upload, elapsed) = local_ingest::ingest_file(&embedded.ctx, &provider, &file, true).await?;
+            print_summary(&upload, elapsed);
+            Ok(())
+        }
+        Command::Records { mrn, remote, desc } => {
+            let client = Client::new(&remote.server, &remote.key);
+            let order = if desc { "desc" } else { "asc" };
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut path = format!("/v1/patients/{mrn}/records?order={order}&limit=500");
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={cursor}"));
+                }
+                let page = client.get(&path).await?;
+                for record in page["records"].as_array().into_iter().flatten() {
+                    println!("{}", serde_json::to_string(record)?);
+                }
+                match page["nextCursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => return Ok(()),
+                }
+            }
+        }
+        Command::Dlq { action } => match action {
+            DlqAction::List { remote } => {
+                let dead = Client::new(&remote.server, &remote.key).get("/v1/admin/dlq").await?;
+                println!("{}", serde_json::to_string_pretty(&dead)?);
+                Ok(())
+            }
+            DlqAction::Replay { id, remote } => {
+                let answer = Client::new(&remote.server, &remote.key)
+                    .post(&format!("/v1/admin/dlq/{id}/replay"))
+                    .await?;
+                println!("{}", serde_json::to_string(&answer)?);
+                Ok(())
+            }
+        },
+        Command::Gen { what: GenWhat::Records { rows, seed, bad_share, out } } => {
+            let spec = synthetic::RecordSpec { rows, seed, bad_share };
+            match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+                    synthetic::write_records(&spec, std::io::BufWriter::new(file))
+                }
+                None => synthetic::write_records(&spec, std::io::BufWriter::new(std::io::stdout().lock())),
+            }
+        }
+        Command::Bench { what: BenchWhat::Ingest { rows, work_dir } } => bench::ingest(rows, work_dir).await,
+    }
+}
+
+fn print_summary(upload: &ward_ingest::Upload, elapsed: Duration) {
+    let Some(report) = &upload.report else { return };
+    let counts = &report.counts;
+    let rate = counts.rows as f64 / elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "upload {} {}: rows {} = inserted {} + duplicate {} + conflict {} + rejected {} in {:.2}s ({:.0} rows/s)",
+        upload.id, upload.status.as_str(), counts.rows, counts.inserted, counts.duplicate, counts.conflict, counts.rejected,
+        elapsed.as_secs_f64(), rate
+    );
+    if let Some(failure) = &report.failure {
+        println!("failure: {failure}");
+    }
+    for problem in report.first_problems.iter().take(5) {
+        println!("  line {}: {} {} ({})", problem.line, problem.column, problem.reason, problem.outcome);
+    }
+}

@@ -1,0 +1,114 @@
+//! A real HTTP client of Ward's API, used by `ward upload`, `ward records`, `ward dlq` and
+//! the demo: it does exactly what an outside client would.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+/// A client bound to one server and one key.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    key: String,
+}
+
+impl Client {
+    /// A client for `base_url` authenticating with `key`.
+    pub fn new(base_url: &str, key: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base_url))?;
+        json_or_problem(response).await
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    /// `POST path` as JSON.
+    pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path).await
+    }
+
+    /// Asks for an upload URL and sends the file through it, with a progress bar.
+    pub async fn upload_file(&self, file: &Path, show_progress: bool) -> anyhow::Result<String> {
+        let grant = self.post("/v1/uploads").await?;
+        let upload_id = grant["uploadId"].as_str().context("no uploadId in the answer")?.to_owned();
+        let url = grant["url"].as_str().context("no url in the answer")?;
+        let size = tokio::fs::metadata(file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .len();
+        let progress = if show_progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+        progress.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        progress.set_message("uploading");
+        let handle = tokio::fs::File::open(file).await?;
+        let bar = progress.clone();
+        let stream = tokio_util::io::ReaderStream::new(handle).inspect_ok(move |chunk| bar.inc(chunk.len() as u64));
+        let mut request = self.http.put(url).header(reqwest::header::CONTENT_LENGTH, size);
+        if let Some(headers) = grant["headers"].as_object() {
+            for (name, value) in headers {
+                if let Some(value) = value.as_str() {
+                    request = request.header(name.as_str(), value);
+                }
+            }
+        }
+        let response = request
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .context("the upload did not complete")?;
+        progress.finish_and_clear();
+        json_or_problem(response).await?;
+        Ok(upload_id)
+    }
+
+    /// Polls the upload until it is completed or failed (or `timeout` passes).
+    pub async fn wait_for_upload(&self, upload_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let upload = self.get(&format!("/v1/uploads/{upload_id}")).await?;
+            if matches!(upload["status"].as_str(), Some("completed" | "failed")) {
+                return Ok(upload);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("upload {upload_id} is still {} after {timeout:?}", upload["status"]);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn json_or_problem(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status.is_success() {
+        Ok(body)
+    } else {
+        let detail = body["detail"].as_str().unwrap_or("no detail");
+        let kind = body["type"].as_str().unwrap_or("unknown");
+        bail!("the server answered {status}: {detail} ({kind})")
+    }
+}

@@ -1,0 +1,104 @@
+//! The composition root of the embedded shape: a data folder holding `ward.redb` (the
+//! table, the queue) and `objects/` (object storage).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use object_store::local::LocalFileSystem;
+use rand::RngCore;
+use ward_api::auth::hash_secret;
+use ward_ingest::{IngestContext, IngestSettings, TableJobQueue};
+use ward_store::{Condition, Item, Key, PK, SK, Table, Value};
+use ward_store_embedded::{EmbeddedOptions, EmbeddedTable, OpenError};
+
+/// The embedded adapters, wired.
+pub struct Embedded {
+    pub table: Arc<dyn Table>,
+    pub queue: Arc<TableJobQueue>,
+    pub ctx: Arc<IngestContext>,
+}
+
+/// Opens (creating if needed) the data folder.
+pub fn open(data_dir: &Path, settings: IngestSettings) -> anyhow::Result<Embedded> {
+    std::fs::create_dir_all(data_dir.join("objects"))
+        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    let table = EmbeddedTable::open(&data_dir.join("ward.redb"), &EmbeddedOptions::default()).map_err(|error| match error {
+        OpenError::InUse { .. } => anyhow::anyhow!(
+            "the data folder {} is in use by a running ward server; stop it, or use the HTTP API (ward upload, the admin routes)",
+            data_dir.display()
+        ),
+        error => anyhow::anyhow!(error),
+    })?;
+    let table: Arc<dyn Table> = Arc::new(table);
+    let objects = LocalFileSystem::new_with_prefix(data_dir.join("objects"))
+        .context("cannot open the objects folder")?;
+    let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));
+    let ctx = Arc::new(IngestContext::new(
+        Arc::clone(&table),
+        Arc::new(objects),
+        queue.clone(),
+        settings,
+    ));
+    Ok(Embedded { table, queue, ctx })
+}
+
+/// The default data folder: `WARD_DATA_DIR`, else `./ward-data`.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("ward-data")
+}
+
+const SECRETS_PK: &str = "PLATFORM#SECRETS";
+
+/// The upload-signing secret, created on first use.
+pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
+    let key = Key::new(SECRETS_PK, "UPLOAD_SIGNING");
+    if let Some(item) = table.get(&key).await? {
+        if let Some(Value::B(secret)) = item.get("secret") {
+            return Ok(secret.clone());
+        }
+    }
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let mut item = Item::new();
+    item.insert(PK.into(), Value::s(key.pk.clone()));
+    item.insert(SK.into(), Value::s(key.sk.clone()));
+    item.insert("secret".into(), Value::B(secret.clone()));
+    match table.put(item, Condition::NotExists).await {
+        Ok(()) => Ok(secret),
+        Err(ward_store::StoreError::ConditionFailed { existing: Some(item) }) => match item.get("secret") {
+            Some(Value::B(secret)) => Ok(secret.clone()),
+            _ => anyhow::bail!("stored signing secret is unreadable"),
+        },
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The operator key's hash. `WARD_OPERATOR_KEY` sets the key; without it, a key is made on
+/// first start and returned (to be shown once).
+pub async fn operator_key(table: &dyn Table, from_env: Option<&str>) -> anyhow::Result<(String, Option<String>)> {
+    let key = Key::new(SECRETS_PK, "OPERATOR_KEY");
+    let store = |hash: &str| {
+        let mut item = Item::new();
+        item.insert(PK.into(), Value::s(key.pk.clone()));
+        item.insert(SK.into(), Value::s(key.sk.clone()));
+        item.insert("keyHash".into(), Value::s(hash));
+        item
+    };
+    if let Some(given) = from_env {
+        let hash = hash_secret(given);
+        table.put(store(&hash), Condition::None).await?;
+        return Ok((hash, None));
+    }
+    if let Some(item) = table.get(&key).await? {
+        if let Some(hash) = item.get("keyHash").and_then(Value::as_s) {
+            return Ok((hash.to_owned(), None));
+        }
+    }
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let operator_key = format!("ward-operator.{}", hex::encode(bytes));
+    let hash = hash_secret(&operator_key);
+    table.put(store(&hash), Condition::None).await?;
+    Ok((hash, Some(operator_key)))
+}

@@ -1,0 +1,20 @@
+//! The `ward` command's library: the composition root (the only place that names concrete
+//! adapters), the server, the HTTP client, the generator and the benchmarks. `main.rs`
+//! parses arguments and calls in here; integration tests call in here too.
+
+pub mod bench;
+pub mod client;
+pub mod demo;
+pub mod embedded;
+pub mod local_ingest;
+pub mod server;
+pub mod synthetic;
+
+/// Prints a report's counts in one line.
+pub fn counts_line(report: &serde_json::Value) -> String {
+    let counts = &report["counts"];
+    format!(
+        "rows {} = inserted {} + duplicate {} + conflict {} + rejected {}",
+        counts["rows"], counts["inserted"], counts["duplicate"], counts["conflict"], counts["rejected"]
+    )
+}

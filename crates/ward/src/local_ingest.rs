@@ -1,0 +1,120 @@
+//! `ward ingest`: a file straight into a data folder, through the same pipeline as an
+//! upload (object storage, upload item, worker code), without HTTP.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::path::Path as ObjectPath;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_ingest::{Upload, UploadStatus, process_upload};
+use ward_store::Key;
+
+use ward_ingest::IngestContext;
+
+/// Makes sure the provider exists; returns whether it was created.
+pub async fn ensure_provider(ctx: &IngestContext, provider: &ProviderId) -> anyhow::Result<bool> {
+    let key = Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
+    if ctx.table.get(&key).await?.is_some() {
+        return Ok(false);
+    }
+    ward_api::auth::create_provider(ctx.table.as_ref(), provider, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create provider {provider}: {e}"))?;
+    Ok(true)
+}
+
+/// Stores the file as a new upload and processes it.
+pub async fn ingest_file(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    file: &Path,
+    show_progress: bool,
+) -> anyhow::Result<(Upload, Duration)> {
+    let size = tokio::fs::metadata(file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let now = UtcInstant::now();
+    let id = UploadId::new(now, rand::random());
+    let mut upload = Upload::pending(provider.clone(), id.clone(), now, 0);
+    ctx.uploads.create(&upload).await?;
+    let path = ObjectPath::from(key_layout::upload_object_key(provider, ObjectStage::Uploaded, &id));
+    let mut writer = object_store::buffered::BufWriter::new(ctx.objects.clone(), path);
+    let mut input = tokio::fs::File::open(file).await?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buffer).await?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buffer[..n]).await?;
+    }
+    writer.shutdown().await?;
+    let mut received = upload.clone();
+    received.status = UploadStatus::Received;
+    received.bytes = Some(size);
+    upload = ctx.uploads.update(received, upload.version).await?;
+    run_with_progress(ctx, &upload.provider, &upload.id, size, show_progress).await
+}
+
+/// Finishes uploads an interrupted `ward ingest` left in `received`/`processing`.
+pub async fn resume_unfinished(ctx: &IngestContext, provider: &ProviderId, show_progress: bool) -> anyhow::Result<Vec<(Upload, Duration)>> {
+    let (uploads, _) = ctx.uploads.list(provider, 1000, None).await?;
+    let mut finished = Vec::new();
+    for upload in uploads {
+        if matches!(upload.status, UploadStatus::Received | UploadStatus::Processing) {
+            let size = upload.bytes.unwrap_or(0);
+            finished.push(run_with_progress(ctx, &upload.provider, &upload.id, size, show_progress).await?);
+        }
+    }
+    Ok(finished)
+}
+
+async fn run_with_progress(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    id: &UploadId,
+    size: u64,
+    show_progress: bool,
+) -> anyhow::Result<(Upload, Duration)> {
+    let progress = if show_progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+    progress.set_style(
+        ProgressStyle::with_template("ingesting [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let bytes_before = ctx.progress_bytes.load(Ordering::Relaxed);
+    let rows_before = ctx.progress_rows.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut attempt = 1;
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    let result = loop {
+        let work = process_upload(ctx, provider, id, attempt);
+        tokio::pin!(work);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                _ = ticker.tick() => {
+                    progress.set_position(ctx.progress_bytes.load(Ordering::Relaxed) - bytes_before);
+                    let rows = ctx.progress_rows.load(Ordering::Relaxed) - rows_before;
+                    progress.set_message(format!("{rows} rows"));
+                }
+            }
+        };
+        match outcome {
+            Ok(upload) => break Ok(upload),
+            Err(error) if attempt < ctx.settings.max_attempts => {
+                tracing::warn!(error = %error, attempt, "ingest attempt failed; retrying");
+                tokio::time::sleep(ctx.settings.retry_base * 4u32.pow(attempt - 1)).await;
+                attempt += 1;
+            }
+            Err(error) => break Err(anyhow::anyhow!("ingest failed after {attempt} attempts: {error}")),
+        }
+    };
+    progress.finish_and_clear();
+    Ok((result?, started.elapsed()))
+}

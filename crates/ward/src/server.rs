@@ -1,0 +1,129 @@
+//! `ward serve`: the API and the in-process worker over one embedded data folder.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use ward_api::{ApiSettings, AppState, Metrics, UploadSigner};
+use ward_ingest::{IngestSettings, Worker};
+
+use crate::embedded;
+
+/// What a server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Base URL for upload links; default `http://{bound address}`.
+    pub public_url: Option<String>,
+    /// API tuning.
+    pub api: ApiSettings,
+    /// Pipeline tuning.
+    pub ingest: IngestSettings,
+    /// `WARD_OPERATOR_KEY`, if set.
+    pub operator_key: Option<String>,
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The base URL.
+    pub base_url: String,
+    /// The operator key, when this start created it.
+    pub new_operator_key: Option<String>,
+    /// Shared state (for in-process helpers such as the demo and tests).
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting requests, lets the worker finish its job, and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.server.await.context("server task")??;
+        self.worker.await.context("worker task")?;
+        Ok(())
+    }
+
+    /// Waits until Ctrl-C / SIGTERM, then stops.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Opens the data folder, resumes unfinished jobs, and starts the API and the worker.
+pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
+    let embedded = embedded::open(&options.data_dir, options.ingest.clone())?;
+    let resumed = embedded.queue.release_all_leases().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "unfinished jobs resume");
+    }
+    let (operator_key_hash, new_operator_key) =
+        embedded::operator_key(embedded.table.as_ref(), options.operator_key.as_deref()).await?;
+    let signer = UploadSigner::new(embedded::signing_secret(embedded.table.as_ref()).await?);
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = options.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let mut api = options.api.clone();
+    api.public_url = base_url.clone();
+    let state = AppState {
+        ctx: Arc::clone(&embedded.ctx),
+        table: Arc::clone(&embedded.table),
+        signer,
+        operator_key_hash,
+        settings: Arc::new(api),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let worker = Worker::new(Arc::clone(&embedded.ctx));
+    let wake = embedded.queue.notifier();
+    let worker_shutdown = shutdown_rx.clone();
+    let worker = tokio::spawn(async move { worker.run(wake, worker_shutdown).await });
+    let router = ward_api::router(state.clone());
+    let mut server_shutdown = shutdown_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "ward is serving");
+    Ok(RunningServer {
+        addr,
+        base_url,
+        new_operator_key,
+        state,
+        shutdown,
+        server,
+        worker,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
