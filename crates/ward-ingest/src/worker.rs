@@ -6,7 +6,7 @@
 //! and report are recomputed from the file on every attempt.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -38,8 +38,10 @@ pub struct IngestSettings {
     pub lease: Duration,
     /// The longest doctor's note.
     pub max_notes_chars: usize,
-    /// Test hook: fail (as a transient fault) once, after this many rows were written.
-    pub fail_once_after_rows: Option<u64>,
+    /// Test hook: an attempt fails (as a transient fault) after writing this many rows...
+    pub fault_after_rows: Option<u64>,
+    /// ...this many times in this process (then attempts run clean).
+    pub fault_times: u32,
 }
 
 impl Default for IngestSettings {
@@ -50,7 +52,8 @@ impl Default for IngestSettings {
             retry_base: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             max_notes_chars: DEFAULT_MAX_NOTES_CHARS,
-            fail_once_after_rows: None,
+            fault_after_rows: None,
+            fault_times: 1,
         }
     }
 }
@@ -72,7 +75,7 @@ pub struct IngestContext {
     pub progress_rows: AtomicU64,
     /// Bytes of files read so far by this process (for progress displays).
     pub progress_bytes: Arc<AtomicU64>,
-    fault_fired: AtomicBool,
+    faults_fired: AtomicU32,
 }
 
 impl std::fmt::Debug for IngestContext {
@@ -97,7 +100,7 @@ impl IngestContext {
             settings,
             progress_rows: AtomicU64::new(0),
             progress_bytes: Arc::new(AtomicU64::new(0)),
-            fault_fired: AtomicBool::new(false),
+            faults_fired: AtomicU32::new(0),
         }
     }
 }
@@ -548,9 +551,9 @@ async fn write_batch(
     errors.flush().await?;
     report.counts.rows += batch.n_rows;
     let rows_so_far = ctx.progress_rows.fetch_add(batch.n_rows, Ordering::Relaxed) + batch.n_rows;
-    if let Some(limit) = ctx.settings.fail_once_after_rows
+    if let Some(limit) = ctx.settings.fault_after_rows
         && report.counts.rows >= limit
-        && !ctx.fault_fired.swap(true, Ordering::SeqCst)
+        && ctx.faults_fired.fetch_add(1, Ordering::SeqCst) < ctx.settings.fault_times
     {
         return Err(ProcessError::Injected(rows_so_far));
     }

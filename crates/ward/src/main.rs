@@ -81,10 +81,11 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Ingest a CSV straight into a data folder (no server), with a progress bar.
+    /// Ingest a CSV straight into a data folder (no server), with a progress bar. Uploads
+    /// an earlier run left unfinished (killed, crashed) are finished first.
     Ingest {
-        /// The CSV file.
-        file: PathBuf,
+        /// The CSV file (omit to only finish interrupted uploads).
+        file: Option<PathBuf>,
         /// The provider the records belong to (created if missing).
         #[arg(long)]
         provider: String,
@@ -272,8 +273,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("finished interrupted upload {}", upload.id);
                 print_summary(&upload, elapsed);
             }
-            let (upload, elapsed) = local_ingest::ingest_file(&embedded.ctx, &provider, &file, true).await?;
-            print_summary(&upload, elapsed);
+            if let Some(file) = file {
+                let (upload, elapsed) = local_ingest::ingest_file(&embedded.ctx, &provider, &file, true).await?;
+                print_summary(&upload, elapsed);
+            }
             Ok(())
         }
         Command::Records { mrn, remote, desc } => {

@@ -1,0 +1,147 @@
+//! `spawn_app()`: a real server on port 0 over a temporary data folder, two providers and
+//! an operator key; helpers named after requests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use ward::server::{self, RunningServer, ServerOptions};
+use ward_domain::ProviderId;
+
+pub const OPERATOR_KEY: &str = "test-operator-key";
+
+pub struct TestApp {
+    pub base_url: String,
+    /// PROV001's key.
+    pub key: String,
+    /// PROV002's key: another tenant.
+    pub other_key: String,
+    pub http: reqwest::Client,
+    pub running: Option<RunningServer>,
+    pub data_dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub api: ward_api::ApiSettings,
+    pub ingest: ward_ingest::IngestSettings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            api: ward_api::ApiSettings::default(),
+            ingest: ward_ingest::IngestSettings {
+                retry_base: Duration::from_millis(10),
+                batch_rows: 64,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let running = server::start(ServerOptions {
+        data_dir: data_dir.path().to_path_buf(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        public_url: None,
+        api: options.api,
+        ingest: options.ingest,
+        operator_key: Some(OPERATOR_KEY.into()),
+    })
+    .await
+    .expect("server starts");
+    let table = running.state.table.clone();
+    let key = ward_api::auth::create_provider(table.as_ref(), &ProviderId::parse("PROV001").unwrap(), None)
+        .await
+        .unwrap()
+        .0;
+    let other_key = ward_api::auth::create_provider(table.as_ref(), &ProviderId::parse("PROV002").unwrap(), None)
+        .await
+        .unwrap()
+        .0;
+    TestApp {
+        base_url: running.base_url.clone(),
+        key,
+        other_key,
+        http: reqwest::Client::new(),
+        running: Some(running),
+        data_dir,
+    }
+}
+
+impl TestApp {
+    pub async fn request(&self, method: reqwest::Method, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, Some(key)).await
+    }
+
+    pub async fn post_upload(&self, key: &str) -> Value {
+        let (status, body) = self.request(reqwest::Method::POST, "/v1/uploads", Some(key)).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    pub async fn put_file(&self, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self.http.put(url).header("content-type", "text/csv").body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Asks for a URL, sends the bytes, returns the upload id.
+    pub async fn upload(&self, key: &str, csv: &[u8]) -> String {
+        let grant = self.post_upload(key).await;
+        let (status, body) = self.put_file(grant["url"].as_str().unwrap(), csv.to_vec()).await;
+        assert_eq!(status, 200, "{body}");
+        grant["uploadId"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn wait_for_upload(&self, upload_id: &str) -> Value {
+        for _ in 0..600 {
+            let (status, body) = self.get(&format!("/v1/uploads/{upload_id}"), &self.key).await;
+            assert_eq!(status, 200, "{body}");
+            if matches!(body["status"].as_str(), Some("completed" | "failed")) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("upload {upload_id} did not finish");
+    }
+
+    pub async fn upload_and_wait(&self, csv: &[u8]) -> Value {
+        let id = self.upload(&self.key.clone(), csv).await;
+        self.wait_for_upload(&id).await
+    }
+
+    pub async fn get_patient_records(&self, mrn: &str, query: &str) -> (u16, Value) {
+        self.get(&format!("/v1/patients/{mrn}/records{query}"), &self.key).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+    }
+}
+
+pub const HEADER: &str = "medical_record_number,date_time,first_name,last_name,doctors_notes\n";
+
+pub fn counts(upload: &Value) -> [u64; 5] {
+    let c = &upload["report"]["counts"];
+    ["rows", "inserted", "duplicate", "conflict", "rejected"].map(|name| c[name].as_u64().unwrap())
+}

@@ -1,0 +1,7 @@
+//! Ward's integration tests: one binary (link time), modules by subject.
+
+mod api;
+mod crash;
+mod helpers;
+mod isolation;
+mod signed_upload;
