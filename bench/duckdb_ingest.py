@@ -17,7 +17,7 @@ con.execute(
 load = (
     "INSERT OR IGNORE INTO visits SELECT 'PROV001', medical_record_number, TRY_CAST(date_time AS TIMESTAMPTZ),"
     " date_time, first_name, last_name, doctors_notes FROM read_csv(?, header=true, all_varchar=true)"
-    " WHERE TRY_CAST(date_time AS TIMESTAMPTZ) IS NOT NULL"
+    " WHERE TRY_CAST(date_time AS TIMESTAMPTZ) IS NOT NULL AND medical_record_number IS NOT NULL"
 )
 start = time.perf_counter()
 con.execute(load, [path])

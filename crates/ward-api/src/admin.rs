@@ -25,13 +25,19 @@ pub(crate) async fn create_provider(
     body: Result<Json<NewProvider>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    let provider = ProviderId::parse(&body.provider_id).map_err(|e| ApiError::invalid("providerId", e))?;
+    let provider =
+        ProviderId::parse(&body.provider_id).map_err(|e| ApiError::invalid("providerId", e))?;
     if let Some(zone) = &body.time_zone {
         ProviderTimeZone::parse(zone).map_err(|e| ApiError::invalid("timeZone", e))?;
     }
-    let key = auth::create_provider(state.table.as_ref(), &provider, body.time_zone.as_deref()).await?;
+    let key =
+        auth::create_provider(state.table.as_ref(), &provider, body.time_zone.as_deref()).await?;
     tracing::info!(provider_id = %provider, "provider created");
-    Ok((StatusCode::CREATED, Json(json!({ "providerId": provider.as_str(), "apiKey": key.0 }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "providerId": provider.as_str(), "apiKey": key.0 })),
+    )
+        .into_response())
 }
 
 pub(crate) async fn rotate_key(
@@ -39,13 +45,21 @@ pub(crate) async fn rotate_key(
     _operator: Operator,
     Path(provider_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let provider = ProviderId::parse(&provider_id).map_err(|_| ApiError::NotFound("the provider"))?;
+    let provider =
+        ProviderId::parse(&provider_id).map_err(|_| ApiError::NotFound("the provider"))?;
     let key = auth::rotate_key(state.table.as_ref(), &provider).await?;
     tracing::info!(provider_id = %provider, "provider key rotated");
-    Ok((StatusCode::CREATED, Json(json!({ "providerId": provider.as_str(), "apiKey": key.0 }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "providerId": provider.as_str(), "apiKey": key.0 })),
+    )
+        .into_response())
 }
 
-pub(crate) async fn list_dead(State(state): State<AppState>, _operator: Operator) -> Result<Response, ApiError> {
+pub(crate) async fn list_dead(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<Response, ApiError> {
     let dead = state
         .ctx
         .queue

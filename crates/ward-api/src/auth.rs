@@ -39,9 +39,15 @@ fn random_hex(n_bytes: usize) -> String {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Creates a provider (fails with `Conflict` if it exists) and its first key.
@@ -65,16 +71,25 @@ pub async fn create_provider(
     let (key_item, issued) = new_key_item(provider);
     let result = table
         .transact_write(vec![
-            WriteOp::Put { item: profile, condition: Condition::NotExists },
-            WriteOp::Put { item: listed, condition: Condition::None },
-            WriteOp::Put { item: key_item, condition: Condition::NotExists },
+            WriteOp::Put {
+                item: profile,
+                condition: Condition::NotExists,
+            },
+            WriteOp::Put {
+                item: listed,
+                condition: Condition::None,
+            },
+            WriteOp::Put {
+                item: key_item,
+                condition: Condition::NotExists,
+            },
         ])
         .await;
     match result {
         Ok(()) => Ok(issued),
-        Err(ward_store::StoreError::TransactionCanceled { .. }) => {
-            Err(ApiError::Conflict(format!("provider {provider} already exists")))
-        }
+        Err(ward_store::StoreError::TransactionCanceled { .. }) => Err(ApiError::Conflict(
+            format!("provider {provider} already exists"),
+        )),
         Err(error) => Err(error.into()),
     }
 }
@@ -88,14 +103,23 @@ pub async fn rotate_key(table: &dyn Table, provider: &ProviderId) -> Result<Issu
     let old = table
         .query(Query {
             limit: 90,
-            ..Query::partition(key_layout::provider_pk(provider), SkCondition::BeginsWith("APIKEY#".into()))
+            ..Query::partition(
+                key_layout::provider_pk(provider),
+                SkCondition::BeginsWith("APIKEY#".into()),
+            )
         })
         .await?;
     let (key_item, issued) = new_key_item(provider);
-    let mut ops = vec![WriteOp::Put { item: key_item, condition: Condition::NotExists }];
+    let mut ops = vec![WriteOp::Put {
+        item: key_item,
+        condition: Condition::NotExists,
+    }];
     for item in old.items {
         let key = Key::of(&item)?;
-        ops.push(WriteOp::Delete { key, condition: Condition::None });
+        ops.push(WriteOp::Delete {
+            key,
+            condition: Condition::None,
+        });
     }
     table.transact_write(ops).await?;
     Ok(issued)
@@ -109,15 +133,25 @@ fn new_key_item(provider: &ProviderId) -> (Item, IssuedKey) {
     item.insert(SK.into(), Value::s(key_layout::api_key_sk(&key_id)));
     item.insert("entity".into(), Value::s("APIKEY"));
     item.insert("secretHash".into(), Value::s(hash_secret(&secret)));
-    (item, IssuedKey(format!("ward.{provider}.{key_id}.{secret}")))
+    (
+        item,
+        IssuedKey(format!("ward.{provider}.{key_id}.{secret}")),
+    )
 }
 
 /// Checks a provider key; `None` if it is not a live key.
-pub async fn verify_provider_key(table: &dyn Table, token: &str) -> Result<Option<ProviderId>, ApiError> {
+pub async fn verify_provider_key(
+    table: &dyn Table,
+    token: &str,
+) -> Result<Option<ProviderId>, ApiError> {
     let mut parts = token.split('.');
-    let (Some("ward"), Some(provider), Some(key_id), Some(secret), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("ward"), Some(provider), Some(key_id), Some(secret), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Ok(None);
     };
     let Ok(provider) = ProviderId::parse(provider) else {
@@ -126,11 +160,17 @@ pub async fn verify_provider_key(table: &dyn Table, token: &str) -> Result<Optio
     if key_id.is_empty() || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) || key_id.len() > 32 {
         return Ok(None);
     }
-    let key = Key::new(key_layout::provider_pk(&provider), key_layout::api_key_sk(key_id));
+    let key = Key::new(
+        key_layout::provider_pk(&provider),
+        key_layout::api_key_sk(key_id),
+    );
     let Some(item) = table.get(&key).await? else {
         return Ok(None);
     };
-    let stored = item.get("secretHash").and_then(Value::as_s).unwrap_or_default();
+    let stored = item
+        .get("secretHash")
+        .and_then(Value::as_s)
+        .unwrap_or_default();
     let given = hash_secret(secret);
     let matches: bool = stored.as_bytes().ct_eq(given.as_bytes()).into();
     Ok(matches.then_some(provider))
@@ -139,7 +179,10 @@ pub async fn verify_provider_key(table: &dyn Table, token: &str) -> Result<Optio
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| refuse(parts, "missing key"))?;
         match verify_provider_key(state.table.as_ref(), token).await? {
             Some(provider) => Ok(Self(provider)),
@@ -151,11 +194,22 @@ impl FromRequestParts<AppState> for Caller {
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| refuse(parts, "missing operator key"))?;
         let given = hash_secret(token);
-        let matches: bool = state.operator_key_hash.as_bytes().ct_eq(given.as_bytes()).into();
-        if matches { Ok(Self) } else { Err(refuse(parts, "not the operator key")) }
+        let matches: bool = state
+            .operator_key_hash
+            .as_bytes()
+            .ct_eq(given.as_bytes())
+            .into();
+        if matches {
+            Ok(Self)
+        } else {
+            Err(refuse(parts, "not the operator key"))
+        }
     }
 }
 

@@ -110,12 +110,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/uploads", post(uploads::create).get(uploads::list))
         .route("/v1/uploads/{upload_id}", get(uploads::show))
-        .route("/v1/uploads/{upload_id}/errors.csv", get(uploads::errors_csv))
+        .route(
+            "/v1/uploads/{upload_id}/errors.csv",
+            get(uploads::errors_csv),
+        )
         .route("/v1/uploads/{upload_id}/records", get(records::by_upload))
-        .route("/v1/upload-objects/{provider_id}/{upload_id}", put(uploads::receive))
+        .route(
+            "/v1/upload-objects/{provider_id}/{upload_id}",
+            put(uploads::receive),
+        )
         .route("/v1/patients/{mrn}/records", get(records::by_patient))
         .route("/v1/admin/providers", post(admin::create_provider))
-        .route("/v1/admin/providers/{provider_id}/keys", post(admin::rotate_key))
+        .route(
+            "/v1/admin/providers/{provider_id}/keys",
+            post(admin::rotate_key),
+        )
         .route("/v1/admin/dlq", get(admin::list_dead))
         .route("/v1/admin/dlq/{job_id}/replay", post(admin::replay))
         .fallback(|| async { ApiError::NotFound("the route") })
@@ -174,5 +183,9 @@ async fn metrics(State(state): State<AppState>) -> String {
 }
 
 async fn openapi() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }

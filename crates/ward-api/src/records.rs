@@ -37,9 +37,15 @@ pub(crate) async fn by_patient(
     let from = instant("from", &params.from)?;
     let to = instant("to", &params.to)?;
     let sk = match (from, to) {
-        (Some(from), Some(to)) if from > to => return Err(ApiError::invalid("from", "is after to")),
-        (Some(from), Some(to)) => SkCondition::Between(key_layout::visit_sk(from), key_layout::visit_sk(to)),
-        (Some(from), None) => SkCondition::Between(key_layout::visit_sk(from), format!("{VISIT_SK_PREFIX}~")),
+        (Some(from), Some(to)) if from > to => {
+            return Err(ApiError::invalid("from", "is after to"));
+        }
+        (Some(from), Some(to)) => {
+            SkCondition::Between(key_layout::visit_sk(from), key_layout::visit_sk(to))
+        }
+        (Some(from), None) => {
+            SkCondition::Between(key_layout::visit_sk(from), format!("{VISIT_SK_PREFIX}~"))
+        }
         (None, Some(to)) => SkCondition::Between(VISIT_SK_PREFIX.into(), key_layout::visit_sk(to)),
         (None, None) => SkCondition::BeginsWith(VISIT_SK_PREFIX.into()),
     };
@@ -64,7 +70,11 @@ pub(crate) async fn by_patient(
             cursor,
         })
         .await?;
-    let records: Vec<VisitRecord> = page.items.iter().filter_map(VisitRecord::from_item).collect();
+    let records: Vec<VisitRecord> = page
+        .items
+        .iter()
+        .filter_map(VisitRecord::from_item)
+        .collect();
     Ok(Json(json!({
         "medicalRecordNumber": mrn.as_str(),
         "records": records,
@@ -106,11 +116,14 @@ pub(crate) async fn by_upload(
     let pages = futures::future::try_join_all(shard_queries).await?;
     let more_in_shards = pages.iter().any(|page| page.next.is_some());
     let mut items: Vec<_> = pages.into_iter().flat_map(|page| page.items).collect();
-    let line_of = |item: &ward_store::Item| item.get("sourceLine").and_then(Value::as_i64).unwrap_or(0);
+    let line_of =
+        |item: &ward_store::Item| item.get("sourceLine").and_then(Value::as_i64).unwrap_or(0);
     items.sort_by_key(line_of);
     let more = items.len() > limit || more_in_shards;
     items.truncate(limit);
     let next = (more && !items.is_empty()).then(|| line_of(&items[items.len() - 1]).to_string());
     let records: Vec<VisitRecord> = items.iter().filter_map(VisitRecord::from_item).collect();
-    Ok(Json(json!({ "uploadId": upload.id.as_str(), "records": records, "nextCursor": next })))
+    Ok(Json(
+        json!({ "uploadId": upload.id.as_str(), "records": records, "nextCursor": next }),
+    ))
 }

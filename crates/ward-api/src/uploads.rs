@@ -39,7 +39,11 @@ pub(crate) fn parse_upload_id(text: &str) -> Result<UploadId, ApiError> {
     UploadId::parse(text).map_err(|_| ApiError::NotFound("the upload"))
 }
 
-pub(crate) async fn load(state: &AppState, provider: &ProviderId, id: &str) -> Result<Upload, ApiError> {
+pub(crate) async fn load(
+    state: &AppState,
+    provider: &ProviderId,
+    id: &str,
+) -> Result<Upload, ApiError> {
     let id = parse_upload_id(id)?;
     state
         .ctx
@@ -49,10 +53,18 @@ pub(crate) async fn load(state: &AppState, provider: &ProviderId, id: &str) -> R
         .ok_or(ApiError::NotFound("the upload"))
 }
 
-pub(crate) async fn create(State(state): State<AppState>, Caller(provider): Caller) -> Result<Response, ApiError> {
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+) -> Result<Response, ApiError> {
     let now = UtcInstant::now();
     let id = UploadId::new(now, rand::random());
-    let upload = Upload::pending(provider.clone(), id.clone(), now, state.settings.upload_url_ttl_seconds);
+    let upload = Upload::pending(
+        provider.clone(),
+        id.clone(),
+        now,
+        state.settings.upload_url_ttl_seconds,
+    );
     state.ctx.uploads.create(&upload).await?;
     let object_key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id);
     let expires = upload.url_expires_at.unix_seconds();
@@ -120,9 +132,15 @@ pub(crate) async fn errors_csv(
 ) -> Result<Response, ApiError> {
     let upload = load(&state, &provider, &upload_id).await?;
     if upload.status != UploadStatus::Completed {
-        return Err(ApiError::NotReady("the error list exists once the upload is completed"));
+        return Err(ApiError::NotReady(
+            "the error list exists once the upload is completed",
+        ));
     }
-    let path = ObjectPath::from(key_layout::errors_object_key(&provider, ObjectStage::Completed, &upload.id));
+    let path = ObjectPath::from(key_layout::errors_object_key(
+        &provider,
+        ObjectStage::Completed,
+        &upload.id,
+    ));
     let stream = state.ctx.objects.get(&path).await?.into_stream();
     let disposition = format!("attachment; filename=\"{}.errors.csv\"", upload.id);
     Ok((
@@ -186,7 +204,9 @@ pub(crate) async fn receive(
     receiving.status = UploadStatus::Receiving;
     let receiving = match state.ctx.uploads.update(receiving, upload.version).await {
         Ok(receiving) => receiving,
-        Err(ward_store::StoreError::ConditionFailed { .. }) => return Err(ApiError::AlreadyUploaded),
+        Err(ward_store::StoreError::ConditionFailed { .. }) => {
+            return Err(ApiError::AlreadyUploaded);
+        }
         Err(error) => return Err(error.into()),
     };
     let path = ObjectPath::from(object_key);
@@ -206,9 +226,15 @@ pub(crate) async fn receive(
             received.bytes = Some(n_bytes);
             // The worker may already have claimed it; the queued job is what counts.
             let _ = state.ctx.uploads.update(received, receiving.version).await;
-            state.metrics.uploads_received.fetch_add(1, Ordering::Relaxed);
+            state
+                .metrics
+                .uploads_received
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(provider_id = %provider, upload_id = %id, n_bytes, "upload received");
-            Ok(Json(json!({ "uploadId": id.as_str(), "status": "received", "bytes": n_bytes })).into_response())
+            Ok(
+                Json(json!({ "uploadId": id.as_str(), "status": "received", "bytes": n_bytes }))
+                    .into_response(),
+            )
         }
         Err(error) => {
             // Nothing is kept: the URL can be used again.
@@ -221,8 +247,14 @@ pub(crate) async fn receive(
     }
 }
 
-async fn stream_to_object(state: &AppState, path: &ObjectPath, body: Body, limit: u64) -> Result<u64, ApiError> {
-    let mut writer = object_store::buffered::BufWriter::new(state.ctx.objects.clone(), path.clone());
+async fn stream_to_object(
+    state: &AppState,
+    path: &ObjectPath,
+    body: Body,
+    limit: u64,
+) -> Result<u64, ApiError> {
+    let mut writer =
+        object_store::buffered::BufWriter::new(state.ctx.objects.clone(), path.clone());
     let mut stream = body.into_data_stream();
     let mut n_bytes: u64 = 0;
     while let Some(chunk) = stream.next().await {

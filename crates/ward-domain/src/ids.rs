@@ -29,10 +29,9 @@ fn check_id(value: &str, max: usize, allow_dot: bool) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError::Empty);
     }
-    if let Some(found) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || (allow_dot && *c == '.')))
-    {
+    if let Some(found) = value.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || (allow_dot && *c == '.'))
+    }) {
         return Err(IdError::BadCharacter { found });
     }
     if value.len() > max {
@@ -117,13 +116,20 @@ impl UploadId {
             && bytes[9..15].iter().all(u8::is_ascii_digit)
             && bytes[15] == b'Z'
             && bytes[16] == b'-'
-            && bytes[17..].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+            && bytes[17..]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
         if !well_formed {
-            return Err(match value.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
-                Some(found) => IdError::BadCharacter { found },
-                None if value.is_empty() => IdError::Empty,
-                None => IdError::TooLong { max: 33 },
-            });
+            return Err(
+                match value
+                    .chars()
+                    .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
+                {
+                    Some(found) => IdError::BadCharacter { found },
+                    None if value.is_empty() => IdError::Empty,
+                    None => IdError::TooLong { max: 33 },
+                },
+            );
         }
         Ok(Self(value.to_owned()))
     }
@@ -146,10 +152,16 @@ mod tests {
 
     #[test]
     fn mrn_refuses_key_separator_and_accepts_dots() {
-        assert_eq!(Mrn::parse("MRN#1"), Err(IdError::BadCharacter { found: '#' }));
+        assert_eq!(
+            Mrn::parse("MRN#1"),
+            Err(IdError::BadCharacter { found: '#' })
+        );
         assert_eq!(Mrn::parse("a/b"), Err(IdError::BadCharacter { found: '/' }));
         assert_eq!(Mrn::parse(""), Err(IdError::Empty));
-        assert_eq!(Mrn::parse(&"a".repeat(65)), Err(IdError::TooLong { max: 64 }));
+        assert_eq!(
+            Mrn::parse(&"a".repeat(65)),
+            Err(IdError::TooLong { max: 64 })
+        );
         assert_eq!(Mrn::parse("MRN-12.3_4").unwrap().as_str(), "MRN-12.3_4");
     }
 

@@ -121,7 +121,10 @@ pub fn errors_object_key(provider: &ProviderId, stage: ObjectStage, upload: &Upl
 pub fn parse_uploaded_object_key(key: &str) -> Option<(ProviderId, UploadId)> {
     let (provider, rest) = key.split_once('/')?;
     let name = rest.strip_prefix("uploaded/")?.strip_suffix(".csv")?;
-    Some((ProviderId::parse(provider).ok()?, UploadId::parse(name).ok()?))
+    Some((
+        ProviderId::parse(provider).ok()?,
+        UploadId::parse(name).ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -142,7 +145,10 @@ mod tests {
         );
         assert_eq!(upload_records_sk(35), "LINE#000000000035");
         let key = upload_object_key(&provider, ObjectStage::Uploaded, &upload);
-        assert_eq!(key, "PROV001/uploaded/20250326T181500Z-0123456789abcdef.csv");
+        assert_eq!(
+            key,
+            "PROV001/uploaded/20250326T181500Z-0123456789abcdef.csv"
+        );
         assert_eq!(parse_uploaded_object_key(&key), Some((provider, upload)));
         assert_eq!(parse_uploaded_object_key("PROV001/processing/x.csv"), None);
         assert_eq!(parse_uploaded_object_key("../uploaded/x.csv"), None);

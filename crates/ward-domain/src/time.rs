@@ -349,7 +349,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -364,7 +365,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -407,16 +412,31 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        assert_eq!(instant("2025-03-26T10:30:00"), Err(TimeError::MissingOffset));
+        assert_eq!(
+            instant("2025-03-26T10:30:00"),
+            Err(TimeError::MissingOffset)
+        );
         assert_eq!(instant("2025-02-30T10:30:00Z"), Err(TimeError::NoSuchDate));
         assert_eq!(instant("26/03/2025 10:30"), Err(TimeError::NotADateTime));
         assert_eq!(instant("1899-12-31T23:00:00Z"), Err(TimeError::TooEarly));
         assert_eq!(instant("2026-01-02T00:00:01Z"), Err(TimeError::InFuture));
-        assert_eq!(instant("2025-03-26T10:30:00+24:00"), Err(TimeError::BadOffset));
-        assert_eq!(instant("2025-03-26T10:30:00Zjunk"), Err(TimeError::NotADateTime));
-        assert_eq!(instant("2025-03-26T10:30:00.1234567891Z"), Err(TimeError::NotADateTime));
+        assert_eq!(
+            instant("2025-03-26T10:30:00+24:00"),
+            Err(TimeError::BadOffset)
+        );
+        assert_eq!(
+            instant("2025-03-26T10:30:00Zjunk"),
+            Err(TimeError::NotADateTime)
+        );
+        assert_eq!(
+            instant("2025-03-26T10:30:00.1234567891Z"),
+            Err(TimeError::NotADateTime)
+        );
         assert_eq!(instant(""), Err(TimeError::NotADateTime));
-        assert_eq!(instant("２０２５-03-26T10:30:00Z"), Err(TimeError::NotADateTime));
+        assert_eq!(
+            instant("２０２５-03-26T10:30:00Z"),
+            Err(TimeError::NotADateTime)
+        );
     }
 
     #[test]

@@ -208,7 +208,8 @@ mod tests {
 
     #[test]
     fn valid_row_is_trimmed_and_kept_as_sent() {
-        let row = VisitRow::parse(fields(" MRN1 ", " John ", " fever,\r\n\tmild "), &rules()).unwrap();
+        let row =
+            VisitRow::parse(fields(" MRN1 ", " John ", " fever,\r\n\tmild "), &rules()).unwrap();
         assert_eq!(row.mrn.as_str(), "MRN1");
         assert_eq!(row.first_name, "John");
         assert_eq!(row.doctors_notes, "fever,\r\n\tmild");
@@ -220,7 +221,10 @@ mod tests {
         let err = VisitRow::parse(fields("MRN#1", "John", ""), &rules()).unwrap_err();
         assert_eq!(err.column, "medical_record_number");
         let err = VisitRow::parse(fields("MRN1", "  ", ""), &rules()).unwrap_err();
-        assert_eq!((err.column, err.reason.as_str()), ("first_name", "is empty"));
+        assert_eq!(
+            (err.column, err.reason.as_str()),
+            ("first_name", "is empty")
+        );
         let long = "x".repeat(101);
         let err = VisitRow::parse(fields("MRN1", &long, ""), &rules()).unwrap_err();
         assert_eq!(err.reason, "is 101 characters long; the limit is 100");

@@ -13,6 +13,11 @@ pub mod visit_items;
 pub mod worker;
 
 pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
-pub use uploads::{OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus};
+pub use uploads::{
+    OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
+};
 pub use visit_items::VisitRecord;
-pub use worker::{IngestContext, IngestSettings, ProcessError, StepOutcome, Worker, process_upload, replay_dead_job};
+pub use worker::{
+    IngestContext, IngestSettings, ProcessError, StepOutcome, Worker, process_upload,
+    replay_dead_job,
+};

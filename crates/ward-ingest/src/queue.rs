@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use ward_store::{Condition, Item, Key, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value, WriteOp};
+use ward_store::{
+    Condition, Item, Key, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value, WriteOp,
+};
 
 /// A unit of work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +88,12 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Removes a finished job.
     async fn complete(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Makes the job visible again after `delay`, noting why this attempt failed.
-    async fn retry(&self, delivery: &Delivery, delay: Duration, reason: &str) -> Result<(), QueueError>;
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError>;
     /// Moves the job to the dead-letter list.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
     /// The dead-letter list, oldest id first.
@@ -106,7 +113,9 @@ pub struct TableJobQueue {
 
 impl std::fmt::Debug for TableJobQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableJobQueue").field("name", &self.name).finish()
+        f.debug_struct("TableJobQueue")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -149,7 +158,12 @@ impl TableJobQueue {
                     let job = decode_job(item)?;
                     let attempt = attempt_of(item);
                     let next = self.job_item(&job, now, attempt, version + 1, last_error(item));
-                    if self.table.put(next, Condition::VersionIs(version)).await.is_ok() {
+                    if self
+                        .table
+                        .put(next, Condition::VersionIs(version))
+                        .await
+                        .is_ok()
+                    {
                         released += 1;
                     }
                 }
@@ -173,16 +187,29 @@ impl TableJobQueue {
         format!("PLATFORM#QUEUE#{}#READY", self.name)
     }
 
-    fn job_item(&self, job: &Job, visible_at: i64, attempt: u32, version: i64, error: Option<&str>) -> Item {
+    fn job_item(
+        &self,
+        job: &Job,
+        visible_at: i64,
+        attempt: u32,
+        version: i64,
+        error: Option<&str>,
+    ) -> Item {
         let mut item = Item::new();
         item.insert(PK.into(), Value::s(self.jobs_pk()));
         item.insert(SK.into(), Value::s(format!("JOB#{}", job.id())));
-        item.insert("job".into(), Value::s(serde_json::to_string(job).unwrap_or_default()));
+        item.insert(
+            "job".into(),
+            Value::s(serde_json::to_string(job).unwrap_or_default()),
+        );
         item.insert("visibleAt".into(), Value::n(visible_at));
         item.insert("attempt".into(), Value::n(i64::from(attempt)));
         item.insert(VERSION.into(), Value::n(version));
         item.insert("GSI1PK".into(), Value::s(self.ready_pk()));
-        item.insert("GSI1SK".into(), Value::s(format!("{visible_at:015}#{}", job.id())));
+        item.insert(
+            "GSI1SK".into(),
+            Value::s(format!("{visible_at:015}#{}", job.id())),
+        );
         if let Some(error) = error {
             item.insert("lastError".into(), Value::s(error));
         }
@@ -193,9 +220,20 @@ impl TableJobQueue {
         Key::new(self.jobs_pk(), format!("JOB#{id}"))
     }
 
-    async fn release(&self, delivery: &Delivery, visible_at: i64, error: &str) -> Result<(), QueueError> {
+    async fn release(
+        &self,
+        delivery: &Delivery,
+        visible_at: i64,
+        error: &str,
+    ) -> Result<(), QueueError> {
         let version = receipt_version(delivery)?;
-        let item = self.job_item(&delivery.job, visible_at, delivery.attempt, version + 1, Some(error));
+        let item = self.job_item(
+            &delivery.job,
+            visible_at,
+            delivery.attempt,
+            version + 1,
+            Some(error),
+        );
         self.table
             .put(item, Condition::VersionIs(version))
             .await
@@ -271,13 +309,22 @@ impl JobQueue for TableJobQueue {
     async fn complete(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let version = receipt_version(delivery)?;
         self.table
-            .delete(&self.job_key(&delivery.job.id()), Condition::VersionIs(version))
+            .delete(
+                &self.job_key(&delivery.job.id()),
+                Condition::VersionIs(version),
+            )
             .await
             .map_err(lease_error)
     }
 
-    async fn retry(&self, delivery: &Delivery, delay: Duration, reason: &str) -> Result<(), QueueError> {
-        self.release(delivery, now_ms() + delay.as_millis() as i64, reason).await
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.release(delivery, now_ms() + delay.as_millis() as i64, reason)
+            .await
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
@@ -286,7 +333,10 @@ impl JobQueue for TableJobQueue {
         let mut dead = Item::new();
         dead.insert(PK.into(), Value::s(self.dead_pk()));
         dead.insert(SK.into(), Value::s(format!("JOB#{id}")));
-        dead.insert("job".into(), Value::s(serde_json::to_string(&delivery.job).unwrap_or_default()));
+        dead.insert(
+            "job".into(),
+            Value::s(serde_json::to_string(&delivery.job).unwrap_or_default()),
+        );
         dead.insert("attempt".into(), Value::n(i64::from(delivery.attempt)));
         dead.insert("lastError".into(), Value::s(reason));
         dead.insert("failedAt".into(), Value::n(now_ms()));

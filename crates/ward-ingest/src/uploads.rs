@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use ward_domain::key_layout::{self, ObjectStage};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_store::{Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value};
+use ward_store::{
+    Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value,
+};
 
 /// An upload's life: `Pending -> Received -> Processing -> Completed | Failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +135,12 @@ pub struct Upload {
 
 impl Upload {
     /// A new pending upload.
-    pub fn pending(provider: ProviderId, id: UploadId, created_at: UtcInstant, url_ttl_seconds: i64) -> Self {
+    pub fn pending(
+        provider: ProviderId,
+        id: UploadId,
+        created_at: UtcInstant,
+        url_ttl_seconds: i64,
+    ) -> Self {
         Self {
             provider,
             id,
@@ -175,7 +182,10 @@ impl Upload {
         item.insert("uploadId".into(), Value::s(self.id.as_str()));
         item.insert("status".into(), Value::s(self.status.as_str()));
         item.insert("createdAt".into(), Value::n(self.created_at.unix_millis()));
-        item.insert("urlExpiresAt".into(), Value::n(self.url_expires_at.unix_millis()));
+        item.insert(
+            "urlExpiresAt".into(),
+            Value::n(self.url_expires_at.unix_millis()),
+        );
         if let Some(bytes) = self.bytes {
             item.insert("bytes".into(), Value::n(bytes as i64));
         }
@@ -214,7 +224,10 @@ impl Upload {
                 Some(json) => Some(serde_json::from_str(json).map_err(|_| bad("report"))?),
                 None => None,
             },
-            version: item.get(VERSION).and_then(Value::as_i64).unwrap_or_default(),
+            version: item
+                .get(VERSION)
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
         })
     }
 }
@@ -243,14 +256,22 @@ impl UploadRepository {
     }
 
     /// The provider's upload with this id, if any.
-    pub async fn get(&self, provider: &ProviderId, id: &UploadId) -> Result<Option<Upload>, StoreError> {
+    pub async fn get(
+        &self,
+        provider: &ProviderId,
+        id: &UploadId,
+    ) -> Result<Option<Upload>, StoreError> {
         let item = self.table.get(&Upload::key(provider, id)).await?;
         item.as_ref().map(Upload::from_item).transpose()
     }
 
     /// Writes `next` if the stored version equals `expected_version`; `next` is stored
     /// (and returned) with `expected_version + 1`.
-    pub async fn update(&self, mut next: Upload, expected_version: i64) -> Result<Upload, StoreError> {
+    pub async fn update(
+        &self,
+        mut next: Upload,
+        expected_version: i64,
+    ) -> Result<Upload, StoreError> {
         next.version = expected_version + 1;
         self.table
             .put(next.to_item(), Condition::VersionIs(expected_version))

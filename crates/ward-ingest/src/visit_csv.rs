@@ -85,7 +85,9 @@ impl<R: Read> VisitCsvReader<R> {
             .buffer_capacity(256 * 1024)
             .from_reader(LineTracking::new(input));
         let mut header = csv::ByteRecord::new();
-        let has_header = reader.read_byte_record(&mut header).map_err(csv_file_error)?;
+        let has_header = reader
+            .read_byte_record(&mut header)
+            .map_err(csv_file_error)?;
         if !has_header {
             return Err(FileError::Empty);
         }
@@ -237,14 +239,12 @@ impl<R: Read> LineTracking<R> {
             self.lf_before_breaks += u64::from(is_lf);
             self.breaks.pop_front();
         }
-        let mut expected = position;
         let mut gap_lf = 0;
-        for &(offset, is_lf) in &self.breaks {
+        for (expected, &(offset, is_lf)) in (position..).zip(self.breaks.iter()) {
             if offset != expected {
                 break;
             }
             gap_lf += u64::from(is_lf);
-            expected += 1;
         }
         1 + self.lf_before_breaks + gap_lf
     }
@@ -254,7 +254,8 @@ impl<R: Read> Read for LineTracking<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         for at in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
-            self.breaks.push_back((self.offset + at as u64, buf[at] == b'\n'));
+            self.breaks
+                .push_back((self.offset + at as u64, buf[at] == b'\n'));
         }
         self.offset += n as u64;
         Ok(n)
@@ -363,7 +364,9 @@ mod tests {
         assert_eq!(
             read_all(b"date_time,DateTime,medical_record_number,first_name,last_name\n")
                 .unwrap_err(),
-            FileError::DuplicateColumn { column: "date_time" }
+            FileError::DuplicateColumn {
+                column: "date_time"
+            }
         );
     }
 

@@ -20,11 +20,22 @@ pub struct RecordSource<'a> {
 }
 
 /// The stored item of a visit (attribute names from the seed note, plus the audit trail).
-pub fn visit_item(row: &VisitRow, line: u64, content_hash: String, source: &RecordSource<'_>) -> Item {
+pub fn visit_item(
+    row: &VisitRow,
+    line: u64,
+    content_hash: String,
+    source: &RecordSource<'_>,
+) -> Item {
     let mut item = Item::new();
     let provider = source.provider;
-    item.insert(PK.into(), Value::S(key_layout::patient_pk(provider, &row.mrn)));
-    item.insert(SK.into(), Value::S(key_layout::visit_sk(row.time.instant())));
+    item.insert(
+        PK.into(),
+        Value::S(key_layout::patient_pk(provider, &row.mrn)),
+    );
+    item.insert(
+        SK.into(),
+        Value::S(key_layout::visit_sk(row.time.instant())),
+    );
     item.insert(
         format!("{BY_UPLOAD_INDEX}PK"),
         Value::S(key_layout::upload_records_pk(
@@ -33,12 +44,18 @@ pub fn visit_item(row: &VisitRow, line: u64, content_hash: String, source: &Reco
             key_layout::upload_records_shard(line),
         )),
     );
-    item.insert(format!("{BY_UPLOAD_INDEX}SK"), Value::S(key_layout::upload_records_sk(line)));
+    item.insert(
+        format!("{BY_UPLOAD_INDEX}SK"),
+        Value::S(key_layout::upload_records_sk(line)),
+    );
     item.insert("entity".into(), Value::s("VISIT"));
     item.insert("providerId".into(), Value::s(provider.as_str()));
     item.insert("medicalRecordNumber".into(), Value::s(row.mrn.as_str()));
     item.insert("dateTime".into(), Value::s(row.time.as_sent()));
-    item.insert("dateTimeUtc".into(), Value::S(row.time.instant().sortable()));
+    item.insert(
+        "dateTimeUtc".into(),
+        Value::S(row.time.instant().sortable()),
+    );
     item.insert("firstName".into(), Value::s(&row.first_name));
     item.insert("lastName".into(), Value::s(&row.last_name));
     item.insert("doctorsNotes".into(), Value::s(&row.doctors_notes));

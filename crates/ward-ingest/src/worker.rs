@@ -21,7 +21,9 @@ use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_store::{Item, PutOutcome, StoreError, Table, Value};
 
 use crate::queue::{Job, JobQueue, QueueError};
-use crate::uploads::{OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus};
+use crate::uploads::{
+    OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
+};
 use crate::visit_csv::{FileError, RowRead, VisitCsvReader, spreadsheet_safe};
 use crate::visit_items::{RecordSource, visit_item};
 
@@ -157,8 +159,16 @@ pub async fn process_upload(
         return Ok(upload);
     }
     let started = Instant::now();
-    let uploaded = path(key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload_id));
-    let processing = path(key_layout::upload_object_key(provider, ObjectStage::Processing, upload_id));
+    let uploaded = path(key_layout::upload_object_key(
+        provider,
+        ObjectStage::Uploaded,
+        upload_id,
+    ));
+    let processing = path(key_layout::upload_object_key(
+        provider,
+        ObjectStage::Processing,
+        upload_id,
+    ));
     if upload.status != UploadStatus::Processing {
         let mut next = upload.clone();
         next.status = UploadStatus::Processing;
@@ -182,9 +192,22 @@ pub async fn process_upload(
         max_notes_chars: ctx.settings.max_notes_chars,
         now: UtcInstant::now(),
     };
-    let errors_path = path(key_layout::errors_object_key(provider, ObjectStage::Completed, upload_id));
+    let errors_path = path(key_layout::errors_object_key(
+        provider,
+        ObjectStage::Completed,
+        upload_id,
+    ));
     let csv_file = key_layout::upload_object_key(provider, ObjectStage::Completed, upload_id);
-    let outcome = ingest_rows(ctx, provider, upload_id, &processing, &errors_path, &csv_file, rules).await?;
+    let outcome = ingest_rows(
+        ctx,
+        provider,
+        upload_id,
+        &processing,
+        &errors_path,
+        &csv_file,
+        rules,
+    )
+    .await?;
     let mut report = match outcome {
         Ok(report) => report,
         Err(file_error) => {
@@ -194,20 +217,43 @@ pub async fn process_upload(
                 duration_ms: started.elapsed().as_millis() as u64,
                 ..UploadReport::default()
             };
-            let failed = path(key_layout::upload_object_key(provider, ObjectStage::Failed, upload_id));
+            let failed = path(key_layout::upload_object_key(
+                provider,
+                ObjectStage::Failed,
+                upload_id,
+            ));
             move_object(ctx.objects.as_ref(), &processing, &failed).await?;
-            return finish(ctx, upload, UploadStatus::Failed, report, Some(ObjectStage::Failed)).await;
+            return finish(
+                ctx,
+                upload,
+                UploadStatus::Failed,
+                report,
+                Some(ObjectStage::Failed),
+            )
+            .await;
         }
     };
     report.attempts = attempt;
     report.duration_ms = started.elapsed().as_millis() as u64;
     let completed = path(csv_file);
     move_object(ctx.objects.as_ref(), &processing, &completed).await?;
-    finish(ctx, upload, UploadStatus::Completed, report, Some(ObjectStage::Completed)).await
+    finish(
+        ctx,
+        upload,
+        UploadStatus::Completed,
+        report,
+        Some(ObjectStage::Completed),
+    )
+    .await
 }
 
 /// Marks an upload as failed for good (its job was dead-lettered).
-pub async fn mark_dead_lettered(ctx: &IngestContext, provider: &ProviderId, upload_id: &UploadId, reason: &str) -> Result<(), ProcessError> {
+pub async fn mark_dead_lettered(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    upload_id: &UploadId,
+    reason: &str,
+) -> Result<(), ProcessError> {
     let Some(upload) = ctx.uploads.get(provider, upload_id).await? else {
         return Ok(());
     };
@@ -219,14 +265,17 @@ pub async fn mark_dead_lettered(ctx: &IngestContext, provider: &ProviderId, uplo
         attempts: ctx.settings.max_attempts,
         ..UploadReport::default()
     };
-    finish(ctx, upload, UploadStatus::Failed, report, None).await.map(|_| ())
+    finish(ctx, upload, UploadStatus::Failed, report, None)
+        .await
+        .map(|_| ())
 }
 
 /// Puts a dead-lettered job back in the queue, and its upload back to `received`.
 pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job>, ProcessError> {
     let job = ctx.queue.replay(id).await.map_err(queue_error)?;
     if let Some(Job::CsvUpload { provider, upload }) = &job
-        && let (Ok(provider), Ok(upload_id)) = (ProviderId::parse(provider), UploadId::parse(upload))
+        && let (Ok(provider), Ok(upload_id)) =
+            (ProviderId::parse(provider), UploadId::parse(upload))
         && let Some(stored) = ctx.uploads.get(&provider, &upload_id).await?
         && stored.status == UploadStatus::Failed
     {
@@ -234,7 +283,10 @@ pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job
         next.status = UploadStatus::Processing;
         next.report = None;
         next.finished_at = None;
-        ctx.uploads.update(next, stored.version).await.map_err(concurrent)?;
+        ctx.uploads
+            .update(next, stored.version)
+            .await
+            .map_err(concurrent)?;
     }
     Ok(job)
 }
@@ -281,7 +333,10 @@ impl Worker {
             Err(error) if attempt < settings.max_attempts => {
                 let delay = settings.retry_base * 4u32.pow(attempt.saturating_sub(1));
                 warn!(job_id = %job.id(), attempt, error = %error, "job failed; will retry");
-                self.ctx.queue.retry(&delivery, delay, &error.to_string()).await?;
+                self.ctx
+                    .queue
+                    .retry(&delivery, delay, &error.to_string())
+                    .await?;
                 Ok(Some(StepOutcome::Retrying { attempt }))
             }
             Err(error) => {
@@ -289,8 +344,10 @@ impl Worker {
                 let reason = error.to_string();
                 self.ctx.queue.dead_letter(&delivery, &reason).await?;
                 let Job::CsvUpload { provider, upload } = &job;
-                if let (Ok(provider), Ok(upload)) = (ProviderId::parse(provider), UploadId::parse(upload))
-                    && let Err(error) = mark_dead_lettered(&self.ctx, &provider, &upload, &reason).await
+                if let (Ok(provider), Ok(upload)) =
+                    (ProviderId::parse(provider), UploadId::parse(upload))
+                    && let Err(error) =
+                        mark_dead_lettered(&self.ctx, &provider, &upload, &reason).await
                 {
                     warn!(error = %error, "could not mark the upload failed");
                 }
@@ -300,7 +357,11 @@ impl Worker {
     }
 
     /// Runs jobs until `shutdown` resolves; finishes the job in hand first.
-    pub async fn run(&self, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -333,8 +394,18 @@ impl Worker {
 }
 
 enum ParsedRow {
-    Valid { item: Item, line: u64, hash: String, raw_mrn: String, raw_date_time: String },
-    Rejected { problem: RowProblem, raw_mrn: String, raw_date_time: String },
+    Valid {
+        item: Item,
+        line: u64,
+        hash: String,
+        raw_mrn: String,
+        raw_date_time: String,
+    },
+    Rejected {
+        problem: RowProblem,
+        raw_mrn: String,
+        raw_date_time: String,
+    },
 }
 
 struct ParsedBatch {
@@ -393,7 +464,9 @@ async fn ingest_rows(
             ParserMessage::Header { unknown_columns } => report.unknown_columns = unknown_columns,
             ParserMessage::FileFailed(error) => file_error = Some(error),
             ParserMessage::Batch(batch) => {
-                if let Err(error) = write_batch(ctx, upload_id, batch, &mut report, &mut errors).await {
+                if let Err(error) =
+                    write_batch(ctx, upload_id, batch, &mut report, &mut errors).await
+                {
                     drop(receiver);
                     errors.abort().await;
                     let _ = parser.await;
@@ -402,7 +475,9 @@ async fn ingest_rows(
             }
         }
     }
-    parser.await.map_err(|e| ProcessError::Internal(format!("parser task: {e}")))?;
+    parser
+        .await
+        .map_err(|e| ProcessError::Internal(format!("parser task: {e}")))?;
     match file_error {
         Some(FileError::Io(message)) => {
             errors.abort().await;
@@ -434,10 +509,16 @@ fn parse_file<R: std::io::Read>(
         }
     };
     let unknown_columns = std::mem::take(&mut reader.unknown_columns);
-    if sender.blocking_send(ParserMessage::Header { unknown_columns }).is_err() {
+    if sender
+        .blocking_send(ParserMessage::Header { unknown_columns })
+        .is_err()
+    {
         return;
     }
-    let mut batch = ParsedBatch { rows: Vec::with_capacity(batch_rows), n_rows: 0 };
+    let mut batch = ParsedBatch {
+        rows: Vec::with_capacity(batch_rows),
+        n_rows: 0,
+    };
     loop {
         match reader.next_row(rules) {
             Ok(Some(row)) => {
@@ -467,7 +548,10 @@ fn parse_file<R: std::io::Read>(
                 if batch.rows.len() >= batch_rows {
                     let full = std::mem::replace(
                         &mut batch,
-                        ParsedBatch { rows: Vec::with_capacity(batch_rows), n_rows: 0 },
+                        ParsedBatch {
+                            rows: Vec::with_capacity(batch_rows),
+                            n_rows: 0,
+                        },
                     );
                     if sender.blocking_send(ParserMessage::Batch(full)).is_err() {
                         return;
@@ -497,11 +581,21 @@ async fn write_batch(
     let mut problems = Vec::new();
     for row in batch.rows {
         match row {
-            ParsedRow::Valid { item, line, hash, raw_mrn, raw_date_time } => {
+            ParsedRow::Valid {
+                item,
+                line,
+                hash,
+                raw_mrn,
+                raw_date_time,
+            } => {
                 items.push(item);
                 rows.push((line, hash, raw_mrn, raw_date_time));
             }
-            ParsedRow::Rejected { problem, raw_mrn, raw_date_time } => {
+            ParsedRow::Rejected {
+                problem,
+                raw_mrn,
+                raw_date_time,
+            } => {
                 report.counts.rejected += 1;
                 problems.push((problem, raw_mrn, raw_date_time));
             }
@@ -516,7 +610,13 @@ async fn write_batch(
         match outcome {
             PutOutcome::Written => report.counts.inserted += 1,
             PutOutcome::Exists(existing) => {
-                let text = |name: &str| existing.get(name).and_then(Value::as_s).unwrap_or_default().to_owned();
+                let text = |name: &str| {
+                    existing
+                        .get(name)
+                        .and_then(Value::as_s)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
                 let same_source = text("uploadId") == upload_id.as_str()
                     && existing.get("sourceLine").and_then(Value::as_i64) == Some(line as i64);
                 if same_source {
@@ -532,7 +632,10 @@ async fn write_batch(
                         reason: format!(
                             "a different record for this patient and time already exists (from {} line {}); the stored record was kept",
                             text("csvFile"),
-                            existing.get("sourceLine").and_then(Value::as_i64).unwrap_or_default()
+                            existing
+                                .get("sourceLine")
+                                .and_then(Value::as_i64)
+                                .unwrap_or_default()
                         ),
                     };
                     problems.push((problem, raw_mrn, raw_date_time));
@@ -572,11 +675,18 @@ impl ErrorsFile {
     const HEADER: &'static [u8] = b"line,outcome,column,reason,medical_record_number,date_time\n";
 
     fn new(objects: Arc<dyn ObjectStore>, path: ObjectPath) -> Self {
-        Self { writer: None, objects, path, pending: Vec::new() }
+        Self {
+            writer: None,
+            objects,
+            path,
+            pending: Vec::new(),
+        }
     }
 
     fn push(&mut self, problem: &RowProblem, raw_mrn: &str, raw_date_time: &str) {
-        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
         let line = problem.line.to_string();
         let fields = [
             line.as_str(),
@@ -626,7 +736,9 @@ impl ErrorsFile {
                 .map_err(|e| ProcessError::Read(format!("writing the error list: {e}"))),
             None => {
                 // No problems: an error list with just the header, so the download exists.
-                self.objects.put(&self.path, Self::HEADER.to_vec().into()).await?;
+                self.objects
+                    .put(&self.path, Self::HEADER.to_vec().into())
+                    .await?;
                 Ok(())
             }
         }
@@ -647,23 +759,44 @@ async fn finish(
     report_stage: Option<ObjectStage>,
 ) -> Result<Upload, ProcessError> {
     if let Some(stage) = report_stage {
-        let report_path = path(key_layout::report_object_key(&upload.provider, stage, &upload.id));
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| ProcessError::Internal(e.to_string()))?;
+        let report_path = path(key_layout::report_object_key(
+            &upload.provider,
+            stage,
+            &upload.id,
+        ));
+        let json = serde_json::to_vec_pretty(&report)
+            .map_err(|e| ProcessError::Internal(e.to_string()))?;
         ctx.objects.put(&report_path, json.into()).await?;
     }
-    let OutcomeCounts { rows, inserted, duplicate, conflict, rejected } = report.counts.clone();
-    info!(status = status.as_str(), rows, inserted, duplicate, conflict, rejected, "upload finished");
+    let OutcomeCounts {
+        rows,
+        inserted,
+        duplicate,
+        conflict,
+        rejected,
+    } = report.counts.clone();
+    info!(
+        status = status.as_str(),
+        rows, inserted, duplicate, conflict, rejected, "upload finished"
+    );
     let mut next = upload.clone();
     next.status = status;
     next.finished_at = Some(UtcInstant::now());
     next.report = Some(report);
-    ctx.uploads.update(next, upload.version).await.map_err(concurrent)
+    ctx.uploads
+        .update(next, upload.version)
+        .await
+        .map_err(concurrent)
 }
 
 /// Moves an object (copy, then delete). Returns `false` if neither the source nor the
 /// destination exists. A crash between copy and delete is harmless: the next attempt
 /// finds the destination and finishes the delete.
-pub async fn move_object(objects: &dyn ObjectStore, from: &ObjectPath, to: &ObjectPath) -> Result<bool, ProcessError> {
+pub async fn move_object(
+    objects: &dyn ObjectStore,
+    from: &ObjectPath,
+    to: &ObjectPath,
+) -> Result<bool, ProcessError> {
     match objects.copy(from, to).await {
         Ok(()) => {}
         Err(object_store::Error::NotFound { .. }) => {
@@ -681,7 +814,10 @@ pub async fn move_object(objects: &dyn ObjectStore, from: &ObjectPath, to: &Obje
     }
 }
 
-async fn provider_time_zone(ctx: &IngestContext, provider: &ProviderId) -> Result<Option<ProviderTimeZone>, ProcessError> {
+async fn provider_time_zone(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+) -> Result<Option<ProviderTimeZone>, ProcessError> {
     let key = ward_store::Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
     let item = ctx.table.get(&key).await?;
     let zone = item

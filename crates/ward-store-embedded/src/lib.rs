@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use ward_store::{
     Condition, Cursor, INDEXES, Item, Key, MAX_BATCH_GET_KEYS, MAX_ITEM_BYTES,
-    MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, SkCondition, StoreError, Table,
-    VERSION, Value, WriteOp, index_key_attributes, item_is_expired,
+    MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, SkCondition, StoreError, Table, VERSION,
+    Value, WriteOp, index_key_attributes, item_is_expired,
 };
 
 use codec::{check_key_part, decode_item, encode_item, join_parts, split_parts};
@@ -281,7 +281,9 @@ impl Table for EmbeddedTable {
 
     async fn batch_get(&self, keys: Vec<Key>) -> Result<Vec<Item>, StoreError> {
         if keys.len() > MAX_BATCH_GET_KEYS {
-            return Err(invalid(format!("at most {MAX_BATCH_GET_KEYS} keys per batch")));
+            return Err(invalid(format!(
+                "at most {MAX_BATCH_GET_KEYS} keys per batch"
+            )));
         }
         let txn = self.db.begin_read().map_err(store_error)?;
         let items = txn.open_table(ITEMS).map_err(store_error)?;
@@ -475,7 +477,10 @@ fn condition_holds(condition: &Condition, existing: Option<&Item>) -> bool {
         Condition::NotExists => existing.is_none(),
         Condition::Exists => existing.is_some(),
         Condition::VersionIs(version) => {
-            existing.and_then(|item| item.get(VERSION)).and_then(Value::as_i64) == Some(*version)
+            existing
+                .and_then(|item| item.get(VERSION))
+                .and_then(Value::as_i64)
+                == Some(*version)
         }
     }
 }
@@ -498,7 +503,9 @@ fn checked_key(item: &Item) -> Result<Key, StoreError> {
 fn checked_encoding(item: &Item) -> Result<Vec<u8>, StoreError> {
     let encoded = encode_item(item);
     if encoded.len() > MAX_ITEM_BYTES {
-        return Err(invalid(format!("item is larger than {MAX_ITEM_BYTES} bytes")));
+        return Err(invalid(format!(
+            "item is larger than {MAX_ITEM_BYTES} bytes"
+        )));
     }
     Ok(encoded)
 }

@@ -111,7 +111,10 @@ pub async fn get_absent_is_none(table: &dyn Table) {
 pub async fn put_then_get_round_trips_every_value_kind(table: &dyn Table) {
     let pk = fresh_pk("kinds");
     let mut map = BTreeMap::new();
-    map.insert("inner".to_owned(), Value::L(vec![Value::n(1), Value::s("two")]));
+    map.insert(
+        "inner".to_owned(),
+        Value::L(vec![Value::n(1), Value::s("two")]),
+    );
     let written = item(
         &pk,
         "A",
@@ -135,22 +138,35 @@ pub async fn put_refuses_items_without_keys(table: &dyn Table) {
     let mut no_sk = Item::new();
     no_sk.insert(PK.into(), Value::s(fresh_pk("nokey")));
     let result = table.put(no_sk, Condition::None).await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "{result:?}"
+    );
     let mut numeric_pk = item("x", "y", &[]);
     numeric_pk.insert(PK.into(), Value::n(1));
     let result = table.put(numeric_pk, Condition::None).await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "{result:?}"
+    );
 }
 
 /// `NotExists` writes once; the second put fails and returns the first item unchanged.
 pub async fn put_if_not_exists_returns_the_existing_item(table: &dyn Table) {
     let pk = fresh_pk("once");
     let first = item(&pk, "A", &[("v", Value::n(1))]);
-    table.put(first.clone(), Condition::NotExists).await.unwrap();
+    table
+        .put(first.clone(), Condition::NotExists)
+        .await
+        .unwrap();
     let second = item(&pk, "A", &[("v", Value::n(2))]);
     match table.put(second, Condition::NotExists).await {
         Err(StoreError::ConditionFailed { existing }) => {
-            assert_eq!(existing.as_deref(), Some(&first), "the existing item comes back");
+            assert_eq!(
+                existing.as_deref(),
+                Some(&first),
+                "the existing item comes back"
+            );
         }
         other => panic!("expected ConditionFailed, got {other:?}"),
     }
@@ -162,13 +178,26 @@ pub async fn version_condition_guards_updates(table: &dyn Table) {
     let pk = fresh_pk("version");
     let v1 = item(&pk, "A", &[(VERSION, Value::n(1))]);
     let result = table.put(v1.clone(), Condition::Exists).await;
-    assert!(matches!(result, Err(StoreError::ConditionFailed { existing: None })));
+    assert!(matches!(
+        result,
+        Err(StoreError::ConditionFailed { existing: None })
+    ));
     let result = table.put(v1.clone(), Condition::VersionIs(0)).await;
-    assert!(matches!(result, Err(StoreError::ConditionFailed { existing: None })));
+    assert!(matches!(
+        result,
+        Err(StoreError::ConditionFailed { existing: None })
+    ));
     table.put(v1, Condition::NotExists).await.unwrap();
     let v2 = item(&pk, "A", &[(VERSION, Value::n(2))]);
-    table.put(v2.clone(), Condition::VersionIs(1)).await.unwrap();
-    let stale = item(&pk, "A", &[(VERSION, Value::n(2)), ("lost", Value::Bool(true))]);
+    table
+        .put(v2.clone(), Condition::VersionIs(1))
+        .await
+        .unwrap();
+    let stale = item(
+        &pk,
+        "A",
+        &[(VERSION, Value::n(2)), ("lost", Value::Bool(true))],
+    );
     match table.put(stale, Condition::VersionIs(1)).await {
         Err(StoreError::ConditionFailed { existing }) => assert_eq!(existing.as_deref(), Some(&v2)),
         other => panic!("a stale version must fail, got {other:?}"),
@@ -188,7 +217,10 @@ pub async fn delete_honours_conditions(table: &dyn Table) {
         .await
         .unwrap();
     let result = table.delete(&key, Condition::VersionIs(2)).await;
-    assert!(matches!(result, Err(StoreError::ConditionFailed { existing: Some(_) })));
+    assert!(matches!(
+        result,
+        Err(StoreError::ConditionFailed { existing: Some(_) })
+    ));
     table.delete(&key, Condition::VersionIs(3)).await.unwrap();
     assert_eq!(table.get(&key).await.unwrap(), None);
 }
@@ -197,13 +229,22 @@ pub async fn delete_honours_conditions(table: &dyn Table) {
 pub async fn query_applies_every_sort_key_condition(table: &dyn Table) {
     let pk = fresh_pk("conditions");
     for sk in ["A#1", "A#2", "A#3", "B#1", "B#2"] {
-        table.put(item(&pk, sk, &[]), Condition::None).await.unwrap();
+        table
+            .put(item(&pk, sk, &[]), Condition::None)
+            .await
+            .unwrap();
     }
     let cases = [
         (SkCondition::Any, vec!["A#1", "A#2", "A#3", "B#1", "B#2"]),
         (SkCondition::Eq("A#2".into()), vec!["A#2"]),
-        (SkCondition::BeginsWith("A#".into()), vec!["A#1", "A#2", "A#3"]),
-        (SkCondition::Between("A#2".into(), "B#1".into()), vec!["A#2", "A#3", "B#1"]),
+        (
+            SkCondition::BeginsWith("A#".into()),
+            vec!["A#1", "A#2", "A#3"],
+        ),
+        (
+            SkCondition::Between("A#2".into(), "B#1".into()),
+            vec!["A#2", "A#3", "B#1"],
+        ),
         (SkCondition::Lt("A#3".into()), vec!["A#1", "A#2"]),
         (SkCondition::Le("A#3".into()), vec!["A#1", "A#2", "A#3"]),
         (SkCondition::Gt("A#3".into()), vec!["B#1", "B#2"]),
@@ -231,7 +272,10 @@ pub async fn query_applies_every_sort_key_condition(table: &dyn Table) {
             ..Query::partition(&pk, SkCondition::Any)
         })
         .await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "limit 0 is refused");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "limit 0 is refused"
+    );
 }
 
 /// Paging with cursors returns every item once, in order, in both directions.
@@ -239,7 +283,10 @@ pub async fn query_pages_with_cursors_in_both_orders(table: &dyn Table) {
     let pk = fresh_pk("pages");
     let expected: Vec<String> = (0..23).map(|i| format!("S#{i:03}")).collect();
     for sk in &expected {
-        table.put(item(&pk, sk, &[]), Condition::None).await.unwrap();
+        table
+            .put(item(&pk, sk, &[]), Condition::None)
+            .await
+            .unwrap();
     }
     let query = Query {
         limit: 5,
@@ -253,10 +300,7 @@ pub async fn query_pages_with_cursors_in_both_orders(table: &dyn Table) {
         ..query.clone()
     };
     assert_eq!(sks(&query_all(table, reverse).await), reversed);
-    let exact = Query {
-        limit: 23,
-        ..query
-    };
+    let exact = Query { limit: 23, ..query };
     let page = table.query(exact.clone()).await.unwrap();
     assert_eq!(page.items.len(), 23);
     if let Some(cursor) = page.next {
@@ -294,7 +338,10 @@ pub async fn query_refuses_a_cursor_from_another_partition(table: &dyn Table) {
             ..Query::partition(&mine, SkCondition::Any)
         })
         .await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "{result:?}"
+    );
     let forged = Cursor::decode("bm90IGEgY3Vyc29y");
     assert!(forged.is_err(), "garbage is not a cursor");
 }
@@ -303,9 +350,18 @@ pub async fn query_refuses_a_cursor_from_another_partition(table: &dyn Table) {
 pub async fn query_stays_inside_its_partition(table: &dyn Table) {
     let pk = fresh_pk("P#1");
     let longer = format!("{pk}0");
-    table.put(item(&pk, "A", &[]), Condition::None).await.unwrap();
-    table.put(item(&longer, "A", &[]), Condition::None).await.unwrap();
-    table.put(item(&longer, "B", &[]), Condition::None).await.unwrap();
+    table
+        .put(item(&pk, "A", &[]), Condition::None)
+        .await
+        .unwrap();
+    table
+        .put(item(&longer, "A", &[]), Condition::None)
+        .await
+        .unwrap();
+    table
+        .put(item(&longer, "B", &[]), Condition::None)
+        .await
+        .unwrap();
     let items = query_all(table, Query::partition(&pk, SkCondition::Any)).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0][PK].as_s(), Some(pk.as_str()));
@@ -316,12 +372,20 @@ pub async fn query_stays_inside_its_partition(table: &dyn Table) {
 pub async fn index_is_sparse_ordered_and_follows_updates(table: &dyn Table) {
     let pk = fresh_pk("base");
     let index_pk = fresh_pk("index");
-    for (sk, index_sk) in [("A", Some("3")), ("B", Some("1")), ("C", None), ("D", Some("2"))] {
+    for (sk, index_sk) in [
+        ("A", Some("3")),
+        ("B", Some("1")),
+        ("C", None),
+        ("D", Some("2")),
+    ] {
         let mut attributes = vec![("GSI1PK", Value::s(&index_pk))];
         if let Some(index_sk) = index_sk {
             attributes.push(("GSI1SK", Value::s(index_sk)));
         }
-        table.put(item(&pk, sk, &attributes), Condition::None).await.unwrap();
+        table
+            .put(item(&pk, sk, &attributes), Condition::None)
+            .await
+            .unwrap();
     }
     let query = Query {
         index: Some("GSI1"),
@@ -329,11 +393,22 @@ pub async fn index_is_sparse_ordered_and_follows_updates(table: &dyn Table) {
         ..Query::partition(&index_pk, SkCondition::Any)
     };
     let items = query_all(table, query.clone()).await;
-    assert_eq!(sks(&items), vec!["B", "D", "A"], "index sort-key order, sparse");
+    assert_eq!(
+        sks(&items),
+        vec!["B", "D", "A"],
+        "index sort-key order, sparse"
+    );
     // Moving an item within the index and deleting another.
-    let moved = item(&pk, "B", &[("GSI1PK", Value::s(&index_pk)), ("GSI1SK", Value::s("9"))]);
+    let moved = item(
+        &pk,
+        "B",
+        &[("GSI1PK", Value::s(&index_pk)), ("GSI1SK", Value::s("9"))],
+    );
     table.put(moved, Condition::None).await.unwrap();
-    table.delete(&Key::new(&pk, "D"), Condition::None).await.unwrap();
+    table
+        .delete(&Key::new(&pk, "D"), Condition::None)
+        .await
+        .unwrap();
     let items = query_all(table, query.clone()).await;
     assert_eq!(sks(&items), vec!["A", "B"]);
     let between = Query {
@@ -347,14 +422,20 @@ pub async fn index_is_sparse_ordered_and_follows_updates(table: &dyn Table) {
             ..query
         })
         .await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "unknown index");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "unknown index"
+    );
 }
 
 /// Batch get returns the items that exist and refuses more than 100 keys.
 pub async fn batch_get_returns_existing_items_only(table: &dyn Table) {
     let pk = fresh_pk("batch");
     for sk in ["A", "B"] {
-        table.put(item(&pk, sk, &[]), Condition::None).await.unwrap();
+        table
+            .put(item(&pk, sk, &[]), Condition::None)
+            .await
+            .unwrap();
     }
     let keys = vec![Key::new(&pk, "A"), Key::new(&pk, "B"), Key::new(&pk, "Z")];
     let mut found = sks(&table.batch_get(keys).await.unwrap());
@@ -369,7 +450,10 @@ pub async fn batch_get_returns_existing_items_only(table: &dyn Table) {
 pub async fn transaction_is_all_or_nothing(table: &dyn Table) {
     let pk = fresh_pk("tx");
     table
-        .put(item(&pk, "TAKEN", &[(VERSION, Value::n(1))]), Condition::None)
+        .put(
+            item(&pk, "TAKEN", &[(VERSION, Value::n(1))]),
+            Condition::None,
+        )
         .await
         .unwrap();
     let ops = vec![
@@ -390,7 +474,11 @@ pub async fn transaction_is_all_or_nothing(table: &dyn Table) {
         Err(StoreError::TransactionCanceled { index }) => assert_eq!(index, 2),
         other => panic!("expected TransactionCanceled, got {other:?}"),
     }
-    assert_eq!(table.get(&Key::new(&pk, "NEW")).await.unwrap(), None, "nothing written");
+    assert_eq!(
+        table.get(&Key::new(&pk, "NEW")).await.unwrap(),
+        None,
+        "nothing written"
+    );
     let ops = vec![
         WriteOp::Put {
             item: item(&pk, "NEW", &[]),
@@ -416,7 +504,10 @@ pub async fn transaction_enforces_limits(table: &dyn Table) {
         })
         .collect();
     let result = table.transact_write(too_many).await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "{result:?}"
+    );
     let twice = vec![
         WriteOp::Put {
             item: item(&pk, "A", &[]),
@@ -428,7 +519,10 @@ pub async fn transaction_enforces_limits(table: &dyn Table) {
         },
     ];
     let result = table.transact_write(twice).await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::InvalidRequest(_))),
+        "{result:?}"
+    );
     assert_eq!(table.get(&Key::new(&pk, "A")).await.unwrap(), None);
 }
 
@@ -456,9 +550,21 @@ pub async fn put_many_if_absent_reports_each_outcome(table: &dyn Table) {
         ]
     );
     let again = table.put_many_if_absent(items).await.unwrap();
-    assert!(again.iter().all(|o| matches!(o, PutOutcome::Exists(_))), "re-sending writes nothing");
-    assert_eq!(table.get(&Key::new(&pk, "NEW")).await.unwrap(), Some(first_new));
-    assert!(table.put_many_if_absent(Vec::new()).await.unwrap().is_empty());
+    assert!(
+        again.iter().all(|o| matches!(o, PutOutcome::Exists(_))),
+        "re-sending writes nothing"
+    );
+    assert_eq!(
+        table.get(&Key::new(&pk, "NEW")).await.unwrap(),
+        Some(first_new)
+    );
+    assert!(
+        table
+            .put_many_if_absent(Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// An expired item is absent for get, query, batch get and conditions.
@@ -467,11 +573,17 @@ pub async fn expired_items_are_absent(table: &dyn Table) {
     let past = now_seconds() - 10;
     let future = now_seconds() + 3600;
     table
-        .put(item(&pk, "OLD", &[(EXPIRES_AT, Value::n(past))]), Condition::None)
+        .put(
+            item(&pk, "OLD", &[(EXPIRES_AT, Value::n(past))]),
+            Condition::None,
+        )
         .await
         .unwrap();
     table
-        .put(item(&pk, "LIVE", &[(EXPIRES_AT, Value::n(future))]), Condition::None)
+        .put(
+            item(&pk, "LIVE", &[(EXPIRES_AT, Value::n(future))]),
+            Condition::None,
+        )
         .await
         .unwrap();
     assert_eq!(table.get(&Key::new(&pk, "OLD")).await.unwrap(), None);
@@ -484,7 +596,10 @@ pub async fn expired_items_are_absent(table: &dyn Table) {
         .unwrap();
     assert_eq!(sks(&found), vec!["LIVE"]);
     table
-        .put(item(&pk, "OLD", &[("v", Value::n(1))]), Condition::NotExists)
+        .put(
+            item(&pk, "OLD", &[("v", Value::n(1))]),
+            Condition::NotExists,
+        )
         .await
         .expect("an expired item does not block a create");
 }

@@ -20,15 +20,25 @@ use crate::synthetic::{RecordSpec, write_records};
 /// Runs the ingest benchmark and prints a Markdown table.
 pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; run `cargo run --release -p ward -- bench ingest` for real figures");
+        eprintln!(
+            "warning: a debug build; run `cargo run --release -p ward -- bench ingest` for real figures"
+        );
     }
-    let work_dir = work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("ward-bench-{}", std::process::id())));
+    let work_dir = work_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ward-bench-{}", std::process::id())));
     std::fs::create_dir_all(&work_dir)?;
     let csv_path = work_dir.join(format!("visits-{rows}.csv"));
     if !csv_path.exists() {
         eprintln!("generating {rows} rows -> {}", csv_path.display());
         let file = std::fs::File::create(&csv_path)?;
-        write_records(&RecordSpec { rows, seed: 1, bad_share: 0.001 }, std::io::BufWriter::new(file))?;
+        write_records(
+            &RecordSpec {
+                rows,
+                seed: 1,
+                bad_share: 0.001,
+            },
+            std::io::BufWriter::new(file),
+        )?;
     }
     let file_mb = std::fs::metadata(&csv_path)?.len() as f64 / 1e6;
     let data_dir = work_dir.join("data");
@@ -49,10 +59,12 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     eprintln!("first load...");
-    let (first, first_elapsed) = local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
+    let (first, first_elapsed) =
+        local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
     let rss_after_first = peak_rss_mib();
     eprintln!("re-upload...");
-    let (second, second_elapsed) = local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
+    let (second, second_elapsed) =
+        local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
     let first_counts = first.report.clone().unwrap_or_default().counts;
     let second_counts = second.report.clone().unwrap_or_default().counts;
     anyhow::ensure!(second_counts.inserted == 0, "re-upload inserted rows");
@@ -72,7 +84,10 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
             .table
             .query(Query {
                 limit: 100,
-                ..Query::partition(key_layout::patient_pk(&provider, mrn), SkCondition::BeginsWith(VISIT_SK_PREFIX.into()))
+                ..Query::partition(
+                    key_layout::patient_pk(&provider, mrn),
+                    SkCondition::BeginsWith(VISIT_SK_PREFIX.into()),
+                )
             })
             .await?;
         in_process.push(started.elapsed());
@@ -98,15 +113,36 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     };
     let cell = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.0} rows/s"));
     let ratio = |a: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.2}x", a / b));
-    println!("| first load ({} rows, {file_mb:.0} MB) | {first_rate:.0} rows/s | {} | {} |", first_counts.rows, cell(duck_first), ratio(first_rate, duck_first));
-    println!("| re-upload (same file) | {second_rate:.0} rows/s | {} | {} |", cell(duck_reload), ratio(second_rate, duck_reload));
+    println!(
+        "| first load ({} rows, {file_mb:.0} MB) | {first_rate:.0} rows/s | {} | {} |",
+        first_counts.rows,
+        cell(duck_first),
+        ratio(first_rate, duck_first)
+    );
+    println!(
+        "| re-upload (same file) | {second_rate:.0} rows/s | {} | {} |",
+        cell(duck_reload),
+        ratio(second_rate, duck_reload)
+    );
     println!("| peak RSS after first load | {rss_after_first:.0} MiB | | |");
     println!("| peak RSS, whole run | {peak_rss:.0} MiB | | |");
-    println!("| patient records p50 / p99, in process | {} / {} | | |", micros(&mut in_process, 0.50), micros(&mut in_process, 0.99));
-    println!("| patient records p50 / p99, over HTTP | {} / {} | | |", micros(&mut over_http, 0.50), micros(&mut over_http, 0.99));
+    println!(
+        "| patient records p50 / p99, in process | {} / {} | | |",
+        micros(&mut in_process, 0.50),
+        micros(&mut in_process, 0.99)
+    );
+    println!(
+        "| patient records p50 / p99, over HTTP | {} / {} | | |",
+        micros(&mut over_http, 0.50),
+        micros(&mut over_http, 0.99)
+    );
     println!(
         "\nfirst load: {} inserted, {} duplicate, {} conflict, {} rejected; re-upload: {} duplicate",
-        first_counts.inserted, first_counts.duplicate, first_counts.conflict, first_counts.rejected, second_counts.duplicate
+        first_counts.inserted,
+        first_counts.duplicate,
+        first_counts.conflict,
+        first_counts.rejected,
+        second_counts.duplicate
     );
     if let Err(error) = duckdb {
         println!("DuckDB not measured: {error:#}");
@@ -125,7 +161,10 @@ fn run_duckdb(csv: &std::path::Path) -> anyhow::Result<(u64, f64, f64)> {
     anyhow::ensure!(
         output.status.success(),
         "DuckDB script failed (pip install duckdb): {}",
-        String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
     );
     let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     Ok((

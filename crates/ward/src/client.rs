@@ -51,13 +51,20 @@ impl Client {
     /// Asks for an upload URL and sends the file through it, with a progress bar.
     pub async fn upload_file(&self, file: &Path, show_progress: bool) -> anyhow::Result<String> {
         let grant = self.post("/v1/uploads").await?;
-        let upload_id = grant["uploadId"].as_str().context("no uploadId in the answer")?.to_owned();
+        let upload_id = grant["uploadId"]
+            .as_str()
+            .context("no uploadId in the answer")?
+            .to_owned();
         let url = grant["url"].as_str().context("no url in the answer")?;
         let size = tokio::fs::metadata(file)
             .await
             .with_context(|| format!("cannot read {}", file.display()))?
             .len();
-        let progress = if show_progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+        let progress = if show_progress {
+            ProgressBar::new(size)
+        } else {
+            ProgressBar::hidden()
+        };
         progress.set_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -65,8 +72,12 @@ impl Client {
         progress.set_message("uploading");
         let handle = tokio::fs::File::open(file).await?;
         let bar = progress.clone();
-        let stream = tokio_util::io::ReaderStream::new(handle).inspect_ok(move |chunk| bar.inc(chunk.len() as u64));
-        let mut request = self.http.put(url).header(reqwest::header::CONTENT_LENGTH, size);
+        let stream = tokio_util::io::ReaderStream::new(handle)
+            .inspect_ok(move |chunk| bar.inc(chunk.len() as u64));
+        let mut request = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, size);
         if let Some(headers) = grant["headers"].as_object() {
             for (name, value) in headers {
                 if let Some(value) = value.as_str() {
@@ -85,7 +96,11 @@ impl Client {
     }
 
     /// Polls the upload until it is completed or failed (or `timeout` passes).
-    pub async fn wait_for_upload(&self, upload_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_for_upload(
+        &self,
+        upload_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let upload = self.get(&format!("/v1/uploads/{upload_id}")).await?;
@@ -93,7 +108,10 @@ impl Client {
                 return Ok(upload);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("upload {upload_id} is still {} after {timeout:?}", upload["status"]);
+                bail!(
+                    "upload {upload_id} is still {} after {timeout:?}",
+                    upload["status"]
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -28,7 +28,10 @@ pub struct DemoOptions {
 /// Runs the demo.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let data_dir = options.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ward-demo-{}", ward_domain::UtcInstant::now().compact_seconds()))
+        std::env::temp_dir().join(format!(
+            "ward-demo-{}",
+            ward_domain::UtcInstant::now().compact_seconds()
+        ))
     });
     println!("Ward demo");
     println!("  data folder   {}", data_dir.display());
@@ -52,42 +55,78 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let base_url = running.base_url.clone();
     println!("  server        {base_url}");
     let provider = ProviderId::parse("PROV001").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let api_key = match ward_api::auth::create_provider(running.state.table.as_ref(), &provider, None).await {
+    let api_key = match ward_api::auth::create_provider(
+        running.state.table.as_ref(),
+        &provider,
+        None,
+    )
+    .await
+    {
         Ok(key) => key.0,
-        Err(_) => ward_api::auth::rotate_key(running.state.table.as_ref(), &provider)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .0,
+        Err(_) => {
+            ward_api::auth::rotate_key(running.state.table.as_ref(), &provider)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .0
+        }
     };
     println!("  provider      {provider}");
     let csv_path = data_dir.join("demo-visits.csv");
     let file = std::fs::File::create(&csv_path).context("cannot write the demo CSV")?;
-    write_records(&RecordSpec { rows: options.rows, seed: 42, bad_share: 0.02 }, std::io::BufWriter::new(file))?;
-    println!("  generated     {} ({} rows, seed 42, ~2% bad rows)", csv_path.display(), options.rows);
+    write_records(
+        &RecordSpec {
+            rows: options.rows,
+            seed: 42,
+            bad_share: 0.02,
+        },
+        std::io::BufWriter::new(file),
+    )?;
+    println!(
+        "  generated     {} ({} rows, seed 42, ~2% bad rows)",
+        csv_path.display(),
+        options.rows
+    );
 
     let client = Client::new(&base_url, &api_key);
     let upload_id = client.upload_file(&csv_path, true).await?;
     println!("\nUploaded through a pre-signed URL as upload {upload_id}; processing...");
-    let upload = client.wait_for_upload(&upload_id, Duration::from_secs(120)).await?;
+    let upload = client
+        .wait_for_upload(&upload_id, Duration::from_secs(120))
+        .await?;
     let report = &upload["report"];
     println!("\nReport ({}):", upload["status"].as_str().unwrap_or("?"));
     println!("  {}", crate::counts_line(report));
-    if let Some(unknown) = report["unknownColumns"].as_array().filter(|a| !a.is_empty()) {
+    if let Some(unknown) = report["unknownColumns"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+    {
         println!("  unknown columns ignored: {unknown:?}");
     }
-    for problem in report["firstProblems"].as_array().into_iter().flatten().take(5) {
+    for problem in report["firstProblems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(5)
+    {
         println!(
             "  line {:>5}  {:<8}  {:<22} {}",
-            problem["line"], problem["outcome"].as_str().unwrap_or(""),
-            problem["column"].as_str().unwrap_or(""), problem["reason"].as_str().unwrap_or("")
+            problem["line"],
+            problem["outcome"].as_str().unwrap_or(""),
+            problem["column"].as_str().unwrap_or(""),
+            problem["reason"].as_str().unwrap_or("")
         );
     }
-    let first = client.get(&format!("/v1/uploads/{upload_id}/records?limit=1")).await?;
+    let first = client
+        .get(&format!("/v1/uploads/{upload_id}/records?limit=1"))
+        .await?;
     if let Some(mrn) = first["records"][0]["medicalRecordNumber"].as_str() {
         let records = client.get(&format!("/v1/patients/{mrn}/records")).await?;
         println!("\nPatient {mrn}, visits in time order:");
         for record in records["records"].as_array().into_iter().flatten() {
-            let notes = record["doctorsNotes"].as_str().unwrap_or("").replace(['\r', '\n'], " ");
+            let notes = record["doctorsNotes"]
+                .as_str()
+                .unwrap_or("")
+                .replace(['\r', '\n'], " ");
             println!(
                 "  {}  (sent as {:<25})  {} {}  {}",
                 record["dateTimeUtc"].as_str().unwrap_or(""),
@@ -102,8 +141,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!("  export WARD_URL={base_url}");
     println!("  export WARD_KEY={api_key}");
     println!("  curl -s -H \"Authorization: Bearer $WARD_KEY\" $WARD_URL/v1/uploads/{upload_id}");
-    println!("  curl -s -H \"Authorization: Bearer $WARD_KEY\" $WARD_URL/v1/uploads/{upload_id}/errors.csv");
-    println!("  cargo run --release -p ward -- upload {} --server $WARD_URL --key $WARD_KEY", csv_path.display());
+    println!(
+        "  curl -s -H \"Authorization: Bearer $WARD_KEY\" $WARD_URL/v1/uploads/{upload_id}/errors.csv"
+    );
+    println!(
+        "  cargo run --release -p ward -- upload {} --server $WARD_URL --key $WARD_KEY",
+        csv_path.display()
+    );
     if let Some(operator_key) = &running.new_operator_key {
         println!("  operator key (shown once): {operator_key}");
     }

@@ -1,7 +1,7 @@
 //! The composition root of the embedded shape: a data folder holding `ward.redb` (the
 //! table, the queue) and `objects/` (object storage).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -43,20 +43,15 @@ pub fn open(data_dir: &Path, settings: IngestSettings) -> anyhow::Result<Embedde
     Ok(Embedded { table, queue, ctx })
 }
 
-/// The default data folder: `WARD_DATA_DIR`, else `./ward-data`.
-pub fn default_data_dir() -> PathBuf {
-    PathBuf::from("ward-data")
-}
-
 const SECRETS_PK: &str = "PLATFORM#SECRETS";
 
 /// The upload-signing secret, created on first use.
 pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
     let key = Key::new(SECRETS_PK, "UPLOAD_SIGNING");
-    if let Some(item) = table.get(&key).await? {
-        if let Some(Value::B(secret)) = item.get("secret") {
-            return Ok(secret.clone());
-        }
+    if let Some(item) = table.get(&key).await?
+        && let Some(Value::B(secret)) = item.get("secret")
+    {
+        return Ok(secret.clone());
     }
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -66,7 +61,9 @@ pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
     item.insert("secret".into(), Value::B(secret.clone()));
     match table.put(item, Condition::NotExists).await {
         Ok(()) => Ok(secret),
-        Err(ward_store::StoreError::ConditionFailed { existing: Some(item) }) => match item.get("secret") {
+        Err(ward_store::StoreError::ConditionFailed {
+            existing: Some(item),
+        }) => match item.get("secret") {
             Some(Value::B(secret)) => Ok(secret.clone()),
             _ => anyhow::bail!("stored signing secret is unreadable"),
         },
@@ -76,7 +73,10 @@ pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
 
 /// The operator key's hash. `WARD_OPERATOR_KEY` sets the key; without it, a key is made on
 /// first start and returned (to be shown once).
-pub async fn operator_key(table: &dyn Table, from_env: Option<&str>) -> anyhow::Result<(String, Option<String>)> {
+pub async fn operator_key(
+    table: &dyn Table,
+    from_env: Option<&str>,
+) -> anyhow::Result<(String, Option<String>)> {
     let key = Key::new(SECRETS_PK, "OPERATOR_KEY");
     let store = |hash: &str| {
         let mut item = Item::new();
@@ -90,10 +90,10 @@ pub async fn operator_key(table: &dyn Table, from_env: Option<&str>) -> anyhow::
         table.put(store(&hash), Condition::None).await?;
         return Ok((hash, None));
     }
-    if let Some(item) = table.get(&key).await? {
-        if let Some(hash) = item.get("keyHash").and_then(Value::as_s) {
-            return Ok((hash.to_owned(), None));
-        }
+    if let Some(item) = table.get(&key).await?
+        && let Some(hash) = item.get("keyHash").and_then(Value::as_s)
+    {
+        return Ok((hash.to_owned(), None));
     }
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);

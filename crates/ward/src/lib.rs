@@ -15,6 +15,10 @@ pub fn counts_line(report: &serde_json::Value) -> String {
     let counts = &report["counts"];
     format!(
         "rows {} = inserted {} + duplicate {} + conflict {} + rejected {}",
-        counts["rows"], counts["inserted"], counts["duplicate"], counts["conflict"], counts["rejected"]
+        counts["rows"],
+        counts["inserted"],
+        counts["duplicate"],
+        counts["conflict"],
+        counts["rejected"]
     )
 }

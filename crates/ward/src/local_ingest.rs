@@ -43,7 +43,11 @@ pub async fn ingest_file(
     let id = UploadId::new(now, rand::random());
     let mut upload = Upload::pending(provider.clone(), id.clone(), now, 0);
     ctx.uploads.create(&upload).await?;
-    let path = ObjectPath::from(key_layout::upload_object_key(provider, ObjectStage::Uploaded, &id));
+    let path = ObjectPath::from(key_layout::upload_object_key(
+        provider,
+        ObjectStage::Uploaded,
+        &id,
+    ));
     let mut writer = object_store::buffered::BufWriter::new(ctx.objects.clone(), path);
     let mut input = tokio::fs::File::open(file).await?;
     let mut buffer = vec![0u8; 1 << 20];
@@ -63,13 +67,22 @@ pub async fn ingest_file(
 }
 
 /// Finishes uploads an interrupted `ward ingest` left in `received`/`processing`.
-pub async fn resume_unfinished(ctx: &IngestContext, provider: &ProviderId, show_progress: bool) -> anyhow::Result<Vec<(Upload, Duration)>> {
+pub async fn resume_unfinished(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    show_progress: bool,
+) -> anyhow::Result<Vec<(Upload, Duration)>> {
     let (uploads, _) = ctx.uploads.list(provider, 1000, None).await?;
     let mut finished = Vec::new();
     for upload in uploads {
-        if matches!(upload.status, UploadStatus::Received | UploadStatus::Processing) {
+        if matches!(
+            upload.status,
+            UploadStatus::Received | UploadStatus::Processing
+        ) {
             let size = upload.bytes.unwrap_or(0);
-            finished.push(run_with_progress(ctx, &upload.provider, &upload.id, size, show_progress).await?);
+            finished.push(
+                run_with_progress(ctx, &upload.provider, &upload.id, size, show_progress).await?,
+            );
         }
     }
     Ok(finished)
@@ -82,7 +95,11 @@ async fn run_with_progress(
     size: u64,
     show_progress: bool,
 ) -> anyhow::Result<(Upload, Duration)> {
-    let progress = if show_progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+    let progress = if show_progress {
+        ProgressBar::new(size)
+    } else {
+        ProgressBar::hidden()
+    };
     progress.set_style(
         ProgressStyle::with_template("ingesting [{bar:30}] {bytes}/{total_bytes} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -112,7 +129,11 @@ async fn run_with_progress(
                 tokio::time::sleep(ctx.settings.retry_base * 4u32.pow(attempt - 1)).await;
                 attempt += 1;
             }
-            Err(error) => break Err(anyhow::anyhow!("ingest failed after {attempt} attempts: {error}")),
+            Err(error) => {
+                break Err(anyhow::anyhow!(
+                    "ingest failed after {attempt} attempts: {error}"
+                ));
+            }
         }
     };
     progress.finish_and_clear();

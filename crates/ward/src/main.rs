@@ -11,7 +11,11 @@ use ward::{bench, demo, embedded, local_ingest, server, synthetic};
 use ward_domain::ProviderId;
 
 #[derive(Debug, Parser)]
-#[command(name = "ward", version, about = "Patient-record intake: pre-signed CSV uploads, exactly-once ingest, records in time order")]
+#[command(
+    name = "ward",
+    version,
+    about = "Patient-record intake: pre-signed CSV uploads, exactly-once ingest, records in time order"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -192,7 +196,8 @@ enum BenchWhat {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| "warn,ward=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+                .unwrap_or_else(|_| "warn,ward=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -211,70 +216,120 @@ fn provider_id(text: &str) -> anyhow::Result<ProviderId> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { data, listen, public_url, max_upload_bytes } => {
+        Command::Serve {
+            data,
+            listen,
+            public_url,
+            max_upload_bytes,
+        } => {
             let options = server::ServerOptions {
                 data_dir: data.data_dir,
                 listen,
                 public_url,
-                api: ward_api::ApiSettings { max_upload_bytes, ..Default::default() },
+                api: ward_api::ApiSettings {
+                    max_upload_bytes,
+                    ..Default::default()
+                },
                 ingest: ward_ingest::IngestSettings::default(),
                 operator_key: std::env::var("WARD_OPERATOR_KEY").ok(),
             };
             let running = server::start(options).await?;
             println!("ward serving at {}", running.base_url);
             if let Some(key) = &running.new_operator_key {
-                println!("operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}");
+                println!(
+                    "operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}"
+                );
             }
             running.run_until_signal().await
         }
-        Command::Demo { data_dir, listen, rows, exit } => {
-            demo::run(demo::DemoOptions { data_dir, listen, rows, exit }).await
+        Command::Demo {
+            data_dir,
+            listen,
+            rows,
+            exit,
+        } => {
+            demo::run(demo::DemoOptions {
+                data_dir,
+                listen,
+                rows,
+                exit,
+            })
+            .await
         }
         Command::Tenant { action } => {
             let (id, data) = match &action {
-                TenantAction::Create { id, data, .. } | TenantAction::Rotate { id, data } => (id, data),
+                TenantAction::Create { id, data, .. } | TenantAction::Rotate { id, data } => {
+                    (id, data)
+                }
             };
             let provider = provider_id(id)?;
             let embedded = embedded::open(&data.data_dir, Default::default())?;
             let key = match &action {
                 TenantAction::Create { time_zone, .. } => {
                     if let Some(zone) = time_zone {
-                        ward_domain::time::ProviderTimeZone::parse(zone).map_err(|e| anyhow::anyhow!(e))?;
+                        ward_domain::time::ProviderTimeZone::parse(zone)
+                            .map_err(|e| anyhow::anyhow!(e))?;
                     }
-                    ward_api::auth::create_provider(embedded.table.as_ref(), &provider, time_zone.as_deref()).await
+                    ward_api::auth::create_provider(
+                        embedded.table.as_ref(),
+                        &provider,
+                        time_zone.as_deref(),
+                    )
+                    .await
                 }
-                TenantAction::Rotate { .. } => ward_api::auth::rotate_key(embedded.table.as_ref(), &provider).await,
+                TenantAction::Rotate { .. } => {
+                    ward_api::auth::rotate_key(embedded.table.as_ref(), &provider).await
+                }
             }
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("provider {provider}: API key (shown once, stored hashed):");
             println!("{}", key.0);
             Ok(())
         }
-        Command::Upload { file, remote, no_wait } => {
+        Command::Upload {
+            file,
+            remote,
+            no_wait,
+        } => {
             let client = Client::new(&remote.server, &remote.key);
             let upload_id = client.upload_file(&file, true).await?;
             println!("uploaded {} as upload {upload_id}", file.display());
             if !no_wait {
-                let upload = client.wait_for_upload(&upload_id, Duration::from_secs(3600)).await?;
-                println!("{}: {}", upload["status"].as_str().unwrap_or("?"), ward::counts_line(&upload["report"]));
+                let upload = client
+                    .wait_for_upload(&upload_id, Duration::from_secs(3600))
+                    .await?;
+                println!(
+                    "{}: {}",
+                    upload["status"].as_str().unwrap_or("?"),
+                    ward::counts_line(&upload["report"])
+                );
                 if let Some(failure) = upload["report"]["failure"].as_str() {
                     println!("failure: {failure}");
                 }
             }
             Ok(())
         }
-        Command::Ingest { file, provider, data } => {
+        Command::Ingest {
+            file,
+            provider,
+            data,
+        } => {
             let provider = provider_id(&provider)?;
             let embedded = embedded::open(&data.data_dir, Default::default())?;
             if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
-                eprintln!("provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)");
+                eprintln!(
+                    "provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)"
+                );
             }
-            for (upload, elapsed) in local_ingest::resume_unfinished(&embedded.ctx, &provider, true).await? {
+            for (upload, elapsed) in
+                local_ingest::resume_unfinished(&embedded.ctx, &provider, true).await?
+            {
                 eprintln!("finished interrupted upload {}", upload.id);
                 print_summary(&upload, elapsed);
             }
             if let Some(file) = file {
-                let (upload, elapsed) = local_ingest::ingest_file(&embedded.ctx, &provider, &file, true).await?;
+                let (upload, elapsed) =
+                    local_ingest::ingest_file(&embedded.ctx, &provider, &file, true).await?;
                 print_summary(&upload, elapsed);
             }
             Ok(())
@@ -300,7 +355,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq { action } => match action {
             DlqAction::List { remote } => {
-                let dead = Client::new(&remote.server, &remote.key).get("/v1/admin/dlq").await?;
+                let dead = Client::new(&remote.server, &remote.key)
+                    .get("/v1/admin/dlq")
+                    .await?;
                 println!("{}", serde_json::to_string_pretty(&dead)?);
                 Ok(())
             }
@@ -312,17 +369,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Gen { what: GenWhat::Records { rows, seed, bad_share, out } } => {
-            let spec = synthetic::RecordSpec { rows, seed, bad_share };
+        Command::Gen {
+            what:
+                GenWhat::Records {
+                    rows,
+                    seed,
+                    bad_share,
+                    out,
+                },
+        } => {
+            let spec = synthetic::RecordSpec {
+                rows,
+                seed,
+                bad_share,
+            };
             match out {
                 Some(path) => {
-                    let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     synthetic::write_records(&spec, std::io::BufWriter::new(file))
                 }
-                None => synthetic::write_records(&spec, std::io::BufWriter::new(std::io::stdout().lock())),
+                None => synthetic::write_records(
+                    &spec,
+                    std::io::BufWriter::new(std::io::stdout().lock()),
+                ),
             }
         }
-        Command::Bench { what: BenchWhat::Ingest { rows, work_dir } } => bench::ingest(rows, work_dir).await,
+        Command::Bench {
+            what: BenchWhat::Ingest { rows, work_dir },
+        } => bench::ingest(rows, work_dir).await,
     }
 }
 
@@ -332,13 +407,23 @@ fn print_summary(upload: &ward_ingest::Upload, elapsed: Duration) {
     let rate = counts.rows as f64 / elapsed.as_secs_f64().max(1e-9);
     println!(
         "upload {} {}: rows {} = inserted {} + duplicate {} + conflict {} + rejected {} in {:.2}s ({:.0} rows/s)",
-        upload.id, upload.status.as_str(), counts.rows, counts.inserted, counts.duplicate, counts.conflict, counts.rejected,
-        elapsed.as_secs_f64(), rate
+        upload.id,
+        upload.status.as_str(),
+        counts.rows,
+        counts.inserted,
+        counts.duplicate,
+        counts.conflict,
+        counts.rejected,
+        elapsed.as_secs_f64(),
+        rate
     );
     if let Some(failure) = &report.failure {
         println!("failure: {failure}");
     }
     for problem in report.first_problems.iter().take(5) {
-        println!("  line {}: {} {} ({})", problem.line, problem.column, problem.reason, problem.outcome);
+        println!(
+            "  line {}: {} {} ({})",
+            problem.line, problem.column, problem.reason, problem.outcome
+        );
     }
 }

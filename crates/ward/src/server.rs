@@ -74,7 +74,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
-    let base_url = options.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let base_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let mut api = options.api.clone();
     api.public_url = base_url.clone();
     let state = AppState {

@@ -7,8 +7,14 @@ use std::io::Write;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const FIRST_NAMES: &[&str] = &["John", "Jane", "Bob", "Alice", "María", "Wei", "Olu", "Priya", "Noah", "Emma", "Liam", "Zoë", "Ahmed", "Sofia", "Kenji", "Ana"];
-const LAST_NAMES: &[&str] = &["Doe", "Smith", "Johnson", "García", "Nguyen", "O'Brien", "Okafor", "Patel", "Kowalski", "Müller", "Tanaka", "Silva", "Brown", "Lee"];
+const FIRST_NAMES: &[&str] = &[
+    "John", "Jane", "Bob", "Alice", "María", "Wei", "Olu", "Priya", "Noah", "Emma", "Liam", "Zoë",
+    "Ahmed", "Sofia", "Kenji", "Ana",
+];
+const LAST_NAMES: &[&str] = &[
+    "Doe", "Smith", "Johnson", "García", "Nguyen", "O'Brien", "Okafor", "Patel", "Kowalski",
+    "Müller", "Tanaka", "Silva", "Brown", "Lee",
+];
 const NOTES: &[&str] = &[
     "Patient reports mild fever",
     "Follow-up on previous treatment",
@@ -20,12 +26,31 @@ const NOTES: &[&str] = &[
     "Vaccination: influenza, batch 22-A",
     "Reviewed labs:\n- HbA1c 6.1%\n- LDL 110",
 ];
-const OFFSETS: &[(&str, i64)] = &[("Z", 0), ("-07:00", -7 * 3600), ("-05:00", -5 * 3600), ("+01:00", 3600), ("+05:30", 5 * 3600 + 1800), ("+09:00", 9 * 3600)];
+const OFFSETS: &[(&str, i64)] = &[
+    ("Z", 0),
+    ("-07:00", -7 * 3600),
+    ("-05:00", -5 * 3600),
+    ("+01:00", 3600),
+    ("+05:30", 5 * 3600 + 1800),
+    ("+09:00", 9 * 3600),
+];
 const BAD_ROWS: &[[&str; 5]] = &[
     ["MRN#BAD", "2024-05-01T10:00:00Z", "Ann", "Lee", "bad MRN"],
-    ["MRN0000001", "2024-13-01T10:00:00Z", "Ann", "Lee", "month 13"],
+    [
+        "MRN0000001",
+        "2024-13-01T10:00:00Z",
+        "Ann",
+        "Lee",
+        "month 13",
+    ],
     ["MRN0000001", "2024-05-01 10:00", "Ann", "Lee", "no offset"],
-    ["MRN0000001", "2024-05-01T10:00:00Z", "", "Lee", "no first name"],
+    [
+        "MRN0000001",
+        "2024-05-01T10:00:00Z",
+        "",
+        "Lee",
+        "no first name",
+    ],
     ["", "2024-05-01T10:00:00Z", "Ann", "Lee", "no MRN"],
     ["MRN0000001", "yesterday", "Ann", "Lee", "not a date"],
 ];
@@ -44,8 +69,16 @@ pub struct RecordSpec {
 /// Writes a visit CSV.
 pub fn write_records<W: Write>(spec: &RecordSpec, out: W) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(spec.seed);
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
-    writer.write_record(["medical_record_number", "date_time", "first_name", "last_name", "doctors_notes"])?;
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    writer.write_record([
+        "medical_record_number",
+        "date_time",
+        "first_name",
+        "last_name",
+        "doctors_notes",
+    ])?;
     let n_patients = (spec.rows / 4).max(1);
     // 2015-01-01T00:00:00Z .. 2025-01-01T00:00:00Z
     let (start, span) = (1_420_070_400i64, 315_532_800i64);
@@ -86,7 +119,11 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes_and_valid_shape() {
-        let spec = RecordSpec { rows: 500, seed: 7, bad_share: 0.02 };
+        let spec = RecordSpec {
+            rows: 500,
+            seed: 7,
+            bad_share: 0.02,
+        };
         let mut a = Vec::new();
         let mut b = Vec::new();
         write_records(&spec, &mut a).unwrap();

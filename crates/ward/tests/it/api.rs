@@ -27,7 +27,13 @@ async fn every_row_gets_one_outcome_and_the_report_says_which_line_and_why() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["line"].as_u64().unwrap(), p["outcome"].as_str().unwrap().into(), p["column"].as_str().unwrap().into()))
+        .map(|p| {
+            (
+                p["line"].as_u64().unwrap(),
+                p["outcome"].as_str().unwrap().into(),
+                p["column"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         problems,
@@ -40,13 +46,30 @@ async fn every_row_gets_one_outcome_and_the_report_says_which_line_and_why() {
             (11, "rejected".into(), "date_time".into()),
         ]
     );
-    let (status, csv) = app.get(&format!("/v1/uploads/{}/errors.csv", upload["uploadId"].as_str().unwrap()), &app.key).await;
+    let (status, csv) = app
+        .get(
+            &format!(
+                "/v1/uploads/{}/errors.csv",
+                upload["uploadId"].as_str().unwrap()
+            ),
+            &app.key,
+        )
+        .await;
     assert_eq!(status, 200);
     let csv = csv.as_str().unwrap();
-    assert!(csv.starts_with("line,outcome,column,reason,medical_record_number,date_time\n"), "{csv}");
+    assert!(
+        csv.starts_with("line,outcome,column,reason,medical_record_number,date_time\n"),
+        "{csv}"
+    );
     assert_eq!(csv.lines().count(), 6, "{csv}");
-    assert!(csv.contains("9,rejected,date_time,\"has no time zone offset"), "{csv}");
-    assert!(csv.contains(",'=1+2,"), "formula cells are neutralised: {csv}");
+    assert!(
+        csv.contains("9,rejected,date_time,\"has no time zone offset"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",'=1+2,"),
+        "formula cells are neutralised: {csv}"
+    );
     app.stop().await;
 }
 
@@ -56,39 +79,70 @@ async fn records_come_back_in_time_order_whatever_the_offset_and_page_with_curso
     app.upload_and_wait(fixture().as_bytes()).await;
     let (status, page) = app.get_patient_records("MRN1", "").await;
     assert_eq!(status, 200, "{page}");
-    let times: Vec<&str> = page["records"].as_array().unwrap().iter().map(|r| r["dateTime"].as_str().unwrap()).collect();
-    assert_eq!(times, vec!["2024-01-02T08:00:00Z", "2025-03-26T10:30:00-07:00"]);
+    let times: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dateTime"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        vec!["2024-01-02T08:00:00Z", "2025-03-26T10:30:00-07:00"]
+    );
     let first = &page["records"][1];
     assert_eq!(first["doctorsNotes"], "fever, mild\r\nsecond line");
     assert_eq!(first["sourceLine"], 2);
-    assert!(first["csvFile"].as_str().unwrap().starts_with("PROV001/completed/"));
+    assert!(
+        first["csvFile"]
+            .as_str()
+            .unwrap()
+            .starts_with("PROV001/completed/")
+    );
     let (_, desc) = app.get_patient_records("MRN1", "?order=desc&limit=1").await;
     assert_eq!(desc["records"][0]["dateTime"], "2025-03-26T10:30:00-07:00");
     let cursor = desc["nextCursor"].as_str().expect("a second page");
-    let (_, rest) = app.get_patient_records("MRN1", &format!("?order=desc&limit=1&cursor={cursor}")).await;
+    let (_, rest) = app
+        .get_patient_records("MRN1", &format!("?order=desc&limit=1&cursor={cursor}"))
+        .await;
     assert_eq!(rest["records"][0]["dateTime"], "2024-01-02T08:00:00Z");
-    let (_, ranged) = app.get_patient_records("MRN1", "?from=2025-01-01T00:00:00Z&to=2025-12-31T00:00:00%2B01:00").await;
+    let (_, ranged) = app
+        .get_patient_records(
+            "MRN1",
+            "?from=2025-01-01T00:00:00Z&to=2025-12-31T00:00:00%2B01:00",
+        )
+        .await;
     assert_eq!(ranged["records"].as_array().unwrap().len(), 1);
     let (status, body) = app.get_patient_records("MRN1", "?from=yesterday").await;
     assert_eq!((status, body["field"].as_str()), (400, Some("from")));
     let (status, body) = app.get_patient_records("MRN%231", "").await;
-    assert_eq!((status, body["type"].as_str()), (400, Some("urn:ward:problem:invalid-request")));
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (400, Some("urn:ward:problem:invalid-request"))
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn re_uploading_a_file_inserts_nothing_and_the_same_visit_in_another_offset_is_a_duplicate() {
     let app = spawn_app().await;
-    let csv = format!("{HEADER}A1,2025-03-26T10:30:00-07:00,John,Doe,x\nA2,2025-03-26T10:30:00Z,Jane,Roe,y\n");
+    let csv = format!(
+        "{HEADER}A1,2025-03-26T10:30:00-07:00,John,Doe,x\nA2,2025-03-26T10:30:00Z,Jane,Roe,y\n"
+    );
     let first = app.upload_and_wait(csv.as_bytes()).await;
     assert_eq!(counts(&first), [2, 2, 0, 0, 0]);
     let again = app.upload_and_wait(csv.as_bytes()).await;
     assert_eq!(counts(&again), [2, 0, 2, 0, 0]);
     let shifted = format!("{HEADER}A1,2025-03-26T17:30:00Z,John,Doe,x\n");
-    assert_eq!(counts(&app.upload_and_wait(shifted.as_bytes()).await), [1, 0, 1, 0, 0]);
+    assert_eq!(
+        counts(&app.upload_and_wait(shifted.as_bytes()).await),
+        [1, 0, 1, 0, 0]
+    );
     let (_, page) = app.get_patient_records("A1", "").await;
     assert_eq!(page["records"].as_array().unwrap().len(), 1);
-    assert_eq!(page["records"][0]["uploadId"], first["uploadId"], "the first upload's record is kept");
+    assert_eq!(
+        page["records"][0]["uploadId"], first["uploadId"],
+        "the first upload's record is kept"
+    );
     app.stop().await;
 }
 
@@ -97,7 +151,10 @@ async fn unusable_files_fail_as_a_whole_with_a_reason() {
     let app = spawn_app().await;
     let cases: [(&[u8], &str); 3] = [
         (b"", "the file is empty"),
-        (b"medical_record_number,first_name\nA,B\n", "missing required columns: date_time, last_name"),
+        (
+            b"medical_record_number,first_name\nA,B\n",
+            "missing required columns: date_time, last_name",
+        ),
         (b"\x00\x01\x02PNG\xff\xfe\x00binary", "not UTF-8 text"),
     ];
     for (body, reason) in cases {
@@ -122,20 +179,42 @@ async fn upload_records_and_listing_follow_the_file() {
     let mut lines = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (status, page) = app.get(&format!("/v1/uploads/{id}/records?limit=40{cursor}"), &app.key).await;
+        let (status, page) = app
+            .get(
+                &format!("/v1/uploads/{id}/records?limit=40{cursor}"),
+                &app.key,
+            )
+            .await;
         assert_eq!(status, 200, "{page}");
-        lines.extend(page["records"].as_array().unwrap().iter().map(|r| r["sourceLine"].as_u64().unwrap()));
+        lines.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["sourceLine"].as_u64().unwrap()),
+        );
         match page["nextCursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
             None => break,
         }
     }
-    assert_eq!(lines, (2..152).collect::<Vec<u64>>(), "every record once, in line order");
-    let second = app.upload_and_wait(b"medical_record_number,date_time,first_name,last_name\n").await;
+    assert_eq!(
+        lines,
+        (2..152).collect::<Vec<u64>>(),
+        "every record once, in line order"
+    );
+    let second = app
+        .upload_and_wait(b"medical_record_number,date_time,first_name,last_name\n")
+        .await;
     let (_, list) = app.get("/v1/uploads?limit=1", &app.key).await;
-    assert_eq!(list["uploads"][0]["uploadId"], second["uploadId"], "newest first");
+    assert_eq!(
+        list["uploads"][0]["uploadId"], second["uploadId"],
+        "newest first"
+    );
     let cursor = list["nextCursor"].as_str().unwrap();
-    let (_, rest) = app.get(&format!("/v1/uploads?limit=1&cursor={cursor}"), &app.key).await;
+    let (_, rest) = app
+        .get(&format!("/v1/uploads?limit=1&cursor={cursor}"), &app.key)
+        .await;
     assert_eq!(rest["uploads"][0]["uploadId"], upload["uploadId"]);
     app.stop().await;
 }
@@ -143,16 +222,26 @@ async fn upload_records_and_listing_follow_the_file() {
 #[tokio::test]
 async fn the_openapi_document_matches_the_routes_and_every_route_needs_credentials() {
     let app = spawn_app().await;
-    let (status, doc) = app.request(reqwest::Method::GET, "/v1/openapi.json", None).await;
+    let (status, doc) = app
+        .request(reqwest::Method::GET, "/v1/openapi.json", None)
+        .await;
     assert_eq!(status, 200);
     let mut documented: Vec<(String, String)> = doc["paths"]
         .as_object()
         .unwrap()
         .iter()
-        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), path.clone())))
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
         .collect();
     documented.sort();
-    let mut routes: Vec<(String, String)> = ward_api::ROUTES.iter().map(|(m, p)| ((*m).into(), (*p).into())).collect();
+    let mut routes: Vec<(String, String)> = ward_api::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).into(), (*p).into()))
+        .collect();
     routes.sort();
     assert_eq!(documented, routes);
     for (method, path) in ward_api::ROUTES {
@@ -165,15 +254,26 @@ async fn the_openapi_document_matches_the_routes_and_every_route_needs_credentia
         let (status, _) = app.request(method.clone(), &concrete, None).await;
         let public = ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"].contains(path);
         let signed = path.starts_with("/v1/upload-objects/");
-        let expected = if public { 200 } else if signed { 403 } else { 401 };
+        let expected = if public {
+            200
+        } else if signed {
+            403
+        } else {
+            401
+        };
         assert_eq!(status, expected, "{method} {path}");
-        let (status, _) = app.request(method, &concrete, Some("ward.PROV001.abcdef.wrong")).await;
+        let (status, _) = app
+            .request(method, &concrete, Some("ward.PROV001.abcdef.wrong"))
+            .await;
         if !public && !signed {
             assert_eq!(status, 401, "{path} with a wrong key");
         }
     }
     let (status, body) = app.get("/v1/nothing-here", &app.key).await;
-    assert_eq!((status, body["type"].as_str()), (404, Some("urn:ward:problem:not-found")));
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("urn:ward:problem:not-found"))
+    );
     app.stop().await;
 }
 
@@ -189,15 +289,39 @@ async fn operators_create_providers_and_rotate_keys() {
         .await
         .unwrap();
     assert_eq!(create.status(), 201);
-    let key = create.json::<serde_json::Value>().await.unwrap()["apiKey"].as_str().unwrap().to_owned();
+    let key = create.json::<serde_json::Value>().await.unwrap()["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, _) = app.get("/v1/uploads", &key).await;
     assert_eq!(status, 200);
-    let (status, _) = app.request(reqwest::Method::POST, "/v1/admin/providers/CLINIC-9/keys", Some(&app.key)).await;
+    let (status, _) = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/admin/providers/CLINIC-9/keys",
+            Some(&app.key),
+        )
+        .await;
     assert_eq!(status, 401, "a provider key is not an operator key");
-    let (status, rotated) = app.request(reqwest::Method::POST, "/v1/admin/providers/CLINIC-9/keys", Some(OPERATOR_KEY)).await;
+    let (status, rotated) = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/admin/providers/CLINIC-9/keys",
+            Some(OPERATOR_KEY),
+        )
+        .await;
     assert_eq!(status, 201);
-    assert_eq!(app.get("/v1/uploads", &key).await.0, 401, "the old key is revoked");
-    assert_eq!(app.get("/v1/uploads", rotated["apiKey"].as_str().unwrap()).await.0, 200);
+    assert_eq!(
+        app.get("/v1/uploads", &key).await.0,
+        401,
+        "the old key is revoked"
+    );
+    assert_eq!(
+        app.get("/v1/uploads", rotated["apiKey"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
     let duplicate = app
         .http
         .post(format!("{}/v1/admin/providers", app.base_url))
@@ -230,8 +354,16 @@ async fn a_provider_time_zone_reads_times_without_offset() {
         .send()
         .await
         .unwrap();
-    let key = create.json::<serde_json::Value>().await.unwrap()["apiKey"].as_str().unwrap().to_owned();
-    let id = app.upload(&key, format!("{HEADER}Z1,2025-03-26T10:30:00,Ann,Lee,\n").as_bytes()).await;
+    let key = create.json::<serde_json::Value>().await.unwrap()["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = app
+        .upload(
+            &key,
+            format!("{HEADER}Z1,2025-03-26T10:30:00,Ann,Lee,\n").as_bytes(),
+        )
+        .await;
     let mut upload = serde_json::Value::Null;
     for _ in 0..200 {
         upload = app.get(&format!("/v1/uploads/{id}"), &key).await.1;
@@ -242,6 +374,9 @@ async fn a_provider_time_zone_reads_times_without_offset() {
     }
     assert_eq!(counts(&upload), [1, 1, 0, 0, 0], "{upload}");
     let (_, page) = app.get("/v1/patients/Z1/records", &key).await;
-    assert_eq!(page["records"][0]["dateTimeUtc"], "2025-03-26T17:30:00.000000000Z");
+    assert_eq!(
+        page["records"][0]["dateTimeUtc"],
+        "2025-03-26T17:30:00.000000000Z"
+    );
     app.stop().await;
 }

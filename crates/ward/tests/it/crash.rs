@@ -12,10 +12,23 @@ use crate::helpers::{OPERATOR_KEY, Options, TestApp, spawn_app, spawn_app_with};
 
 fn generated(rows: u64) -> Vec<u8> {
     let mut csv = Vec::new();
-    write_records(&RecordSpec { rows, seed: 5, bad_share: 0.03 }, &mut csv).unwrap();
+    write_records(
+        &RecordSpec {
+            rows,
+            seed: 5,
+            bad_share: 0.03,
+        },
+        &mut csv,
+    )
+    .unwrap();
     // Repeat a slice of rows so the file also holds in-file duplicates.
     let text = String::from_utf8(csv).unwrap();
-    let repeated: String = text.lines().skip(1).take(20).map(|line| format!("{line}\r\n")).collect();
+    let repeated: String = text
+        .lines()
+        .skip(1)
+        .take(20)
+        .map(|line| format!("{line}\r\n"))
+        .collect();
     format!("{text}{repeated}").into_bytes()
 }
 
@@ -24,7 +37,12 @@ async fn normalized_records(app: &TestApp, upload_id: &str) -> Vec<Value> {
     let mut records = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (status, page) = app.get(&format!("/v1/uploads/{upload_id}/records?limit=1000{cursor}"), &app.key).await;
+        let (status, page) = app
+            .get(
+                &format!("/v1/uploads/{upload_id}/records?limit=1000{cursor}"),
+                &app.key,
+            )
+            .await;
         assert_eq!(status, 200);
         for record in page["records"].as_array().unwrap() {
             let mut record = record.clone();
@@ -51,7 +69,9 @@ fn report_without_timing(upload: &Value) -> Value {
 }
 
 async fn errors_csv(app: &TestApp, upload_id: &str) -> String {
-    let (status, body) = app.get(&format!("/v1/uploads/{upload_id}/errors.csv"), &app.key).await;
+    let (status, body) = app
+        .get(&format!("/v1/uploads/{upload_id}/errors.csv"), &app.key)
+        .await;
     assert_eq!(status, 200);
     body.as_str().unwrap().to_owned()
 }
@@ -66,16 +86,29 @@ async fn a_fault_mid_file_then_a_retry_gives_the_same_records_and_report() {
     let faulty = spawn_app_with(options).await;
     let faulty_upload = faulty.upload_and_wait(&csv).await;
     assert_eq!(faulty_upload["status"], "completed", "{faulty_upload}");
-    assert_eq!(faulty_upload["report"]["attempts"], 2, "the first attempt died after 300 rows");
+    assert_eq!(
+        faulty_upload["report"]["attempts"], 2,
+        "the first attempt died after 300 rows"
+    );
     assert_eq!(clean_upload["report"]["attempts"], 1);
-    assert_eq!(report_without_timing(&faulty_upload), report_without_timing(&clean_upload));
+    assert_eq!(
+        report_without_timing(&faulty_upload),
+        report_without_timing(&clean_upload)
+    );
     let clean_id = clean_upload["uploadId"].as_str().unwrap();
     let faulty_id = faulty_upload["uploadId"].as_str().unwrap();
     let clean_records = normalized_records(&clean, clean_id).await;
     assert!(clean_records.len() > 500);
     assert_eq!(normalized_records(&faulty, faulty_id).await, clean_records);
-    let clean_errors = errors_csv(&clean, clean_id).await.replace(clean_id, "UPLOAD");
-    assert_eq!(errors_csv(&faulty, faulty_id).await.replace(faulty_id, "UPLOAD"), clean_errors);
+    let clean_errors = errors_csv(&clean, clean_id)
+        .await
+        .replace(clean_id, "UPLOAD");
+    assert_eq!(
+        errors_csv(&faulty, faulty_id)
+            .await
+            .replace(faulty_id, "UPLOAD"),
+        clean_errors
+    );
     clean.stop().await;
     faulty.stop().await;
 }
@@ -96,16 +129,36 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
     let jobs = dead["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{dead}");
     assert_eq!(jobs[0]["attempts"], 3);
-    assert!(jobs[0]["reason"].as_str().unwrap().contains("injected fault"));
-    assert_eq!(app.get("/v1/admin/dlq", &app.key).await.0, 401, "operators only");
+    assert!(
+        jobs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("injected fault")
+    );
+    assert_eq!(
+        app.get("/v1/admin/dlq", &app.key).await.0,
+        401,
+        "operators only"
+    );
     let id = jobs[0]["id"].as_str().unwrap();
-    let (status, _) = app.request(reqwest::Method::POST, &format!("/v1/admin/dlq/{id}/replay"), Some(OPERATOR_KEY)).await;
+    let (status, _) = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/admin/dlq/{id}/replay"),
+            Some(OPERATOR_KEY),
+        )
+        .await;
     assert_eq!(status, 200);
-    let replayed = app.wait_for_upload(upload["uploadId"].as_str().unwrap()).await;
+    let replayed = app
+        .wait_for_upload(upload["uploadId"].as_str().unwrap())
+        .await;
     assert_eq!(replayed["status"], "completed", "{replayed}");
     let clean = spawn_app().await;
     let clean_upload = clean.upload_and_wait(&csv).await;
-    assert_eq!(report_without_timing(&replayed), report_without_timing(&clean_upload));
+    assert_eq!(
+        report_without_timing(&replayed),
+        report_without_timing(&clean_upload)
+    );
     let (_, dead) = app.get("/v1/admin/dlq", OPERATOR_KEY).await;
     assert_eq!(dead["jobs"].as_array().unwrap().len(), 0);
     app.stop().await;
@@ -114,11 +167,19 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
 
 fn ward_ingest(data_dir: &std::path::Path, file: Option<&std::path::Path>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
-    command.arg("ingest").arg("--provider").arg("PROV001").arg("--data-dir").arg(data_dir);
+    command
+        .arg("ingest")
+        .arg("--provider")
+        .arg("PROV001")
+        .arg("--data-dir")
+        .arg(data_dir);
     if let Some(file) = file {
         command.arg(file);
     }
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).env("WARD_LOG", "warn");
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("WARD_LOG", "warn");
     command
 }
 
@@ -136,7 +197,10 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
     .unwrap();
     let table = running.state.table.clone();
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
-    let key = ward_api::auth::rotate_key(table.as_ref(), &provider).await.unwrap().0;
+    let key = ward_api::auth::rotate_key(table.as_ref(), &provider)
+        .await
+        .unwrap()
+        .0;
     let app = TestApp {
         base_url: running.base_url.clone(),
         key: key.clone(),
@@ -170,24 +234,44 @@ async fn kill_9_in_the_middle_of_a_file_then_a_rerun_gives_the_same_result() {
     let mut child = ward_ingest(&killed_dir, Some(&csv_path)).spawn().unwrap();
     let processing = killed_dir.join("objects/PROV001/processing");
     let started = std::time::Instant::now();
-    while std::fs::read_dir(&processing).map(|d| d.count()).unwrap_or(0) == 0 {
-        assert!(child.try_wait().unwrap().is_none(), "ward ingest finished before it could be killed");
-        assert!(started.elapsed() < Duration::from_secs(60), "processing never started");
+    while std::fs::read_dir(&processing)
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ward ingest finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "processing never started"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(150));
-    assert!(child.try_wait().unwrap().is_none(), "ward ingest finished before it could be killed; use a larger file");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "ward ingest finished before it could be killed; use a larger file"
+    );
     child.kill().unwrap(); // SIGKILL
     let killed = child.wait().unwrap();
     assert!(!killed.success());
 
     let rerun = ward_ingest(&killed_dir, None).output().unwrap();
-    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
     assert!(String::from_utf8_lossy(&rerun.stderr).contains("finished interrupted upload"));
 
     let (clean_records, clean_report) = records_and_report(&clean_dir).await;
     let (killed_records, killed_report) = records_and_report(&killed_dir).await;
     assert_eq!(killed_report, clean_report);
     assert_eq!(killed_records.len(), clean_records.len());
-    assert!(killed_records == clean_records, "records differ after kill -9 and rerun");
+    assert!(
+        killed_records == clean_records,
+        "records differ after kill -9 and rerun"
+    );
 }

@@ -56,14 +56,22 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     .await
     .expect("server starts");
     let table = running.state.table.clone();
-    let key = ward_api::auth::create_provider(table.as_ref(), &ProviderId::parse("PROV001").unwrap(), None)
-        .await
-        .unwrap()
-        .0;
-    let other_key = ward_api::auth::create_provider(table.as_ref(), &ProviderId::parse("PROV002").unwrap(), None)
-        .await
-        .unwrap()
-        .0;
+    let key = ward_api::auth::create_provider(
+        table.as_ref(),
+        &ProviderId::parse("PROV001").unwrap(),
+        None,
+    )
+    .await
+    .unwrap()
+    .0;
+    let other_key = ward_api::auth::create_provider(
+        table.as_ref(),
+        &ProviderId::parse("PROV002").unwrap(),
+        None,
+    )
+    .await
+    .unwrap()
+    .0;
     TestApp {
         base_url: running.base_url.clone(),
         key,
@@ -75,15 +83,25 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
-    pub async fn request(&self, method: reqwest::Method, path: &str, key: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
@@ -91,29 +109,45 @@ impl TestApp {
     }
 
     pub async fn post_upload(&self, key: &str) -> Value {
-        let (status, body) = self.request(reqwest::Method::POST, "/v1/uploads", Some(key)).await;
+        let (status, body) = self
+            .request(reqwest::Method::POST, "/v1/uploads", Some(key))
+            .await;
         assert_eq!(status, 201, "{body}");
         body
     }
 
     pub async fn put_file(&self, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = self.http.put(url).header("content-type", "text/csv").body(body).send().await.unwrap();
+        let response = self
+            .http
+            .put(url)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Asks for a URL, sends the bytes, returns the upload id.
     pub async fn upload(&self, key: &str, csv: &[u8]) -> String {
         let grant = self.post_upload(key).await;
-        let (status, body) = self.put_file(grant["url"].as_str().unwrap(), csv.to_vec()).await;
+        let (status, body) = self
+            .put_file(grant["url"].as_str().unwrap(), csv.to_vec())
+            .await;
         assert_eq!(status, 200, "{body}");
         grant["uploadId"].as_str().unwrap().to_owned()
     }
 
     pub async fn wait_for_upload(&self, upload_id: &str) -> Value {
         for _ in 0..600 {
-            let (status, body) = self.get(&format!("/v1/uploads/{upload_id}"), &self.key).await;
+            let (status, body) = self
+                .get(&format!("/v1/uploads/{upload_id}"), &self.key)
+                .await;
             assert_eq!(status, 200, "{body}");
             if matches!(body["status"].as_str(), Some("completed" | "failed")) {
                 return body;
@@ -129,7 +163,8 @@ impl TestApp {
     }
 
     pub async fn get_patient_records(&self, mrn: &str, query: &str) -> (u16, Value) {
-        self.get(&format!("/v1/patients/{mrn}/records{query}"), &self.key).await
+        self.get(&format!("/v1/patients/{mrn}/records{query}"), &self.key)
+            .await
     }
 
     pub async fn stop(mut self) {

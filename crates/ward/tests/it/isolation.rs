@@ -7,7 +7,9 @@ use crate::helpers::{HEADER, spawn_app};
 async fn another_providers_key_sees_nothing_of_this_one() {
     let app = spawn_app().await;
     let upload = app
-        .upload_and_wait(format!("{HEADER}SHARED1,2025-03-26T10:30:00Z,John,Doe,secret note\n").as_bytes())
+        .upload_and_wait(
+            format!("{HEADER}SHARED1,2025-03-26T10:30:00Z,John,Doe,secret note\n").as_bytes(),
+        )
         .await;
     let id = upload["uploadId"].as_str().unwrap();
     for path in [
@@ -21,7 +23,9 @@ async fn another_providers_key_sees_nothing_of_this_one() {
         assert!(!body.to_string().contains("secret note"));
     }
     // The same MRN in the other tenant is a different patient: nothing comes back.
-    let (status, page) = app.get("/v1/patients/SHARED1/records", &app.other_key).await;
+    let (status, page) = app
+        .get("/v1/patients/SHARED1/records", &app.other_key)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["records"].as_array().unwrap().len(), 0);
     let (_, list) = app.get("/v1/uploads", &app.other_key).await;
@@ -29,13 +33,29 @@ async fn another_providers_key_sees_nothing_of_this_one() {
     // A cursor minted for this provider's partition is refused in the other's.
     let more = format!("{HEADER}SHARED1,2025-03-27T10:30:00Z,John,Doe,x\n");
     app.upload_and_wait(more.as_bytes()).await;
-    let (_, page) = app.get("/v1/patients/SHARED1/records?limit=1", &app.key).await;
+    let (_, page) = app
+        .get("/v1/patients/SHARED1/records?limit=1", &app.key)
+        .await;
     let cursor = page["nextCursor"].as_str().unwrap();
-    let (status, body) = app.get(&format!("/v1/patients/SHARED1/records?limit=1&cursor={cursor}"), &app.other_key).await;
-    assert_eq!((status, body["field"].as_str()), (400, Some("cursor")), "{body}");
+    let (status, body) = app
+        .get(
+            &format!("/v1/patients/SHARED1/records?limit=1&cursor={cursor}"),
+            &app.other_key,
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("cursor")),
+        "{body}"
+    );
     let (_, uploads) = app.get("/v1/uploads?limit=1", &app.key).await;
     let cursor = uploads["nextCursor"].as_str().unwrap();
-    let (status, _) = app.get(&format!("/v1/uploads?limit=1&cursor={cursor}"), &app.other_key).await;
+    let (status, _) = app
+        .get(
+            &format!("/v1/uploads?limit=1&cursor={cursor}"),
+            &app.other_key,
+        )
+        .await;
     assert_eq!(status, 400);
     app.stop().await;
 }
@@ -46,8 +66,13 @@ async fn an_upload_url_cannot_be_redirected_to_another_provider() {
     let grant = app.post_upload(&app.key).await;
     let url = grant["url"].as_str().unwrap();
     let forged = url.replace("/PROV001/", "/PROV002/");
-    let (status, body) = app.put_file(&forged, format!("{HEADER}X,2025-01-01T00:00:00Z,A,B,\n")).await;
-    assert_eq!((status, body["type"].as_str()), (403, Some("urn:ward:problem:signature-invalid")));
+    let (status, body) = app
+        .put_file(&forged, format!("{HEADER}X,2025-01-01T00:00:00Z,A,B,\n"))
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("urn:ward:problem:signature-invalid"))
+    );
     let (_, list) = app.get("/v1/uploads", &app.other_key).await;
     assert_eq!(list["uploads"].as_array().unwrap().len(), 0);
     app.stop().await;
