@@ -366,7 +366,12 @@ impl Table for EmbeddedTable {
             prepared.push((key, encoded, item));
         }
         self.write(move |db| {
-            let txn = db.begin_write().map_err(store_error)?;
+            let mut txn = db.begin_write().map_err(store_error)?;
+            // Ingest batches skip the fsync: redb keeps a non-durable commit crash-consistent
+            // (a crash rolls back to the last durable commit), and the next ordinary write
+            // makes it durable. The port allows this: an interrupted ingest is retried.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
             let mut outcomes = Vec::with_capacity(prepared.len());
             {
                 let mut tables = WriteTables::open(&txn)?;

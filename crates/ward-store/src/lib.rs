@@ -164,7 +164,9 @@ pub trait Table: Send + Sync + 'static {
     /// Puts each item if no item has its key yet, and says per item what happened, in the
     /// order given. Not atomic as a whole: after an error, some items may be written;
     /// calling again with the same items is safe (the written ones come back as
-    /// [`PutOutcome::Exists`]). The ingest path: the embedded adapter does it in one
-    /// transaction, the DynamoDB adapter as concurrent conditional puts.
+    /// [`PutOutcome::Exists`]). Its writes are durable no later than the next `put`,
+    /// `delete` or `transact_write` returns (an adapter may skip a sync per batch). The
+    /// ingest path: the embedded adapter does it in one transaction, the DynamoDB adapter
+    /// as concurrent conditional puts.
     async fn put_many_if_absent(&self, items: Vec<Item>) -> Result<Vec<PutOutcome>, StoreError>;
 }
