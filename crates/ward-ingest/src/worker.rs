@@ -49,7 +49,7 @@ pub struct IngestSettings {
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
-            batch_rows: 4096,
+            batch_rows: 2048,
             max_attempts: 3,
             retry_base: Duration::from_secs(1),
             lease: Duration::from_secs(60),

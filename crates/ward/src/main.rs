@@ -10,6 +10,11 @@ use ward::client::Client;
 use ward::{bench, demo, embedded, local_ingest, server, synthetic};
 use ward_domain::ProviderId;
 
+// mimalloc: glibc's per-thread arenas grew the ingest's peak RSS by ~80 MiB and its
+// malloc/free took ~20% of ingest CPU (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ward",
