@@ -380,3 +380,43 @@ async fn a_provider_time_zone_reads_times_without_offset() {
     );
     app.stop().await;
 }
+
+/// The demo as a person runs it (a subprocess), with info logging: its logs (stderr) name
+/// providers, uploads and routes, never an MRN, a name or a note.
+#[test]
+fn the_demo_runs_and_its_logs_hold_no_patient_data() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "demo",
+            "--exit",
+            "--rows",
+            "500",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .env("WARD_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("rows 500 = inserted"), "{stdout}");
+    assert!(stdout.contains("visits in time order"), "{stdout}");
+    assert!(
+        stderr.contains("upload finished"),
+        "logging was on: {stderr}"
+    );
+    assert!(
+        stderr.contains("/v1/patients/{mrn}/records"),
+        "the route template is logged: {stderr}"
+    );
+    for patient_data in ["MRN0", "John", "García", "fever", "Doe"] {
+        assert!(
+            !stderr.contains(patient_data),
+            "{patient_data:?} appears in the logs:\n{stderr}"
+        );
+    }
+}
