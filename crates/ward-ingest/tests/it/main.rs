@@ -1,0 +1,3 @@
+//! ward-ingest's integration tests, on the embedded store.
+
+mod queue;
