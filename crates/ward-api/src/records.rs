@@ -10,7 +10,7 @@ use ward_ingest::VisitRecord;
 use ward_store::{Order, SkCondition, Value};
 
 use crate::auth::Caller;
-use crate::uploads::{limit_of, load};
+use crate::uploads::{cursor_of, limit_of, load};
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -54,11 +54,7 @@ pub(crate) async fn by_patient(
         Some("desc") => Order::Reverse,
         Some(_) => return Err(ApiError::invalid("order", "must be asc or desc")),
     };
-    let cursor = params
-        .cursor
-        .map(|token| ward_store::Cursor::decode(&token))
-        .transpose()
-        .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))?;
+    let cursor = cursor_of(params.cursor.as_deref())?;
     let page = state
         .table
         .query(ward_store::Query {

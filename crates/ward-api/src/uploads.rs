@@ -91,6 +91,14 @@ pub(crate) struct PageParams {
     cursor: Option<String>,
 }
 
+/// Reads an opaque page cursor from a query parameter.
+pub(crate) fn cursor_of(token: Option<&str>) -> Result<Option<ward_store::Cursor>, ApiError> {
+    token
+        .map(ward_store::Cursor::decode)
+        .transpose()
+        .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))
+}
+
 pub(crate) fn limit_of(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match limit.unwrap_or(default) {
         limit @ 1..=1000 => Ok(limit),
@@ -104,11 +112,7 @@ pub(crate) async fn list(
     Query(params): Query<PageParams>,
 ) -> Result<Json<Json_>, ApiError> {
     let limit = limit_of(params.limit, 50)?;
-    let cursor = params
-        .cursor
-        .map(|token| ward_store::Cursor::decode(&token))
-        .transpose()
-        .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))?;
+    let cursor = cursor_of(params.cursor.as_deref())?;
     let (uploads, next) = state.ctx.uploads.list(&provider, limit, cursor).await?;
     Ok(Json(json!({
         "uploads": uploads.iter().map(upload_view).collect::<Vec<_>>(),

@@ -123,6 +123,34 @@ impl EmbeddedTable {
             .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
     }
 
+    /// A conditional single-item write: `Some` puts the (encoded) item, `None` deletes.
+    async fn write_one(
+        &self,
+        key: Key,
+        condition: Condition,
+        replacement: Option<(Vec<u8>, Item)>,
+    ) -> Result<(), StoreError> {
+        self.write(move |db| {
+            let txn = db.begin_write().map_err(store_error)?;
+            {
+                let mut tables = WriteTables::open(&txn)?;
+                let key_bytes = join_parts(&[&key.pk, &key.sk]);
+                let existing = read_live(&tables.items, &key_bytes, now_seconds())?;
+                if !condition_holds(&condition, existing.as_ref()) {
+                    return Err(StoreError::ConditionFailed {
+                        existing: existing.map(Box::new),
+                    });
+                }
+                match &replacement {
+                    Some((encoded, item)) => tables.replace(&key, &key_bytes, encoded, item)?,
+                    None => tables.remove(&key, &key_bytes)?,
+                }
+            }
+            txn.commit().map_err(store_error)
+        })
+        .await
+    }
+
     fn query_sync(&self, query: &Query) -> Result<Page, StoreError> {
         if query.limit == 0 || query.limit > MAX_QUERY_LIMIT {
             return Err(invalid(format!("limit must be 1..={MAX_QUERY_LIMIT}")));
@@ -236,44 +264,13 @@ impl Table for EmbeddedTable {
     async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
         let key = checked_key(&item)?;
         let encoded = checked_encoding(&item)?;
-        self.write(move |db| {
-            let txn = db.begin_write().map_err(store_error)?;
-            {
-                let mut tables = WriteTables::open(&txn)?;
-                let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                let existing = read_live(&tables.items, &key_bytes, now_seconds())?;
-                if !condition_holds(&condition, existing.as_ref()) {
-                    return Err(StoreError::ConditionFailed {
-                        existing: existing.map(Box::new),
-                    });
-                }
-                tables.replace(&key, &key_bytes, &encoded, &item)?;
-            }
-            txn.commit().map_err(store_error)
-        })
-        .await
+        self.write_one(key, condition, Some((encoded, item))).await
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> Result<(), StoreError> {
         check_key_part(&key.pk)?;
         check_key_part(&key.sk)?;
-        let key = key.clone();
-        self.write(move |db| {
-            let txn = db.begin_write().map_err(store_error)?;
-            {
-                let mut tables = WriteTables::open(&txn)?;
-                let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                let existing = read_live(&tables.items, &key_bytes, now_seconds())?;
-                if !condition_holds(&condition, existing.as_ref()) {
-                    return Err(StoreError::ConditionFailed {
-                        existing: existing.map(Box::new),
-                    });
-                }
-                tables.remove(&key, &key_bytes)?;
-            }
-            txn.commit().map_err(store_error)
-        })
-        .await
+        self.write_one(key.clone(), condition, None).await
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
