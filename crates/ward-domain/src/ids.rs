@@ -96,15 +96,21 @@ impl fmt::Display for Mrn {
     }
 }
 
-/// An upload's id: `{UTC yyyymmddThhmmssZ}-{16 lowercase hex}`, chosen by Ward, so ids sort
-/// by creation time and no client can pick or predict one.
+/// An upload's id: `{UTC yyyymmddThhmmssZ}-{16 lowercase hex}`, chosen by Ward: the hex is
+/// the microsecond within that second (5 digits) then 44 random bits, so ids sort by
+/// creation time and no client can pick or predict one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UploadId(String);
 
 impl UploadId {
-    /// Builds a new id from the creation instant and 64 random bits.
+    /// Builds a new id from the creation instant and random bits (the low 44 are used).
     pub fn new(created: crate::UtcInstant, random: u64) -> Self {
-        Self(format!("{}-{random:016x}", created.compact_seconds()))
+        let micros = created.subsec_nanos() / 1000;
+        let random = random & ((1 << 44) - 1);
+        Self(format!(
+            "{}-{micros:05x}{random:011x}",
+            created.compact_seconds()
+        ))
     }
 
     /// Parses an id received from a caller.
@@ -173,9 +179,14 @@ mod tests {
 
     #[test]
     fn upload_id_round_trips_and_refuses_forgeries() {
-        let instant = crate::UtcInstant::from_unix_nanos(1_700_000_000_000_000_000);
+        let instant = crate::UtcInstant::from_unix_nanos(1_700_000_000_000_001_000);
         let id = UploadId::new(instant, 0xdead_beef);
-        assert_eq!(id.as_str(), "20231114T221320Z-00000000deadbeef");
+        assert_eq!(id.as_str(), "20231114T221320Z-00001000deadbeef");
+        let later = crate::UtcInstant::from_unix_nanos(1_700_000_000_000_002_000);
+        assert!(
+            UploadId::new(later, 0).as_str() > UploadId::new(instant, u64::MAX).as_str(),
+            "ids of one second sort by microsecond, whatever the random part"
+        );
         assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
         assert!(UploadId::parse("../../etc/passwd").is_err());
         assert!(UploadId::parse("20231114T221320Z-00000000DEADBEEF").is_err());

@@ -42,6 +42,11 @@ impl UtcInstant {
         self.unix_seconds
     }
 
+    /// Nanoseconds within the second.
+    pub fn subsec_nanos(self) -> u32 {
+        self.nanos
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn unix_millis(self) -> i64 {
         self.unix_seconds * 1000 + i64::from(self.nanos / 1_000_000)

@@ -3,9 +3,45 @@
 //! Keys: `pk 0x00 sk` for items, `index_pk 0x00 index_sk 0x00 pk 0x00 sk` for index
 //! entries. Key attributes may not hold NUL, so byte order of the encoding is (pk, sk)
 //! order and a partition is one contiguous range `[pk 0x00, pk 0x01)`.
-//! Items: a count, then (name, tagged value) pairs with u32 little-endian lengths.
+//! Items: a format byte, a count, then (name, tagged value) pairs with varint lengths. `PK`
+//! and `SK` are not stored (the key holds them); frequent attribute names are stored as one
+//! byte (`NAMES`; the list may only ever be appended to, or stored items change meaning).
 
-use ward_store::{Item, StoreError, Value};
+use ward_store::{Item, PK, SK, StoreError, Value};
+
+const FORMAT_V1: u8 = 1;
+/// Marks a name stored in full (length, then bytes).
+const NAME_IN_FULL: u8 = 0;
+/// Frequent attribute names, coded as `0x80 | index` (a name byte < 0x80 starts a length).
+const NAMES: [&str; 27] = [
+    "GSI1PK",
+    "GSI1SK",
+    "GSI2PK",
+    "GSI2SK",
+    "GSI3PK",
+    "GSI3SK",
+    "entity",
+    "providerId",
+    "medicalRecordNumber",
+    "dateTime",
+    "dateTimeUtc",
+    "firstName",
+    "lastName",
+    "doctorsNotes",
+    "csvFile",
+    "dateTimeProcessed",
+    "uploadId",
+    "sourceLine",
+    "contentHash",
+    "version",
+    "expiresAt",
+    "status",
+    "createdAt",
+    "updatedAt",
+    "job",
+    "attempt",
+    "visibleAt",
+];
 
 const TAG_S: u8 = 1;
 const TAG_N: u8 = 2;
@@ -52,30 +88,56 @@ pub fn split_parts(bytes: &[u8]) -> Result<Vec<&str>, StoreError> {
         .collect()
 }
 
-/// Encodes an item.
+/// Encodes an item (without its key attributes).
 pub fn encode_item(item: &Item) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    put_len(&mut out, item.len());
-    for (name, value) in item {
-        put_bytes(&mut out, name.as_bytes());
+    let mut out = Vec::with_capacity(512);
+    out.push(FORMAT_V1);
+    let attributes = item.iter().filter(|(name, _)| *name != PK && *name != SK);
+    put_len(&mut out, attributes.clone().count());
+    for (name, value) in attributes {
+        match NAMES.iter().position(|known| known == name) {
+            Some(code) => out.push(0x80 | code as u8),
+            None => {
+                out.push(NAME_IN_FULL);
+                put_bytes(&mut out, name.as_bytes());
+            }
+        }
         encode_value(&mut out, value);
     }
     out
 }
 
-/// Decodes an item written by [`encode_item`].
-pub fn decode_item(bytes: &[u8]) -> Result<Item, StoreError> {
+/// Decodes an item written by [`encode_item`], putting its key back.
+pub fn decode_item(bytes: &[u8], pk: &str, sk: &str) -> Result<Item, StoreError> {
     let mut reader = Reader { bytes, at: 0 };
+    if reader.take(1)?[0] != FORMAT_V1 {
+        return Err(corrupt("unknown item format"));
+    }
     let n_attributes = reader.len()?;
     let mut item = Item::new();
     for _ in 0..n_attributes {
-        let name = reader.string()?;
+        let name = match reader.bytes.get(reader.at) {
+            Some(&byte) if byte & 0x80 != 0 => {
+                reader.at += 1;
+                let known = NAMES.get(usize::from(byte & 0x7f));
+                known
+                    .ok_or_else(|| corrupt("unknown attribute code"))?
+                    .to_string()
+            }
+            Some(&NAME_IN_FULL) => {
+                reader.at += 1;
+                reader.string()?
+            }
+            _ => return Err(corrupt("bad attribute name")),
+        };
         let value = reader.value(0)?;
         item.insert(name, value);
     }
     if reader.at != bytes.len() {
         return Err(corrupt("trailing bytes after item"));
     }
+    item.insert(PK.into(), Value::s(pk));
+    item.insert(SK.into(), Value::s(sk));
     Ok(item)
 }
 
@@ -114,8 +176,17 @@ fn encode_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+/// LEB128: 7 bits a byte, high bit set on all but the last.
+fn put_len(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -145,8 +216,15 @@ impl<'a> Reader<'a> {
     }
 
     fn len(&mut self) -> Result<usize, StoreError> {
-        let raw = self.take(4)?;
-        Ok(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+        let mut len: usize = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1)?[0];
+            len |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(len);
+            }
+        }
+        Err(corrupt("length too long"))
     }
 
     fn string(&mut self) -> Result<String, StoreError> {
@@ -201,12 +279,16 @@ mod tests {
         let mut item = Item::new();
         item.insert("PK".into(), Value::s("a"));
         item.insert("L".into(), Value::L(vec![Value::n(1), Value::Null]));
+        item.insert("SK".into(), Value::s("b"));
+        item.insert("x".repeat(300), Value::s("long name"));
+        item.insert("version".into(), Value::n(3));
         let bytes = encode_item(&item);
-        assert_eq!(decode_item(&bytes).unwrap(), item);
+        assert_eq!(decode_item(&bytes, "a", "b").unwrap(), item);
         for cut in 0..bytes.len() {
-            assert!(decode_item(&bytes[..cut]).is_err());
+            assert!(decode_item(&bytes[..cut], "a", "b").is_err());
         }
-        assert!(decode_item(&[255, 255, 255, 255, 9]).is_err());
+        assert!(decode_item(&[1, 255, 255, 255, 255, 255, 9], "a", "b").is_err());
+        assert!(decode_item(&[2, 0], "a", "b").is_err(), "unknown format");
     }
 
     #[test]

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use ward_store::{
-    Condition, Cursor, INDEXES, Item, Key, MAX_BATCH_GET_KEYS, MAX_ITEM_BYTES,
-    MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, SkCondition, StoreError, Table, VERSION,
-    Value, WriteOp, index_key_attributes, item_is_expired,
+    Condition, Cursor, INDEX_KEY_ATTRIBUTES, INDEXES, Item, Key, MAX_BATCH_GET_KEYS,
+    MAX_ITEM_BYTES, MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, SkCondition, StoreError,
+    Table, VERSION, Value, WriteOp, index_key_attributes, item_is_expired,
 };
 
 use codec::{check_key_part, decode_item, encode_item, join_parts, split_parts};
@@ -135,7 +135,7 @@ impl EmbeddedTable {
             {
                 let mut tables = WriteTables::open(&txn)?;
                 let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                let existing = read_live(&tables.items, &key_bytes, now_seconds())?;
+                let existing = read_live(&tables.items, &key, &key_bytes, now_seconds())?;
                 if !condition_holds(&condition, existing.as_ref()) {
                     return Err(StoreError::ConditionFailed {
                         existing: existing.map(Box::new),
@@ -218,7 +218,7 @@ impl EmbeddedTable {
                         return Err(StoreError::Internal("malformed item key".into()));
                     };
                     let value = items_table.get(key_bytes).map_err(store_error)?;
-                    let item = value.map(|v| decode_item(v.value())).transpose()?;
+                    let item = value.map(|v| decode_item(v.value(), pk, sk)).transpose()?;
                     let key = Key::new(*pk, *sk);
                     Ok((cursor_of(&key.pk, &key.sk, key.clone()), item))
                 };
@@ -237,7 +237,7 @@ impl EmbeddedTable {
                     };
                     let item_key = join_parts(&[pk, sk]);
                     let value = items_table.get(item_key.as_slice()).map_err(store_error)?;
-                    let item = value.map(|v| decode_item(v.value())).transpose()?;
+                    let item = value.map(|v| decode_item(v.value(), pk, sk)).transpose()?;
                     Ok((cursor_of(index_pk, index_sk, Key::new(*pk, *sk)), item))
                 };
                 let iter = index.range::<&[u8]>(range).map_err(store_error)?;
@@ -258,7 +258,7 @@ impl Table for EmbeddedTable {
         check_key_part(&key.sk)?;
         let txn = self.db.begin_read().map_err(store_error)?;
         let items = txn.open_table(ITEMS).map_err(store_error)?;
-        read_live(&items, &join_parts(&[&key.pk, &key.sk]), now_seconds())
+        read_live(&items, key, &join_parts(&[&key.pk, &key.sk]), now_seconds())
     }
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
@@ -290,7 +290,7 @@ impl Table for EmbeddedTable {
         for key in keys {
             check_key_part(&key.pk)?;
             check_key_part(&key.sk)?;
-            if let Some(item) = read_live(&items, &join_parts(&[&key.pk, &key.sk]), now)? {
+            if let Some(item) = read_live(&items, &key, &join_parts(&[&key.pk, &key.sk]), now)? {
                 found.push(item);
             }
         }
@@ -331,7 +331,7 @@ impl Table for EmbeddedTable {
                         | WriteOp::Check { condition, .. } => condition,
                     };
                     let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                    let existing = read_live(&tables.items, &key_bytes, now)?;
+                    let existing = read_live(&tables.items, key, &key_bytes, now)?;
                     if !condition_holds(condition, existing.as_ref()) {
                         // Dropping the transaction without commit discards it.
                         return Err(StoreError::TransactionCanceled { index });
@@ -370,18 +370,21 @@ impl Table for EmbeddedTable {
             // makes it durable. The port allows this: an interrupted ingest is retried.
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            let mut outcomes = Vec::with_capacity(prepared.len());
+            let mut outcomes = vec![PutOutcome::Written; prepared.len()];
+            // Key order walks the B-tree once from left to right; the sort is stable, so of
+            // two items with one key the earlier one (in the order given) is written.
+            let mut order: Vec<usize> = (0..prepared.len()).collect();
+            order.sort_by(|a, b| prepared[*a].0.cmp(&prepared[*b].0));
             {
                 let mut tables = WriteTables::open(&txn)?;
                 let now = now_seconds();
-                for (key, encoded, item) in &prepared {
+                for position in order {
+                    let (key, encoded, item) = &prepared[position];
                     let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                    match read_live(&tables.items, &key_bytes, now)? {
-                        Some(existing) => outcomes.push(PutOutcome::Exists(existing)),
-                        None => {
-                            tables.replace(key, &key_bytes, encoded, item)?;
-                            outcomes.push(PutOutcome::Written);
-                        }
+                    if let Some(existing) = read_live(&tables.items, key, &key_bytes, now)? {
+                        outcomes[position] = PutOutcome::Exists(existing);
+                    } else {
+                        tables.replace(key, &key_bytes, encoded, item)?;
                     }
                 }
             }
@@ -420,7 +423,7 @@ impl<'txn> WriteTables<'txn> {
             .items
             .insert(key_bytes, encoded)
             .map_err(store_error)?
-            .map(|guard| decode_item(guard.value()))
+            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk))
             .transpose()?;
         for (name, index) in &mut self.indexes {
             if let Some(old) = &old
@@ -440,7 +443,7 @@ impl<'txn> WriteTables<'txn> {
             .items
             .remove(key_bytes)
             .map_err(store_error)?
-            .map(|guard| decode_item(guard.value()))
+            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk))
             .transpose()?;
         if let Some(old) = old {
             for (name, index) in &mut self.indexes {
@@ -454,8 +457,8 @@ impl<'txn> WriteTables<'txn> {
 }
 
 fn index_entry(index: &str, item: &Item, key: &Key) -> Option<Vec<u8>> {
-    let (pk_attribute, sk_attribute) = index_key_attributes(index);
-    match (item.get(&pk_attribute), item.get(&sk_attribute)) {
+    let (pk_attribute, sk_attribute) = index_key_attributes(index)?;
+    match (item.get(pk_attribute), item.get(sk_attribute)) {
         (Some(Value::S(index_pk)), Some(Value::S(index_sk))) => {
             Some(join_parts(&[index_pk, index_sk, &key.pk, &key.sk]))
         }
@@ -463,14 +466,20 @@ fn index_entry(index: &str, item: &Item, key: &Key) -> Option<Vec<u8>> {
     }
 }
 
-fn read_live<T>(items: &T, key_bytes: &[u8], now: i64) -> Result<Option<Item>, StoreError>
+/// The unexpired item at `key` (`key_bytes` is its encoding).
+fn read_live<T>(
+    items: &T,
+    key: &Key,
+    key_bytes: &[u8],
+    now: i64,
+) -> Result<Option<Item>, StoreError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
     let Some(guard) = items.get(key_bytes).map_err(store_error)? else {
         return Ok(None);
     };
-    let item = decode_item(guard.value())?;
+    let item = decode_item(guard.value(), &key.pk, &key.sk)?;
     Ok((!item_is_expired(&item, now)).then_some(item))
 }
 
@@ -492,10 +501,9 @@ fn checked_key(item: &Item) -> Result<Key, StoreError> {
     let key = Key::of(item)?;
     check_key_part(&key.pk)?;
     check_key_part(&key.sk)?;
-    for index in INDEXES {
-        let (pk_attribute, sk_attribute) = index_key_attributes(index);
+    for (_, pk_attribute, sk_attribute) in INDEX_KEY_ATTRIBUTES {
         for attribute in [pk_attribute, sk_attribute] {
-            if let Some(Value::S(part)) = item.get(&attribute) {
+            if let Some(Value::S(part)) = item.get(attribute) {
                 check_key_part(part)?;
             }
         }

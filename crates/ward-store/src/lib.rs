@@ -40,9 +40,19 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// consistent on DynamoDB, immediately consistent in the embedded adapter.
 pub const INDEXES: [&str; 3] = ["GSI1", "GSI2", "GSI3"];
 
-/// The attribute names that key index `name`.
-pub fn index_key_attributes(name: &str) -> (String, String) {
-    (format!("{name}PK"), format!("{name}SK"))
+/// Each index of [`INDEXES`] with the attribute names that key it.
+pub const INDEX_KEY_ATTRIBUTES: [(&str, &str, &str); 3] = [
+    ("GSI1", "GSI1PK", "GSI1SK"),
+    ("GSI2", "GSI2PK", "GSI2SK"),
+    ("GSI3", "GSI3PK", "GSI3SK"),
+];
+
+/// The attribute names that key index `name` (`{name}PK`, `{name}SK`), if it is one.
+pub fn index_key_attributes(name: &str) -> Option<(&'static str, &'static str)> {
+    INDEX_KEY_ATTRIBUTES
+        .iter()
+        .find(|(index, _, _)| *index == name)
+        .map(|(_, pk, sk)| (*pk, *sk))
 }
 
 /// A precondition on a single-item write.
