@@ -7,6 +7,7 @@
 //! carry provider and upload ids only).
 
 pub mod queue;
+pub mod retention;
 pub mod uploads;
 pub mod visit_csv;
 pub mod visit_items;

@@ -49,7 +49,8 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         public_url: None,
         api: ward_api::ApiSettings::default(),
         ingest: ward_ingest::IngestSettings::default(),
-        operator_key: None,
+        operator_key: Default::default(),
+        retention: Default::default(),
     };
     let running = server::start(options).await?;
     let ctx = running.state.ctx.clone();

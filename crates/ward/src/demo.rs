@@ -41,7 +41,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         public_url: None,
         api: ward_api::ApiSettings::default(),
         ingest: ward_ingest::IngestSettings::default(),
-        operator_key: std::env::var("WARD_OPERATOR_KEY").ok(),
+        operator_key: crate::config::Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
+        retention: Default::default(),
     };
     let running = match server::start(server_options.clone()).await {
         Ok(running) => running,

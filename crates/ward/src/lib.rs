@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod config;
 pub mod demo;
 pub mod embedded;
 pub mod local_ingest;

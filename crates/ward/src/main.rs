@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ward::client::Client;
+use ward::config::{Secret, Settings};
 use ward::{bench, demo, embedded, local_ingest, server, synthetic};
 use ward_domain::ProviderId;
+use ward_ingest::retention::RetentionPolicy;
 
 // mimalloc: glibc's per-thread arenas grew the ingest's peak RSS by ~80 MiB and its
 // malloc/free took ~20% of ingest CPU (docs/benchmarks.md).
@@ -45,19 +47,24 @@ struct Remote {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the API and the worker over a data folder.
+    /// Run the API and the worker over a data folder. Flags and WARD_* variables override
+    /// the settings file; without either, the defaults need no configuration.
     Serve {
-        #[command(flatten)]
-        data: DataDir,
-        /// Address to listen on.
-        #[arg(long, env = "WARD_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        /// A TOML settings file (see README).
+        #[arg(long, env = "WARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data folder [default: ward-data].
+        #[arg(long, env = "WARD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "WARD_LISTEN")]
+        listen: Option<SocketAddr>,
         /// Base URL clients reach this server at (for upload links).
         #[arg(long, env = "WARD_PUBLIC_URL")]
         public_url: Option<String>,
-        /// Largest accepted upload, in bytes.
-        #[arg(long, env = "WARD_MAX_UPLOAD_BYTES", default_value_t = 1024 * 1024 * 1024)]
-        max_upload_bytes: u64,
+        /// Largest accepted upload, in bytes [default: 1 GiB].
+        #[arg(long, env = "WARD_MAX_UPLOAD_BYTES")]
+        max_upload_bytes: Option<u64>,
     },
     /// Start a server on a fresh data folder, upload a generated CSV through it, show the
     /// report and a patient's records, and keep serving.
@@ -222,21 +229,53 @@ fn provider_id(text: &str) -> anyhow::Result<ProviderId> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
-            data,
+            config,
+            data_dir,
             listen,
             public_url,
             max_upload_bytes,
         } => {
+            let settings = Settings::load(config.as_deref())?;
+            let api_defaults = ward_api::ApiSettings::default();
+            let ingest_defaults = ward_ingest::IngestSettings::default();
+            let retention_defaults = RetentionPolicy::default();
+            let hours = |h: u64| Duration::from_secs(h * 3600);
             let options = server::ServerOptions {
-                data_dir: data.data_dir,
-                listen,
-                public_url,
+                data_dir: data_dir
+                    .or(settings.data_dir)
+                    .unwrap_or_else(|| PathBuf::from("ward-data")),
+                listen: listen
+                    .or(settings.listen)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                public_url: public_url.or(settings.public_url),
                 api: ward_api::ApiSettings {
-                    max_upload_bytes,
-                    ..Default::default()
+                    max_upload_bytes: max_upload_bytes
+                        .or(settings.uploads.max_bytes)
+                        .unwrap_or(api_defaults.max_upload_bytes),
+                    upload_url_ttl_seconds: settings
+                        .uploads
+                        .url_ttl_seconds
+                        .unwrap_or(api_defaults.upload_url_ttl_seconds),
+                    ..api_defaults
                 },
-                ingest: ward_ingest::IngestSettings::default(),
-                operator_key: std::env::var("WARD_OPERATOR_KEY").ok(),
+                ingest: ward_ingest::IngestSettings {
+                    max_notes_chars: settings
+                        .ingest
+                        .max_notes_chars
+                        .unwrap_or(ingest_defaults.max_notes_chars),
+                    ..ingest_defaults
+                },
+                operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
+                retention: RetentionPolicy {
+                    completed: settings
+                        .retention
+                        .completed_days
+                        .map_or(retention_defaults.completed, |d| hours(d * 24)),
+                    stale_uploaded: settings
+                        .retention
+                        .stale_upload_hours
+                        .map_or(retention_defaults.stale_uploaded, hours),
+                },
             };
             let running = server::start(options).await?;
             println!("ward serving at {}", running.base_url);

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::watch;
 use ward_api::{ApiSettings, AppState, Metrics, UploadSigner};
+use ward_ingest::retention::{self, RetentionPolicy};
 use ward_ingest::{IngestSettings, Worker};
 
+use crate::config::Secret;
 use crate::embedded;
 
 /// What a server needs to start.
@@ -25,7 +27,9 @@ pub struct ServerOptions {
     /// Pipeline tuning.
     pub ingest: IngestSettings,
     /// `WARD_OPERATOR_KEY`, if set.
-    pub operator_key: Option<String>,
+    pub operator_key: Secret,
+    /// Object retention, swept hourly.
+    pub retention: RetentionPolicy,
 }
 
 /// A running server.
@@ -41,6 +45,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     worker: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -49,6 +54,7 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         self.server.await.context("server task")??;
         self.worker.await.context("worker task")?;
+        self.sweeper.abort();
         Ok(())
     }
 
@@ -68,7 +74,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         tracing::info!(resumed, "unfinished jobs resume");
     }
     let (operator_key_hash, new_operator_key) =
-        embedded::operator_key(embedded.table.as_ref(), options.operator_key.as_deref()).await?;
+        embedded::operator_key(embedded.table.as_ref(), options.operator_key.expose()).await?;
     let signer = UploadSigner::new(embedded::signing_secret(embedded.table.as_ref()).await?);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -93,6 +99,21 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let wake = embedded.queue.notifier();
     let worker_shutdown = shutdown_rx.clone();
     let worker = tokio::spawn(async move { worker.run(wake, worker_shutdown).await });
+    let sweeper = {
+        let objects = embedded.ctx.objects.clone();
+        let policy = options.retention;
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                if let Err(error) =
+                    retention::sweep(objects.as_ref(), policy, std::time::SystemTime::now()).await
+                {
+                    tracing::warn!(error = %error, "retention sweep failed");
+                }
+            }
+        })
+    };
     let router = ward_api::router(state.clone());
     let mut server_shutdown = shutdown_rx;
     let server = tokio::spawn(async move {
@@ -111,6 +132,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         shutdown,
         server,
         worker,
+        sweeper,
     })
 }
 

@@ -191,7 +191,8 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
         public_url: None,
         api: Default::default(),
         ingest: Default::default(),
-        operator_key: Some(OPERATOR_KEY.into()),
+        operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
+        retention: Default::default(),
     })
     .await
     .unwrap();

@@ -51,7 +51,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         public_url: None,
         api: options.api,
         ingest: options.ingest,
-        operator_key: Some(OPERATOR_KEY.into()),
+        operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
+        retention: Default::default(),
     })
     .await
     .expect("server starts");
