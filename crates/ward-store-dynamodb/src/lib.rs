@@ -33,7 +33,7 @@ use ward_store::{
 
 use convert::{ConditionFailure, Expression, from_item, store_error, to_item};
 
-/// Concurrent conditional puts per `put_many_if_absent` call.
+/// Default concurrent conditional puts per `put_many_if_absent` call.
 const PUT_CONCURRENCY: usize = 32;
 /// Attempts per throttled write.
 const MAX_ATTEMPTS: u32 = 6;
@@ -44,6 +44,7 @@ const MAX_QUERY_LIMIT: usize = 1000;
 pub struct DynamoTable {
     client: Client,
     table_name: String,
+    put_concurrency: usize,
 }
 
 impl DynamoTable {
@@ -52,7 +53,14 @@ impl DynamoTable {
         Self {
             client,
             table_name: table_name.into(),
+            put_concurrency: PUT_CONCURRENCY,
         }
+    }
+
+    /// Sets how many conditional puts `put_many_if_absent` keeps in flight (default 32).
+    pub fn with_put_concurrency(mut self, put_concurrency: usize) -> Self {
+        self.put_concurrency = put_concurrency.max(1);
+        self
     }
 
     /// Creates the table with Ward's key schema and indexes (on-demand billing) unless it
