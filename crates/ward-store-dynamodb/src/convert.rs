@@ -246,3 +246,14 @@ where
         _ => StoreError::Internal(DisplayErrorContext(&error).to_string()),
     }
 }
+
+/// Whether a transient error's message names DynamoDB throttling.
+pub fn is_throttle(message: &str) -> bool {
+    [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+    ]
+    .iter()
+    .any(|code| message.starts_with(code))
+}

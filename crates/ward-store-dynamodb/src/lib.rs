@@ -11,6 +11,7 @@
 //! Deliberately does not: create tables in production (CloudFormation owns the table;
 //! [`DynamoTable::create_table_if_missing`] is for local servers and tests).
 
+mod adaptive;
 mod convert;
 
 use std::collections::HashMap;
@@ -33,8 +34,12 @@ use ward_store::{
 
 use convert::{ConditionFailure, Expression, from_item, store_error, to_item};
 
-/// Default concurrent conditional puts per `put_many_if_absent` call.
+/// Conditional puts in flight at the start (shared by all calls on one table handle).
 const PUT_CONCURRENCY: usize = 32;
+/// The fewest in flight after throttling.
+const MIN_IN_FLIGHT: usize = 4;
+/// The most in flight after a long run of successes.
+const MAX_IN_FLIGHT: usize = 256;
 /// Attempts per throttled write.
 const MAX_ATTEMPTS: u32 = 6;
 const MAX_QUERY_LIMIT: usize = 1000;
@@ -44,7 +49,7 @@ const MAX_QUERY_LIMIT: usize = 1000;
 pub struct DynamoTable {
     client: Client,
     table_name: String,
-    put_concurrency: usize,
+    in_flight: std::sync::Arc<adaptive::AdaptiveLimit>,
 }
 
 impl DynamoTable {
@@ -53,14 +58,28 @@ impl DynamoTable {
         Self {
             client,
             table_name: table_name.into(),
-            put_concurrency: PUT_CONCURRENCY,
+            in_flight: std::sync::Arc::new(adaptive::AdaptiveLimit::new(
+                PUT_CONCURRENCY,
+                MIN_IN_FLIGHT,
+                MAX_IN_FLIGHT,
+            )),
         }
     }
 
-    /// Sets how many conditional puts `put_many_if_absent` keeps in flight (default 32).
+    /// Sets how many conditional puts `put_many_if_absent` starts with in flight (default
+    /// 32); throttling lowers it (to 4 at least), a run of successes raises it (to 256).
     pub fn with_put_concurrency(mut self, put_concurrency: usize) -> Self {
-        self.put_concurrency = put_concurrency.max(1);
+        self.in_flight = std::sync::Arc::new(adaptive::AdaptiveLimit::new(
+            put_concurrency,
+            MIN_IN_FLIGHT,
+            MAX_IN_FLIGHT,
+        ));
         self
+    }
+
+    /// How many conditional puts may be in flight now (after throttling adjustments).
+    pub fn put_limit(&self) -> usize {
+        self.in_flight.limit()
     }
 
     /// Creates the table with Ward's key schema and indexes (on-demand billing) unless it
@@ -124,15 +143,30 @@ impl DynamoTable {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let permit = self.in_flight.acquire().await;
             match self.put_once(&item, &Condition::NotExists).await {
-                Ok(()) => return Ok(PutOutcome::Written),
+                Ok(()) => {
+                    self.in_flight.on_success(permit);
+                    return Ok(PutOutcome::Written);
+                }
                 Err(StoreError::ConditionFailed {
                     existing: Some(existing),
                 }) => {
+                    self.in_flight.on_success(permit);
                     return Ok(PutOutcome::Exists(*existing));
                 }
-                Err(StoreError::Unavailable(_)) if attempt < MAX_ATTEMPTS => backoff(attempt).await,
-                Err(error) => return Err(error),
+                Err(StoreError::Unavailable(message)) if attempt < MAX_ATTEMPTS => {
+                    if convert::is_throttle(&message) {
+                        self.in_flight.on_throttle(permit);
+                    } else {
+                        self.in_flight.release(permit);
+                    }
+                    backoff(attempt).await;
+                }
+                Err(error) => {
+                    self.in_flight.release(permit);
+                    return Err(error);
+                }
             }
         }
     }
@@ -431,7 +465,7 @@ impl Table for DynamoTable {
             puts.push(self.put_if_absent(items[*position].clone()));
         }
         let results: Vec<Result<PutOutcome, StoreError>> = futures::stream::iter(puts)
-            .buffered(PUT_CONCURRENCY)
+            .buffered(MAX_IN_FLIGHT)
             .collect()
             .await;
         let mut outcome_of_first: HashMap<usize, PutOutcome> = HashMap::new();
