@@ -49,7 +49,7 @@ pub struct IngestSettings {
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
-            batch_rows: 2048,
+            batch_rows: 1024,
             max_attempts: 3,
             retry_base: Duration::from_secs(1),
             lease: Duration::from_secs(60),
@@ -440,7 +440,8 @@ async fn ingest_rows(
         progress_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     });
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(counted));
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<ParserMessage>(4);
+    // Two parsed batches ahead of the writer keep both cores busy; more only costs memory.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<ParserMessage>(2);
     let processed_at = UtcInstant::now().rfc3339_seconds();
     let source_provider = provider.clone();
     let source_upload = upload_id.clone();

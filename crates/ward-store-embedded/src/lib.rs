@@ -37,7 +37,7 @@ const MAX_QUERY_LIMIT: usize = 1000;
 /// Tuning of the embedded store.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
-    /// Page cache, in bytes (default 32 MiB): with the ingest batch size, bounds the
+    /// Page cache, in bytes (default 16 MiB): with the ingest batch size, bounds the
     /// memory the store uses (docs/benchmarks.md).
     pub cache_bytes: usize,
 }
@@ -45,7 +45,7 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
-            cache_bytes: 32 * 1024 * 1024,
+            cache_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -51,6 +51,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         ingest: ward_ingest::IngestSettings::default(),
         operator_key: Default::default(),
         retention: Default::default(),
+        store: Default::default(),
     };
     let running = server::start(options).await?;
     let ctx = running.state.ctx.clone();

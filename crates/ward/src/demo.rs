@@ -43,6 +43,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         ingest: ward_ingest::IngestSettings::default(),
         operator_key: crate::config::Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
         retention: Default::default(),
+        store: Default::default(),
     };
     let running = match server::start(server_options.clone()).await {
         Ok(running) => running,

@@ -20,10 +20,14 @@ pub struct Embedded {
 }
 
 /// Opens (creating if needed) the data folder.
-pub fn open(data_dir: &Path, settings: IngestSettings) -> anyhow::Result<Embedded> {
+pub fn open(
+    data_dir: &Path,
+    settings: IngestSettings,
+    store: &EmbeddedOptions,
+) -> anyhow::Result<Embedded> {
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let table = EmbeddedTable::open(&data_dir.join("ward.redb"), &EmbeddedOptions::default()).map_err(|error| match error {
+    let table = EmbeddedTable::open(&data_dir.join("ward.redb"), store).map_err(|error| match error {
         OpenError::InUse { .. } => anyhow::anyhow!(
             "the data folder {} is in use by a running ward server; stop it, or use the HTTP API (ward upload, the admin routes)",
             data_dir.display()

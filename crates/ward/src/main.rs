@@ -263,9 +263,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .ingest
                         .max_notes_chars
                         .unwrap_or(ingest_defaults.max_notes_chars),
+                    batch_rows: settings
+                        .ingest
+                        .batch_rows
+                        .unwrap_or(ingest_defaults.batch_rows)
+                        .clamp(1, 100_000),
                     ..ingest_defaults
                 },
                 operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
+                store: ward_store_embedded::EmbeddedOptions {
+                    cache_bytes: settings.store.cache_mib.map_or(
+                        ward_store_embedded::EmbeddedOptions::default().cache_bytes,
+                        |mib| mib.max(1) << 20,
+                    ),
+                },
                 retention: RetentionPolicy {
                     completed: settings
                         .retention
@@ -307,7 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let provider = provider_id(id)?;
-            let embedded = embedded::open(&data.data_dir, Default::default())?;
+            let embedded = embedded::open(&data.data_dir, Default::default(), &Default::default())?;
             let key = match &action {
                 TenantAction::Create { time_zone, .. } => {
                     if let Some(zone) = time_zone {
@@ -359,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
         } => {
             let provider = provider_id(&provider)?;
-            let embedded = embedded::open(&data.data_dir, Default::default())?;
+            let embedded = embedded::open(&data.data_dir, Default::default(), &Default::default())?;
             if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
                 eprintln!(
                     "provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)"

@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub operator_key: Secret,
     /// Object retention, swept hourly.
     pub retention: RetentionPolicy,
+    /// Embedded store tuning.
+    pub store: ward_store_embedded::EmbeddedOptions,
 }
 
 /// A running server.
@@ -68,7 +70,7 @@ impl RunningServer {
 
 /// Opens the data folder, resumes unfinished jobs, and starts the API and the worker.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
-    let embedded = embedded::open(&options.data_dir, options.ingest.clone())?;
+    let embedded = embedded::open(&options.data_dir, options.ingest.clone(), &options.store)?;
     let resumed = embedded.queue.release_all_leases().await?;
     if resumed > 0 {
         tracing::info!(resumed, "unfinished jobs resume");

@@ -193,6 +193,7 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
         ingest: Default::default(),
         operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
         retention: Default::default(),
+        store: Default::default(),
     })
     .await
     .unwrap();

@@ -53,6 +53,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ingest: options.ingest,
         operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
         retention: Default::default(),
+        store: Default::default(),
     })
     .await
     .expect("server starts");
