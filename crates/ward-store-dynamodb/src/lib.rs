@@ -173,8 +173,7 @@ impl DynamoTable {
 
     async fn put_once(&self, item: &Item, condition: &Condition) -> Result<(), StoreError> {
         let expression = Expression::condition(condition, now_seconds());
-        let result = self
-            .client
+        self.client
             .put_item()
             .table_name(&self.table_name)
             .set_item(Some(to_item(item)))
@@ -183,11 +182,9 @@ impl DynamoTable {
             .set_expression_attribute_values(expression.values)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => Err(condition_error(error)),
-        }
+            .await
+            .map(|_| ())
+            .map_err(condition_error)
     }
 }
 
@@ -214,8 +211,7 @@ impl Table for DynamoTable {
 
     async fn delete(&self, key: &Key, condition: Condition) -> Result<(), StoreError> {
         let expression = Expression::condition(&condition, now_seconds());
-        let result = self
-            .client
+        self.client
             .delete_item()
             .table_name(&self.table_name)
             .set_key(Some(convert::key(key)))
@@ -224,11 +220,9 @@ impl Table for DynamoTable {
             .set_expression_attribute_values(expression.values)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => Err(condition_error(error)),
-        }
+            .await
+            .map(|_| ())
+            .map_err(condition_error)
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
