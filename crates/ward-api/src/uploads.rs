@@ -214,17 +214,21 @@ pub(crate) async fn receive(
         Err(error) => return Err(error.into()),
     };
     let path = ObjectPath::from(object_key);
-    match stream_to_object(&state, &path, body, limit).await {
+    let received = async {
+        let n_bytes = stream_to_object(&state, &path, body, limit).await?;
+        let job = Job::CsvUpload {
+            provider: provider.to_string(),
+            upload: id.to_string(),
+        };
+        if let Err(error) = state.ctx.queue.enqueue(job).await {
+            tracing::error!(provider_id = %provider, upload_id = %id, error = %error, "could not queue the upload");
+            return Err(ApiError::Unavailable);
+        }
+        Ok(n_bytes)
+    }
+    .await;
+    match received {
         Ok(n_bytes) => {
-            state
-                .ctx
-                .queue
-                .enqueue(Job::CsvUpload {
-                    provider: provider.to_string(),
-                    upload: id.to_string(),
-                })
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
             let mut received = receiving.clone();
             received.status = UploadStatus::Received;
             received.bytes = Some(n_bytes);
@@ -241,7 +245,7 @@ pub(crate) async fn receive(
             )
         }
         Err(error) => {
-            // Nothing is kept: the URL can be used again.
+            // Nothing is kept (refused, interrupted, or not queued): the URL can be used again.
             let _ = state.ctx.objects.delete(&path).await;
             let mut pending = receiving.clone();
             pending.status = UploadStatus::Pending;
