@@ -8,6 +8,7 @@
 
 pub mod queue;
 pub mod retention;
+pub mod s3_events;
 pub mod uploads;
 pub mod visit_csv;
 pub mod visit_items;
