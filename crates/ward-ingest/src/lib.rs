@@ -7,6 +7,7 @@
 //! carry provider and upload ids only).
 
 pub mod queue;
+pub mod queue_conformance;
 pub mod retention;
 pub mod s3_events;
 pub mod uploads;

@@ -1,0 +1,153 @@
+//! The job-queue conformance suite: every [`JobQueue`] adapter (the table-backed one here,
+//! SQS next) runs these cases unchanged through
+//! [`job_queue_conformance_suite!`](crate::job_queue_conformance_suite), with an async
+//! factory returning `(queue, guard)` for a fresh, empty queue per case.
+
+use std::time::Duration;
+
+use crate::queue::{Job, JobQueue, QueueError};
+
+/// Generates one `#[tokio::test]` per conformance case for a queue adapter.
+#[macro_export]
+macro_rules! job_queue_conformance_suite {
+    ($factory:expr) => {
+        $crate::job_queue_conformance_suite!(@cases $factory;
+            a_leased_job_is_invisible_until_completed_and_enqueue_is_idempotent,
+            an_expired_lease_hands_the_job_to_the_next_receiver_and_the_old_lease_is_dead,
+            retries_wait_their_delay_then_dead_letter_and_replay,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (queue, _guard) = $factory.await;
+                $crate::queue_conformance::$case(&queue).await;
+            }
+        )*
+    };
+}
+
+fn job(n: u32) -> Job {
+    Job::CsvUpload {
+        provider: "PROV001".into(),
+        upload: format!("20250101T000000Z-{n:016x}"),
+    }
+}
+
+/// A leased job is invisible until completed; enqueueing the same job twice queues it once;
+/// completing twice is refused.
+pub async fn a_leased_job_is_invisible_until_completed_and_enqueue_is_idempotent(
+    queue: &dyn JobQueue,
+) {
+    queue.enqueue(job(1)).await.unwrap();
+    queue.enqueue(job(1)).await.unwrap();
+    let delivery = queue
+        .receive(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("one job");
+    assert_eq!((delivery.job.clone(), delivery.attempt), (job(1), 1));
+    assert!(
+        queue
+            .receive(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "leased, and enqueued once"
+    );
+    queue.complete(&delivery).await.unwrap();
+    assert!(matches!(
+        queue.complete(&delivery).await,
+        Err(QueueError::LeaseLost)
+    ));
+    assert!(
+        queue
+            .receive(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// When a lease runs out the next receiver gets the job (attempt 2), and the first lease
+/// can no longer complete it; a live lease can be extended.
+pub async fn an_expired_lease_hands_the_job_to_the_next_receiver_and_the_old_lease_is_dead(
+    queue: &dyn JobQueue,
+) {
+    queue.enqueue(job(2)).await.unwrap();
+    let first = queue
+        .receive(Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut second = queue
+        .receive(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("lease ran out");
+    assert_eq!(second.attempt, 2);
+    assert!(matches!(
+        queue.complete(&first).await,
+        Err(QueueError::LeaseLost)
+    ));
+    queue
+        .extend(&mut second, Duration::from_secs(60))
+        .await
+        .unwrap();
+    queue.complete(&second).await.unwrap();
+}
+
+/// A retry waits its delay; a dead-lettered job leaves the queue for the dead-letter list
+/// with its reason, and a replay puts it back with a fresh attempt count.
+pub async fn retries_wait_their_delay_then_dead_letter_and_replay(queue: &dyn JobQueue) {
+    queue.enqueue(job(3)).await.unwrap();
+    let delivery = queue
+        .receive(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    queue
+        .retry(&delivery, Duration::from_millis(200), "disk hiccup")
+        .await
+        .unwrap();
+    assert!(
+        queue
+            .receive(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "not before the delay"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let delivery = queue
+        .receive(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("after the delay");
+    assert_eq!(delivery.attempt, 2);
+    queue.dead_letter(&delivery, "still broken").await.unwrap();
+    let dead = queue.list_dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].attempts, dead[0].reason.as_str()),
+        (2, "still broken")
+    );
+    assert!(
+        queue
+            .receive(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(queue.replay("no-such-job").await.unwrap(), None);
+    assert_eq!(queue.replay(&dead[0].id).await.unwrap(), Some(job(3)));
+    assert!(queue.list_dead(10).await.unwrap().is_empty());
+    let again = queue
+        .receive(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("replayed");
+    assert_eq!(again.attempt, 1, "a replay starts a fresh attempt count");
+}
