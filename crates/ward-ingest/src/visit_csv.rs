@@ -6,6 +6,12 @@ use std::io::Read;
 
 use ward_domain::visit::{FieldError, VisitFields, VisitRow, VisitRules, columns};
 
+/// The longest CSV record read, in bytes (a valid row is at most ~42 KB: a 10,000-character
+/// note in 4-byte characters plus the other fields).
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+/// The csv reader's buffer, which it may fill beyond the current record.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
 /// Why a file is unusable as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FileError {
@@ -29,6 +35,17 @@ pub enum FileError {
     DuplicateColumn {
         /// The canonical name.
         column: &'static str,
+    },
+    /// One record is longer than [`MAX_RECORD_BYTES`] (usually an unterminated quote);
+    /// reading stops there, so a hostile file cannot make the reader buffer it whole.
+    #[error(
+        "the record starting at line {line} is longer than {max_bytes} bytes (an unterminated quote?)"
+    )]
+    RecordTooLong {
+        /// Physical line where the record starts.
+        line: u64,
+        /// The limit.
+        max_bytes: u64,
     },
     /// The CSV could not be read (an IO fault while streaming).
     #[error("the file could not be read: {0}")]
@@ -82,12 +99,15 @@ impl<R: Read> VisitCsvReader<R> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .buffer_capacity(256 * 1024)
+            .buffer_capacity(READ_BUFFER_BYTES)
             .from_reader(LineTracking::new(input));
         let mut header = csv::ByteRecord::new();
-        let has_header = reader
-            .read_byte_record(&mut header)
-            .map_err(csv_file_error)?;
+        let has_header = match reader.read_byte_record(&mut header) {
+            Ok(has_header) => has_header,
+            Err(error) => return Err(file_error(reader.get_mut(), error)),
+        };
+        let header_end = reader.position().byte();
+        reader.get_mut().record_start = header_end;
         if !has_header {
             return Err(FileError::Empty);
         }
@@ -148,13 +168,13 @@ impl<R: Read> VisitCsvReader<R> {
     /// The next data row, `Ok(None)` at the end. A row that is not UTF-8 text is
     /// rejected; a stream fault ends the file with [`FileError::Io`].
     pub fn next_row(&mut self, rules: &VisitRules) -> Result<Option<LineRow>, FileError> {
-        if !self
-            .reader
-            .read_byte_record(&mut self.record)
-            .map_err(csv_file_error)?
-        {
-            return Ok(None);
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(error) => return Err(file_error(self.reader.get_mut(), error)),
         }
+        let record_end = self.reader.position().byte();
+        self.reader.get_mut().record_start = record_end;
         let reported = self.record.position().map_or(0, |p| p.byte());
         let line = self.reader.get_mut().line_at(reported);
         let record = &self.record;
@@ -218,6 +238,8 @@ struct LineTracking<R> {
     /// Offsets of CR and LF bytes not yet passed, and whether each is an LF.
     breaks: VecDeque<(u64, bool)>,
     lf_before_breaks: u64,
+    /// Where the record being read started (the end of the last one returned).
+    record_start: u64,
 }
 
 impl<R: Read> LineTracking<R> {
@@ -227,6 +249,7 @@ impl<R: Read> LineTracking<R> {
             offset: 0,
             breaks: VecDeque::new(),
             lf_before_breaks: 0,
+            record_start: 0,
         }
     }
 
@@ -252,6 +275,12 @@ impl<R: Read> LineTracking<R> {
 
 impl<R: Read> Read for LineTracking<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.offset > self.record_start + MAX_RECORD_BYTES + READ_BUFFER_BYTES as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                RecordTooLong,
+            ));
+        }
         let n = self.inner.read(buf)?;
         for at in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
             self.breaks
@@ -285,8 +314,30 @@ fn normalize_column(name: &str) -> String {
         .collect()
 }
 
-fn csv_file_error(error: csv::Error) -> FileError {
+/// Marks the IO error [`LineTracking`] raises for an over-long record.
+#[derive(Debug)]
+struct RecordTooLong;
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("record too long")
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+fn file_error<R: Read>(tracking: &mut LineTracking<R>, error: csv::Error) -> FileError {
     match error.kind() {
+        csv::ErrorKind::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<RecordTooLong>()) =>
+        {
+            FileError::RecordTooLong {
+                line: tracking.line_at(tracking.record_start),
+                max_bytes: MAX_RECORD_BYTES,
+            }
+        }
         csv::ErrorKind::Io(io) => FileError::Io(io.to_string()),
         csv::ErrorKind::Utf8 { pos, .. } => FileError::NotText {
             line: pos.as_ref().map_or(0, |p| p.line()),
@@ -346,6 +397,52 @@ mod tests {
             A2,bad,Jane,Roe\n";
         let rows = read_all(text.as_bytes()).unwrap();
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![3, 6]);
+    }
+
+    /// Yields `inner`, then fails: a reader that went past the bound would report this IO
+    /// error instead of `RecordTooLong`.
+    struct Bounded<R> {
+        inner: R,
+        remaining: usize,
+    }
+
+    impl<R: Read> Read for Bounded<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.remaining == 0 {
+                return Err(std::io::Error::other("read past the bound"));
+            }
+            let n = buf.len().min(self.remaining);
+            let n = self.inner.read(&mut buf[..n])?;
+            self.remaining -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_unterminated_quote_stops_at_the_record_limit() {
+        let mut text = b"medical_record_number,date_time,first_name,last_name,doctors_notes\n\
+            A1,2025-03-26T10:30:00Z,John,Doe,ok\n\
+            A2,2025-03-26T10:30:00Z,John,Doe,\"never closed"
+            .to_vec();
+        text.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
+        let input = Bounded {
+            inner: text.as_slice(),
+            remaining: 2 * 1024 * 1024,
+        };
+        let mut reader = VisitCsvReader::new(input).unwrap();
+        assert!(matches!(
+            reader.next_row(&rules()).unwrap().unwrap().read,
+            RowRead::Valid(_)
+        ));
+        let error = reader.next_row(&rules()).unwrap_err();
+        assert_eq!(
+            error,
+            FileError::RecordTooLong {
+                line: 3,
+                max_bytes: MAX_RECORD_BYTES
+            }
+        );
+        assert!(error.to_string().contains("line 3"), "{error}");
     }
 
     #[test]

@@ -149,13 +149,20 @@ async fn re_uploading_a_file_inserts_nothing_and_the_same_visit_in_another_offse
 #[tokio::test]
 async fn unusable_files_fail_as_a_whole_with_a_reason() {
     let app = spawn_app().await;
-    let cases: [(&[u8], &str); 3] = [
+    let mut unterminated =
+        format!("{HEADER}A1,2025-03-26T10:30:00Z,John,Doe,\"never closed").into_bytes();
+    unterminated.extend(std::iter::repeat_n(b'x', 3 * 1024 * 1024));
+    let cases: [(&[u8], &str); 4] = [
         (b"", "the file is empty"),
         (
             b"medical_record_number,first_name\nA,B\n",
             "missing required columns: date_time, last_name",
         ),
         (b"\x00\x01\x02PNG\xff\xfe\x00binary", "not UTF-8 text"),
+        (
+            &unterminated,
+            "the record starting at line 2 is longer than 1048576 bytes",
+        ),
     ];
     for (body, reason) in cases {
         let upload = app.upload_and_wait(body).await;
