@@ -178,7 +178,15 @@ pub async fn process_upload(
             .await
             .map_err(concurrent)?;
     }
-    if !move_object(ctx.objects.as_ref(), &uploaded, &processing).await? {
+    if !claim_file(
+        ctx.objects.as_ref(),
+        provider,
+        upload_id,
+        &uploaded,
+        &processing,
+    )
+    .await?
+    {
         let report = UploadReport {
             failure: Some("the uploaded file is missing".into()),
             attempts: attempt,
@@ -788,6 +796,28 @@ async fn finish(
         .update(next, upload.version)
         .await
         .map_err(concurrent)
+}
+
+/// Puts the file in `processing/`: from `uploaded/` on a first attempt, or, when an earlier
+/// attempt died after moving it on but before recording the upload's final status, back
+/// from `completed/` or `failed/`. `false` if the file is nowhere.
+async fn claim_file(
+    objects: &dyn ObjectStore,
+    provider: &ProviderId,
+    upload_id: &UploadId,
+    uploaded: &ObjectPath,
+    processing: &ObjectPath,
+) -> Result<bool, ProcessError> {
+    if move_object(objects, uploaded, processing).await? {
+        return Ok(true);
+    }
+    for stage in [ObjectStage::Completed, ObjectStage::Failed] {
+        let moved_on = path(key_layout::upload_object_key(provider, stage, upload_id));
+        if move_object(objects, &moved_on, processing).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Moves an object (copy, then delete). Returns `false` if neither the source nor the

@@ -277,3 +277,37 @@ async fn kill_9_in_the_middle_of_a_file_then_a_rerun_gives_the_same_result() {
         "records differ after kill -9 and rerun"
     );
 }
+
+#[tokio::test]
+async fn a_crash_after_the_file_moved_on_but_before_the_status_was_written_is_recovered() {
+    let app = spawn_app().await;
+    let csv = generated(300);
+    let done = app.upload_and_wait(&csv).await;
+    let ctx = app.running.as_ref().unwrap().state.ctx.clone();
+    let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
+    let id = ward_domain::UploadId::parse(done["uploadId"].as_str().unwrap()).unwrap();
+    // Put the upload back where a worker that died right after moving the file to
+    // completed/ would have left it: status still `processing`.
+    let stored = ctx.uploads.get(&provider, &id).await.unwrap().unwrap();
+    let mut processing = stored.clone();
+    processing.status = ward_ingest::UploadStatus::Processing;
+    processing.report = None;
+    ctx.uploads
+        .update(processing, stored.version)
+        .await
+        .unwrap();
+    let retried = ward_ingest::process_upload(&ctx, &provider, &id, 2)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, ward_ingest::UploadStatus::Completed);
+    let report = retried.report.unwrap();
+    assert_eq!(
+        report.counts,
+        serde_json::from_value(done["report"]["counts"].clone()).unwrap()
+    );
+    assert!(
+        report.counts.inserted > 250,
+        "the retry's own records count as inserted"
+    );
+    app.stop().await;
+}
