@@ -109,7 +109,7 @@ pub async fn retries_wait_their_delay_then_dead_letter_and_replay(queue: &dyn Jo
         .unwrap()
         .unwrap();
     queue
-        .retry(&delivery, Duration::from_millis(200), "disk hiccup")
+        .retry(&delivery, Duration::from_millis(1000), "disk hiccup")
         .await
         .unwrap();
     assert!(
@@ -120,7 +120,7 @@ pub async fn retries_wait_their_delay_then_dead_letter_and_replay(queue: &dyn Jo
             .is_none(),
         "not before the delay"
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let delivery = queue
         .receive(Duration::from_secs(60))
         .await
