@@ -278,6 +278,80 @@ pub async fn mark_dead_lettered(
         .map(|_| ())
 }
 
+/// At start-up: finds uploads a crash left between receiving the file and queueing its job.
+/// A file stored in `uploaded/` gets its job (enqueueing is idempotent); an upload whose
+/// file never finished storing goes back to `pending`, so its URL works again. Looks at the
+/// newest `per_provider` uploads of each provider; returns how many it requeued.
+pub async fn resume_received_uploads(
+    ctx: &IngestContext,
+    per_provider: usize,
+) -> Result<usize, ProcessError> {
+    let mut requeued = 0;
+    let mut cursor = None;
+    loop {
+        let page = ctx
+            .table
+            .query(ward_store::Query {
+                cursor,
+                limit: 100,
+                ..ward_store::Query::partition(
+                    key_layout::PROVIDERS_PK,
+                    ward_store::SkCondition::BeginsWith("PROV#".into()),
+                )
+            })
+            .await?;
+        for item in &page.items {
+            let Some(provider) = item
+                .get("providerId")
+                .and_then(Value::as_s)
+                .and_then(|id| ProviderId::parse(id).ok())
+            else {
+                continue;
+            };
+            let (uploads, _) = ctx
+                .uploads
+                .list(&provider, per_provider.clamp(1, 1000), None)
+                .await?;
+            for upload in uploads {
+                if !matches!(
+                    upload.status,
+                    UploadStatus::Receiving | UploadStatus::Received
+                ) {
+                    continue;
+                }
+                let stored = path(key_layout::upload_object_key(
+                    &provider,
+                    ObjectStage::Uploaded,
+                    &upload.id,
+                ));
+                match ctx.objects.head(&stored).await {
+                    Ok(_) => {
+                        let job = Job::CsvUpload {
+                            provider: provider.to_string(),
+                            upload: upload.id.to_string(),
+                        };
+                        ctx.queue.enqueue(job).await.map_err(queue_error)?;
+                        requeued += 1;
+                    }
+                    Err(object_store::Error::NotFound { .. })
+                        if upload.status == UploadStatus::Receiving =>
+                    {
+                        let mut pending = upload.clone();
+                        pending.status = UploadStatus::Pending;
+                        let _ = ctx.uploads.update(pending, upload.version).await;
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(requeued),
+        }
+    }
+}
+
 /// Puts a dead-lettered job back in the queue, and its upload back to `received`.
 pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job>, ProcessError> {
     let job = ctx.queue.replay(id).await.map_err(queue_error)?;

@@ -72,8 +72,9 @@ impl RunningServer {
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let embedded = embedded::open(&options.data_dir, options.ingest.clone(), &options.store)?;
     let resumed = embedded.queue.release_all_leases().await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "unfinished jobs resume");
+    let requeued = ward_ingest::worker::resume_received_uploads(&embedded.ctx, 1000).await?;
+    if resumed + requeued > 0 {
+        tracing::info!(resumed, requeued, "unfinished jobs resume");
     }
     let (operator_key_hash, new_operator_key) =
         embedded::operator_key(embedded.table.as_ref(), options.operator_key.expose()).await?;

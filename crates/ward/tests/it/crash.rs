@@ -311,3 +311,68 @@ async fn a_crash_after_the_file_moved_on_but_before_the_status_was_written_is_re
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
+    let app = spawn_app().await;
+    let data_dir = app.data_dir.path().to_path_buf();
+    let ctx = app.running.as_ref().unwrap().state.ctx.clone();
+    let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
+    // What a crash between storing the file and queueing its job leaves behind.
+    let now = ward_domain::UtcInstant::now();
+    let stored_id = ward_domain::UploadId::new(now, 1);
+    let mut stored = ward_ingest::Upload::pending(provider.clone(), stored_id.clone(), now, 900);
+    ctx.uploads.create(&stored).await.unwrap();
+    stored.status = ward_ingest::UploadStatus::Receiving;
+    ctx.uploads.update(stored, 0).await.unwrap();
+    let key = ward_domain::key_layout::upload_object_key(
+        &provider,
+        ward_domain::key_layout::ObjectStage::Uploaded,
+        &stored_id,
+    );
+    object_store::ObjectStoreExt::put(
+        ctx.objects.as_ref(),
+        &object_store::path::Path::from(key),
+        generated(50).into(),
+    )
+    .await
+    .unwrap();
+    // ...and a crash in the middle of receiving a file: nothing stored yet.
+    let half_id = ward_domain::UploadId::new(now.plus_seconds(1), 2);
+    let mut half = ward_ingest::Upload::pending(provider.clone(), half_id.clone(), now, 900);
+    ctx.uploads.create(&half).await.unwrap();
+    half.status = ward_ingest::UploadStatus::Receiving;
+    ctx.uploads.update(half, 0).await.unwrap();
+    drop(ctx);
+    let key = app.key.clone();
+    let running = app.running.unwrap();
+    running.stop().await.unwrap();
+
+    let restarted = ward::server::start(ward::server::ServerOptions {
+        data_dir: data_dir.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        api: Default::default(),
+        ingest: Default::default(),
+        operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
+        retention: Default::default(),
+        store: Default::default(),
+    })
+    .await
+    .unwrap();
+    let app = TestApp {
+        base_url: restarted.base_url.clone(),
+        key: key.clone(),
+        other_key: key,
+        http: reqwest::Client::new(),
+        running: Some(restarted),
+        data_dir: tempfile::tempdir().unwrap(),
+    };
+    let done = app.wait_for_upload(stored_id.as_str()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["report"]["counts"]["inserted"].as_u64().unwrap() > 40);
+    let (_, half) = app.get(&format!("/v1/uploads/{half_id}"), &app.key).await;
+    assert_eq!(half["status"], "pending", "its URL can be used again");
+    app.stop().await;
+    drop(data_dir);
+}
