@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 use ward::synthetic::{RecordSpec, write_records};
 
-use crate::helpers::{OPERATOR_KEY, Options, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    OPERATOR_KEY, Options, TestApp, app_for, spawn_app, spawn_app_with, start_server,
+};
 
 fn generated(rows: u64) -> Vec<u8> {
     let mut csv = Vec::new();
@@ -185,32 +187,14 @@ fn ward_ingest(data_dir: &std::path::Path, file: Option<&std::path::Path>) -> Co
 
 /// Lists every visit of the data folder's uploads through a server started on it.
 async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
-    let running = ward::server::start(ward::server::ServerOptions {
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        api: Default::default(),
-        ingest: Default::default(),
-        operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
-        retention: Default::default(),
-        store: Default::default(),
-    })
-    .await
-    .unwrap();
+    let running = start_server(data_dir, Options::default()).await;
     let table = running.state.table.clone();
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
     let key = ward_api::auth::rotate_key(table.as_ref(), &provider)
         .await
         .unwrap()
         .0;
-    let app = TestApp {
-        base_url: running.base_url.clone(),
-        key: key.clone(),
-        other_key: key,
-        http: reqwest::Client::new(),
-        running: Some(running),
-        data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = app_for(running, key);
     let (_, list) = app.get("/v1/uploads", &app.key).await;
     let uploads = list["uploads"].as_array().unwrap().clone();
     assert_eq!(uploads.len(), 1, "{list}");
@@ -348,26 +332,8 @@ async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
     let running = app.running.unwrap();
     running.stop().await.unwrap();
 
-    let restarted = ward::server::start(ward::server::ServerOptions {
-        data_dir: data_dir.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        api: Default::default(),
-        ingest: Default::default(),
-        operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
-        retention: Default::default(),
-        store: Default::default(),
-    })
-    .await
-    .unwrap();
-    let app = TestApp {
-        base_url: restarted.base_url.clone(),
-        key: key.clone(),
-        other_key: key,
-        http: reqwest::Client::new(),
-        running: Some(restarted),
-        data_dir: tempfile::tempdir().unwrap(),
-    };
+    let restarted = start_server(&data_dir, Options::default()).await;
+    let app = app_for(restarted, key);
     let done = app.wait_for_upload(stored_id.as_str()).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert!(done["report"]["counts"]["inserted"].as_u64().unwrap() > 40);

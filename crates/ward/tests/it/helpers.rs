@@ -39,14 +39,10 @@ impl Default for Options {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(Options::default()).await
-}
-
-pub async fn spawn_app_with(options: Options) -> TestApp {
-    let data_dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServerOptions {
-        data_dir: data_dir.path().to_path_buf(),
+/// A server on port 0 over an existing (or new) data folder, with the test operator key.
+pub async fn start_server(data_dir: &std::path::Path, options: Options) -> RunningServer {
+    server::start(ServerOptions {
+        data_dir: data_dir.to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         public_url: None,
         api: options.api,
@@ -56,7 +52,28 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         store: Default::default(),
     })
     .await
-    .expect("server starts");
+    .expect("server starts")
+}
+
+/// A test app around a running server, authenticating as `key`.
+pub fn app_for(running: RunningServer, key: String) -> TestApp {
+    TestApp {
+        base_url: running.base_url.clone(),
+        other_key: key.clone(),
+        key,
+        http: reqwest::Client::new(),
+        running: Some(running),
+        data_dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let running = start_server(data_dir.path(), options).await;
     let table = running.state.table.clone();
     let key = ward_api::auth::create_provider(
         table.as_ref(),
