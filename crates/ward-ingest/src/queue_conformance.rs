@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::queue::{Job, JobQueue, QueueError};
+use crate::queue::{Delivery, Job, JobQueue, QueueError};
 
 /// Generates one `#[tokio::test]` per conformance case for a queue adapter.
 #[macro_export]
@@ -28,6 +28,14 @@ macro_rules! job_queue_conformance_suite {
     };
 }
 
+/// The next visible job, leased for a minute.
+pub async fn receive(queue: &dyn JobQueue) -> Option<Delivery> {
+    queue
+        .receive(Duration::from_secs(60))
+        .await
+        .expect("receive")
+}
+
 fn job(n: u32) -> Job {
     Job::CsvUpload {
         provider: "PROV001".into(),
@@ -42,32 +50,15 @@ pub async fn a_leased_job_is_invisible_until_completed_and_enqueue_is_idempotent
 ) {
     queue.enqueue(job(1)).await.unwrap();
     queue.enqueue(job(1)).await.unwrap();
-    let delivery = queue
-        .receive(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("one job");
+    let delivery = receive(queue).await.expect("one job");
     assert_eq!((delivery.job.clone(), delivery.attempt), (job(1), 1));
-    assert!(
-        queue
-            .receive(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none(),
-        "leased, and enqueued once"
-    );
+    assert!(receive(queue).await.is_none(), "leased, and enqueued once");
     queue.complete(&delivery).await.unwrap();
     assert!(matches!(
         queue.complete(&delivery).await,
         Err(QueueError::LeaseLost)
     ));
-    assert!(
-        queue
-            .receive(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(receive(queue).await.is_none());
 }
 
 /// When a lease runs out the next receiver gets the job (attempt 2), and the first lease
@@ -82,11 +73,7 @@ pub async fn an_expired_lease_hands_the_job_to_the_next_receiver_and_the_old_lea
         .unwrap()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let mut second = queue
-        .receive(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("lease ran out");
+    let mut second = receive(queue).await.expect("lease ran out");
     assert_eq!(second.attempt, 2);
     assert!(matches!(
         queue.complete(&first).await,
@@ -103,29 +90,14 @@ pub async fn an_expired_lease_hands_the_job_to_the_next_receiver_and_the_old_lea
 /// with its reason, and a replay puts it back with a fresh attempt count.
 pub async fn retries_wait_their_delay_then_dead_letter_and_replay(queue: &dyn JobQueue) {
     queue.enqueue(job(3)).await.unwrap();
-    let delivery = queue
-        .receive(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let delivery = receive(queue).await.unwrap();
     queue
         .retry(&delivery, Duration::from_millis(1000), "disk hiccup")
         .await
         .unwrap();
-    assert!(
-        queue
-            .receive(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none(),
-        "not before the delay"
-    );
+    assert!(receive(queue).await.is_none(), "not before the delay");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let delivery = queue
-        .receive(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("after the delay");
+    let delivery = receive(queue).await.expect("after the delay");
     assert_eq!(delivery.attempt, 2);
     queue.dead_letter(&delivery, "still broken").await.unwrap();
     let dead = queue.list_dead(10).await.unwrap();
@@ -134,20 +106,10 @@ pub async fn retries_wait_their_delay_then_dead_letter_and_replay(queue: &dyn Jo
         (dead[0].attempts, dead[0].reason.as_str()),
         (2, "still broken")
     );
-    assert!(
-        queue
-            .receive(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(receive(queue).await.is_none());
     assert_eq!(queue.replay("no-such-job").await.unwrap(), None);
     assert_eq!(queue.replay(&dead[0].id).await.unwrap(), Some(job(3)));
     assert!(queue.list_dead(10).await.unwrap().is_empty());
-    let again = queue
-        .receive(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("replayed");
+    let again = receive(queue).await.expect("replayed");
     assert_eq!(again.attempt, 1, "a replay starts a fresh attempt count");
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ward_ingest::queue_conformance::receive;
 use ward_ingest::{Job, JobQueue, TableJobQueue};
 use ward_store::Table;
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
@@ -40,19 +41,8 @@ async fn jobs_leased_by_a_process_that_died_resume_at_the_next_start() {
         // The process "dies" holding an hour-long lease.
     }
     let queue = open(&dir);
-    assert!(
-        queue
-            .receive(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none(),
-        "still leased"
-    );
+    assert!(receive(&queue).await.is_none(), "still leased");
     assert_eq!(queue.release_all_leases().await.unwrap(), 1);
-    let resumed = queue
-        .receive(Duration::from_secs(60))
-        .await
-        .unwrap()
-        .expect("resumed at start");
+    let resumed = receive(&queue).await.expect("resumed at start");
     assert_eq!(resumed.job, job);
 }

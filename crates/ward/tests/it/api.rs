@@ -287,19 +287,13 @@ async fn the_openapi_document_matches_the_routes_and_every_route_needs_credentia
 #[tokio::test]
 async fn operators_create_providers_and_rotate_keys() {
     let app = spawn_app().await;
-    let create = app
-        .http
-        .post(format!("{}/v1/admin/providers", app.base_url))
-        .bearer_auth(OPERATOR_KEY)
-        .json(&serde_json::json!({ "providerId": "CLINIC-9", "timeZone": "America/Los_Angeles" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(create.status(), 201);
-    let key = create.json::<serde_json::Value>().await.unwrap()["apiKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (status, created) = app
+        .post_admin_provider(
+            serde_json::json!({ "providerId": "CLINIC-9", "timeZone": "America/Los_Angeles" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let key = created["apiKey"].as_str().unwrap().to_owned();
     let (status, _) = app.get("/v1/uploads", &key).await;
     assert_eq!(status, 200);
     let (status, _) = app
@@ -329,42 +323,26 @@ async fn operators_create_providers_and_rotate_keys() {
             .0,
         200
     );
-    let duplicate = app
-        .http
-        .post(format!("{}/v1/admin/providers", app.base_url))
-        .bearer_auth(OPERATOR_KEY)
-        .json(&serde_json::json!({ "providerId": "CLINIC-9" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(duplicate.status(), 409);
-    let invalid = app
-        .http
-        .post(format!("{}/v1/admin/providers", app.base_url))
-        .bearer_auth(OPERATOR_KEY)
-        .json(&serde_json::json!({ "providerId": "bad/id" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(invalid.status(), 400);
+    let (status, _) = app
+        .post_admin_provider(serde_json::json!({ "providerId": "CLINIC-9" }))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = app
+        .post_admin_provider(serde_json::json!({ "providerId": "bad/id" }))
+        .await;
+    assert_eq!(status, 400);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_provider_time_zone_reads_times_without_offset() {
     let app = spawn_app().await;
-    let create = app
-        .http
-        .post(format!("{}/v1/admin/providers", app.base_url))
-        .bearer_auth(OPERATOR_KEY)
-        .json(&serde_json::json!({ "providerId": "LA", "timeZone": "America/Los_Angeles" }))
-        .send()
-        .await
-        .unwrap();
-    let key = create.json::<serde_json::Value>().await.unwrap()["apiKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, created) = app
+        .post_admin_provider(
+            serde_json::json!({ "providerId": "LA", "timeZone": "America/Los_Angeles" }),
+        )
+        .await;
+    let key = created["apiKey"].as_str().unwrap().to_owned();
     let id = app
         .upload(
             &key,

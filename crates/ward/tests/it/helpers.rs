@@ -127,6 +127,20 @@ impl TestApp {
         self.request(reqwest::Method::GET, path, Some(key)).await
     }
 
+    /// `POST /v1/admin/providers` with the operator key.
+    pub async fn post_admin_provider(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/admin/providers", self.base_url))
+            .bearer_auth(OPERATOR_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn post_upload(&self, key: &str) -> Value {
         let (status, body) = self
             .request(reqwest::Method::POST, "/v1/uploads", Some(key))
