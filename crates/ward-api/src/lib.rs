@@ -24,7 +24,7 @@ use ward_ingest::IngestContext;
 use ward_store::Table;
 
 pub use problem::ApiError;
-pub use signing::UploadSigner;
+pub use signing::{ServerUploadUrls, UploadSigner};
 
 /// The OpenAPI document served at `/v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -76,8 +76,10 @@ pub struct AppState {
     pub ctx: Arc<IngestContext>,
     /// The table (same as `ctx.table`).
     pub table: Arc<dyn Table>,
-    /// Signs upload URLs.
-    pub signer: UploadSigner,
+    /// Verifies the signed PUT endpoint's URLs; `None` where clients upload elsewhere (S3).
+    pub signer: Option<UploadSigner>,
+    /// Makes upload URLs.
+    pub upload_urls: Arc<dyn ward_ingest::UploadUrls>,
     /// SHA-256 hex of the operator key.
     pub operator_key_hash: String,
     /// Settings.

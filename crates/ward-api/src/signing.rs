@@ -1,8 +1,51 @@
-//! Pre-signed upload URLs for the embedded shape: HMAC-SHA256 over method, object key,
-//! expiry and size limit. The signature is the credential of the PUT endpoint.
+//! Pre-signed upload URLs for the embedded shape: HMAC-SHA256 over method, object key
+//! and expiry. The signature is the credential of the PUT endpoint.
 
+use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_ingest::{PresignError, PresignedPut, UploadUrls};
+
+/// Upload URLs of the embedded shape: Ward's own signed PUT endpoint
+/// (`/v1/upload-objects/{provider}/{upload}?expires&signature`).
+#[derive(Debug, Clone)]
+pub struct ServerUploadUrls {
+    signer: UploadSigner,
+    public_url: String,
+}
+
+impl ServerUploadUrls {
+    /// URLs under `public_url`, signed by `signer`.
+    pub fn new(signer: UploadSigner, public_url: &str) -> Self {
+        Self {
+            signer,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl UploadUrls for ServerUploadUrls {
+    async fn presign_put(
+        &self,
+        provider: &ProviderId,
+        upload: &UploadId,
+        expires_at: UtcInstant,
+    ) -> Result<PresignedPut, PresignError> {
+        let object_key = key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload);
+        let expires = expires_at.unix_seconds();
+        let signature = self.signer.sign("PUT", &object_key, expires);
+        Ok(PresignedPut {
+            url: format!(
+                "{}/v1/upload-objects/{provider}/{upload}?expires={expires}&signature={signature}",
+                self.public_url
+            ),
+            headers: vec![("content-type".into(), "text/csv".into())],
+        })
+    }
+}
 
 /// Signs and verifies upload URLs with a server secret.
 #[derive(Clone)]

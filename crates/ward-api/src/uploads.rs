@@ -66,19 +66,22 @@ pub(crate) async fn create(
         state.settings.upload_url_ttl_seconds,
     );
     state.ctx.uploads.create(&upload).await?;
-    let object_key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id);
-    let expires = upload.url_expires_at.unix_seconds();
-    let signature = state.signer.sign("PUT", &object_key, expires);
-    let url = format!(
-        "{}/v1/upload-objects/{provider}/{id}?expires={expires}&signature={signature}",
-        state.settings.public_url.trim_end_matches('/')
-    );
+    let presigned = state
+        .upload_urls
+        .presign_put(&provider, &id, upload.url_expires_at)
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
     tracing::info!(provider_id = %provider, upload_id = %id, "upload URL issued");
+    let headers: serde_json::Map<String, Json_> = presigned
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name, Json_::String(value)))
+        .collect();
     let body = json!({
         "uploadId": id.as_str(),
-        "url": url,
+        "url": presigned.url,
         "method": "PUT",
-        "headers": { "content-type": "text/csv" },
+        "headers": headers,
         "expiresAt": upload.url_expires_at.rfc3339_seconds(),
         "maxBytes": state.settings.max_upload_bytes,
     });
@@ -173,6 +176,10 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Some(signer) = &state.signer else {
+        // The AWS shape: clients upload to S3, never here.
+        return Err(ApiError::NotFound("the upload endpoint"));
+    };
     let (Some(expires), Some(signature)) = (params.expires, params.signature) else {
         return Err(ApiError::BadSignature);
     };
@@ -180,7 +187,7 @@ pub(crate) async fn receive(
     let provider = ProviderId::parse(&provider_id).map_err(|_| ApiError::BadSignature)?;
     let id = UploadId::parse(&upload_id).map_err(|_| ApiError::BadSignature)?;
     let object_key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id);
-    if !state.signer.verify("PUT", &object_key, expires, &signature) {
+    if !signer.verify("PUT", &object_key, expires, &signature) {
         return Err(ApiError::BadSignature);
     }
     if UtcInstant::now().unix_seconds() > expires {

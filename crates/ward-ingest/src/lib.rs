@@ -10,12 +10,14 @@ pub mod queue;
 pub mod queue_conformance;
 pub mod retention;
 pub mod s3_events;
+pub mod upload_urls;
 pub mod uploads;
 pub mod visit_csv;
 pub mod visit_items;
 pub mod worker;
 
 pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
+pub use upload_urls::{PresignError, PresignedPut, UploadUrls};
 pub use uploads::{
     OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
 };

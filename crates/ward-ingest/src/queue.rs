@@ -74,18 +74,26 @@ pub enum QueueError {
     /// A stored message could not be read.
     #[error("unreadable job: {0}")]
     Corrupt(String),
+    /// The queue service failed or could not be reached (SQS).
+    #[error("queue service: {0}")]
+    Service(String),
 }
 
-/// A durable job queue.
+/// A durable, at-least-once job queue. Every job may be delivered more than once (a lease
+/// that runs out, a second enqueue on SQS), so processing a job must be idempotent; the
+/// worker's is.
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
-    /// Adds a job, visible at once. Enqueueing a job whose id is already queued is a no-op.
+    /// Adds a job, visible at once. The table queue keeps one copy per job id; SQS may
+    /// deliver a job enqueued twice twice.
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
     /// Leases the next visible job for `lease`, or `None` when none is visible.
     async fn receive(&self, lease: Duration) -> Result<Option<Delivery>, QueueError>;
     /// Extends a lease held by this worker.
     async fn extend(&self, delivery: &mut Delivery, lease: Duration) -> Result<(), QueueError>;
-    /// Removes a finished job.
+    /// Removes a finished job. With a lease that ran out, either `LeaseLost`, or (SQS, which
+    /// accepts stale receipts) `Ok`, removing the job from under its new holder: harmless,
+    /// since a job is only completed once it is done. Completing twice is harmless.
     async fn complete(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Makes the job visible again after `delay`, noting why this attempt failed.
     async fn retry(

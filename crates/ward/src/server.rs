@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
-use ward_api::{ApiSettings, AppState, Metrics, UploadSigner};
+use ward_api::{ApiSettings, AppState, Metrics, ServerUploadUrls, UploadSigner};
 use ward_ingest::retention::{self, RetentionPolicy};
 use ward_ingest::{IngestSettings, Worker};
 
@@ -92,7 +92,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let state = AppState {
         ctx: Arc::clone(&embedded.ctx),
         table: Arc::clone(&embedded.table),
-        signer,
+        upload_urls: Arc::new(ServerUploadUrls::new(signer.clone(), &base_url)),
+        signer: Some(signer),
         operator_key_hash,
         settings: Arc::new(api),
         metrics: Arc::new(Metrics::default()),

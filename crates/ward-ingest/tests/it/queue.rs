@@ -24,6 +24,17 @@ async fn fresh_queue() -> (TableJobQueue, tempfile::TempDir) {
 ward_ingest::job_queue_conformance_suite!(fresh_queue());
 
 #[tokio::test]
+async fn the_table_queue_keeps_one_copy_of_a_job_enqueued_twice() {
+    let (queue, _dir) = fresh_queue().await;
+    let job = ward_ingest::queue_conformance::job(7);
+    queue.enqueue(job.clone()).await.unwrap();
+    queue.enqueue(job.clone()).await.unwrap();
+    let delivery = receive(&queue).await.expect("one job");
+    assert_eq!(delivery.job, job);
+    assert!(receive(&queue).await.is_none(), "enqueued once");
+}
+
+#[tokio::test]
 async fn jobs_leased_by_a_process_that_died_resume_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let job = Job::CsvUpload {

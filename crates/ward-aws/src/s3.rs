@@ -1,0 +1,183 @@
+//! S3: the object store (through `object_store`) and SigV4 pre-signed upload URLs.
+//!
+//! An upload URL is a query-string-signed `PUT` whose signature covers `host`,
+//! `content-type: text/csv` and `if-none-match: *`: S3 refuses the request unless the
+//! client sends exactly those headers, and `If-None-Match: *` makes the write create-only
+//! (a second PUT to the same key gets 412). The URL expires with the upload.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_ingest::{PresignError, PresignedPut, UploadUrls};
+
+use crate::connect::AwsConnection;
+
+/// The headers every upload URL signs, besides `host`.
+pub const SIGNED_UPLOAD_HEADERS: [(&str, &str); 2] =
+    [("content-type", "text/csv"), ("if-none-match", "*")];
+
+/// S3's longest pre-signed URL lifetime.
+const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Characters left as they are in a URI path segment or query value (RFC 3986 unreserved).
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Where the uploads bucket is.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// The bucket.
+    pub bucket: String,
+    /// Region, endpoint override, keys.
+    pub connection: AwsConnection,
+}
+
+/// The bucket as an object store. With an endpoint override (a local server) requests are
+/// path-style and plain HTTP is allowed.
+pub fn s3_object_store(settings: &S3Settings) -> Result<AmazonS3, object_store::Error> {
+    let connection = &settings.connection;
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&settings.bucket)
+        .with_region(connection.region_or_default());
+    if let Some(endpoint) = &connection.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false);
+    }
+    if let Some(keys) = &connection.credentials {
+        builder = builder
+            .with_access_key_id(&keys.access_key_id)
+            .with_secret_access_key(&keys.secret_access_key);
+    }
+    builder.build()
+}
+
+/// Upload URLs pointing straight at S3.
+#[derive(Debug, Clone)]
+pub struct S3UploadUrls {
+    store: Arc<AmazonS3>,
+    bucket: String,
+    region: String,
+    base_url: String,
+}
+
+impl S3UploadUrls {
+    /// URLs for the bucket behind `store` (whose credentials sign them).
+    pub fn new(store: Arc<AmazonS3>, settings: &S3Settings) -> Self {
+        let region = settings.connection.region_or_default();
+        let base_url = match &settings.connection.endpoint {
+            Some(endpoint) => format!(
+                "{}/{}",
+                endpoint.trim_end_matches('/'),
+                utf8_percent_encode(&settings.bucket, UNRESERVED)
+            ),
+            None => format!("https://{}.s3.{region}.amazonaws.com", settings.bucket),
+        };
+        Self {
+            store,
+            bucket: settings.bucket.clone(),
+            region,
+            base_url,
+        }
+    }
+
+    /// A pre-signed create-only PUT of `object_key`, valid for `expires_in` from `now`.
+    pub async fn presign(
+        &self,
+        object_key: &str,
+        now: SystemTime,
+        expires_in: Duration,
+    ) -> Result<PresignedPut, PresignError> {
+        let credential = self
+            .store
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|error| PresignError(format!("no AWS credentials: {error}")))?;
+        let identity = Credentials::new(
+            &credential.key_id,
+            &credential.secret_key,
+            credential.token.clone(),
+            None,
+            "ward-s3",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(expires_in.clamp(Duration::from_secs(1), MAX_EXPIRY));
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(now)
+            .settings(settings)
+            .build()
+            .map_err(|error| PresignError(error.to_string()))?
+            .into();
+        let path: Vec<String> = object_key
+            .split('/')
+            .map(|segment| utf8_percent_encode(segment, UNRESERVED).to_string())
+            .collect();
+        let url = format!("{}/{}", self.base_url, path.join("/"));
+        let request = SignableRequest::new(
+            "PUT",
+            url.as_str(),
+            SIGNED_UPLOAD_HEADERS.iter().copied(),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(|error| PresignError(error.to_string()))?;
+        let (instructions, _signature) = sign(request, &params)
+            .map_err(|error| PresignError(error.to_string()))?
+            .into_parts();
+        let (_headers, query) = instructions.into_parts();
+        let query: Vec<String> = query
+            .iter()
+            .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, UNRESERVED)))
+            .collect();
+        Ok(PresignedPut {
+            url: format!("{url}?{}", query.join("&")),
+            headers: SIGNED_UPLOAD_HEADERS
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        })
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+#[async_trait]
+impl UploadUrls for S3UploadUrls {
+    async fn presign_put(
+        &self,
+        provider: &ProviderId,
+        upload: &UploadId,
+        expires_at: UtcInstant,
+    ) -> Result<PresignedPut, PresignError> {
+        let now = UtcInstant::now();
+        let seconds = (expires_at.unix_seconds() - now.unix_seconds()).max(1) as u64;
+        let key = key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload);
+        self.presign(&key, SystemTime::now(), Duration::from_secs(seconds))
+            .await
+    }
+}
