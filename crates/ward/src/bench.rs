@@ -52,6 +52,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         operator_key: Default::default(),
         retention: Default::default(),
         store: Default::default(),
+        shape: Default::default(),
     };
     let running = server::start(options).await?;
     let ctx = running.state.ctx.clone();

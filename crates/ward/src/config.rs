@@ -28,20 +28,117 @@ pub struct Settings {
     /// Object retention.
     #[serde(default)]
     pub retention: RetentionSettings,
-    /// The embedded store.
+    /// The record store: `kind = "embedded"` (default) or `"dynamodb"`.
     #[serde(default)]
     pub store: StoreSettings,
+    /// Object storage: `kind = "local"` (default, under the data folder) or `"s3"`.
+    #[serde(default)]
+    pub objects: ObjectsSettings,
+    /// The job queue: `kind = "embedded"` (default, in the store) or `"sqs"`.
+    #[serde(default)]
+    pub events: EventsSettings,
 }
 
 /// `[store]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
+    /// `embedded` (default) or `dynamodb`.
+    pub kind: Option<String>,
     /// Page cache of the embedded store, in MiB. Default 16 (with `ingest.batch_rows` =
     /// 1024, peak memory stays under 150 MiB for a 1M-row file; 32 and 2048 ingest ~35%
     /// faster at ~200 MiB, see docs/benchmarks.md).
     pub cache_mib: Option<usize>,
+    /// DynamoDB: the table name. Default `ward`.
+    pub table: Option<String>,
+    /// DynamoDB: create the table (with its indexes) if it is missing. Default false
+    /// (CloudFormation creates it on AWS).
+    pub create_table: Option<bool>,
+    /// AWS region (default `AWS_REGION`).
+    pub region: Option<String>,
+    /// Endpoint override for a local server, e.g. `http://127.0.0.1:8000`.
+    pub endpoint: Option<String>,
+    /// Access key id, for a local server only (on AWS the standard credential chain).
+    pub access_key_id: Option<String>,
+    /// Its secret, for a local server only (never printed).
+    #[serde(default)]
+    pub secret_access_key: Secret,
 }
+
+/// `[objects]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsSettings {
+    /// `local` (default) or `s3`.
+    pub kind: Option<String>,
+    /// S3: the uploads bucket.
+    pub bucket: Option<String>,
+    /// AWS region (default `AWS_REGION`).
+    pub region: Option<String>,
+    /// Endpoint override for a local server, e.g. `http://127.0.0.1:8000`.
+    pub endpoint: Option<String>,
+    /// Access key id, for a local server only (on AWS the standard credential chain).
+    pub access_key_id: Option<String>,
+    /// Its secret, for a local server only (never printed).
+    #[serde(default)]
+    pub secret_access_key: Secret,
+}
+
+/// `[events]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// `embedded` (default) or `sqs`.
+    pub kind: Option<String>,
+    /// SQS: the queue S3 notifications go to.
+    pub queue_url: Option<String>,
+    /// SQS: its dead-letter queue (the redrive target).
+    pub dead_letter_queue_url: Option<String>,
+    /// SQS: how long one receive long-polls, in seconds (0-20). Default 20.
+    pub wait_seconds: Option<u64>,
+    /// AWS region (default `AWS_REGION`).
+    pub region: Option<String>,
+    /// Endpoint override for a local server, e.g. `http://127.0.0.1:8000`.
+    pub endpoint: Option<String>,
+    /// Access key id, for a local server only (on AWS the standard credential chain).
+    pub access_key_id: Option<String>,
+    /// Its secret, for a local server only (never printed).
+    #[serde(default)]
+    pub secret_access_key: Secret,
+}
+
+/// Where an AWS service is (from one of `[store]`, `[objects]`, `[events]`). On AWS only
+/// the region is needed (or none: `AWS_REGION`); the endpoint and keys are for local
+/// servers, credentials otherwise come from the standard chain (environment, profile, the
+/// Lambda or instance role).
+#[derive(Debug, Clone, Default)]
+pub struct AwsEndpoint {
+    /// The region.
+    pub region: Option<String>,
+    /// An endpoint override.
+    pub endpoint: Option<String>,
+    /// An access key id and its secret.
+    pub keys: Option<(String, Secret)>,
+}
+
+macro_rules! aws_endpoint_of {
+    ($($section:ty),*) => {$(
+        impl $section {
+            /// The AWS endpoint settings of this section.
+            pub fn aws(&self) -> AwsEndpoint {
+                AwsEndpoint {
+                    region: self.region.clone(),
+                    endpoint: self.endpoint.clone(),
+                    keys: match (&self.access_key_id, self.secret_access_key.expose()) {
+                        (Some(id), Some(_)) => Some((id.clone(), self.secret_access_key.clone())),
+                        _ => None,
+                    },
+                }
+            }
+        }
+    )*};
+}
+aws_endpoint_of!(StoreSettings, ObjectsSettings, EventsSettings);
 
 /// `[uploads]`
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -101,6 +198,12 @@ impl Secret {
     /// The value, for the one place that needs it.
     pub fn expose(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Self)
     }
 }
 

@@ -44,6 +44,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         operator_key: crate::config::Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
         retention: Default::default(),
         store: Default::default(),
+        shape: Default::default(),
     };
     let running = match server::start(server_options.clone()).await {
         Ok(running) => running,

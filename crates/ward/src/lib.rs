@@ -9,6 +9,7 @@ pub mod demo;
 pub mod embedded;
 pub mod local_ingest;
 pub mod server;
+pub mod shape;
 pub mod synthetic;
 
 /// Prints a report's counts in one line.

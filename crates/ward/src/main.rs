@@ -66,6 +66,16 @@ enum Command {
         #[arg(long, env = "WARD_MAX_UPLOAD_BYTES")]
         max_upload_bytes: Option<u64>,
     },
+    /// Run only the worker (no HTTP API): in the AWS shape it long-polls SQS; in the
+    /// embedded shape it works the data folder's queue (no server may hold the folder).
+    Worker {
+        /// A TOML settings file (see README and docs/deploy-aws.md).
+        #[arg(long, env = "WARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data folder (embedded shape) [default: ward-data].
+        #[arg(long, env = "WARD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Start a server on a fresh data folder, upload a generated CSV through it, show the
     /// report and a patient's records, and keep serving.
     Demo {
@@ -234,68 +244,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             public_url,
             max_upload_bytes,
-        } => {
-            let settings = Settings::load(config.as_deref())?;
-            let api_defaults = ward_api::ApiSettings::default();
-            let ingest_defaults = ward_ingest::IngestSettings::default();
-            let retention_defaults = RetentionPolicy::default();
-            let hours = |h: u64| Duration::from_secs(h * 3600);
-            let options = server::ServerOptions {
-                data_dir: data_dir
-                    .or(settings.data_dir)
-                    .unwrap_or_else(|| PathBuf::from("ward-data")),
-                listen: listen
-                    .or(settings.listen)
-                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-                public_url: public_url.or(settings.public_url),
-                api: ward_api::ApiSettings {
-                    max_upload_bytes: max_upload_bytes
-                        .or(settings.uploads.max_bytes)
-                        .unwrap_or(api_defaults.max_upload_bytes),
-                    upload_url_ttl_seconds: settings
-                        .uploads
-                        .url_ttl_seconds
-                        .unwrap_or(api_defaults.upload_url_ttl_seconds),
-                    ..api_defaults
-                },
-                ingest: ward_ingest::IngestSettings {
-                    max_notes_chars: settings
-                        .ingest
-                        .max_notes_chars
-                        .unwrap_or(ingest_defaults.max_notes_chars),
-                    batch_rows: settings
-                        .ingest
-                        .batch_rows
-                        .unwrap_or(ingest_defaults.batch_rows)
-                        .clamp(1, 100_000),
-                    ..ingest_defaults
-                },
-                operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
-                store: ward_store_embedded::EmbeddedOptions {
-                    cache_bytes: settings.store.cache_mib.map_or(
-                        ward_store_embedded::EmbeddedOptions::default().cache_bytes,
-                        |mib| mib.max(1) << 20,
-                    ),
-                },
-                retention: RetentionPolicy {
-                    completed: settings
-                        .retention
-                        .completed_days
-                        .map_or(retention_defaults.completed, |d| hours(d * 24)),
-                    stale_uploaded: settings
-                        .retention
-                        .stale_upload_hours
-                        .map_or(retention_defaults.stale_uploaded, hours),
-                },
-            };
-            let running = server::start(options).await?;
-            println!("ward serving at {}", running.base_url);
-            if let Some(key) = &running.new_operator_key {
-                println!(
-                    "operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}"
-                );
-            }
-            running.run_until_signal().await
+        } => serve(config, data_dir, listen, public_url, max_upload_bytes, false).await,
+        Command::Worker { config, data_dir } => {
+            serve(config, data_dir, None, None, None, true).await
         }
         Command::Demo {
             data_dir,
@@ -454,6 +405,82 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: BenchWhat::Ingest { rows, work_dir },
         } => bench::ingest(rows, work_dir).await,
     }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    max_upload_bytes: Option<u64>,
+    worker_only: bool,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let shape = ward::shape::Shape::from_settings(&settings)?;
+    let api_defaults = ward_api::ApiSettings::default();
+    let ingest_defaults = ward_ingest::IngestSettings::default();
+    let retention_defaults = RetentionPolicy::default();
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let options = server::ServerOptions {
+        data_dir: data_dir
+            .or(settings.data_dir)
+            .unwrap_or_else(|| PathBuf::from("ward-data")),
+        listen: listen
+            .or(settings.listen)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        public_url: public_url.or(settings.public_url),
+        api: ward_api::ApiSettings {
+            max_upload_bytes: max_upload_bytes
+                .or(settings.uploads.max_bytes)
+                .unwrap_or(api_defaults.max_upload_bytes),
+            upload_url_ttl_seconds: settings
+                .uploads
+                .url_ttl_seconds
+                .unwrap_or(api_defaults.upload_url_ttl_seconds),
+            ..api_defaults
+        },
+        ingest: ward_ingest::IngestSettings {
+            max_notes_chars: settings
+                .ingest
+                .max_notes_chars
+                .unwrap_or(ingest_defaults.max_notes_chars),
+            batch_rows: settings
+                .ingest
+                .batch_rows
+                .unwrap_or(ingest_defaults.batch_rows)
+                .clamp(1, 100_000),
+            ..ingest_defaults
+        },
+        operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
+        store: ward_store_embedded::EmbeddedOptions {
+            cache_bytes: settings.store.cache_mib.map_or(
+                ward_store_embedded::EmbeddedOptions::default().cache_bytes,
+                |mib| mib.max(1) << 20,
+            ),
+        },
+        retention: RetentionPolicy {
+            completed: settings
+                .retention
+                .completed_days
+                .map_or(retention_defaults.completed, |d| hours(d * 24)),
+            stale_uploaded: settings
+                .retention
+                .stale_upload_hours
+                .map_or(retention_defaults.stale_uploaded, hours),
+        },
+        shape,
+    };
+    if worker_only {
+        return server::run_worker(options).await;
+    }
+    let running = server::start(options).await?;
+    println!("ward serving at {}", running.base_url);
+    if let Some(key) = &running.new_operator_key {
+        println!(
+            "operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}"
+        );
+    }
+    running.run_until_signal().await
 }
 
 fn print_summary(upload: &ward_ingest::Upload, elapsed: Duration) {

@@ -1,4 +1,4 @@
-//! `ward serve`: the API and the in-process worker over one embedded data folder.
+//! `ward serve`: the API and the in-process worker, in either shape.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,10 +8,11 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use ward_api::{ApiSettings, AppState, Metrics, ServerUploadUrls, UploadSigner};
 use ward_ingest::retention::{self, RetentionPolicy};
-use ward_ingest::{IngestSettings, Worker};
+use ward_ingest::{IngestSettings, UploadUrls, Worker};
 
 use crate::config::Secret;
 use crate::embedded;
+use crate::shape::{self, Shape};
 
 /// What a server needs to start.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct ServerOptions {
     pub retention: RetentionPolicy,
     /// Embedded store tuning.
     pub store: ward_store_embedded::EmbeddedOptions,
+    /// Embedded (the data folder) or AWS.
+    pub shape: Shape,
 }
 
 /// A running server.
@@ -70,15 +73,28 @@ impl RunningServer {
 
 /// Opens the data folder, resumes unfinished jobs, and starts the API and the worker.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
-    let embedded = embedded::open(&options.data_dir, options.ingest.clone(), &options.store)?;
-    let resumed = embedded.queue.release_all_leases().await?;
-    let requeued = ward_ingest::worker::resume_received_uploads(&embedded.ctx, 1000).await?;
-    if resumed + requeued > 0 {
-        tracing::info!(resumed, requeued, "unfinished jobs resume");
-    }
+    let backend = shape::open(
+        &options.shape,
+        &options.data_dir,
+        options.ingest.clone(),
+        &options.store,
+    )
+    .await?;
+    let wake = match &backend.table_queue {
+        Some(queue) => {
+            // The embedded store has one owner: no lease can belong to a live worker.
+            let resumed = queue.release_all_leases().await?;
+            let requeued = ward_ingest::worker::resume_received_uploads(&backend.ctx, 1000).await?;
+            if resumed + requeued > 0 {
+                tracing::info!(resumed, requeued, "unfinished jobs resume");
+            }
+            queue.notifier()
+        }
+        None => Arc::new(tokio::sync::Notify::new()),
+    };
     let (operator_key_hash, new_operator_key) =
-        embedded::operator_key(embedded.table.as_ref(), options.operator_key.expose()).await?;
-    let signer = UploadSigner::new(embedded::signing_secret(embedded.table.as_ref()).await?);
+        embedded::operator_key(backend.table.as_ref(), options.operator_key.expose()).await?;
+    let signer = UploadSigner::new(embedded::signing_secret(backend.table.as_ref()).await?);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
@@ -89,24 +105,35 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let mut api = options.api.clone();
     api.public_url = base_url.clone();
+    let (signer, upload_urls) = match &backend.upload_urls {
+        Some(urls) => (None, Arc::clone(urls)),
+        None => {
+            let urls: Arc<dyn UploadUrls> = Arc::new(ServerUploadUrls::new(signer.clone(), &base_url));
+            (Some(signer), urls)
+        }
+    };
     let state = AppState {
-        ctx: Arc::clone(&embedded.ctx),
-        table: Arc::clone(&embedded.table),
-        upload_urls: Arc::new(ServerUploadUrls::new(signer.clone(), &base_url)),
-        signer: Some(signer),
+        ctx: Arc::clone(&backend.ctx),
+        table: Arc::clone(&backend.table),
+        upload_urls,
+        signer,
         operator_key_hash,
         settings: Arc::new(api),
         metrics: Arc::new(Metrics::default()),
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let worker = Worker::new(Arc::clone(&embedded.ctx));
-    let wake = embedded.queue.notifier();
+    let worker = Worker::new(Arc::clone(&backend.ctx));
     let worker_shutdown = shutdown_rx.clone();
     let worker = tokio::spawn(async move { worker.run(wake, worker_shutdown).await });
     let sweeper = {
-        let objects = embedded.ctx.objects.clone();
+        let objects = backend.ctx.objects.clone();
         let policy = options.retention;
+        let sweeps = backend.sweeps_objects;
         tokio::spawn(async move {
+            if !sweeps {
+                // S3: the bucket's lifecycle rules expire objects.
+                return;
+            }
             let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
                 hourly.tick().await;
@@ -155,4 +182,32 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// `ward worker`: the worker alone, until Ctrl-C / SIGTERM (it finishes the job in hand).
+pub async fn run_worker(options: ServerOptions) -> anyhow::Result<()> {
+    let backend = shape::open(
+        &options.shape,
+        &options.data_dir,
+        options.ingest.clone(),
+        &options.store,
+    )
+    .await?;
+    let wake = match &backend.table_queue {
+        Some(queue) => {
+            queue.release_all_leases().await?;
+            ward_ingest::worker::resume_received_uploads(&backend.ctx, 1000).await?;
+            queue.notifier()
+        }
+        None => Arc::new(tokio::sync::Notify::new()),
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let worker = Worker::new(Arc::clone(&backend.ctx));
+    let task = tokio::spawn(async move { worker.run(wake, shutdown_rx).await });
+    tracing::info!("ward worker is running");
+    shutdown_signal().await;
+    tracing::info!("stopping after the job in hand");
+    let _ = shutdown.send(true);
+    task.await.context("worker task")?;
+    Ok(())
 }

@@ -50,6 +50,7 @@ pub async fn start_server(data_dir: &std::path::Path, options: Options) -> Runni
         operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
         retention: Default::default(),
         store: Default::default(),
+        shape: Default::default(),
     })
     .await
     .expect("server starts")

@@ -1,0 +1,203 @@
+//! Which shape Ward runs in, chosen by configuration: embedded (the data folder: redb, local
+//! files, the table-backed queue) or AWS (DynamoDB, S3, SQS). The rest of Ward sees only
+//! the ports ([`Backend`]).
+
+use std::path::Path;
+use std::sync::Arc;
+#[cfg(feature = "aws")]
+use std::time::Duration;
+
+use ward_ingest::{IngestContext, IngestSettings, TableJobQueue, UploadUrls};
+use ward_store::Table;
+
+use crate::config::Settings;
+#[cfg(feature = "aws")]
+use crate::config::{AwsEndpoint, Secret};
+use crate::embedded;
+
+/// The shape to run in.
+#[derive(Debug, Clone, Default)]
+pub enum Shape {
+    /// Everything in the data folder.
+    #[default]
+    Embedded,
+    /// DynamoDB, S3 and SQS.
+    #[cfg(feature = "aws")]
+    Aws(AwsShape),
+}
+
+/// Where the AWS shape's services are.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone)]
+pub struct AwsShape {
+    /// The DynamoDB table.
+    pub table: String,
+    /// Create it when missing (local servers).
+    pub create_table: bool,
+    /// How to reach DynamoDB.
+    pub dynamodb: ward_aws::AwsConnection,
+    /// The uploads bucket.
+    pub s3: ward_aws::S3Settings,
+    /// The ingest queue.
+    pub queue_url: String,
+    /// Its dead-letter queue.
+    pub dead_letter_queue_url: String,
+    /// How to reach SQS.
+    pub sqs: ward_aws::AwsConnection,
+    /// Long-poll time of one receive.
+    pub wait: Duration,
+}
+
+/// The ports, filled.
+pub struct Backend {
+    /// The record store.
+    pub table: Arc<dyn Table>,
+    /// The pipeline over table, objects and queue.
+    pub ctx: Arc<IngestContext>,
+    /// Upload URLs, when clients upload somewhere other than this server (S3).
+    pub upload_urls: Option<Arc<dyn UploadUrls>>,
+    /// The table-backed queue of the embedded shape (this process owns it).
+    pub table_queue: Option<Arc<TableJobQueue>>,
+    /// Whether object retention is Ward's job (embedded) or the bucket's lifecycle rules'.
+    pub sweeps_objects: bool,
+}
+
+impl Shape {
+    /// The shape the settings file asks for. All three of `[store]`, `[objects]` and
+    /// `[events]` name the same shape, or the settings are refused.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let store = settings.store.kind.as_deref().unwrap_or("embedded");
+        let objects = settings.objects.kind.as_deref().unwrap_or("local");
+        let events = settings.events.kind.as_deref().unwrap_or("embedded");
+        match (store, objects, events) {
+            ("embedded", "local", "embedded") => Ok(Self::Embedded),
+            ("dynamodb", "s3", "sqs") => aws_shape(settings),
+            (store, objects, events) => {
+                for (section, kind, known) in [
+                    ("store", store, ["embedded", "dynamodb"]),
+                    ("objects", objects, ["local", "s3"]),
+                    ("events", events, ["embedded", "sqs"]),
+                ] {
+                    if !known.contains(&kind) {
+                        anyhow::bail!(
+                            "[{section}] kind = {kind:?} is not known: use {:?} or {:?}",
+                            known[0],
+                            known[1]
+                        );
+                    }
+                }
+                anyhow::bail!(
+                    "[store], [objects] and [events] must name one shape: embedded, local, \
+                     embedded (the default) or dynamodb, s3, sqs; got {store}, {objects}, {events}"
+                )
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn aws_shape(_: &Settings) -> anyhow::Result<Shape> {
+    anyhow::bail!(
+        "this ward was built without AWS support; build it with `cargo build --release -p ward --features aws`"
+    )
+}
+
+#[cfg(feature = "aws")]
+fn aws_shape(settings: &Settings) -> anyhow::Result<Shape> {
+    let required = |value: &Option<String>, what: &str| {
+        value
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the AWS shape needs {what}"))
+    };
+    Ok(Shape::Aws(AwsShape {
+        table: settings.store.table.clone().unwrap_or_else(|| "ward".into()),
+        create_table: settings.store.create_table.unwrap_or(false),
+        dynamodb: connection(settings.store.aws()),
+        s3: ward_aws::S3Settings {
+            bucket: required(&settings.objects.bucket, "[objects] bucket")?,
+            connection: connection(settings.objects.aws()),
+        },
+        queue_url: required(&settings.events.queue_url, "[events] queue_url")?,
+        dead_letter_queue_url: required(
+            &settings.events.dead_letter_queue_url,
+            "[events] dead_letter_queue_url",
+        )?,
+        sqs: connection(settings.events.aws()),
+        wait: Duration::from_secs(settings.events.wait_seconds.unwrap_or(20).min(20)),
+    }))
+}
+
+#[cfg(feature = "aws")]
+fn connection(endpoint: AwsEndpoint) -> ward_aws::AwsConnection {
+    ward_aws::AwsConnection {
+        region: endpoint.region,
+        endpoint: endpoint.endpoint,
+        credentials: endpoint
+            .keys
+            .and_then(|(id, secret): (String, Secret)| {
+                secret.expose().map(|secret| ward_aws::StaticCredentials {
+                    access_key_id: id,
+                    secret_access_key: secret.to_owned(),
+                })
+            }),
+    }
+}
+
+/// Opens the shape's adapters.
+pub async fn open(
+    shape: &Shape,
+    data_dir: &Path,
+    ingest: IngestSettings,
+    store: &ward_store_embedded::EmbeddedOptions,
+) -> anyhow::Result<Backend> {
+    match shape {
+        Shape::Embedded => {
+            let embedded = embedded::open(data_dir, ingest, store)?;
+            Ok(Backend {
+                table: embedded.table,
+                ctx: embedded.ctx,
+                upload_urls: None,
+                table_queue: Some(embedded.queue),
+                sweeps_objects: true,
+            })
+        }
+        #[cfg(feature = "aws")]
+        Shape::Aws(aws) => open_aws(aws, ingest).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Backend> {
+    use anyhow::Context as _;
+
+    let table = ward_store_dynamodb::DynamoTable::new(aws.dynamodb.dynamodb().await, &aws.table);
+    if aws.create_table {
+        table
+            .create_table_if_missing()
+            .await
+            .with_context(|| format!("cannot create the DynamoDB table {}", aws.table))?;
+    }
+    let table: Arc<dyn Table> = Arc::new(table);
+    let s3 = Arc::new(ward_aws::s3_object_store(&aws.s3).context("cannot configure S3")?);
+    let upload_urls: Arc<dyn UploadUrls> =
+        Arc::new(ward_aws::S3UploadUrls::new(Arc::clone(&s3), &aws.s3));
+    let queue = ward_aws::SqsJobQueue::new(
+        aws.sqs.sqs().await,
+        &aws.queue_url,
+        &aws.dead_letter_queue_url,
+        aws.wait,
+    );
+    let ctx = Arc::new(IngestContext::new(
+        Arc::clone(&table),
+        s3,
+        Arc::new(queue),
+        ingest,
+    ));
+    Ok(Backend {
+        table,
+        ctx,
+        upload_urls: Some(upload_urls),
+        table_queue: None,
+        sweeps_objects: false,
+    })
+}
