@@ -16,5 +16,7 @@ pub mod s3;
 pub mod sqs;
 
 pub use connect::{AwsConnection, StaticCredentials};
+// For callers (tests, tools) that set queues up.
+pub use aws_sdk_sqs;
 pub use s3::{S3Settings, S3UploadUrls, s3_object_store};
 pub use sqs::{SqsJobQueue, jobs_of_message};

@@ -173,6 +173,27 @@ pub struct RetentionSettings {
 }
 
 impl Settings {
+    /// Fills the AWS shape from the variables the CloudFormation template gives the
+    /// Lambdas (`WARD_TABLE`, `WARD_BUCKET`, `WARD_QUEUE_URL`,
+    /// `WARD_DEAD_LETTER_QUEUE_URL`), when they are set.
+    pub fn apply_lambda_environment(&mut self) {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let (Some(table), Some(bucket), Some(queue), Some(dead)) = (
+            var("WARD_TABLE"),
+            var("WARD_BUCKET"),
+            var("WARD_QUEUE_URL"),
+            var("WARD_DEAD_LETTER_QUEUE_URL"),
+        ) {
+            self.store.kind = Some("dynamodb".into());
+            self.store.table = Some(table);
+            self.objects.kind = Some("s3".into());
+            self.objects.bucket = Some(bucket);
+            self.events.kind = Some("sqs".into());
+            self.events.queue_url = Some(queue);
+            self.events.dead_letter_queue_url = Some(dead);
+        }
+    }
+
     /// Reads the file at `path`, or the defaults when there is none.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {

@@ -7,6 +7,8 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod embedded;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod local_ingest;
 pub mod server;
 pub mod shape;

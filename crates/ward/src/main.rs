@@ -244,7 +244,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             public_url,
             max_upload_bytes,
-        } => serve(config, data_dir, listen, public_url, max_upload_bytes, false).await,
+        } => {
+            serve(
+                config,
+                data_dir,
+                listen,
+                public_url,
+                max_upload_bytes,
+                false,
+            )
+            .await
+        }
         Command::Worker { config, data_dir } => {
             serve(config, data_dir, None, None, None, true).await
         }
@@ -476,9 +486,7 @@ async fn serve(
     let running = server::start(options).await?;
     println!("ward serving at {}", running.base_url);
     if let Some(key) = &running.new_operator_key {
-        println!(
-            "operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}"
-        );
+        println!("operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}");
     }
     running.run_until_signal().await
 }

@@ -108,7 +108,8 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let (signer, upload_urls) = match &backend.upload_urls {
         Some(urls) => (None, Arc::clone(urls)),
         None => {
-            let urls: Arc<dyn UploadUrls> = Arc::new(ServerUploadUrls::new(signer.clone(), &base_url));
+            let urls: Arc<dyn UploadUrls> =
+                Arc::new(ServerUploadUrls::new(signer.clone(), &base_url));
             (Some(signer), urls)
         }
     };

@@ -23,7 +23,7 @@ pub enum Shape {
     Embedded,
     /// DynamoDB, S3 and SQS.
     #[cfg(feature = "aws")]
-    Aws(AwsShape),
+    Aws(Box<AwsShape>),
 }
 
 /// Where the AWS shape's services are.
@@ -109,8 +109,12 @@ fn aws_shape(settings: &Settings) -> anyhow::Result<Shape> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the AWS shape needs {what}"))
     };
-    Ok(Shape::Aws(AwsShape {
-        table: settings.store.table.clone().unwrap_or_else(|| "ward".into()),
+    Ok(Shape::Aws(Box::new(AwsShape {
+        table: settings
+            .store
+            .table
+            .clone()
+            .unwrap_or_else(|| "ward".into()),
         create_table: settings.store.create_table.unwrap_or(false),
         dynamodb: connection(settings.store.aws()),
         s3: ward_aws::S3Settings {
@@ -124,7 +128,7 @@ fn aws_shape(settings: &Settings) -> anyhow::Result<Shape> {
         )?,
         sqs: connection(settings.events.aws()),
         wait: Duration::from_secs(settings.events.wait_seconds.unwrap_or(20).min(20)),
-    }))
+    })))
 }
 
 #[cfg(feature = "aws")]
@@ -132,14 +136,12 @@ fn connection(endpoint: AwsEndpoint) -> ward_aws::AwsConnection {
     ward_aws::AwsConnection {
         region: endpoint.region,
         endpoint: endpoint.endpoint,
-        credentials: endpoint
-            .keys
-            .and_then(|(id, secret): (String, Secret)| {
-                secret.expose().map(|secret| ward_aws::StaticCredentials {
-                    access_key_id: id,
-                    secret_access_key: secret.to_owned(),
-                })
-            }),
+        credentials: endpoint.keys.and_then(|(id, secret): (String, Secret)| {
+            secret.expose().map(|secret| ward_aws::StaticCredentials {
+                access_key_id: id,
+                secret_access_key: secret.to_owned(),
+            })
+        }),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::helpers::{HEADER, OPERATOR_KEY, counts, spawn_app};
 
-fn fixture() -> String {
+pub(crate) fn fixture() -> String {
     format!(
         "{HEADER}\
          MRN1,2025-03-26T10:30:00-07:00,John,Doe,\"fever, mild\r\nsecond line\"\n\

@@ -1,0 +1,355 @@
+//! The AWS shape end to end, against local servers started by `scripts/test`: DynamoDB
+//! Local (`WARD_DYNAMODB_ENDPOINT`) for the table, moto (`WARD_MOTO_ENDPOINT`) for S3 and
+//! SQS, because it delivers the bucket's notifications to the queue. The same assertions as
+//! the embedded end-to-end test. (Signature checks of the pre-signed URLs run against
+//! s3s-fs in ward-aws's tests: moto checks none.)
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use ward::server::{self, ServerOptions};
+use ward::shape::{AwsShape, Shape};
+use ward_aws::aws_sdk_sqs::types::QueueAttributeName;
+use ward_aws::{AwsConnection, S3Settings};
+use ward_domain::ProviderId;
+
+use crate::helpers::{OPERATOR_KEY, Options, TestApp, counts};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test (it starts the local AWS servers)")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+/// A bucket whose `*.csv` creations notify a fresh queue (with a dead-letter queue after 3
+/// receives), as deploy/aws/template.yaml sets them up.
+async fn aws_resources() -> AwsShape {
+    let moto = env("WARD_MOTO_ENDPOINT");
+    let sqs = AwsConnection::local(&moto);
+    let client = sqs.sqs().await;
+    let name = unique("ward-e2e");
+    let arn_of = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .unwrap()
+        }
+    };
+    let dead_url = client
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let dead_arn = arn_of(dead_url.clone()).await;
+    let queue_url = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{dead_arn}","maxReceiveCount":"3"}}"#),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let queue_arn = arn_of(queue_url.clone()).await;
+    let http = reqwest::Client::new();
+    let bucket = name.clone();
+    let created = http.put(format!("{moto}/{bucket}")).send().await.unwrap();
+    assert!(
+        created.status().is_success(),
+        "create bucket: {}",
+        created.status()
+    );
+    let notification = format!(
+        "<NotificationConfiguration><QueueConfiguration><Queue>{queue_arn}</Queue>\
+         <Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>suffix</Name>\
+         <Value>.csv</Value></FilterRule></S3Key></Filter></QueueConfiguration>\
+         </NotificationConfiguration>"
+    );
+    let configured = http
+        .put(format!("{moto}/{bucket}?notification"))
+        .body(notification)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        configured.status().is_success(),
+        "notification: {}",
+        configured.status()
+    );
+    AwsShape {
+        table: unique("ward-e2e"),
+        create_table: true,
+        dynamodb: AwsConnection::local(&env("WARD_DYNAMODB_ENDPOINT")),
+        s3: S3Settings {
+            bucket,
+            connection: AwsConnection::local(&moto),
+        },
+        queue_url,
+        dead_letter_queue_url: dead_url,
+        sqs,
+        wait: Duration::from_secs(1),
+    }
+}
+
+async fn spawn_aws_app() -> TestApp {
+    let options = Options::default();
+    let data_dir = tempfile::tempdir().unwrap();
+    let running = server::start(ServerOptions {
+        data_dir: data_dir.path().to_path_buf(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        public_url: None,
+        api: options.api,
+        ingest: options.ingest,
+        operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
+        retention: Default::default(),
+        store: Default::default(),
+        shape: Shape::Aws(Box::new(aws_resources().await)),
+    })
+    .await
+    .expect("server starts in the AWS shape");
+    let table = running.state.table.clone();
+    let mut keys = Vec::new();
+    for id in ["PROV001", "PROV002"] {
+        let key =
+            ward_api::auth::create_provider(table.as_ref(), &ProviderId::parse(id).unwrap(), None)
+                .await
+                .unwrap();
+        keys.push(key.0);
+    }
+    TestApp {
+        base_url: running.base_url.clone(),
+        other_key: keys.pop().unwrap(),
+        key: keys.pop().unwrap(),
+        http: reqwest::Client::new(),
+        running: Some(running),
+        data_dir,
+    }
+}
+
+/// PUTs the file exactly as the grant says (URL, method, signed headers).
+async fn put_as_granted(app: &TestApp, grant: &Value, body: &str) -> u16 {
+    assert_eq!(grant["method"], "PUT");
+    let mut request = app
+        .http
+        .put(grant["url"].as_str().unwrap())
+        .body(body.to_owned());
+    for (name, value) in grant["headers"].as_object().unwrap() {
+        request = request.header(name, value.as_str().unwrap());
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_shape_takes_a_presigned_s3_upload_through_sqs_into_dynamodb() {
+    let app = spawn_aws_app().await;
+    let grant = app.post_upload(&app.key).await;
+    let url = grant["url"].as_str().unwrap();
+    assert!(
+        url.contains("X-Amz-Signature="),
+        "an S3 pre-signed URL: {url}"
+    );
+    assert_eq!(grant["headers"]["if-none-match"], "*", "{grant}");
+    let upload_id = grant["uploadId"].as_str().unwrap().to_owned();
+    let csv = crate::api::fixture();
+    assert_eq!(put_as_granted(&app, &grant, &csv).await, 200);
+    // Create-only: the same URL cannot replace the file.
+    assert_eq!(
+        put_as_granted(&app, &grant, "medical_record_number\n").await,
+        412
+    );
+
+    let upload = app.wait_for_upload(&upload_id).await;
+    assert_eq!(upload["status"], "completed", "{upload}");
+    assert_eq!(counts(&upload), [8, 2, 1, 1, 4]);
+    let lines: Vec<u64> = upload["report"]["firstProblems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![7, 8, 9, 10, 11]);
+    let (status, errors) = app
+        .get(&format!("/v1/uploads/{upload_id}/errors.csv"), &app.key)
+        .await;
+    assert_eq!(status, 200);
+    let errors = errors.as_str().unwrap();
+    assert_eq!(errors.lines().count(), 6, "{errors}");
+    assert!(errors.contains(",'=1+2,"), "{errors}");
+
+    // Records from DynamoDB, in time order, naming their file.
+    let (status, page) = app.get_patient_records("MRN1", "").await;
+    assert_eq!(status, 200, "{page}");
+    let times: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dateTime"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        vec!["2024-01-02T08:00:00Z", "2025-03-26T10:30:00-07:00"]
+    );
+    assert_eq!(
+        page["records"][0]["csvFile"],
+        format!("PROV001/completed/{upload_id}.csv")
+    );
+
+    // The same file again inserts nothing.
+    let again = app.post_upload(&app.key).await;
+    assert_eq!(put_as_granted(&app, &again, &csv).await, 200);
+    let again = app
+        .wait_for_upload(again["uploadId"].as_str().unwrap())
+        .await;
+    assert_eq!(counts(&again), [8, 0, 3, 1, 4], "{again}");
+
+    // Another provider learns nothing.
+    for path in [
+        format!("/v1/uploads/{upload_id}"),
+        format!("/v1/uploads/{upload_id}/errors.csv"),
+        format!("/v1/uploads/{upload_id}/records"),
+    ] {
+        assert_eq!(app.get(&path, &app.other_key).await.0, 404, "{path}");
+    }
+    let (status, page) = app.get("/v1/patients/MRN1/records", &app.other_key).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["records"].as_array().unwrap().len(), 0, "{page}");
+    // The embedded shape's signed endpoint is not there.
+    let (status, _) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/upload-objects/PROV001/{upload_id}?expires=1&signature=00"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::needless_update)] // the event types' catch-all fields, behind a feature
+async fn the_lambda_worker_processes_sqs_events_retries_failures_and_dead_letters_the_last() {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use object_store::ObjectStoreExt;
+    use ward_ingest::{JobQueue, Upload, UploadStatus};
+
+    let aws = aws_resources().await;
+    let dead_letters = ward_aws::SqsJobQueue::new(
+        aws.sqs.sqs().await,
+        &aws.queue_url,
+        &aws.dead_letter_queue_url,
+        Duration::ZERO,
+    );
+    let backend = ward::shape::open(
+        &Shape::Aws(Box::new(aws)),
+        std::path::Path::new("/nonexistent"),
+        Options::default().ingest,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let ctx = backend.ctx.clone();
+    let provider = ProviderId::parse("PROV001").unwrap();
+    ward_api::auth::create_provider(backend.table.as_ref(), &provider, None)
+        .await
+        .unwrap();
+    let now = ward_domain::UtcInstant::now();
+    let id = ward_domain::UploadId::new(now, 42);
+    ctx.uploads
+        .create(&Upload::pending(provider.clone(), id.clone(), now, 900))
+        .await
+        .unwrap();
+    let key = format!("PROV001/uploaded/{id}.csv");
+    ctx.objects
+        .put(
+            &key.as_str().into(),
+            crate::api::fixture().into_bytes().into(),
+        )
+        .await
+        .unwrap();
+    let message = |id: &str, body: String, receives: u32| SqsMessage {
+        message_id: Some(id.into()),
+        body: Some(body),
+        attributes: [("ApproximateReceiveCount".to_owned(), receives.to_string())].into(),
+        ..Default::default()
+    };
+    let notification = |key: &str| {
+        format!(
+            r#"{{"Records":[{{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"b"}},"object":{{"key":"{}","size":10}}}}}}]}}"#,
+            key.replace('/', "%2F")
+        )
+    };
+    let missing = format!(
+        "PROV001/uploaded/{}.csv",
+        ward_domain::UploadId::new(now, 7)
+    );
+    let event = SqsEvent {
+        records: vec![
+            message("good", notification(&key), 1),
+            message("missing-first-try", notification(&missing), 1),
+            message("garbage", "\u{1}not json".into(), 1),
+        ],
+        ..Default::default()
+    };
+    let response = ward::lambda::handle_sqs_event(&ctx, &dead_letters, event).await;
+    let mut failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, vec!["garbage", "missing-first-try"]);
+    let upload = ctx.uploads.get(&provider, &id).await.unwrap().unwrap();
+    assert_eq!(upload.status, UploadStatus::Completed);
+    let report = upload.report.unwrap();
+    assert_eq!(
+        [
+            report.counts.rows,
+            report.counts.inserted,
+            report.counts.duplicate,
+            report.counts.conflict,
+            report.counts.rejected
+        ],
+        [8, 2, 1, 1, 4]
+    );
+
+    // The last attempt: dead-lettered with its reason, not retried.
+    let event = SqsEvent {
+        records: vec![message("missing-last-try", notification(&missing), 3)],
+        ..Default::default()
+    };
+    let response = ward::lambda::handle_sqs_event(&ctx, &dead_letters, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let dead = dead_letters.list_dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].attempts, 3);
+    assert!(
+        dead[0].reason.contains("does not exist"),
+        "{}",
+        dead[0].reason
+    );
+}
