@@ -40,6 +40,10 @@ pub struct IngestSettings {
     pub lease: Duration,
     /// The longest doctor's note.
     pub max_notes_chars: usize,
+    /// The largest file processed; a larger one fails as a whole. (The embedded upload
+    /// endpoint refuses it while streaming; an S3 pre-signed PUT cannot, so this is where
+    /// the AWS shape enforces the limit.)
+    pub max_file_bytes: u64,
     /// Test hook: an attempt fails (as a transient fault) after writing this many rows...
     pub fault_after_rows: Option<u64>,
     /// ...this many times in this process (then attempts run clean).
@@ -54,6 +58,7 @@ impl Default for IngestSettings {
             retry_base: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             max_notes_chars: DEFAULT_MAX_NOTES_CHARS,
+            max_file_bytes: 1024 * 1024 * 1024,
             fault_after_rows: None,
             fault_times: 1,
         }
@@ -193,6 +198,32 @@ pub async fn process_upload(
             ..UploadReport::default()
         };
         return finish(ctx, upload, UploadStatus::Failed, report, None).await;
+    }
+    let size = ctx.objects.head(&processing).await?.size;
+    if size > ctx.settings.max_file_bytes {
+        let report = UploadReport {
+            failure: Some(format!(
+                "the file is {size} bytes, more than the {}-byte limit",
+                ctx.settings.max_file_bytes
+            )),
+            attempts: attempt,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..UploadReport::default()
+        };
+        let failed = path(key_layout::upload_object_key(
+            provider,
+            ObjectStage::Failed,
+            upload_id,
+        ));
+        move_object(ctx.objects.as_ref(), &processing, &failed).await?;
+        return finish(
+            ctx,
+            upload,
+            UploadStatus::Failed,
+            report,
+            Some(ObjectStage::Failed),
+        )
+        .await;
     }
     let zone = provider_time_zone(ctx, provider).await?;
     let rules = VisitRules {

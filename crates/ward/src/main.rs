@@ -331,7 +331,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
         } => {
             let provider = provider_id(&provider)?;
-            let embedded = embedded::open(&data.data_dir, Default::default(), &Default::default())?;
+            // A local file: no upload size limit applies.
+            let settings = ward_ingest::IngestSettings {
+                max_file_bytes: u64::MAX,
+                ..Default::default()
+            };
+            let embedded = embedded::open(&data.data_dir, settings, &Default::default())?;
             if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
                 eprintln!(
                     "provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)"

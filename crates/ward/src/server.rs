@@ -72,7 +72,8 @@ impl RunningServer {
 }
 
 /// Opens the data folder, resumes unfinished jobs, and starts the API and the worker.
-pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
+pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> {
+    options.ingest.max_file_bytes = options.api.max_upload_bytes;
     let backend = shape::open(
         &options.shape,
         &options.data_dir,
@@ -186,7 +187,8 @@ async fn shutdown_signal() {
 }
 
 /// `ward worker`: the worker alone, until Ctrl-C / SIGTERM (it finishes the job in hand).
-pub async fn run_worker(options: ServerOptions) -> anyhow::Result<()> {
+pub async fn run_worker(mut options: ServerOptions) -> anyhow::Result<()> {
+    options.ingest.max_file_bytes = options.api.max_upload_bytes;
     let backend = shape::open(
         &options.shape,
         &options.data_dir,

@@ -267,7 +267,10 @@ async fn the_lambda_worker_processes_sqs_events_retries_failures_and_dead_letter
     let backend = ward::shape::open(
         &Shape::Aws(Box::new(aws)),
         std::path::Path::new("/nonexistent"),
-        Options::default().ingest,
+        ward_ingest::IngestSettings {
+            max_file_bytes: 4096,
+            ..Options::default().ingest
+        },
         &Default::default(),
     )
     .await
@@ -335,6 +338,35 @@ async fn the_lambda_worker_processes_sqs_events_retries_failures_and_dead_letter
             report.counts.rejected
         ],
         [8, 2, 1, 1, 4]
+    );
+
+    // A file over the limit (which a pre-signed S3 PUT cannot stop) fails as a whole.
+    let big = ward_domain::UploadId::new(now, 43);
+    ctx.uploads
+        .create(&Upload::pending(provider.clone(), big.clone(), now, 900))
+        .await
+        .unwrap();
+    let big_key = format!("PROV001/uploaded/{big}.csv");
+    let mut body = crate::helpers::HEADER.to_owned();
+    while body.len() <= 4096 {
+        body.push_str("MRN9,2025-01-01T00:00:00Z,A,B,padding padding padding\n");
+    }
+    ctx.objects
+        .put(&big_key.as_str().into(), body.into_bytes().into())
+        .await
+        .unwrap();
+    let event = SqsEvent {
+        records: vec![message("big", notification(&big_key), 1)],
+        ..Default::default()
+    };
+    let response = ward::lambda::handle_sqs_event(&ctx, &dead_letters, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let upload = ctx.uploads.get(&provider, &big).await.unwrap().unwrap();
+    assert_eq!(upload.status, UploadStatus::Failed);
+    let failure = upload.report.unwrap().failure.unwrap();
+    assert!(
+        failure.contains("more than the 4096-byte limit"),
+        "{failure}"
     );
 
     // The last attempt: dead-lettered with its reason, not retried.
