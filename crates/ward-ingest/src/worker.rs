@@ -201,29 +201,12 @@ pub async fn process_upload(
     }
     let size = ctx.objects.head(&processing).await?.size;
     if size > ctx.settings.max_file_bytes {
-        let report = UploadReport {
-            failure: Some(format!(
-                "the file is {size} bytes, more than the {}-byte limit",
-                ctx.settings.max_file_bytes
-            )),
-            attempts: attempt,
-            duration_ms: started.elapsed().as_millis() as u64,
-            ..UploadReport::default()
-        };
-        let failed = path(key_layout::upload_object_key(
-            provider,
-            ObjectStage::Failed,
-            upload_id,
-        ));
-        move_object(ctx.objects.as_ref(), &processing, &failed).await?;
-        return finish(
-            ctx,
-            upload,
-            UploadStatus::Failed,
-            report,
-            Some(ObjectStage::Failed),
-        )
-        .await;
+        let reason = format!(
+            "the file is {size} bytes, more than the {}-byte limit",
+            ctx.settings.max_file_bytes
+        );
+        let report = failure_report(reason, attempt, started);
+        return fail_file(ctx, upload, &processing, report).await;
     }
     let zone = provider_time_zone(ctx, provider).await?;
     let rules = VisitRules {
@@ -250,26 +233,8 @@ pub async fn process_upload(
     let mut report = match outcome {
         Ok(report) => report,
         Err(file_error) => {
-            let report = UploadReport {
-                failure: Some(file_error.to_string()),
-                attempts: attempt,
-                duration_ms: started.elapsed().as_millis() as u64,
-                ..UploadReport::default()
-            };
-            let failed = path(key_layout::upload_object_key(
-                provider,
-                ObjectStage::Failed,
-                upload_id,
-            ));
-            move_object(ctx.objects.as_ref(), &processing, &failed).await?;
-            return finish(
-                ctx,
-                upload,
-                UploadStatus::Failed,
-                report,
-                Some(ObjectStage::Failed),
-            )
-            .await;
+            let report = failure_report(file_error.to_string(), attempt, started);
+            return fail_file(ctx, upload, &processing, report).await;
         }
     };
     report.attempts = attempt;
@@ -282,6 +247,38 @@ pub async fn process_upload(
         UploadStatus::Completed,
         report,
         Some(ObjectStage::Completed),
+    )
+    .await
+}
+
+fn failure_report(reason: String, attempt: u32, started: Instant) -> UploadReport {
+    UploadReport {
+        failure: Some(reason),
+        attempts: attempt,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..UploadReport::default()
+    }
+}
+
+/// A file that fails as a whole: moved to `failed/`, the upload finished as failed.
+async fn fail_file(
+    ctx: &IngestContext,
+    upload: Upload,
+    processing: &ObjectPath,
+    report: UploadReport,
+) -> Result<Upload, ProcessError> {
+    let failed = path(key_layout::upload_object_key(
+        &upload.provider,
+        ObjectStage::Failed,
+        &upload.id,
+    ));
+    move_object(ctx.objects.as_ref(), processing, &failed).await?;
+    finish(
+        ctx,
+        upload,
+        UploadStatus::Failed,
+        report,
+        Some(ObjectStage::Failed),
     )
     .await
 }

@@ -73,26 +73,7 @@ impl RunningServer {
 
 /// Opens the data folder, resumes unfinished jobs, and starts the API and the worker.
 pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> {
-    options.ingest.max_file_bytes = options.api.max_upload_bytes;
-    let backend = shape::open(
-        &options.shape,
-        &options.data_dir,
-        options.ingest.clone(),
-        &options.store,
-    )
-    .await?;
-    let wake = match &backend.table_queue {
-        Some(queue) => {
-            // The embedded store has one owner: no lease can belong to a live worker.
-            let resumed = queue.release_all_leases().await?;
-            let requeued = ward_ingest::worker::resume_received_uploads(&backend.ctx, 1000).await?;
-            if resumed + requeued > 0 {
-                tracing::info!(resumed, requeued, "unfinished jobs resume");
-            }
-            queue.notifier()
-        }
-        None => Arc::new(tokio::sync::Notify::new()),
-    };
+    let (backend, wake) = open_backend(&mut options).await?;
     let (operator_key_hash, new_operator_key) =
         embedded::operator_key(backend.table.as_ref(), options.operator_key.expose()).await?;
     let signer = UploadSigner::new(embedded::signing_secret(backend.table.as_ref()).await?);
@@ -186,8 +167,11 @@ async fn shutdown_signal() {
     }
 }
 
-/// `ward worker`: the worker alone, until Ctrl-C / SIGTERM (it finishes the job in hand).
-pub async fn run_worker(mut options: ServerOptions) -> anyhow::Result<()> {
+/// Opens the shape's adapters and resumes unfinished jobs; returns them and what wakes an
+/// idle worker.
+async fn open_backend(
+    options: &mut ServerOptions,
+) -> anyhow::Result<(shape::Backend, Arc<tokio::sync::Notify>)> {
     options.ingest.max_file_bytes = options.api.max_upload_bytes;
     let backend = shape::open(
         &options.shape,
@@ -198,12 +182,22 @@ pub async fn run_worker(mut options: ServerOptions) -> anyhow::Result<()> {
     .await?;
     let wake = match &backend.table_queue {
         Some(queue) => {
-            queue.release_all_leases().await?;
-            ward_ingest::worker::resume_received_uploads(&backend.ctx, 1000).await?;
+            // The embedded store has one owner: no lease can belong to a live worker.
+            let resumed = queue.release_all_leases().await?;
+            let requeued = ward_ingest::worker::resume_received_uploads(&backend.ctx, 1000).await?;
+            if resumed + requeued > 0 {
+                tracing::info!(resumed, requeued, "unfinished jobs resume");
+            }
             queue.notifier()
         }
         None => Arc::new(tokio::sync::Notify::new()),
     };
+    Ok((backend, wake))
+}
+
+/// `ward worker`: the worker alone, until Ctrl-C / SIGTERM (it finishes the job in hand).
+pub async fn run_worker(mut options: ServerOptions) -> anyhow::Result<()> {
+    let (backend, wake) = open_backend(&mut options).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let worker = Worker::new(Arc::clone(&backend.ctx));
     let task = tokio::spawn(async move { worker.run(wake, shutdown_rx).await });
