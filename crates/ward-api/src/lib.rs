@@ -6,6 +6,7 @@
 //! name the matched route template only.
 
 mod admin;
+mod analytics;
 pub mod auth;
 pub mod problem;
 mod records;
@@ -42,6 +43,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/uploads/{uploadId}/records"),
     ("put", "/v1/upload-objects/{providerId}/{uploadId}"),
     ("get", "/v1/patients/{mrn}/records"),
+    ("post", "/v1/analytics/runs"),
+    ("get", "/v1/analytics/runs"),
+    ("get", "/v1/analytics/runs/{runId}"),
+    ("get", "/v1/analytics/runs/{runId}/results/{file}"),
+    ("post", "/v1/analytics/sql"),
     ("post", "/v1/admin/providers"),
     ("post", "/v1/admin/providers/{providerId}/keys"),
     ("get", "/v1/admin/dlq"),
@@ -122,6 +128,16 @@ pub fn router(state: AppState) -> Router {
             put(uploads::receive),
         )
         .route("/v1/patients/{mrn}/records", get(records::by_patient))
+        .route(
+            "/v1/analytics/runs",
+            post(analytics::start).get(analytics::list),
+        )
+        .route("/v1/analytics/runs/{run_id}", get(analytics::show))
+        .route(
+            "/v1/analytics/runs/{run_id}/results/{file}",
+            get(analytics::result_file),
+        )
+        .route("/v1/analytics/sql", post(analytics::sql))
         .route("/v1/admin/providers", post(admin::create_provider))
         .route(
             "/v1/admin/providers/{provider_id}/keys",

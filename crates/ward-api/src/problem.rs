@@ -45,6 +45,17 @@ pub enum ApiError {
     /// A conflicting resource exists.
     #[error("{0}")]
     Conflict(String),
+    /// This build of Ward lacks the feature.
+    #[error("{0}")]
+    NotBuilt(&'static str),
+    /// Ad hoc SQL that was refused, does not plan, or ran too long.
+    #[error("{detail}")]
+    Sql {
+        /// The problem type's slug.
+        kind: &'static str,
+        /// Why, from the SQL engine.
+        detail: String,
+    },
     /// A dependency is temporarily unavailable.
     #[error("the service is temporarily unavailable; try again")]
     Unavailable,
@@ -65,6 +76,11 @@ impl ApiError {
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "upload-too-large"),
             Self::NotReady(_) => (StatusCode::CONFLICT, "not-ready"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::NotBuilt(_) => (StatusCode::NOT_IMPLEMENTED, "not-built"),
+            Self::Sql { kind, .. } if *kind == "sql-timeout" => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "sql-timeout")
+            }
+            Self::Sql { kind, .. } => (StatusCode::BAD_REQUEST, kind),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::{PresignError, PresignedPut, UploadUrls};
 
@@ -32,9 +32,11 @@ impl UploadUrls for ServerUploadUrls {
         &self,
         provider: &ProviderId,
         upload: &UploadId,
+        kind: UploadKind,
         expires_at: UtcInstant,
     ) -> Result<PresignedPut, PresignError> {
-        let object_key = key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload);
+        let object_key =
+            key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload, kind);
         let expires = expires_at.unix_seconds();
         let signature = self.signer.sign("PUT", &object_key, expires);
         Ok(PresignedPut {
@@ -42,7 +44,7 @@ impl UploadUrls for ServerUploadUrls {
                 "{}/v1/upload-objects/{provider}/{upload}?expires={expires}&signature={signature}",
                 self.public_url
             ),
-            headers: vec![("content-type".into(), "text/csv".into())],
+            headers: vec![("content-type".into(), kind.media_type().into())],
         })
     }
 }

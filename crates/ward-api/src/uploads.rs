@@ -13,7 +13,7 @@ use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use tokio::io::AsyncWriteExt;
-use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::{Job, Upload, UploadStatus};
 
@@ -24,6 +24,7 @@ use crate::{ApiError, AppState};
 pub fn upload_view(upload: &Upload) -> Json_ {
     json!({
         "uploadId": upload.id.as_str(),
+        "kind": upload.kind.as_str(),
         "status": upload.status.as_str(),
         "createdAt": upload.created_at.rfc3339_seconds(),
         "urlExpiresAt": upload.url_expires_at.rfc3339_seconds(),
@@ -53,22 +54,46 @@ pub(crate) async fn load(
         .ok_or(ApiError::NotFound("the upload"))
 }
 
+/// The optional body of `POST /v1/uploads`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateUpload {
+    /// `visits` (the default) or `facilities`.
+    kind: Option<String>,
+}
+
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(provider): Caller,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateUpload::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid("body", format!("is not a valid upload request: {e}")))?
+    };
+    let kind = match request.kind.as_deref() {
+        None => UploadKind::Visits,
+        Some(name) => UploadKind::parse(name)
+            .ok_or_else(|| ApiError::invalid("kind", "must be \"visits\" or \"facilities\""))?,
+    };
+    if kind == UploadKind::Facilities && state.ctx.analytics.is_none() {
+        return Err(ApiError::NotBuilt(ward_ingest::NO_ANALYTICS));
+    }
     let now = UtcInstant::now();
     let id = UploadId::new(now, rand::random());
-    let upload = Upload::pending(
+    let mut upload = Upload::pending(
         provider.clone(),
         id.clone(),
         now,
         state.settings.upload_url_ttl_seconds,
     );
+    upload.kind = kind;
     state.ctx.uploads.create(&upload).await?;
     let presigned = state
         .upload_urls
-        .presign_put(&provider, &id, upload.url_expires_at)
+        .presign_put(&provider, &id, kind, upload.url_expires_at)
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))?;
     tracing::info!(provider_id = %provider, upload_id = %id, "upload URL issued");
@@ -79,6 +104,7 @@ pub(crate) async fn create(
         .collect();
     let body = json!({
         "uploadId": id.as_str(),
+        "kind": kind.as_str(),
         "url": presigned.url,
         "method": "PUT",
         "headers": headers,
@@ -90,8 +116,8 @@ pub(crate) async fn create(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct PageParams {
-    limit: Option<usize>,
-    cursor: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Reads an opaque page cursor from a query parameter.
@@ -186,10 +212,17 @@ pub(crate) async fn receive(
     let expires: i64 = expires.parse().map_err(|_| ApiError::BadSignature)?;
     let provider = ProviderId::parse(&provider_id).map_err(|_| ApiError::BadSignature)?;
     let id = UploadId::parse(&upload_id).map_err(|_| ApiError::BadSignature)?;
-    let object_key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id);
-    if !signer.verify("PUT", &object_key, expires, &signature) {
+    // The URL names no kind; the signature covers the object key, which does.
+    let Some((kind, object_key)) = [UploadKind::Visits, UploadKind::Facilities]
+        .into_iter()
+        .map(|kind| {
+            let key = key_layout::upload_object_key(&provider, ObjectStage::Uploaded, &id, kind);
+            (kind, key)
+        })
+        .find(|(_, key)| signer.verify("PUT", key, expires, &signature))
+    else {
         return Err(ApiError::BadSignature);
-    }
+    };
     if UtcInstant::now().unix_seconds() > expires {
         return Err(ApiError::UrlExpired);
     }
@@ -207,6 +240,9 @@ pub(crate) async fn receive(
         .get(&provider, &id)
         .await?
         .ok_or(ApiError::NotFound("the upload"))?;
+    if upload.kind != kind {
+        return Err(ApiError::BadSignature);
+    }
     if upload.status != UploadStatus::Pending {
         return Err(ApiError::AlreadyUploaded);
     }
@@ -223,10 +259,7 @@ pub(crate) async fn receive(
     let path = ObjectPath::from(object_key);
     let received = async {
         let n_bytes = stream_to_object(&state, &path, body, limit).await?;
-        let job = Job::CsvUpload {
-            provider: provider.to_string(),
-            upload: id.to_string(),
-        };
+        let job = Job::for_upload(&provider, &id, kind);
         if let Err(error) = state.ctx.queue.enqueue(job).await {
             tracing::error!(provider_id = %provider, upload_id = %id, error = %error, "could not queue the upload");
             return Err(ApiError::Unavailable);

@@ -17,15 +17,22 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::{PresignError, PresignedPut, UploadUrls};
 
 use crate::connect::AwsConnection;
 
-/// The headers every upload URL signs, besides `host`.
-pub const SIGNED_UPLOAD_HEADERS: [(&str, &str); 2] =
-    [("content-type", "text/csv"), ("if-none-match", "*")];
+/// The headers an upload URL for `object_key` signs, besides `host`: the media type of
+/// the upload's kind (from the key's extension) and `if-none-match: *`.
+pub fn signed_upload_headers(object_key: &str) -> [(&'static str, &'static str); 2] {
+    let kind = if object_key.ends_with(".json") {
+        UploadKind::Facilities
+    } else {
+        UploadKind::Visits
+    };
+    [("content-type", kind.media_type()), ("if-none-match", "*")]
+}
 
 /// S3's longest pre-signed URL lifetime.
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -139,7 +146,7 @@ impl S3UploadUrls {
         let request = SignableRequest::new(
             "PUT",
             url.as_str(),
-            SIGNED_UPLOAD_HEADERS.iter().copied(),
+            signed_upload_headers(object_key).iter().copied(),
             SignableBody::UnsignedPayload,
         )
         .map_err(|error| PresignError(error.to_string()))?;
@@ -153,7 +160,7 @@ impl S3UploadUrls {
             .collect();
         Ok(PresignedPut {
             url: format!("{url}?{}", query.join("&")),
-            headers: SIGNED_UPLOAD_HEADERS
+            headers: signed_upload_headers(object_key)
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
                 .collect(),
@@ -172,11 +179,12 @@ impl UploadUrls for S3UploadUrls {
         &self,
         provider: &ProviderId,
         upload: &UploadId,
+        kind: UploadKind,
         expires_at: UtcInstant,
     ) -> Result<PresignedPut, PresignError> {
         let now = UtcInstant::now();
         let seconds = (expires_at.unix_seconds() - now.unix_seconds()).max(1) as u64;
-        let key = key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload);
+        let key = key_layout::upload_object_key(provider, ObjectStage::Uploaded, upload, kind);
         self.presign(&key, SystemTime::now(), Duration::from_secs(seconds))
             .await
     }

@@ -101,9 +101,61 @@ impl ObjectStage {
     }
 }
 
-/// `{p}/{stage}/{uploadId}.csv`
-pub fn upload_object_key(provider: &ProviderId, stage: ObjectStage, upload: &UploadId) -> String {
-    format!("{provider}/{}/{upload}.csv", stage.folder())
+/// What an upload carries; it decides the file's extension, media type and processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UploadKind {
+    /// A CSV file of patient visits (SPEC section 2).
+    #[default]
+    Visits,
+    /// A JSON file of facilities (SPEC section 4).
+    Facilities,
+}
+
+impl UploadKind {
+    /// The name used in the API and in stored items.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visits => "visits",
+            Self::Facilities => "facilities",
+        }
+    }
+
+    /// The kind with this name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Visits, Self::Facilities]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
+    /// The stored file's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Visits => "csv",
+            Self::Facilities => "json",
+        }
+    }
+
+    /// The media type the upload URL requires.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Visits => "text/csv",
+            Self::Facilities => "application/json",
+        }
+    }
+}
+
+/// `{p}/{stage}/{uploadId}.csv` (visits) or `.json` (facilities)
+pub fn upload_object_key(
+    provider: &ProviderId,
+    stage: ObjectStage,
+    upload: &UploadId,
+    kind: UploadKind,
+) -> String {
+    format!(
+        "{provider}/{}/{upload}.{}",
+        stage.folder(),
+        kind.extension()
+    )
 }
 
 /// `{p}/{stage}/{uploadId}.report.json`, beside the processed file.
@@ -118,13 +170,51 @@ pub fn errors_object_key(provider: &ProviderId, stage: ObjectStage, upload: &Upl
 
 /// Reads the provider and upload id back from an uploaded object's key, as the worker
 /// does: the provider comes from the key Ward wrote, never from the file.
-pub fn parse_uploaded_object_key(key: &str) -> Option<(ProviderId, UploadId)> {
+pub fn parse_uploaded_object_key(key: &str) -> Option<(ProviderId, UploadId, UploadKind)> {
     let (provider, rest) = key.split_once('/')?;
-    let name = rest.strip_prefix("uploaded/")?.strip_suffix(".csv")?;
+    let (name, extension) = rest.strip_prefix("uploaded/")?.rsplit_once('.')?;
+    let kind = [UploadKind::Visits, UploadKind::Facilities]
+        .into_iter()
+        .find(|kind| kind.extension() == extension)?;
     Some((
         ProviderId::parse(provider).ok()?,
         UploadId::parse(name).ok()?,
+        kind,
     ))
+}
+
+/// `PROV#{p}#ANALYTICS`: the provider's facility dataset pointer and analytics runs.
+pub fn analytics_pk(provider: &ProviderId) -> String {
+    format!("PROV#{provider}#ANALYTICS")
+}
+
+/// The sort key of the facility dataset's pointer (which Parquet object is current).
+pub const FACILITY_DATASET_SK: &str = "DATASET#facilities";
+
+/// `RUN#{runId}`: one analytics run (run ids have the upload id's form, so they sort by
+/// time).
+pub fn analytics_run_sk(run: &UploadId) -> String {
+    format!("RUN#{run}")
+}
+
+/// `{p}/datasets/facilities/{version}-{uploadId}.parquet`: one version of the provider's
+/// facility dataset (one row per facility id).
+pub fn facility_dataset_object_key(
+    provider: &ProviderId,
+    version: i64,
+    upload: &UploadId,
+) -> String {
+    format!("{provider}/datasets/facilities/{version:010}-{upload}.parquet")
+}
+
+/// `{p}/results/{runId}/{queryId}.{json|csv}`: one query's result in one run.
+pub fn result_object_key(
+    provider: &ProviderId,
+    run: &UploadId,
+    query: &str,
+    extension: &str,
+) -> String {
+    format!("{provider}/results/{run}/{query}.{extension}")
 }
 
 #[cfg(test)]
@@ -144,13 +234,54 @@ mod tests {
             "PROV#PROV001#UPLOAD#20250326T181500Z-0123456789abcdef#S03"
         );
         assert_eq!(upload_records_sk(35), "LINE#000000000035");
-        let key = upload_object_key(&provider, ObjectStage::Uploaded, &upload);
+        let key = upload_object_key(
+            &provider,
+            ObjectStage::Uploaded,
+            &upload,
+            UploadKind::Visits,
+        );
         assert_eq!(
             key,
             "PROV001/uploaded/20250326T181500Z-0123456789abcdef.csv"
         );
-        assert_eq!(parse_uploaded_object_key(&key), Some((provider, upload)));
+        assert_eq!(
+            parse_uploaded_object_key(&key),
+            Some((provider.clone(), upload.clone(), UploadKind::Visits))
+        );
+        let json = upload_object_key(
+            &provider,
+            ObjectStage::Uploaded,
+            &upload,
+            UploadKind::Facilities,
+        );
+        assert_eq!(
+            json,
+            "PROV001/uploaded/20250326T181500Z-0123456789abcdef.json"
+        );
+        assert_eq!(
+            parse_uploaded_object_key(&json),
+            Some((provider.clone(), upload.clone(), UploadKind::Facilities))
+        );
         assert_eq!(parse_uploaded_object_key("PROV001/processing/x.csv"), None);
         assert_eq!(parse_uploaded_object_key("../uploaded/x.csv"), None);
+        assert_eq!(
+            parse_uploaded_object_key(
+                "PROV001/uploaded/20250326T181500Z-0123456789abcdef.report.json"
+            ),
+            None
+        );
+        assert_eq!(analytics_pk(&provider), "PROV#PROV001#ANALYTICS");
+        assert_eq!(
+            analytics_run_sk(&upload),
+            "RUN#20250326T181500Z-0123456789abcdef"
+        );
+        assert_eq!(
+            facility_dataset_object_key(&provider, 7, &upload),
+            "PROV001/datasets/facilities/0000000007-20250326T181500Z-0123456789abcdef.parquet"
+        );
+        assert_eq!(
+            result_object_key(&provider, &upload, "per_state", "csv"),
+            "PROV001/results/20250326T181500Z-0123456789abcdef/per_state.csv"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! (it sees `dyn Table`, `dyn ObjectStore`, `dyn JobQueue`), or log patient data (spans
 //! carry provider and upload ids only).
 
+pub mod analytics;
 pub mod queue;
 pub mod queue_conformance;
 pub mod retention;
@@ -16,6 +17,10 @@ pub mod visit_csv;
 pub mod visit_items;
 pub mod worker;
 
+pub use analytics::{
+    Analytics, AnalyticsRun, AnalyticsSettings, FacilityOutcome, QueryResult, RunRepository,
+    RunRequest, RunStatus, SqlAnswer, SqlError,
+};
 pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
 pub use upload_urls::{PresignError, PresignedPut, UploadUrls};
 pub use uploads::{
@@ -23,6 +28,6 @@ pub use uploads::{
 };
 pub use visit_items::VisitRecord;
 pub use worker::{
-    IngestContext, IngestSettings, ProcessError, StepOutcome, Worker, process_upload,
-    replay_dead_job,
+    IngestContext, IngestSettings, JobStatus, NO_ANALYTICS, ProcessError, StepOutcome, Worker,
+    process_run, process_upload, replay_dead_job, run_job,
 };

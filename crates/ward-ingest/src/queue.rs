@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use ward_domain::key_layout::UploadKind;
+use ward_domain::{ProviderId, UploadId};
 use ward_store::{
     Condition, Item, Key, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value, WriteOp,
 };
@@ -25,6 +27,20 @@ pub enum Job {
         /// The upload.
         upload: String,
     },
+    /// Process an uploaded facility file (JSON).
+    FacilityUpload {
+        /// The tenant (taken from the object key Ward wrote).
+        provider: String,
+        /// The upload.
+        upload: String,
+    },
+    /// Run the standard facility analytics.
+    AnalyticsRun {
+        /// The tenant.
+        provider: String,
+        /// The run (its item says the run date and what started it).
+        run: String,
+    },
 }
 
 impl Job {
@@ -32,6 +48,29 @@ impl Job {
     pub fn id(&self) -> String {
         match self {
             Self::CsvUpload { provider, upload } => format!("csv.{provider}.{upload}"),
+            Self::FacilityUpload { provider, upload } => {
+                format!("facilities.{provider}.{upload}")
+            }
+            Self::AnalyticsRun { provider, run } => format!("analytics.{provider}.{run}"),
+        }
+    }
+
+    /// The job that processes an upload of this kind.
+    pub fn for_upload(provider: &ProviderId, upload: &UploadId, kind: UploadKind) -> Self {
+        let (provider, upload) = (provider.to_string(), upload.to_string());
+        match kind {
+            UploadKind::Visits => Self::CsvUpload { provider, upload },
+            UploadKind::Facilities => Self::FacilityUpload { provider, upload },
+        }
+    }
+
+    /// The provider and upload of an upload job (`None` for other jobs).
+    pub fn upload(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::CsvUpload { provider, upload } | Self::FacilityUpload { provider, upload } => {
+                Some((provider, upload))
+            }
+            Self::AnalyticsRun { .. } => None,
         }
     }
 }

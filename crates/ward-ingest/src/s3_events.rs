@@ -69,15 +69,12 @@ pub fn parse_notification(body: &str) -> Result<Vec<ObjectCreated>, EventError> 
     Ok(created)
 }
 
-/// The jobs a message asks for: one per created `{provider}/uploaded/{id}.csv`.
+/// The jobs a message asks for: one per created `{provider}/uploaded/{id}.csv` or `.json`.
 pub fn jobs_of_notification(body: &str) -> Result<Vec<Job>, EventError> {
     Ok(parse_notification(body)?
         .into_iter()
         .filter_map(|object| parse_uploaded_object_key(&object.key))
-        .map(|(provider, upload)| Job::CsvUpload {
-            provider: provider.to_string(),
-            upload: upload.to_string(),
-        })
+        .map(|(provider, upload, kind)| Job::for_upload(&provider, &upload, kind))
         .collect())
 }
 
@@ -120,6 +117,14 @@ mod tests {
                 upload: "20250326T181500Z-0123456789abcdef".into(),
             }]
         );
+        let facilities = AWS_EVENT.replace(".csv\"", ".json\"");
+        assert_eq!(
+            jobs_of_notification(&facilities).unwrap(),
+            vec![Job::FacilityUpload {
+                provider: "PROV001".into(),
+                upload: "20250326T181500Z-0123456789abcdef".into(),
+            }]
+        );
         let objects = parse_notification(AWS_EVENT).unwrap();
         assert_eq!(objects[0].bucket.as_deref(), Some("ward-uploads"));
         assert_eq!(objects[0].size, Some(245_197));
@@ -145,6 +150,8 @@ mod tests {
         assert_eq!(jobs_of_notification(removed).unwrap(), vec![]);
         let copy_to_completed = AWS_EVENT.replace("/uploaded/", "/completed/");
         assert_eq!(jobs_of_notification(&copy_to_completed).unwrap(), vec![]);
+        let report = AWS_EVENT.replace(".csv\"", ".report.json\"");
+        assert_eq!(jobs_of_notification(&report).unwrap(), vec![]);
         let forged = AWS_EVENT.replace("PROV001/uploaded/", "../uploaded/");
         assert_eq!(jobs_of_notification(&forged).unwrap(), vec![]);
         assert_eq!(parse_notification("not json"), Err(EventError::NotJson));

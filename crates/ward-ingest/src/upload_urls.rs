@@ -3,6 +3,7 @@
 //! pre-signed S3 PUT. Either way the URL is create-only and expires.
 
 use async_trait::async_trait;
+use ward_domain::key_layout::UploadKind;
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 
 /// A pre-signed request: the client sends the file with this method to this URL, with
@@ -29,6 +30,7 @@ pub trait UploadUrls: Send + Sync + 'static {
         &self,
         provider: &ProviderId,
         upload: &UploadId,
+        kind: UploadKind,
         expires_at: UtcInstant,
     ) -> Result<PresignedPut, PresignError>;
 }

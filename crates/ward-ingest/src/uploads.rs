@@ -2,7 +2,7 @@
 //! an upload's status), and the report every processed upload ends with.
 
 use serde::{Deserialize, Serialize};
-use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_store::{
     Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value,
@@ -84,6 +84,9 @@ pub struct RowProblem {
     pub column: String,
     /// Why, in plain words.
     pub reason: String,
+    /// For an element of a JSON array: its position (from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
 }
 
 /// What happened to an upload.
@@ -103,6 +106,9 @@ pub struct UploadReport {
     pub attempts: u32,
     /// Milliseconds spent in the attempt that finished.
     pub duration_ms: u64,
+    /// Facility uploads: the analytics run the upload started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics_run: Option<String>,
 }
 
 impl UploadReport {
@@ -117,6 +123,8 @@ pub struct Upload {
     pub provider: ProviderId,
     /// The upload's id.
     pub id: UploadId,
+    /// What the file carries.
+    pub kind: UploadKind,
     /// Where it is in its life.
     pub status: UploadStatus,
     /// When the URL was issued.
@@ -144,6 +152,7 @@ impl Upload {
         Self {
             provider,
             id,
+            kind: UploadKind::Visits,
             status: UploadStatus::Pending,
             created_at,
             url_expires_at: created_at.plus_seconds(url_ttl_seconds),
@@ -169,7 +178,7 @@ impl Upload {
             UploadStatus::Completed => ObjectStage::Completed,
             UploadStatus::Failed => ObjectStage::Failed,
         };
-        key_layout::upload_object_key(&self.provider, stage, &self.id)
+        key_layout::upload_object_key(&self.provider, stage, &self.id, self.kind)
     }
 
     fn to_item(&self) -> Item {
@@ -181,6 +190,7 @@ impl Upload {
         item.insert("providerId".into(), Value::s(self.provider.as_str()));
         item.insert("uploadId".into(), Value::s(self.id.as_str()));
         item.insert("status".into(), Value::s(self.status.as_str()));
+        item.insert("kind".into(), Value::s(self.kind.as_str()));
         item.insert("createdAt".into(), Value::n(self.created_at.unix_millis()));
         item.insert(
             "urlExpiresAt".into(),
@@ -215,6 +225,11 @@ impl Upload {
         Ok(Self {
             provider: ProviderId::parse(text("providerId")?).map_err(|_| bad("providerId"))?,
             id: UploadId::parse(text("uploadId")?).map_err(|_| bad("uploadId"))?,
+            // Items written before facility uploads existed have no kind: visits.
+            kind: match item.get("kind").and_then(Value::as_s) {
+                Some(kind) => UploadKind::parse(kind).ok_or_else(|| bad("kind"))?,
+                None => UploadKind::Visits,
+            },
             status: UploadStatus::parse(text("status")?).ok_or_else(|| bad("status"))?,
             created_at: millis("createdAt").ok_or_else(|| bad("createdAt"))?,
             url_expires_at: millis("urlExpiresAt").ok_or_else(|| bad("urlExpiresAt"))?,

@@ -14,12 +14,15 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, instrument, warn};
-use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::time::ProviderTimeZone;
 use ward_domain::visit::{DEFAULT_MAX_NOTES_CHARS, VisitRules};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_store::{Item, PutOutcome, StoreError, Table, Value};
 
+use crate::analytics::{
+    Analytics, AnalyticsRun, FacilityOutcome, RunRepository, RunRequest, RunStatus,
+};
 use crate::queue::{Job, JobQueue, QueueError};
 use crate::uploads::{
     OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
@@ -76,6 +79,10 @@ pub struct IngestContext {
     pub queue: Arc<dyn JobQueue>,
     /// Upload items.
     pub uploads: UploadRepository,
+    /// Analytics run items.
+    pub runs: RunRepository,
+    /// The facility pipeline and SQL engine (`None` in a build without them).
+    pub analytics: Option<Arc<dyn Analytics>>,
     /// Tuning.
     pub settings: IngestSettings,
     /// Data rows read so far by this process (for progress displays).
@@ -101,6 +108,8 @@ impl IngestContext {
     ) -> Self {
         Self {
             uploads: UploadRepository::new(Arc::clone(&table)),
+            runs: RunRepository::new(Arc::clone(&table)),
+            analytics: None,
             table,
             objects,
             queue,
@@ -110,7 +119,17 @@ impl IngestContext {
             faults_fired: AtomicU32::new(0),
         }
     }
+
+    /// The context with a facility pipeline.
+    pub fn with_analytics(mut self, analytics: Arc<dyn Analytics>) -> Self {
+        self.analytics = Some(analytics);
+        self
+    }
 }
+
+/// The message for facility work in a build without the analytics engine.
+pub const NO_ANALYTICS: &str =
+    "this Ward was built without facility analytics (build it with --features analytics)";
 
 /// Why processing an upload did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +157,8 @@ pub enum ProcessError {
 /// What a step of the worker did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
-    /// The job finished (the upload is completed or failed as a whole).
-    Done(UploadStatus),
+    /// The job finished (the upload or run is completed or failed as a whole).
+    Done(JobStatus),
     /// The attempt failed and the job will be retried.
     Retrying {
         /// The attempt that failed.
@@ -164,15 +183,18 @@ pub async fn process_upload(
         return Ok(upload);
     }
     let started = Instant::now();
+    let kind = upload.kind;
     let uploaded = path(key_layout::upload_object_key(
         provider,
         ObjectStage::Uploaded,
         upload_id,
+        kind,
     ));
     let processing = path(key_layout::upload_object_key(
         provider,
         ObjectStage::Processing,
         upload_id,
+        kind,
     ));
     if upload.status != UploadStatus::Processing {
         let mut next = upload.clone();
@@ -187,6 +209,7 @@ pub async fn process_upload(
         ctx.objects.as_ref(),
         provider,
         upload_id,
+        kind,
         &uploaded,
         &processing,
     )
@@ -208,6 +231,9 @@ pub async fn process_upload(
         let report = failure_report(reason, attempt, started);
         return fail_file(ctx, upload, &processing, report).await;
     }
+    if kind == UploadKind::Facilities {
+        return process_facilities(ctx, upload, &processing, attempt, started).await;
+    }
     let zone = provider_time_zone(ctx, provider).await?;
     let rules = VisitRules {
         zone,
@@ -219,7 +245,7 @@ pub async fn process_upload(
         ObjectStage::Completed,
         upload_id,
     ));
-    let csv_file = key_layout::upload_object_key(provider, ObjectStage::Completed, upload_id);
+    let csv_file = key_layout::upload_object_key(provider, ObjectStage::Completed, upload_id, kind);
     let outcome = ingest_rows(
         ctx,
         provider,
@@ -251,6 +277,142 @@ pub async fn process_upload(
     .await
 }
 
+/// A facility file: validated and merged into the dataset by the analytics port, then an
+/// analytics run queued (its id is the upload's, so a retry queues the same run).
+async fn process_facilities(
+    ctx: &IngestContext,
+    upload: Upload,
+    processing: &ObjectPath,
+    attempt: u32,
+    started: Instant,
+) -> Result<Upload, ProcessError> {
+    let Some(analytics) = &ctx.analytics else {
+        let report = failure_report(NO_ANALYTICS.into(), attempt, started);
+        return fail_file(ctx, upload, processing, report).await;
+    };
+    let outcome = analytics
+        .ingest_facilities(ctx, &upload.provider, &upload.id, processing)
+        .await?;
+    let mut report = match outcome {
+        FacilityOutcome::Processed(report) => report,
+        FacilityOutcome::FileFailed(reason) => {
+            let report = failure_report(reason, attempt, started);
+            return fail_file(ctx, upload, processing, report).await;
+        }
+    };
+    let run = AnalyticsRun::queued(
+        &upload.provider,
+        &upload.id,
+        RunRequest {
+            as_of: UtcInstant::now().civil_date(),
+            months_ahead: 6,
+        },
+        Some(&upload.id),
+    );
+    ctx.runs.create(&run).await?;
+    ctx.queue
+        .enqueue(Job::AnalyticsRun {
+            provider: upload.provider.to_string(),
+            run: upload.id.to_string(),
+        })
+        .await
+        .map_err(queue_error)?;
+    report.analytics_run = Some(upload.id.to_string());
+    report.attempts = attempt;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    let completed = path(key_layout::upload_object_key(
+        &upload.provider,
+        ObjectStage::Completed,
+        &upload.id,
+        upload.kind,
+    ));
+    move_object(ctx.objects.as_ref(), processing, &completed).await?;
+    finish(
+        ctx,
+        upload,
+        UploadStatus::Completed,
+        report,
+        Some(ObjectStage::Completed),
+    )
+    .await
+}
+
+/// Runs an analytics run to its end. Safe to call again after any failure: results are
+/// rewritten in place under the run's own prefix.
+#[instrument(skip_all, fields(provider_id = %provider, run_id = %run_id))]
+pub async fn process_run(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    run_id: &UploadId,
+    attempt: u32,
+) -> Result<RunStatus, ProcessError> {
+    let Some(mut run) = ctx.runs.get(provider, run_id).await? else {
+        return Err(ProcessError::Internal(
+            "the analytics run does not exist".into(),
+        ));
+    };
+    if run.status.is_final() {
+        return Ok(run.status);
+    }
+    let mut next = run.clone();
+    next.status = RunStatus::Running;
+    next.attempts = attempt;
+    run = ctx
+        .runs
+        .update(next, run.version)
+        .await
+        .map_err(concurrent)?;
+    let outcome = match &ctx.analytics {
+        Some(analytics) => analytics.run_standard_queries(ctx, &run).await?,
+        None => Err(NO_ANALYTICS.to_owned()),
+    };
+    let mut next = run.clone();
+    next.finished_at = Some(UtcInstant::now().rfc3339_seconds());
+    match outcome {
+        Ok((source_file, results)) => {
+            next.status = RunStatus::Completed;
+            next.source_file = Some(source_file);
+            next.results = results;
+        }
+        Err(reason) => {
+            next.status = RunStatus::Failed;
+            next.failure = Some(reason);
+        }
+    }
+    info!(status = ?next.status, "analytics run finished");
+    let done = ctx
+        .runs
+        .update(next, run.version)
+        .await
+        .map_err(concurrent)?;
+    Ok(done.status)
+}
+
+/// Marks a run failed for good (its job was dead-lettered).
+async fn mark_run_dead_lettered(
+    ctx: &IngestContext,
+    provider: &ProviderId,
+    run_id: &UploadId,
+    reason: &str,
+) -> Result<(), ProcessError> {
+    let Some(run) = ctx.runs.get(provider, run_id).await? else {
+        return Ok(());
+    };
+    let mut next = run.clone();
+    next.status = RunStatus::Failed;
+    next.attempts = ctx.settings.max_attempts;
+    next.finished_at = Some(UtcInstant::now().rfc3339_seconds());
+    next.failure = Some(format!(
+        "the run failed {} times ({reason}); the job is in the dead-letter queue",
+        ctx.settings.max_attempts
+    ));
+    ctx.runs
+        .update(next, run.version)
+        .await
+        .map_err(concurrent)?;
+    Ok(())
+}
+
 fn failure_report(reason: String, attempt: u32, started: Instant) -> UploadReport {
     UploadReport {
         failure: Some(reason),
@@ -271,6 +433,7 @@ async fn fail_file(
         &upload.provider,
         ObjectStage::Failed,
         &upload.id,
+        upload.kind,
     ));
     move_object(ctx.objects.as_ref(), processing, &failed).await?;
     finish(
@@ -351,13 +514,11 @@ pub async fn resume_received_uploads(
                     &provider,
                     ObjectStage::Uploaded,
                     &upload.id,
+                    upload.kind,
                 ));
                 match ctx.objects.head(&stored).await {
                     Ok(_) => {
-                        let job = Job::CsvUpload {
-                            provider: provider.to_string(),
-                            upload: upload.id.to_string(),
-                        };
+                        let job = Job::for_upload(&provider, &upload.id, upload.kind);
                         ctx.queue.enqueue(job).await.map_err(queue_error)?;
                         requeued += 1;
                     }
@@ -380,10 +541,24 @@ pub async fn resume_received_uploads(
     }
 }
 
-/// Puts a dead-lettered job back in the queue, and its upload back to `received`.
+/// Puts a dead-lettered job back in the queue, and its upload (or run) back in progress.
 pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job>, ProcessError> {
     let job = ctx.queue.replay(id).await.map_err(queue_error)?;
-    if let Some(Job::CsvUpload { provider, upload }) = &job
+    if let Some(Job::AnalyticsRun { provider, run }) = &job
+        && let (Ok(provider), Ok(run_id)) = (ProviderId::parse(provider), UploadId::parse(run))
+        && let Some(stored) = ctx.runs.get(&provider, &run_id).await?
+        && stored.status == RunStatus::Failed
+    {
+        let mut next = stored.clone();
+        next.status = RunStatus::Queued;
+        next.failure = None;
+        next.finished_at = None;
+        ctx.runs
+            .update(next, stored.version)
+            .await
+            .map_err(concurrent)?;
+    }
+    if let Some((provider, upload)) = job.as_ref().and_then(Job::upload)
         && let (Ok(provider), Ok(upload_id)) =
             (ProviderId::parse(provider), UploadId::parse(upload))
         && let Some(stored) = ctx.uploads.get(&provider, &upload_id).await?
@@ -453,13 +628,8 @@ impl Worker {
                 warn!(job_id = %job.id(), attempt, error = %error, "job failed for good; dead-lettered");
                 let reason = error.to_string();
                 self.ctx.queue.dead_letter(&delivery, &reason).await?;
-                let Job::CsvUpload { provider, upload } = &job;
-                if let (Ok(provider), Ok(upload)) =
-                    (ProviderId::parse(provider), UploadId::parse(upload))
-                    && let Err(error) =
-                        mark_dead_lettered(&self.ctx, &provider, &upload, &reason).await
-                {
-                    warn!(error = %error, "could not mark the upload failed");
+                if let Err(error) = mark_job_dead_lettered(&self.ctx, &job, &reason).await {
+                    warn!(error = %error, "could not mark the job's upload or run failed");
                 }
                 Ok(Some(StepOutcome::DeadLettered))
             }
@@ -489,18 +659,67 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: &Job, attempt: u32) -> Result<UploadStatus, ProcessError> {
-        match job {
-            Job::CsvUpload { provider, upload } => {
-                let provider = ProviderId::parse(provider)
-                    .map_err(|_| ProcessError::Internal("job names an invalid provider".into()))?;
-                let upload = UploadId::parse(upload)
-                    .map_err(|_| ProcessError::Internal("job names an invalid upload".into()))?;
-                let done = process_upload(&self.ctx, &provider, &upload, attempt).await?;
-                Ok(done.status)
+    async fn run_job(&self, job: &Job, attempt: u32) -> Result<JobStatus, ProcessError> {
+        run_job(&self.ctx, job, attempt).await
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// An upload job: the upload's final status.
+    Upload(UploadStatus),
+    /// An analytics run: the run's final status.
+    Run(RunStatus),
+}
+
+/// Runs one job (any kind) to its end.
+pub async fn run_job(
+    ctx: &IngestContext,
+    job: &Job,
+    attempt: u32,
+) -> Result<JobStatus, ProcessError> {
+    let provider_of = |provider: &str| {
+        ProviderId::parse(provider)
+            .map_err(|_| ProcessError::Internal("job names an invalid provider".into()))
+    };
+    let id_of = |id: &str| {
+        UploadId::parse(id).map_err(|_| ProcessError::Internal("job names an invalid id".into()))
+    };
+    match job {
+        Job::CsvUpload { provider, upload } | Job::FacilityUpload { provider, upload } => {
+            let done =
+                process_upload(ctx, &provider_of(provider)?, &id_of(upload)?, attempt).await?;
+            Ok(JobStatus::Upload(done.status))
+        }
+        Job::AnalyticsRun { provider, run } => {
+            let status = process_run(ctx, &provider_of(provider)?, &id_of(run)?, attempt).await?;
+            Ok(JobStatus::Run(status))
+        }
+    }
+}
+
+/// Marks the upload or run of a dead-lettered job failed, with the reason.
+pub async fn mark_job_dead_lettered(
+    ctx: &IngestContext,
+    job: &Job,
+    reason: &str,
+) -> Result<(), ProcessError> {
+    match job {
+        Job::CsvUpload { provider, upload } | Job::FacilityUpload { provider, upload } => {
+            if let (Ok(provider), Ok(upload)) =
+                (ProviderId::parse(provider), UploadId::parse(upload))
+            {
+                mark_dead_lettered(ctx, &provider, &upload, reason).await?;
+            }
+        }
+        Job::AnalyticsRun { provider, run } => {
+            if let (Ok(provider), Ok(run)) = (ProviderId::parse(provider), UploadId::parse(run)) {
+                mark_run_dead_lettered(ctx, &provider, &run, reason).await?;
             }
         }
     }
+    Ok(())
 }
 
 enum ParsedRow {
@@ -651,6 +870,7 @@ fn parse_file<R: std::io::Read>(
                             outcome: "rejected".into(),
                             column: error.column.to_owned(),
                             reason: error.reason,
+                            index: None,
                         },
                         raw_mrn: row.raw_mrn,
                         raw_date_time: row.raw_date_time,
@@ -738,6 +958,7 @@ async fn write_batch(
                     report.counts.conflict += 1;
                     let problem = RowProblem {
                         line,
+                        index: None,
                         outcome: "conflict".into(),
                         column: "row".into(),
                         reason: format!(
@@ -907,6 +1128,7 @@ async fn claim_file(
     objects: &dyn ObjectStore,
     provider: &ProviderId,
     upload_id: &UploadId,
+    kind: UploadKind,
     uploaded: &ObjectPath,
     processing: &ObjectPath,
 ) -> Result<bool, ProcessError> {
@@ -914,7 +1136,9 @@ async fn claim_file(
         return Ok(true);
     }
     for stage in [ObjectStage::Completed, ObjectStage::Failed] {
-        let moved_on = path(key_layout::upload_object_key(provider, stage, upload_id));
+        let moved_on = path(key_layout::upload_object_key(
+            provider, stage, upload_id, kind,
+        ));
         if move_object(objects, &moved_on, processing).await? {
             return Ok(true);
         }
@@ -965,14 +1189,14 @@ fn path(key: String) -> ObjectPath {
     ObjectPath::from(key)
 }
 
-fn concurrent(error: StoreError) -> ProcessError {
+pub(crate) fn concurrent(error: StoreError) -> ProcessError {
     match error {
         StoreError::ConditionFailed { .. } => ProcessError::Concurrent,
         error => error.into(),
     }
 }
 
-fn queue_error(error: QueueError) -> ProcessError {
+pub(crate) fn queue_error(error: QueueError) -> ProcessError {
     match error {
         QueueError::Store(error) => ProcessError::Store(error),
         error => ProcessError::Internal(error.to_string()),

@@ -10,9 +10,8 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tracing::warn;
 use ward_aws::{SqsJobQueue, jobs_of_message};
-use ward_domain::{ProviderId, UploadId};
-use ward_ingest::worker::mark_dead_lettered;
-use ward_ingest::{IngestContext, Job, ProcessError, process_upload};
+use ward_ingest::worker::mark_job_dead_lettered;
+use ward_ingest::{IngestContext, Job, ProcessError, run_job};
 
 /// Handles one SQS event; returns the messages to retry.
 // `..Default::default()` below fills the event types' catch-all fields, which exist when
@@ -56,12 +55,8 @@ pub async fn handle_sqs_event(
                 failures.push(id.clone());
                 break;
             }
-            let Job::CsvUpload { provider, upload } = &job;
-            if let (Ok(provider), Ok(upload)) =
-                (ProviderId::parse(provider), UploadId::parse(upload))
-                && let Err(error) = mark_dead_lettered(ctx, &provider, &upload, &reason).await
-            {
-                warn!(error = %error, "could not mark the upload failed");
+            if let Err(error) = mark_job_dead_lettered(ctx, &job, &reason).await {
+                warn!(error = %error, "could not mark the job's upload or run failed");
             }
         }
     }
@@ -78,12 +73,5 @@ pub async fn handle_sqs_event(
 }
 
 async fn run(ctx: &IngestContext, job: &Job, attempt: u32) -> Result<(), ProcessError> {
-    let Job::CsvUpload { provider, upload } = job;
-    let provider = ProviderId::parse(provider)
-        .map_err(|_| ProcessError::Internal("job names an invalid provider".into()))?;
-    let upload = UploadId::parse(upload)
-        .map_err(|_| ProcessError::Internal("job names an invalid upload".into()))?;
-    process_upload(ctx, &provider, &upload, attempt)
-        .await
-        .map(|_| ())
+    run_job(ctx, job, attempt).await.map(|_| ())
 }

@@ -47,6 +47,7 @@ pub async fn ingest_file(
         provider,
         ObjectStage::Uploaded,
         &id,
+        upload.kind,
     ));
     let mut writer = object_store::buffered::BufWriter::new(ctx.objects.clone(), path);
     let mut input = tokio::fs::File::open(file).await?;

@@ -313,6 +313,7 @@ async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
         &provider,
         ward_domain::key_layout::ObjectStage::Uploaded,
         &stored_id,
+        ward_domain::key_layout::UploadKind::Visits,
     );
     object_store::ObjectStoreExt::put(
         ctx.objects.as_ref(),

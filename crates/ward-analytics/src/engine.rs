@@ -1,0 +1,382 @@
+//! The SQL engine (Apache DataFusion), sandboxed per provider, and the standard queries.
+//!
+//! Every query runs in a session built for one provider: its only object store is an
+//! in-memory copy of that provider's current dataset file (a registry that knows no other
+//! store, not even the local file system), URL tables are off, DDL, DML and statements are refused, memory is
+//! capped, and time is limited. So no SQL — table functions, file paths, URLs — reaches
+//! another provider's data: there is nothing else in the session to reach.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::{Map, Value as Json};
+use url::Url;
+use ward_domain::ProviderId;
+use ward_ingest::AnalyticsSettings;
+
+use crate::dataset::DatasetPointer;
+
+const STORE_URL: &str = "ward://dataset/";
+
+/// A registry holding exactly one store: the provider's datasets.
+#[derive(Debug)]
+struct OneStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl ObjectStoreRegistry for OneStore {
+    fn register_store(
+        &self,
+        _url: &Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        None
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "ward" && url.host_str() == Some("dataset") {
+            Ok(Arc::clone(&self.store))
+        } else {
+            Err(DataFusionError::Plan(format!(
+                "no storage other than the provider's own datasets can be read ({url} is refused)"
+            )))
+        }
+    }
+}
+
+/// A session over one provider's facility dataset: tables `facilities` (one row per
+/// facility, nested lists) and `accreditations` (one row per accreditation).
+pub async fn session(
+    objects: Arc<dyn ObjectStore>,
+    provider: &ProviderId,
+    dataset: &DatasetPointer,
+    settings: &AnalyticsSettings,
+) -> Result<SessionContext, DataFusionError> {
+    let prefix = format!("{provider}/datasets/");
+    let relative = dataset
+        .object_key
+        .strip_prefix(&prefix)
+        .ok_or_else(|| DataFusionError::Internal("dataset outside its prefix".into()))?;
+    // The session's one store is an in-memory copy of this provider's current dataset
+    // object: there is no path, in any form, to anything else.
+    let bytes = objects
+        .get(&ObjectPath::from(dataset.object_key.as_str()))
+        .await
+        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?
+        .bytes()
+        .await
+        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    let copy = InMemory::new();
+    copy.put(&ObjectPath::from(relative), bytes.into())
+        .await
+        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    let store: Arc<dyn ObjectStore> = Arc::new(copy);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(settings.query_memory_bytes, 1.0)
+        .with_object_store_registry(Arc::new(OneStore { store }))
+        .build_arc()?;
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let config = SessionConfig::new()
+        .with_target_partitions(threads)
+        .with_information_schema(false);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_parquet(
+        "facilities",
+        format!("{STORE_URL}{relative}"),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    let accreditations = ctx
+        .sql(
+            "SELECT facility_id, facility_name, state, \
+                    a['accreditation_body'] AS accreditation_body, \
+                    a['accreditation_id'] AS accreditation_id, \
+                    a['valid_until'] AS valid_until \
+             FROM (SELECT facility_id, facility_name, state, unnest(accreditations) AS a FROM facilities)",
+        )
+        .await?
+        .into_view();
+    ctx.register_table("accreditations", accreditations)?;
+    Ok(ctx)
+}
+
+/// One of the standard queries, with its SQL for a run date and horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandardQuery {
+    /// Per state: facilities, employees (each facility once), accredited facilities and
+    /// valid accreditations on the run date.
+    PerState,
+    /// Accreditations expiring between the run date and N months after it.
+    ExpiringAccreditations,
+    /// Per facility: services, labs, the earliest accreditation expiry.
+    FacilitySummary,
+}
+
+impl StandardQuery {
+    /// All of them, in the order a run writes them.
+    pub const ALL: [Self; 3] = [
+        Self::PerState,
+        Self::ExpiringAccreditations,
+        Self::FacilitySummary,
+    ];
+
+    /// The id used in result file names and the API.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::PerState => "per_state",
+            Self::ExpiringAccreditations => "expiring_accreditations",
+            Self::FacilitySummary => "facility_summary",
+        }
+    }
+
+    /// The SQL. `as_of` must be a validated `YYYY-MM-DD` date (it is inlined).
+    pub fn sql(self, as_of: &str, months_ahead: u32) -> String {
+        debug_assert!(crate::facility::parse_date(as_of).is_some());
+        match self {
+            Self::PerState => format!(
+                "SELECT f.state, count(*) AS facility_count, \
+                        sum(f.employee_count) AS total_employees, \
+                        count(v.facility_id) AS accredited_facilities, \
+                        coalesce(sum(v.valid), 0) AS valid_accreditations \
+                 FROM facilities f \
+                 LEFT JOIN (SELECT facility_id, count(*) AS valid FROM accreditations \
+                            WHERE valid_until >= DATE '{as_of}' GROUP BY facility_id) v \
+                   ON v.facility_id = f.facility_id \
+                 GROUP BY f.state ORDER BY f.state"
+            ),
+            Self::ExpiringAccreditations => format!(
+                "SELECT facility_id, facility_name, state, accreditation_body, accreditation_id, \
+                        valid_until, CAST(valid_until - DATE '{as_of}' AS BIGINT) AS days_left \
+                 FROM accreditations \
+                 WHERE valid_until >= DATE '{as_of}' \
+                   AND valid_until <= DATE '{as_of}' + INTERVAL '{months_ahead} months' \
+                 ORDER BY valid_until, facility_id, accreditation_id"
+            ),
+            Self::FacilitySummary => "SELECT f.facility_id, f.facility_name, f.employee_count, \
+                        CAST(cardinality(f.services) AS BIGINT) AS number_of_services, \
+                        CAST(cardinality(f.labs) AS BIGINT) AS number_of_labs, \
+                        e.earliest_accreditation_expiry \
+                 FROM facilities f \
+                 LEFT JOIN (SELECT facility_id, min(valid_until) AS earliest_accreditation_expiry \
+                            FROM accreditations GROUP BY facility_id) e \
+                   ON e.facility_id = f.facility_id \
+                 ORDER BY f.facility_id"
+                .to_owned(),
+        }
+    }
+}
+
+/// Runs SQL to completion within the time limit.
+pub async fn collect(
+    ctx: &SessionContext,
+    sql: &str,
+    options: Option<SQLOptions>,
+    limit: Option<usize>,
+    settings: &AnalyticsSettings,
+) -> Result<Result<(Vec<String>, Vec<RecordBatch>), DataFusionError>, Elapsed> {
+    let work = async {
+        let frame = match options {
+            Some(options) => ctx.sql_with_options(sql, options).await?,
+            None => ctx.sql(sql).await?,
+        };
+        let frame = match limit {
+            Some(limit) => frame.limit(0, Some(limit))?,
+            None => frame,
+        };
+        let names = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Ok((names, frame.collect().await?))
+    };
+    tokio::time::timeout(settings.query_timeout, work)
+        .await
+        .map_err(|_| Elapsed(settings.query_timeout.as_secs()))
+}
+
+/// A query ran out of time.
+#[derive(Debug, Clone, Copy)]
+pub struct Elapsed(pub u64);
+
+/// Checks that `sql` is one read-only SELECT (or WITH ... SELECT).
+pub fn check_read_only(sql: &str) -> Result<(), String> {
+    if sql.len() > 100_000 {
+        return Err("the query is longer than 100,000 characters".into());
+    }
+    let statements = DFParser::parse_sql(sql).map_err(|error| error.to_string())?;
+    match statements.len() {
+        0 => return Err("the query is empty".into()),
+        1 => {}
+        n => return Err(format!("one statement is allowed, not {n}")),
+    }
+    match statements.front() {
+        Some(DfStatement::Statement(statement)) if matches!(**statement, Statement::Query(_)) => {
+            Ok(())
+        }
+        _ => Err("only a single SELECT is allowed (no DDL, DML, COPY, SET or EXPLAIN)".into()),
+    }
+}
+
+/// The options ad hoc SQL runs with: nothing but queries.
+pub fn read_only_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Result rows as JSON objects (numbers stay numbers; dates and nested values are text).
+pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Map<String, Json>>, DataFusionError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let columns = batch
+            .columns()
+            .iter()
+            .map(json_column)
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let mut object = Map::with_capacity(names.len());
+            for (name, column) in names.iter().zip(&columns) {
+                object.insert(name.clone(), column(row));
+            }
+            rows.push(object);
+        }
+    }
+    Ok(rows)
+}
+
+type Cell<'a> = Box<dyn Fn(usize) -> Json + 'a>;
+
+fn json_column(array: &ArrayRef) -> Result<Cell<'_>, DataFusionError> {
+    use datafusion::arrow::array::{BooleanArray, Float64Array, Int64Array};
+    let nulls = array.logical_nulls();
+    let is_null = move |row: usize| nulls.as_ref().is_some_and(|n| n.is_null(row));
+    Ok(match array.data_type() {
+        DataType::Null => Box::new(|_| Json::Null),
+        DataType::Boolean => {
+            let values = array
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("boolean column".into()))?;
+            Box::new(move |row| {
+                if is_null(row) {
+                    Json::Null
+                } else {
+                    Json::Bool(values.value(row))
+                }
+            })
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            let cast = cast(array, &DataType::Int64)?;
+            let values = cast
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("integer column".into()))?;
+            Box::new(move |row| {
+                if is_null(row) {
+                    Json::Null
+                } else {
+                    Json::from(values.value(row))
+                }
+            })
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let cast = cast(array, &DataType::Float64)?;
+            let values = cast
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("float column".into()))?;
+            Box::new(move |row| {
+                if is_null(row) {
+                    Json::Null
+                } else {
+                    serde_json::Number::from_f64(values.value(row)).map_or(Json::Null, Json::Number)
+                }
+            })
+        }
+        _ => {
+            let options = FormatOptions::default();
+            let formatter = ArrayFormatter::try_new(array.as_ref(), &options)?;
+            let texts: Vec<Json> = (0..array.len())
+                .map(|row| {
+                    if is_null(row) {
+                        Json::Null
+                    } else {
+                        Json::String(formatter.value(row).to_string())
+                    }
+                })
+                .collect();
+            Box::new(move |row| texts[row].clone())
+        }
+    })
+}
+
+/// Result rows as CSV (header first; text that a spreadsheet would run as a formula is
+/// quoted with a leading `'`).
+pub fn to_csv(columns: &[String], rows: &[Map<String, Json>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut line = |fields: Vec<String>| {
+        let quoted: Vec<String> = fields
+            .into_iter()
+            .map(|field| {
+                if field.contains([',', '"', '\n', '\r']) {
+                    format!("\"{}\"", field.replace('"', "\"\""))
+                } else {
+                    field
+                }
+            })
+            .collect();
+        out.extend_from_slice(quoted.join(",").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    line(columns.to_vec());
+    for row in rows {
+        line(
+            columns
+                .iter()
+                .map(|name| match row.get(name) {
+                    None | Some(Json::Null) => String::new(),
+                    Some(Json::String(text)) => ward_ingest::visit_csv::spreadsheet_safe(text),
+                    Some(other) => other.to_string(),
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// Milliseconds since `started`.
+pub fn millis(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}

@@ -1,0 +1,240 @@
+//! Facility analytics routes: start a run, list and read runs, download result files, and
+//! ad hoc SQL over the caller's own datasets. The provider always comes from the key.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_ingest::{AnalyticsRun, Job, NO_ANALYTICS, RunRequest, SqlError};
+
+use crate::auth::Caller;
+use crate::uploads::{PageParams, cursor_of, limit_of};
+use crate::{ApiError, AppState};
+
+fn run_view(run: &AnalyticsRun) -> Json_ {
+    let results: Vec<Json_> = run
+        .results
+        .iter()
+        .map(|result| {
+            let base = format!(
+                "/v1/analytics/runs/{}/results/{}",
+                run.run_id, result.query_id
+            );
+            json!({
+                "queryId": result.query_id,
+                "rowCount": result.row_count,
+                "executionMs": result.execution_ms,
+                "jsonFile": result.json_file,
+                "csvFile": result.csv_file,
+                "json": format!("{base}.json"),
+                "csv": format!("{base}.csv"),
+            })
+        })
+        .collect();
+    json!({
+        "runId": run.run_id,
+        "status": run.status,
+        "asOf": run.request.as_of,
+        "monthsAhead": run.request.months_ahead,
+        "sourceUpload": run.source_upload,
+        "sourceFile": run.source_file,
+        "createdAt": run.created_at,
+        "finishedAt": run.finished_at,
+        "attempts": run.attempts,
+        "results": results,
+        "failure": run.failure,
+    })
+}
+
+fn require_analytics(state: &AppState) -> Result<(), ApiError> {
+    match state.ctx.analytics {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotBuilt(NO_ANALYTICS)),
+    }
+}
+
+/// The body of `POST /v1/analytics/runs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct StartRun {
+    as_of: Option<String>,
+    months_ahead: Option<u32>,
+}
+
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require_analytics(&state)?;
+    let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRun::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid("body", format!("is not a valid run request: {e}")))?
+    };
+    let now = UtcInstant::now();
+    let as_of = match request.as_of {
+        Some(date) if ward_domain::time::parse_date(&date).is_some() => date,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "asOf",
+                "must be a date written YYYY-MM-DD",
+            ));
+        }
+        None => now.civil_date(),
+    };
+    let months_ahead = match request.months_ahead {
+        None => 6,
+        Some(months @ 1..=120) => months,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "monthsAhead",
+                "must be between 1 and 120",
+            ));
+        }
+    };
+    let id = UploadId::new(now, rand::random());
+    let run = AnalyticsRun::queued(
+        &provider,
+        &id,
+        RunRequest {
+            as_of,
+            months_ahead,
+        },
+        None,
+    );
+    state.ctx.runs.create(&run).await?;
+    let job = Job::AnalyticsRun {
+        provider: provider.to_string(),
+        run: id.to_string(),
+    };
+    if let Err(error) = state.ctx.queue.enqueue(job).await {
+        tracing::error!(provider_id = %provider, run_id = %id, error = %error, "could not queue the run");
+        return Err(ApiError::Unavailable);
+    }
+    tracing::info!(provider_id = %provider, run_id = %id, "analytics run queued");
+    Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let limit = limit_of(params.limit, 50)?;
+    let cursor = cursor_of(params.cursor.as_deref())?;
+    let (runs, next) = state.ctx.runs.list(&provider, limit, cursor).await?;
+    Ok(Json(json!({
+        "runs": runs.iter().map(run_view).collect::<Vec<_>>(),
+        "nextCursor": next.map(|c| c.encode()),
+    })))
+}
+
+async fn load(state: &AppState, provider: &ProviderId, id: &str) -> Result<AnalyticsRun, ApiError> {
+    let id = UploadId::parse(id).map_err(|_| ApiError::NotFound("the run"))?;
+    state
+        .ctx
+        .runs
+        .get(provider, &id)
+        .await?
+        .ok_or(ApiError::NotFound("the run"))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    Path(run_id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    let run = load(&state, &provider, &run_id).await?;
+    Ok(Json(run_view(&run)))
+}
+
+pub(crate) async fn result_file(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    Path((run_id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let run = load(&state, &provider, &run_id).await?;
+    let (query, extension) = file
+        .rsplit_once('.')
+        .ok_or(ApiError::NotFound("the result file"))?;
+    let result = run
+        .results
+        .iter()
+        .find(|r| r.query_id == query)
+        .ok_or(ApiError::NotFound("the result file"))?;
+    let (key, media_type) = match extension {
+        "json" => (&result.json_file, "application/json"),
+        "csv" => (&result.csv_file, "text/csv; charset=utf-8"),
+        _ => return Err(ApiError::NotFound("the result file")),
+    };
+    let stream = state
+        .ctx
+        .objects
+        .get(&ObjectPath::from(key.as_str()))
+        .await?
+        .into_stream();
+    let disposition = format!("attachment; filename=\"{}-{}\"", run.run_id, file);
+    Ok((
+        [
+            (header::CONTENT_TYPE, media_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The body of `POST /v1/analytics/sql`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SqlRequest {
+    sql: String,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn sql(
+    State(state): State<AppState>,
+    Caller(provider): Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Json_>, ApiError> {
+    let Some(analytics) = state.ctx.analytics.clone() else {
+        return Err(ApiError::NotBuilt(NO_ANALYTICS));
+    };
+    let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid("body", format!("must be {{\"sql\": \"SELECT ...\"}}: {e}"))
+    })?;
+    let limit = match request.limit {
+        None => 1_000,
+        Some(limit @ 1..=10_000) => limit,
+        Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 10000")),
+    };
+    let answer = analytics
+        .sql(&state.ctx, &provider, &request.sql, limit)
+        .await
+        .map_err(|error| match error {
+            SqlError::Refused(reason) => ApiError::Sql {
+                kind: "sql-refused",
+                detail: reason,
+            },
+            SqlError::Invalid(reason) => ApiError::Sql {
+                kind: "sql-invalid",
+                detail: reason,
+            },
+            SqlError::Timeout(seconds) => ApiError::Sql {
+                kind: "sql-timeout",
+                detail: format!("the query ran longer than {seconds} s"),
+            },
+            SqlError::NoData => ApiError::NotReady("no facilities have been uploaded yet"),
+            SqlError::Internal(detail) => ApiError::Internal(detail),
+        })?;
+    tracing::info!(provider_id = %provider, rows = answer.rows.len(), execution_ms = answer.execution_ms, "ad hoc query");
+    Ok(Json(json!(answer)))
+}
