@@ -47,6 +47,8 @@ pub struct IngestSettings {
     /// endpoint refuses it while streaming; an S3 pre-signed PUT cannot, so this is where
     /// the AWS shape enforces the limit.)
     pub max_file_bytes: u64,
+    /// Facility analytics: query timeout, ad hoc SQL limits.
+    pub analytics: crate::analytics::AnalyticsSettings,
     /// Test hook: an attempt fails (as a transient fault) after writing this many rows...
     pub fault_after_rows: Option<u64>,
     /// ...this many times in this process (then attempts run clean).
@@ -62,6 +64,7 @@ impl Default for IngestSettings {
             lease: Duration::from_secs(60),
             max_notes_chars: DEFAULT_MAX_NOTES_CHARS,
             max_file_bytes: 1024 * 1024 * 1024,
+            analytics: crate::analytics::AnalyticsSettings::default(),
             fault_after_rows: None,
             fault_times: 1,
         }

@@ -27,11 +27,20 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
-        let response = self
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url))
-            .bearer_auth(&self.key)
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base_url))?;
@@ -40,17 +49,30 @@ impl Client {
 
     /// `GET path` as JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path).await
+        self.call(reqwest::Method::GET, path, None).await
     }
 
     /// `POST path` as JSON.
     pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path).await
+        self.call(reqwest::Method::POST, path, None).await
+    }
+
+    /// `POST path` with a JSON body, as JSON.
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
     /// Asks for an upload URL and sends the file through it, with a progress bar.
-    pub async fn upload_file(&self, file: &Path, show_progress: bool) -> anyhow::Result<String> {
-        let grant = self.post("/v1/uploads").await?;
+    /// `kind` is `visits` (a CSV) or `facilities` (JSON).
+    pub async fn upload_file(
+        &self,
+        file: &Path,
+        kind: &str,
+        show_progress: bool,
+    ) -> anyhow::Result<String> {
+        let grant = self
+            .post_json("/v1/uploads", &serde_json::json!({ "kind": kind }))
+            .await?;
         let upload_id = grant["uploadId"]
             .as_str()
             .context("no uploadId in the answer")?
@@ -116,6 +138,30 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Polls an analytics run until it is completed or failed (or `timeout` passes).
+    pub async fn wait_for_run(&self, run_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let run = self.get(&format!("/v1/analytics/runs/{run_id}")).await?;
+            if matches!(run["status"].as_str(), Some("completed" | "failed")) {
+                return Ok(run);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("run {run_id} is still {} after {timeout:?}", run["status"]);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The upload kind a file's name implies: `.json`, `.jsonl` and `.ndjson` are facilities,
+/// anything else visits.
+pub fn kind_of_file(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("json" | "jsonl" | "ndjson") => "facilities",
+        _ => "visits",
+    }
 }
 
 async fn json_or_problem(response: reqwest::Response) -> anyhow::Result<Value> {
@@ -125,7 +171,13 @@ async fn json_or_problem(response: reqwest::Response) -> anyhow::Result<Value> {
     if status.is_success() {
         Ok(body)
     } else {
-        let detail = body["detail"].as_str().unwrap_or("no detail");
+        // Ward answers with problem JSON; S3 (the AWS shape's upload URLs) with XML.
+        let detail = match &body {
+            Value::String(text) if !text.trim().is_empty() => {
+                text.chars().take(300).collect::<String>()
+            }
+            _ => body["detail"].as_str().unwrap_or("no detail").to_owned(),
+        };
         let kind = body["type"].as_str().unwrap_or("unknown");
         bail!("the server answered {status}: {detail} ({kind})")
     }

@@ -28,6 +28,9 @@ pub struct Settings {
     /// Object retention.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Facility analytics.
+    #[serde(default)]
+    pub analytics: AnalyticsFileSettings,
     /// The record store: `kind = "embedded"` (default) or `"dynamodb"`.
     #[serde(default)]
     pub store: StoreSettings,
@@ -158,6 +161,18 @@ pub struct IngestFileSettings {
     pub max_notes_chars: Option<usize>,
     /// Rows per store write batch. Default 1,024.
     pub batch_rows: Option<usize>,
+}
+
+/// `[analytics]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsFileSettings {
+    /// Longest one query may run, in seconds (standard queries and ad hoc SQL). Default 240.
+    pub query_timeout_seconds: Option<u64>,
+    /// Most rows an ad hoc query returns. Default 10,000.
+    pub max_sql_rows: Option<usize>,
+    /// Memory one query may use, in MiB, before it fails. Default 1,024.
+    pub query_memory_mib: Option<usize>,
 }
 
 /// `[retention]`

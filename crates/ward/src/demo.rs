@@ -91,7 +91,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     );
 
     let client = Client::new(&base_url, &api_key);
-    let upload_id = client.upload_file(&csv_path, true).await?;
+    let upload_id = client.upload_file(&csv_path, "visits", true).await?;
     println!("\nUploaded through a pre-signed URL as upload {upload_id}; processing...");
     let upload = client
         .wait_for_upload(&upload_id, Duration::from_secs(120))

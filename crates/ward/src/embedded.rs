@@ -38,12 +38,12 @@ pub fn open(
     let objects = LocalFileSystem::new_with_prefix(data_dir.join("objects"))
         .context("cannot open the objects folder")?;
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));
-    let ctx = Arc::new(IngestContext::new(
+    let ctx = Arc::new(crate::analytics_cli::attach(IngestContext::new(
         Arc::clone(&table),
         Arc::new(objects),
         queue.clone(),
         settings,
-    ));
+    )));
     Ok(Embedded { table, queue, ctx })
 }
 

@@ -2,6 +2,7 @@
 //! adapters), the server, the HTTP client, the generator and the benchmarks. `main.rs`
 //! parses arguments and calls in here; integration tests call in here too.
 
+pub mod analytics_cli;
 pub mod bench;
 pub mod client;
 pub mod config;

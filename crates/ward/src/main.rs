@@ -97,12 +97,16 @@ enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
-    /// Upload a CSV through the API (a pre-signed URL), with a progress bar.
+    /// Upload a file through the API (a pre-signed URL), with a progress bar: a visit CSV,
+    /// or facilities as JSON (.json, .jsonl, .ndjson).
     Upload {
-        /// The CSV file.
+        /// The file.
         file: PathBuf,
         #[command(flatten)]
         remote: Remote,
+        /// `visits` or `facilities` [default: from the file's extension].
+        #[arg(long)]
+        kind: Option<String>,
         /// Return as soon as the file is sent, without waiting for the report.
         #[arg(long)]
         no_wait: bool,
@@ -132,6 +136,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// Facility analytics on a server: run the standard queries, or ad hoc SQL.
+    Analytics {
+        #[command(subcommand)]
+        action: AnalyticsAction,
     },
     /// Generate deterministic synthetic data.
     Gen {
@@ -183,7 +192,45 @@ enum DlqAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum AnalyticsAction {
+    /// Run the standard queries now, wait, and print each result's summary and rows.
+    Run {
+        /// The run date (YYYY-MM-DD) [default: today, UTC].
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Horizon of the expiring-accreditations query, in months.
+        #[arg(long, default_value_t = 6)]
+        months: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// One read-only SELECT over your tables `facilities` and `accreditations`; prints
+    /// the rows as JSON lines.
+    Sql {
+        /// The query.
+        sql: String,
+        /// Most rows to return (1-10000).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum GenWhat {
+    /// A facility file (JSON lines), as providers upload for analytics.
+    Facilities {
+        /// Facilities.
+        #[arg(long, default_value_t = 1_000)]
+        count: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// A visit CSV.
     Records {
         /// Data rows.
@@ -228,6 +275,29 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl From<AnalyticsAction> for ward::analytics_cli::Action {
+    fn from(action: AnalyticsAction) -> Self {
+        match action {
+            AnalyticsAction::Run {
+                as_of,
+                months,
+                remote,
+            } => Self::Run {
+                as_of,
+                months,
+                server: remote.server,
+                key: remote.key,
+            },
+            AnalyticsAction::Sql { sql, limit, remote } => Self::Sql {
+                sql,
+                limit,
+                server: remote.server,
+                key: remote.key,
+            },
         }
     }
 }
@@ -305,10 +375,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Upload {
             file,
             remote,
+            kind,
             no_wait,
         } => {
             let client = Client::new(&remote.server, &remote.key);
-            let upload_id = client.upload_file(&file, true).await?;
+            let kind = kind.unwrap_or_else(|| ward::client::kind_of_file(&file).to_owned());
+            let upload_id = client.upload_file(&file, &kind, true).await?;
             println!("uploaded {} as upload {upload_id}", file.display());
             if !no_wait {
                 let upload = client
@@ -321,6 +393,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 if let Some(failure) = upload["report"]["failure"].as_str() {
                     println!("failure: {failure}");
+                }
+                if let Some(run) = upload["report"]["analyticsRun"].as_str() {
+                    println!("analytics run {run} started (ward analytics run shows results)");
                 }
             }
             Ok(())
@@ -390,6 +465,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Analytics { action } => ward::analytics_cli::run(action.into()).await,
+        Command::Gen {
+            what: GenWhat::Facilities { count, seed, out },
+        } => ward::analytics_cli::generate(count, seed, out.as_deref()),
         Command::Gen {
             what:
                 GenWhat::Records {
@@ -464,7 +543,26 @@ async fn serve(
                 .batch_rows
                 .unwrap_or(ingest_defaults.batch_rows)
                 .clamp(1, 100_000),
-            ..ingest_defaults
+            analytics: ward_ingest::AnalyticsSettings {
+                query_timeout: settings
+                    .analytics
+                    .query_timeout_seconds
+                    .map_or(ingest_defaults.analytics.query_timeout, |s| {
+                        Duration::from_secs(s.clamp(1, 24 * 3600))
+                    }),
+                max_sql_rows: settings
+                    .analytics
+                    .max_sql_rows
+                    .unwrap_or(ingest_defaults.analytics.max_sql_rows)
+                    .clamp(1, 1_000_000),
+                query_memory_bytes: settings
+                    .analytics
+                    .query_memory_mib
+                    .map_or(ingest_defaults.analytics.query_memory_bytes, |mib| {
+                        mib.max(16) << 20
+                    }),
+            },
+            ..ingest_defaults.clone()
         },
         operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
         store: ward_store_embedded::EmbeddedOptions {

@@ -189,12 +189,12 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
         &aws.dead_letter_queue_url,
         aws.wait,
     );
-    let ctx = Arc::new(IngestContext::new(
+    let ctx = Arc::new(crate::analytics_cli::attach(IngestContext::new(
         Arc::clone(&table),
         s3,
         Arc::new(queue),
         ingest,
-    ));
+    )));
     Ok(Backend {
         table,
         ctx,

@@ -1,5 +1,7 @@
 //! Ward's integration tests: one binary (link time), modules by subject.
 
+#[cfg(feature = "analytics")]
+mod analytics;
 mod api;
 #[cfg(feature = "aws")]
 mod aws;

@@ -1,0 +1,242 @@
+//! Facility analytics through the HTTP API, as an outside client uses it: a facility file
+//! through a pre-signed URL, the run it starts, on-demand runs, result downloads, ad hoc
+//! SQL; and another provider's key sees none of it.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const FACILITIES: &str = r#"{"sample_data": [
+ {"facility_id": "FAC001", "facility_name": "=cmd|' /C calc'!A0", "location": {"state": "TX", "city": "Austin"},
+  "employee_count": 250, "services": ["Emergency Care"],
+  "accreditations": [{"accreditation_body": "Joint Commission", "accreditation_id": "JC-1", "valid_until": "2026-03-15"},
+                     {"accreditation_body": "CARF", "accreditation_id": "CARF-1", "valid_until": "2025-06-30"}]},
+ {"facility_id": "FAC002", "facility_name": "Dallas Clinic", "location": {"state": "TX"}, "employee_count": 40,
+  "accreditations": [{"accreditation_body": "NCQA", "accreditation_id": "N-2", "valid_until": "2027-01-10"}]},
+ {"facility_id": "FAC003", "facility_name": "Sacramento Kids", "location": {"state": "CA"}, "employee_count": 120},
+ {"facility_id": "FAC004", "location": {"state": "XX"}, "employee_count": 5}
+]}"#;
+
+async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.base_url))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn upload_facilities(app: &TestApp, body: &str) -> Value {
+    let (status, grant) = post(app, "/v1/uploads", &app.key, json!({"kind": "facilities"})).await;
+    assert_eq!(status, 201, "{grant}");
+    assert_eq!(grant["kind"], "facilities");
+    assert_eq!(grant["headers"]["content-type"], "application/json");
+    let response = app
+        .http
+        .put(grant["url"].as_str().unwrap())
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    app.wait_for_upload(grant["uploadId"].as_str().unwrap())
+        .await
+}
+
+async fn wait_for_run(app: &TestApp, run_id: &str) -> Value {
+    for _ in 0..600 {
+        let (status, run) = app
+            .get(&format!("/v1/analytics/runs/{run_id}"), &app.key)
+            .await;
+        assert_eq!(status, 200, "{run}");
+        if matches!(run["status"].as_str(), Some("completed" | "failed")) {
+            return run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {run_id} did not finish");
+}
+
+#[tokio::test]
+async fn a_facility_upload_runs_the_standard_queries_and_results_download() {
+    let app = spawn_app().await;
+    let upload = upload_facilities(&app, FACILITIES).await;
+    assert_eq!(upload["status"], "completed", "{upload}");
+    assert_eq!(upload["kind"], "facilities");
+    assert!(upload["file"].as_str().unwrap().ends_with(".json"));
+    let report = &upload["report"];
+    assert_eq!(report["counts"]["inserted"], 3);
+    assert_eq!(report["counts"]["rejected"], 1);
+    assert_eq!(report["firstProblems"][0]["column"], "location.state");
+    assert_eq!(report["firstProblems"][0]["index"], 3);
+    // The run the upload started.
+    let started = wait_for_run(&app, report["analyticsRun"].as_str().unwrap()).await;
+    assert_eq!(started["status"], "completed", "{started}");
+    assert_eq!(started["sourceUpload"], upload["uploadId"]);
+    // An on-demand run on a fixed date.
+    let (status, queued) = post(
+        &app,
+        "/v1/analytics/runs",
+        &app.key,
+        json!({"asOf": "2025-11-20", "monthsAhead": 6}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let run = wait_for_run(&app, queued["runId"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let per_state = &run["results"][0];
+    assert_eq!(per_state["queryId"], "per_state");
+    let (status, document) = app.get(per_state["json"].as_str().unwrap(), &app.key).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        document["results"],
+        json!([
+            {"state": "CA", "facility_count": 1, "total_employees": 120, "accredited_facilities": 0, "valid_accreditations": 0},
+            {"state": "TX", "facility_count": 2, "total_employees": 290, "accredited_facilities": 2, "valid_accreditations": 2},
+        ])
+    );
+    let (status, csv) = app
+        .get(
+            &format!(
+                "/v1/analytics/runs/{}/results/facility_summary.csv",
+                run["runId"].as_str().unwrap()
+            ),
+            &app.key,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let csv = csv.as_str().unwrap().to_owned();
+    assert!(
+        csv.starts_with("facility_id,facility_name,employee_count,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("FAC001,'=cmd|' /C calc'!A0,250,"),
+        "a formula is defused: {csv}"
+    );
+    // Runs are listed newest first.
+    let (_, list) = app.get("/v1/analytics/runs", &app.key).await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(list["runs"][0]["runId"], run["runId"]);
+    // Ad hoc SQL over the caller's own tables.
+    let (status, answer) = post(
+        &app,
+        "/v1/analytics/sql",
+        &app.key,
+        json!({"sql": "SELECT state, count(*) AS n FROM facilities GROUP BY state ORDER BY state"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["rows"],
+        json!([{"state": "CA", "n": 1}, {"state": "TX", "n": 2}])
+    );
+    let (status, refused) = post(
+        &app,
+        "/v1/analytics/sql",
+        &app.key,
+        json!({"sql": "DROP TABLE facilities"}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["type"].as_str()),
+        (400, Some("urn:ward:problem:sql-refused"))
+    );
+    let (status, bad) = post(
+        &app,
+        "/v1/analytics/runs",
+        &app.key,
+        json!({"asOf": "2025-02-30"}),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("asOf")),
+        "{bad}"
+    );
+    let (status, bad) = post(&app, "/v1/uploads", &app.key, json!({"kind": "pictures"})).await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("kind")),
+        "{bad}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_providers_key_sees_no_run_result_or_facility() {
+    let app = spawn_app().await;
+    let upload = upload_facilities(&app, FACILITIES).await;
+    let run_id = upload["report"]["analyticsRun"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for_run(&app, &run_id).await;
+    for path in [
+        format!("/v1/analytics/runs/{run_id}"),
+        format!("/v1/analytics/runs/{run_id}/results/per_state.json"),
+        format!("/v1/analytics/runs/{run_id}/results/per_state.csv"),
+    ] {
+        let (status, body) = app.get(&path, &app.other_key).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.to_string().contains("FAC00"), "{body}");
+    }
+    let (_, list) = app.get("/v1/analytics/runs", &app.other_key).await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 0);
+    // The other provider has no facilities: its SQL sees none of PROV001's.
+    let (status, body) = post(
+        &app,
+        "/v1/analytics/sql",
+        &app.other_key,
+        json!({"sql": "SELECT * FROM facilities"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:ward:problem:not-ready")),
+        "{body}"
+    );
+    // Once it has its own, it sees exactly those.
+    let mine = r#"{"facility_id": "OTHER1", "location": {"state": "NY"}, "employee_count": 7}"#;
+    let (status, grant) = post(
+        &app,
+        "/v1/uploads",
+        &app.other_key,
+        json!({"kind": "facilities"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let response = app
+        .http
+        .put(grant["url"].as_str().unwrap())
+        .body(mine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    for _ in 0..600 {
+        let (status, body) = post(
+            &app,
+            "/v1/analytics/sql",
+            &app.other_key,
+            json!({"sql": "SELECT facility_id FROM facilities"}),
+        )
+        .await;
+        if status == 200 {
+            assert_eq!(body["rows"], json!([{"facility_id": "OTHER1"}]));
+            app.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the other provider's facility upload never became queryable");
+}
