@@ -84,6 +84,22 @@ pub async fn session(
         .await
         .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
     let store: Arc<dyn ObjectStore> = Arc::new(copy);
+    let ctx = sandbox(store, settings)?;
+    ctx.register_parquet(
+        "facilities",
+        format!("{STORE_URL}{relative}"),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    register_views(&ctx).await?;
+    Ok(ctx)
+}
+
+/// A sandboxed session whose one object store is `store`.
+fn sandbox(
+    store: Arc<dyn ObjectStore>,
+    settings: &AnalyticsSettings,
+) -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(settings.query_memory_bytes, 1.0)
         .with_object_store_registry(Arc::new(OneStore { store }))
@@ -92,13 +108,11 @@ pub async fn session(
     let config = SessionConfig::new()
         .with_target_partitions(threads)
         .with_information_schema(false);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    ctx.register_parquet(
-        "facilities",
-        format!("{STORE_URL}{relative}"),
-        ParquetReadOptions::default(),
-    )
-    .await?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// The `accreditations` view over `facilities`.
+async fn register_views(ctx: &SessionContext) -> Result<(), DataFusionError> {
     let accreditations = ctx
         .sql(
             "SELECT facility_id, facility_name, state, \
@@ -110,6 +124,20 @@ pub async fn session(
         .await?
         .into_view();
     ctx.register_table("accreditations", accreditations)?;
+    Ok(())
+}
+
+/// The same tables over facilities already in memory (the benchmark's "from the JSON
+/// file" path: parse and validate the file, then query).
+pub async fn session_over_batch(
+    batch: RecordBatch,
+    settings: &AnalyticsSettings,
+) -> Result<SessionContext, DataFusionError> {
+    let ctx = sandbox(Arc::new(InMemory::new()), settings)?;
+    let schema = batch.schema();
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
+    ctx.register_table("facilities", Arc::new(table))?;
+    register_views(&ctx).await?;
     Ok(ctx)
 }
 

@@ -140,3 +140,240 @@ pub fn attach(ctx: IngestContext) -> IngestContext {
 pub fn attach(ctx: IngestContext) -> IngestContext {
     ctx
 }
+
+/// `ward bench analytics`: the per-state and expiring queries over `count` generated
+/// facilities, from the JSON file (read, validate, query) and from the Parquet dataset,
+/// with DuckDB on the same files in the same run.
+#[cfg(feature = "analytics")]
+pub async fn bench(count: u64, work_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use object_store::ObjectStoreExt;
+    use ward_analytics::dataset::{self, DatasetPointer};
+    use ward_analytics::engine::{self, StandardQuery};
+    use ward_domain::{ProviderId, UploadId, UtcInstant};
+
+    const AS_OF: &str = "2026-01-15";
+    const MONTHS: u32 = 6;
+    let temp;
+    let dir = match work_dir {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile_dir()?;
+            temp.clone()
+        }
+    };
+    std::fs::create_dir_all(dir.join("objects"))?;
+    let json_path = dir.join(format!("facilities-{count}.jsonl"));
+    if !json_path.exists() {
+        let started = Instant::now();
+        generate(count, 42, Some(&json_path))?;
+        eprintln!(
+            "generated {} in {:.1?}",
+            json_path.display(),
+            started.elapsed()
+        );
+    }
+    let size_mib = std::fs::metadata(&json_path)?.len() as f64 / (1 << 20) as f64;
+    let settings = ward_ingest::AnalyticsSettings::default();
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let upload = UploadId::new(UtcInstant::now(), 1);
+    let sql = |query: StandardQuery| query.sql(AS_OF, MONTHS);
+
+    // From the JSON file: read, validate every record, build Arrow, run both queries.
+    let started = Instant::now();
+    let bytes = std::fs::read(&json_path)?;
+    let parsed = ward_analytics::facility::parse_file(&bytes, threads)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(parsed.rejected == 0, "generated facilities were rejected");
+    let batch = dataset::to_batch(&parsed.facilities, &upload)?;
+    let parse_s = started.elapsed().as_secs_f64();
+    drop(bytes);
+    let ctx = engine::session_over_batch(batch.clone(), &settings).await?;
+    let query_started = Instant::now();
+    let (_, per_state) =
+        engine::collect(&ctx, &sql(StandardQuery::PerState), None, None, &settings)
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out"))??;
+    let json_per_state_s = query_started.elapsed().as_secs_f64();
+    let query_started = Instant::now();
+    let (_, expiring) = engine::collect(
+        &ctx,
+        &sql(StandardQuery::ExpiringAccreditations),
+        None,
+        None,
+        &settings,
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out"))??;
+    let json_expiring_s = query_started.elapsed().as_secs_f64();
+    let json_total_s = started.elapsed().as_secs_f64();
+    let per_state_rows = engine::to_json_rows(&per_state)?;
+    let expiring_rows: usize = expiring.iter().map(|b| b.num_rows()).sum();
+
+    // From the Parquet dataset, as a run reads it: open the session (the dataset object
+    // copied into the sandbox), then the query. Median of 5.
+    let parquet = dataset::to_parquet(&[batch])?;
+    let parquet_mib = parquet.len() as f64 / (1 << 20) as f64;
+    let provider = ProviderId::parse("BENCH").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let object_key = ward_domain::key_layout::facility_dataset_object_key(&provider, 1, &upload);
+    let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(dir.join("objects"))?,
+    );
+    objects
+        .put(
+            &object_store::path::Path::from(object_key.as_str()),
+            parquet.into(),
+        )
+        .await?;
+    let parquet_path = dir.join("objects").join(&object_key);
+    let pointer = DatasetPointer {
+        object_key,
+        rows: count,
+        version: 1,
+    };
+    let mut open_and_query = Vec::new();
+    let mut query_only = Vec::new();
+    let mut expiring_only = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let ctx = engine::session(Arc::clone(&objects), &provider, &pointer, &settings).await?;
+        let query_started = Instant::now();
+        engine::collect(&ctx, &sql(StandardQuery::PerState), None, None, &settings)
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out"))??;
+        query_only.push(query_started.elapsed().as_secs_f64());
+        open_and_query.push(started.elapsed().as_secs_f64());
+        let query_started = Instant::now();
+        engine::collect(
+            &ctx,
+            &sql(StandardQuery::ExpiringAccreditations),
+            None,
+            None,
+            &settings,
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))??;
+        expiring_only.push(query_started.elapsed().as_secs_f64());
+    }
+    let median = |samples: &mut Vec<f64>| {
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    };
+
+    println!(
+        "facilities: {count} ({size_mib:.0} MiB of JSON lines; Parquet dataset {parquet_mib:.0} MiB), run date {AS_OF}, horizon {MONTHS} months, {threads} threads"
+    );
+    println!("Ward (DataFusion 55), from the JSON file:");
+    println!("  read + validate + Arrow  {parse_s:>8.3} s");
+    println!("  per-state query          {json_per_state_s:>8.3} s");
+    println!("  expiring query           {json_expiring_s:>8.3} s  ({expiring_rows} rows)");
+    println!("  total                    {json_total_s:>8.3} s");
+    println!("Ward, from the Parquet dataset (median of 5):");
+    println!(
+        "  per-state query          {:>8.3} s",
+        median(&mut query_only)
+    );
+    println!(
+        "  open + per-state query   {:>8.3} s",
+        median(&mut open_and_query)
+    );
+    println!(
+        "  expiring query           {:>8.3} s",
+        median(&mut expiring_only)
+    );
+
+    let python = std::env::var("WARD_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../bench/duckdb_analytics.py");
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&json_path)
+        .arg(&parquet_path)
+        .arg(AS_OF)
+        .arg(MONTHS.to_string())
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !output.status.success() {
+        println!(
+            "DuckDB not measured (pip install duckdb): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return Ok(());
+    }
+    let duck: Value = serde_json::from_slice(&output.stdout)?;
+    let f = |name: &str| duck[name].as_f64().unwrap_or(f64::NAN);
+    let duck_json_total = f("load_s") + f("table_per_state_s") + f("table_expiring_s");
+    println!(
+        "DuckDB {} (2 threads), same files:",
+        duck["version"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  per-state from the file  {:>8.3} s",
+        f("file_per_state_s")
+    );
+    println!(
+        "  expiring from the file   {:>8.3} s  ({} rows)",
+        f("file_expiring_s"),
+        duck["expiring_rows"]
+    );
+    println!("  load the file once       {:>8.3} s", f("load_s"));
+    println!(
+        "  then per-state           {:>8.3} s",
+        f("table_per_state_s")
+    );
+    println!(
+        "  then expiring            {:>8.3} s",
+        f("table_expiring_s")
+    );
+    println!("  total (load + both)      {duck_json_total:>8.3} s");
+    println!(
+        "  per-state from Parquet   {:>8.3} s",
+        f("parquet_per_state_s")
+    );
+    println!(
+        "  expiring from Parquet    {:>8.3} s",
+        f("parquet_expiring_s")
+    );
+    println!(
+        "from JSON, Ward / DuckDB (load once + both queries): {:.2}x (target <= 1.5x); vs both queries straight from the file: {:.2}x",
+        json_total_s / duck_json_total,
+        json_total_s / (f("file_per_state_s") + f("file_expiring_s"))
+    );
+    // Both engines must agree before their times mean anything.
+    let ours: Vec<Value> = per_state_rows
+        .iter()
+        .map(|row| {
+            json!([
+                row["state"],
+                row["facility_count"],
+                row["total_employees"],
+                row["accredited_facilities"],
+                row["valid_accreditations"]
+            ])
+        })
+        .collect();
+    let agree = Value::Array(ours.clone()) == duck["per_state"]
+        && Value::Array(ours) == duck["parquet_per_state"]
+        && duck["expiring_rows"].as_u64() == Some(expiring_rows as u64);
+    println!("results agree with DuckDB: {agree}");
+    anyhow::ensure!(agree, "Ward and DuckDB disagree on the results");
+    Ok(())
+}
+
+#[cfg(feature = "analytics")]
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ward-bench-analytics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Without the engine there is nothing to measure.
+#[cfg(not(feature = "analytics"))]
+pub async fn bench(_count: u64, _work_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    anyhow::bail!("{}", ward_ingest::NO_ANALYTICS)
+}

@@ -250,6 +250,16 @@ enum GenWhat {
 
 #[derive(Debug, Subcommand)]
 enum BenchWhat {
+    /// Facility analytics: the per-state and expiring queries from the JSON file and from
+    /// the Parquet dataset, with DuckDB as the yardstick (needs --features analytics).
+    Analytics {
+        /// Facilities to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Working folder (the generated file is kept and reused there).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// Ingest and query benchmark, with DuckDB as the yardstick.
     Ingest {
         /// Rows to generate and load.
@@ -495,6 +505,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             }
         }
+        Command::Bench {
+            what: BenchWhat::Analytics { count, work_dir },
+        } => ward::analytics_cli::bench(count, work_dir).await,
         Command::Bench {
             what: BenchWhat::Ingest { rows, work_dir },
         } => bench::ingest(rows, work_dir).await,

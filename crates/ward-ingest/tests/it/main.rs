@@ -1,3 +1,4 @@
 //! ward-ingest's integration tests, on the embedded store.
 
 mod queue;
+mod without_analytics;
