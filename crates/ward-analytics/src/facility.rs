@@ -135,7 +135,7 @@ pub fn parse_file(bytes: &[u8], threads: usize) -> Result<ParsedFile, FileError>
 struct Record<'a> {
     line: u64,
     index: Option<u64>,
-    json: Result<&'a str, String>,
+    json: &'a str,
 }
 
 fn object_or_lines<'a>(text: &'a str, start: usize) -> Result<Vec<Record<'a>>, FileError> {
@@ -154,7 +154,7 @@ fn object_or_lines<'a>(text: &'a str, start: usize) -> Result<Vec<Record<'a>>, F
         return Ok(vec![Record {
             line: line_of(text.as_bytes(), start),
             index: None,
-            json: Ok(text[start..].trim_end()),
+            json: text[start..].trim_end(),
         }]);
     }
     let arrays: Vec<&&RawValue> = document
@@ -176,17 +176,11 @@ fn json_lines(text: &str) -> Vec<Record<'_>> {
         if trimmed.is_empty() {
             continue;
         }
-        let json = match serde_json::from_str::<&RawValue>(trimmed) {
-            Ok(_) => Ok(trimmed),
-            Err(error) => Err(format!(
-                "the line is not one JSON value: {}",
-                column_only(&error)
-            )),
-        };
+        // Parsed, and a syntax error reported, once: by the validating thread.
         records.push(Record {
             line: number as u64 + 1,
             index: None,
-            json,
+            json: trimmed,
         });
     }
     records
@@ -206,7 +200,7 @@ fn array_records<'a>(text: &'a str, array: Option<&'a str>) -> Result<Vec<Record
             Record {
                 line: lines.line_at(offset),
                 index: Some(index as u64),
-                json: Ok(raw.get()),
+                json: raw.get(),
             }
         })
         .collect())
@@ -310,14 +304,10 @@ fn validate_record(record: &Record<'_>) -> Result<Facility, Vec<FacilityProblem>
         field: field.to_owned(),
         reason,
     };
-    let json = record
-        .json
-        .as_ref()
-        .map_err(|reason| vec![problem("record", reason.clone())])?;
-    let value: Value = serde_json::from_str(json).map_err(|error| {
+    let value: Value = serde_json::from_str(record.json).map_err(|error| {
         vec![problem(
             "record",
-            format!("not valid JSON: {}", column_only(&error)),
+            format!("the record is not one JSON value: {}", column_only(&error)),
         )]
     })?;
     let Value::Object(object) = value else {

@@ -359,7 +359,7 @@ async fn each_bad_record_is_named_by_line_index_field_and_reason() {
         "must be a non-negative integer, not a string",
     );
     has(6, "accreditations[0].valid_until", "real date");
-    has(7, "record", "not one JSON value");
+    has(7, "record", "is not one JSON value");
     has(8, "record", "must be a JSON object");
     // The full list is the errors CSV beside the completed file.
     let errors = read_text(
@@ -402,7 +402,9 @@ async fn files_unusable_as_a_whole_fail_with_the_reason_and_change_nothing() {
     let before = ward_analytics::dataset::current(fx.ctx.table.as_ref(), &p)
         .await
         .unwrap();
-    let cases: [(&[u8], &str); 6] = [
+    let deep = "[".repeat(200_000);
+    let cases: [(&[u8], &str); 7] = [
+        (deep.as_bytes(), "not valid JSON"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8"),
         (b"   \n\n", "empty"),
         (b"[{\"facility_id\": \"FAC1\",", "not valid JSON"),
@@ -609,5 +611,56 @@ async fn a_run_without_data_fails_and_a_broken_dataset_is_retried_then_dead_lett
         RunStatus::Completed,
         "{:?}",
         replayed.failure
+    );
+}
+
+#[tokio::test]
+async fn hostile_records_are_errors_not_crashes() {
+    let fx = fixture();
+    let p = provider("PROV001");
+    let deep = format!("{{\"facility_id\": {}", "[".repeat(100_000));
+    let long_name = "x".repeat(2_000_000);
+    let body = format!(
+        "{{\"facility_id\":\"FAC1\",\"location\":{{\"state\":\"TX\"}},\"employee_count\":1}}\n{deep}\n\
+         {{\"facility_id\":\"FAC2\",\"facility_name\":\"{long_name}\",\"location\":{{\"state\":\"TX\"}},\"employee_count\":1}}\n\
+         {{\"facility_id\":\"FAC3\",\"location\":{{\"state\":\"TX\"}},\"employee_count\":18446744073709551615}}\n\
+         {{\"facility_id\":\"FAC4\",\"location\":{{\"state\":\"TX\"}},\"employee_count\":1.5}}\n"
+    );
+    let done = upload(&fx, &p, body.as_bytes()).await;
+    assert_eq!(done.status, UploadStatus::Completed);
+    let report = done.report.unwrap();
+    assert_eq!((report.counts.inserted, report.counts.rejected), (1, 4));
+    let reasons: Vec<_> = report
+        .first_problems
+        .iter()
+        .map(|p| (p.line, p.column.clone(), p.reason.clone()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, f, r)| *l == 2 && f == "record" && r.contains("recursion")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, f, r)| *l == 3 && f == "facility_name" && r.contains("longer than 300")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, f, r)| *l == 4 && f == "employee_count" && r.contains("too large")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, f, r)| *l == 5 && f == "employee_count" && r.contains("whole number")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().all(|(_, _, r)| r.len() < 500),
+        "reasons do not echo the input back"
     );
 }
