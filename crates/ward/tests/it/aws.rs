@@ -88,6 +88,9 @@ async fn aws_resources() -> AwsShape {
         "<NotificationConfiguration><QueueConfiguration><Queue>{queue_arn}</Queue>\
          <Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>suffix</Name>\
          <Value>.csv</Value></FilterRule></S3Key></Filter></QueueConfiguration>\
+         <QueueConfiguration><Queue>{queue_arn}</Queue>\
+         <Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>suffix</Name>\
+         <Value>.json</Value></FilterRule></S3Key></Filter></QueueConfiguration>\
          </NotificationConfiguration>"
     );
     let configured = http
@@ -384,4 +387,67 @@ async fn the_lambda_worker_processes_sqs_events_retries_failures_and_dead_letter
         "{}",
         dead[0].reason
     );
+}
+
+/// Facility analytics in the AWS shape: a JSON file through an S3 pre-signed URL (signed
+/// for `application/json`), its notification through SQS, the dataset as Parquet in S3,
+/// the run's state in DynamoDB, the results in S3.
+#[cfg(feature = "analytics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facility_analytics_run_on_s3_sqs_and_dynamodb() {
+    let app = spawn_aws_app().await;
+    let (status, grant) = {
+        let response = app
+            .http
+            .post(format!("{}/v1/uploads", app.base_url))
+            .bearer_auth(&app.key)
+            .json(&serde_json::json!({"kind": "facilities"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 201, "{grant}");
+    assert_eq!(grant["headers"]["content-type"], "application/json");
+    let facilities = r#"[{"facility_id": "FAC001", "location": {"state": "TX"}, "employee_count": 250,
+        "accreditations": [{"accreditation_body": "JC", "accreditation_id": "J1", "valid_until": "2026-03-15"},
+                           {"accreditation_body": "CARF", "accreditation_id": "C1", "valid_until": "2025-06-30"}]},
+       {"facility_id": "FAC002", "location": {"state": "TX"}, "employee_count": 40},
+       {"facility_id": "FAC003", "location": {"state": "CA"}, "employee_count": 120}]"#;
+    assert_eq!(put_as_granted(&app, &grant, facilities).await, 200);
+    let upload = app
+        .wait_for_upload(grant["uploadId"].as_str().unwrap())
+        .await;
+    assert_eq!(upload["status"], "completed", "{upload}");
+    assert_eq!(upload["report"]["counts"]["inserted"], 3);
+    let run_id = upload["report"]["analyticsRun"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut run = Value::Null;
+    for _ in 0..600 {
+        let (_, body) = app
+            .get(&format!("/v1/analytics/runs/{run_id}"), &app.key)
+            .await;
+        if matches!(body["status"].as_str(), Some("completed" | "failed")) {
+            run = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(run["status"], "completed", "{run}");
+    let (status, document) = app
+        .get(run["results"][0]["json"].as_str().unwrap(), &app.key)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(document["results"][1]["state"], "TX");
+    assert_eq!(document["results"][1]["total_employees"], 290);
+    let (status, _) = app
+        .get(&format!("/v1/analytics/runs/{run_id}"), &app.other_key)
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
 }
