@@ -2,19 +2,16 @@
 //! ad hoc SQL over the caller's own datasets. The provider always comes from the key.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use object_store::ObjectStoreExt;
-use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::{AnalyticsRun, Job, NO_ANALYTICS, RunRequest, SqlError};
 
 use crate::auth::Caller;
-use crate::uploads::{PageParams, cursor_of, limit_of};
+use crate::uploads::{PageParams, cursor_of, download, limit_of};
 use crate::{ApiError, AppState};
 
 fn run_view(run: &AnalyticsRun) -> Json_ {
@@ -175,21 +172,8 @@ pub(crate) async fn result_file(
         "csv" => (&result.csv_file, "text/csv; charset=utf-8"),
         _ => return Err(ApiError::NotFound("the result file")),
     };
-    let stream = state
-        .ctx
-        .objects
-        .get(&ObjectPath::from(key.as_str()))
-        .await?
-        .into_stream();
-    let disposition = format!("attachment; filename=\"{}-{}\"", run.run_id, file);
-    Ok((
-        [
-            (header::CONTENT_TYPE, media_type.to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let filename = format!("{}-{file}", run.run_id);
+    download(&state, key, media_type, &filename).await
 }
 
 /// The body of `POST /v1/analytics/sql`.

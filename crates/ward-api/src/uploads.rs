@@ -169,17 +169,31 @@ pub(crate) async fn errors_csv(
             "the error list exists once the upload is completed",
         ));
     }
-    let path = ObjectPath::from(key_layout::errors_object_key(
-        &provider,
-        ObjectStage::Completed,
-        &upload.id,
-    ));
-    let stream = state.ctx.objects.get(&path).await?.into_stream();
-    let disposition = format!("attachment; filename=\"{}.errors.csv\"", upload.id);
+    let key = key_layout::errors_object_key(&provider, ObjectStage::Completed, &upload.id);
+    let filename = format!("{}.errors.csv", upload.id);
+    download(&state, &key, "text/csv; charset=utf-8", &filename).await
+}
+
+/// Streams a stored object as an attachment.
+pub(crate) async fn download(
+    state: &AppState,
+    key: &str,
+    media_type: &str,
+    filename: &str,
+) -> Result<Response, ApiError> {
+    let stream = state
+        .ctx
+        .objects
+        .get(&ObjectPath::from(key))
+        .await?
+        .into_stream();
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_TYPE, media_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
         ],
         Body::from_stream(stream),
     )

@@ -179,7 +179,13 @@ pub async fn bench(count: u64, work_dir: Option<std::path::PathBuf>) -> anyhow::
     let settings = ward_ingest::AnalyticsSettings::default();
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let upload = UploadId::new(UtcInstant::now(), 1);
-    let sql = |query: StandardQuery| query.sql(AS_OF, MONTHS);
+    let timed_query = async |ctx: &engine::SessionContext, query: StandardQuery| {
+        let started = Instant::now();
+        let (_, batches) = engine::collect(ctx, &query.sql(AS_OF, MONTHS), None, None, &settings)
+            .await
+            .map_err(|_| anyhow::anyhow!("{} timed out", query.id()))??;
+        anyhow::Ok((batches, started.elapsed().as_secs_f64()))
+    };
 
     // From the JSON file: read, validate every record, build Arrow, run both queries.
     let started = Instant::now();
@@ -191,23 +197,9 @@ pub async fn bench(count: u64, work_dir: Option<std::path::PathBuf>) -> anyhow::
     let parse_s = started.elapsed().as_secs_f64();
     drop(bytes);
     let ctx = engine::session_over_batch(batch.clone(), &settings).await?;
-    let query_started = Instant::now();
-    let (_, per_state) =
-        engine::collect(&ctx, &sql(StandardQuery::PerState), None, None, &settings)
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out"))??;
-    let json_per_state_s = query_started.elapsed().as_secs_f64();
-    let query_started = Instant::now();
-    let (_, expiring) = engine::collect(
-        &ctx,
-        &sql(StandardQuery::ExpiringAccreditations),
-        None,
-        None,
-        &settings,
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("timed out"))??;
-    let json_expiring_s = query_started.elapsed().as_secs_f64();
+    let (per_state, json_per_state_s) = timed_query(&ctx, StandardQuery::PerState).await?;
+    let (expiring, json_expiring_s) =
+        timed_query(&ctx, StandardQuery::ExpiringAccreditations).await?;
     let json_total_s = started.elapsed().as_secs_f64();
     let per_state_rows = engine::to_json_rows(&per_state)?;
     let expiring_rows: usize = expiring.iter().map(|b| b.num_rows()).sum();
@@ -239,23 +231,13 @@ pub async fn bench(count: u64, work_dir: Option<std::path::PathBuf>) -> anyhow::
     for _ in 0..5 {
         let started = Instant::now();
         let ctx = engine::session(Arc::clone(&objects), &provider, &pointer, &settings).await?;
-        let query_started = Instant::now();
-        engine::collect(&ctx, &sql(StandardQuery::PerState), None, None, &settings)
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out"))??;
-        query_only.push(query_started.elapsed().as_secs_f64());
+        query_only.push(timed_query(&ctx, StandardQuery::PerState).await?.1);
         open_and_query.push(started.elapsed().as_secs_f64());
-        let query_started = Instant::now();
-        engine::collect(
-            &ctx,
-            &sql(StandardQuery::ExpiringAccreditations),
-            None,
-            None,
-            &settings,
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out"))??;
-        expiring_only.push(query_started.elapsed().as_secs_f64());
+        expiring_only.push(
+            timed_query(&ctx, StandardQuery::ExpiringAccreditations)
+                .await?
+                .1,
+        );
     }
     let median = |samples: &mut Vec<f64>| {
         samples.sort_by(f64::total_cmp);
