@@ -297,7 +297,119 @@ fn validate_all(records: Vec<Record<'_>>, threads: usize) -> ParsedFile {
     parsed
 }
 
+/// The common case, fast: a record whose fields all have the right JSON types is read
+/// straight into typed fields (no `Value` tree) and passes the same checks. Anything else
+/// returns `None` and goes the slow way, which names every problem; so both ways accept
+/// exactly the same records and build the same facility.
+fn fast_path(json: &str) -> Option<Facility> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Fast<'a> {
+        #[serde(borrow)]
+        facility_id: Cow<'a, str>,
+        #[serde(borrow, default)]
+        facility_name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        location: Location<'a>,
+        employee_count: i64,
+        #[serde(borrow, default)]
+        services: Option<Vec<Cow<'a, str>>>,
+        #[serde(borrow, default)]
+        labs: Option<Vec<FastLab<'a>>>,
+        #[serde(borrow, default)]
+        accreditations: Option<Vec<FastAccreditation<'a>>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Location<'a> {
+        #[serde(borrow, default)]
+        address: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        city: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        state: Cow<'a, str>,
+        #[serde(borrow, default)]
+        zip: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct FastLab<'a> {
+        #[serde(borrow)]
+        lab_name: Cow<'a, str>,
+        #[serde(borrow, default)]
+        certifications: Option<Vec<Cow<'a, str>>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct FastAccreditation<'a> {
+        #[serde(borrow)]
+        accreditation_body: Cow<'a, str>,
+        #[serde(borrow)]
+        accreditation_id: Cow<'a, str>,
+        #[serde(borrow)]
+        valid_until: Cow<'a, str>,
+    }
+    let texts = |items: Option<Vec<Cow<'_, str>>>| -> Option<Vec<String>> {
+        items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| text_of(item, 200).ok())
+            .collect()
+    };
+    let optional = |value: Option<Cow<'_, str>>, max: usize| -> Option<Option<String>> {
+        value
+            .map(|v| text_of(&v, max).ok())
+            .map_or(Some(None), |v| v.map(Some))
+    };
+    let fast: Fast<'_> = serde_json::from_str(json).ok()?;
+    if fast.employee_count < 0 {
+        return None;
+    }
+    let zip = match fast.location.zip {
+        Some(zip) => Some(zip_of(&zip).ok()?),
+        None => None,
+    };
+    Some(Facility {
+        facility_id: facility_id_of(&fast.facility_id).ok()?,
+        facility_name: optional(fast.facility_name, 300)?,
+        address: optional(fast.location.address, 300)?,
+        city: optional(fast.location.city, 100)?,
+        state: state_of(&fast.location.state).ok()?,
+        zip,
+        employee_count: fast.employee_count,
+        services: texts(fast.services)?,
+        labs: fast
+            .labs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|lab| {
+                Some(Lab {
+                    lab_name: text_of(&lab.lab_name, 200).ok()?,
+                    certifications: texts(lab.certifications)?,
+                })
+            })
+            .collect::<Option<_>>()?,
+        accreditations: fast
+            .accreditations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| {
+                Some(Accreditation {
+                    accreditation_body: text_of(&a.accreditation_body, 200).ok()?,
+                    accreditation_id: text_of(&a.accreditation_id, 100).ok()?,
+                    valid_until: parse_date(&a.valid_until)?,
+                })
+            })
+            .collect::<Option<_>>()?,
+    })
+}
+
 fn validate_record(record: &Record<'_>) -> Result<Facility, Vec<FacilityProblem>> {
+    match fast_path(record.json) {
+        Some(facility) => Ok(facility),
+        None => validate_slow(record),
+    }
+}
+
+/// Every field checked through a `Value` tree, every problem named.
+fn validate_slow(record: &Record<'_>) -> Result<Facility, Vec<FacilityProblem>> {
     let problem = |field: &str, reason: String| FacilityProblem {
         line: record.line,
         index: record.index,
@@ -522,12 +634,18 @@ impl Checker {
 
 fn text(value: &Value, max_chars: usize) -> Result<String, String> {
     match value {
-        Value::String(text) if text.trim().is_empty() => Err("is empty".into()),
-        Value::String(text) if text.chars().count() > max_chars => {
-            Err(format!("is longer than {max_chars} characters"))
-        }
-        Value::String(text) => Ok(text.trim().to_owned()),
+        Value::String(text) => text_of(text, max_chars),
         other => Err(format!("must be a string, not {}", type_name(other))),
+    }
+}
+
+fn text_of(text: &str, max_chars: usize) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("is empty".into())
+    } else if text.len() > max_chars && text.chars().count() > max_chars {
+        Err(format!("is longer than {max_chars} characters"))
+    } else {
+        Ok(text.trim().to_owned())
     }
 }
 
@@ -546,6 +664,10 @@ fn facility_id(value: &Value) -> Result<String, String> {
     let Value::String(id) = value else {
         return Err(format!("must be a string, not {}", type_name(value)));
     };
+    facility_id_of(id)
+}
+
+fn facility_id_of(id: &str) -> Result<String, String> {
     let well_formed = !id.is_empty()
         && id.len() <= 64
         && id.as_bytes()[0].is_ascii_alphanumeric()
@@ -553,7 +675,7 @@ fn facility_id(value: &Value) -> Result<String, String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if well_formed {
-        Ok(id.clone())
+        Ok(id.to_owned())
     } else {
         Err("must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit".into())
     }
@@ -586,6 +708,10 @@ fn state_code(value: &Value) -> Result<String, String> {
     let Value::String(code) = value else {
         return Err(format!("must be a string, not {}", type_name(value)));
     };
+    state_of(code)
+}
+
+fn state_of(code: &str) -> Result<String, String> {
     let upper = code.trim().to_ascii_uppercase();
     if STATES.binary_search(&upper.as_str()).is_ok() {
         Ok(upper)
@@ -598,12 +724,16 @@ fn zip_code(value: &Value) -> Result<String, String> {
     let Value::String(zip) = value else {
         return Err(format!("must be a string, not {}", type_name(value)));
     };
+    zip_of(zip)
+}
+
+fn zip_of(zip: &str) -> Result<String, String> {
     let b = zip.as_bytes();
     let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
     let ok = (b.len() == 5 && digits(0..5))
         || (b.len() == 10 && digits(0..5) && b[5] == b'-' && digits(6..10));
     if ok {
-        Ok(zip.clone())
+        Ok(zip.to_owned())
     } else {
         Err("must be a ZIP code (12345 or 12345-6789)".into())
     }
@@ -635,6 +765,50 @@ fn type_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_and_the_slow_way_agree() {
+        let mut cases: Vec<String> = crate::generate::facilities(300, 9)
+            .map(|f| crate::generate::to_json(&f).to_string())
+            .collect();
+        let base =
+            r#"{"facility_id":"F1","location":{"state":"tx","zip":"12345"},"employee_count":3"#;
+        for extra in [
+            "",
+            r#","facility_name":null,"services":null,"labs":null"#,
+            r#","facility_name":"  A \"quoted\" name  ""#,
+            r#","facility_name":"""#,
+            r#","services":["x",""]"#,
+            r#","labs":[{"lab_name":"L","certifications":null}]"#,
+            r#","labs":[{"lab_name":"L","certifications":[1]}]"#,
+            r#","accreditations":[{"accreditation_body":"B","accreditation_id":"I","valid_until":"2024-02-29"}]"#,
+            r#","accreditations":[{"accreditation_body":"B","accreditation_id":"I","valid_until":"2023-02-29"}]"#,
+            r#","unknown":{"deep":[1,2,3]}"#,
+        ] {
+            cases.push(format!("{base}{extra}}}"));
+        }
+        cases.push(r#"{"facility_id":"F1","location":{"state":"TX"},"employee_count":-1}"#.into());
+        cases.push(
+            r#"{"facility_id":"F1","location":{"state":"TX","zip":"1234"},"employee_count":1}"#
+                .into(),
+        );
+        let mut accepted = 0;
+        for json in &cases {
+            let record = Record {
+                line: 1,
+                index: None,
+                json,
+            };
+            let slow = validate_slow(&record).ok();
+            assert_eq!(fast_path(json), slow, "{json}");
+            accepted += usize::from(slow.is_some());
+        }
+        assert!(
+            accepted > 300 && accepted < cases.len(),
+            "{accepted} of {}",
+            cases.len()
+        );
+    }
 
     #[test]
     fn states_are_sorted_for_binary_search() {
