@@ -664,3 +664,31 @@ async fn hostile_records_are_errors_not_crashes() {
         "reasons do not echo the input back"
     );
 }
+
+#[tokio::test]
+async fn a_query_over_its_time_limit_is_retried_then_dead_lettered_with_the_reason() {
+    let fx = fixture_with(AnalyticsSettings {
+        query_timeout: Duration::ZERO,
+        ..AnalyticsSettings::default()
+    });
+    let p = provider("PROV001");
+    let done = upload(&fx, &p, SAMPLE.as_bytes()).await;
+    assert_eq!(
+        done.status,
+        UploadStatus::Completed,
+        "ingest has no query timeout"
+    );
+    let run = run_on(&fx, &p, "2025-11-20", 6).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.attempts, 3, "two retries after the first attempt");
+    let failure = run.failure.unwrap();
+    assert!(
+        failure.contains("query per_state ran longer than 0 s") && failure.contains("dead-letter"),
+        "{failure}"
+    );
+    let dead = fx.ctx.queue.list_dead(10).await.unwrap();
+    assert!(
+        dead.iter().any(|d| d.reason.contains("ran longer than")),
+        "{dead:?}"
+    );
+}
