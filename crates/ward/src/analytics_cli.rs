@@ -251,7 +251,9 @@ pub async fn bench(count: u64, work_dir: Option<std::path::PathBuf>) -> anyhow::
         "facilities: {count} ({size_mib:.0} MiB of JSON lines; Parquet dataset {parquet_mib:.0} MiB), run date {AS_OF}, horizon {MONTHS} months, {threads} threads"
     );
     println!("Ward (DataFusion 55), from the JSON file:");
-    println!("  read + validate + Arrow  {parse_s:>8.3} s  (read {read_s:.3}, validate {validate_s:.3}, Arrow {arrow_s:.3})");
+    println!(
+        "  read + validate + Arrow  {parse_s:>8.3} s  (read {read_s:.3}, validate {validate_s:.3}, Arrow {arrow_s:.3})"
+    );
     println!("  per-state query          {json_per_state_s:>8.3} s");
     println!("  expiring query           {json_expiring_s:>8.3} s  ({expiring_rows} rows)");
     println!("  total                    {json_total_s:>8.3} s");
