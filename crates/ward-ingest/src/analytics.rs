@@ -11,9 +11,7 @@ use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 use ward_domain::key_layout;
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_store::{
-    Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value,
-};
+use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, VERSION, Value};
 
 use crate::uploads::UploadReport;
 use crate::worker::{IngestContext, ProcessError};
@@ -237,23 +235,15 @@ impl RunRepository {
         limit: usize,
         cursor: Option<ward_store::Cursor>,
     ) -> Result<(Vec<AnalyticsRun>, Option<ward_store::Cursor>), StoreError> {
-        let page = self
-            .table
-            .query(Query {
-                index: None,
-                pk: key_layout::analytics_pk(provider),
-                sk: SkCondition::BeginsWith("RUN#".into()),
-                order: Order::Reverse,
-                limit,
-                cursor,
-            })
-            .await?;
-        let runs = page
-            .items
-            .iter()
-            .map(AnalyticsRun::from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((runs, page.next))
+        crate::uploads::newest_first(
+            self.table.as_ref(),
+            key_layout::analytics_pk(provider),
+            "RUN#",
+            limit,
+            cursor,
+            AnalyticsRun::from_item,
+        )
+        .await
     }
 }
 

@@ -301,22 +301,42 @@ impl UploadRepository {
         limit: usize,
         cursor: Option<ward_store::Cursor>,
     ) -> Result<(Vec<Upload>, Option<ward_store::Cursor>), StoreError> {
-        let page = self
-            .table
-            .query(Query {
-                index: None,
-                pk: key_layout::uploads_pk(provider),
-                sk: SkCondition::BeginsWith("UPLOAD#".into()),
-                order: Order::Reverse,
-                limit,
-                cursor,
-            })
-            .await?;
-        let uploads = page
-            .items
-            .iter()
-            .map(Upload::from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((uploads, page.next))
+        newest_first(
+            self.table.as_ref(),
+            key_layout::uploads_pk(provider),
+            "UPLOAD#",
+            limit,
+            cursor,
+            Upload::from_item,
+        )
+        .await
     }
+}
+
+/// One page of a partition's items whose sort key starts with `prefix`, in reverse sort
+/// order (newest first, for keys that begin with a time-ordered id), decoded.
+pub(crate) async fn newest_first<T>(
+    table: &dyn Table,
+    pk: String,
+    prefix: &str,
+    limit: usize,
+    cursor: Option<ward_store::Cursor>,
+    decode: fn(&Item) -> Result<T, StoreError>,
+) -> Result<(Vec<T>, Option<ward_store::Cursor>), StoreError> {
+    let page = table
+        .query(Query {
+            index: None,
+            pk,
+            sk: SkCondition::BeginsWith(prefix.into()),
+            order: Order::Reverse,
+            limit,
+            cursor,
+        })
+        .await?;
+    let items = page
+        .items
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((items, page.next))
 }
