@@ -144,6 +144,23 @@ impl UploadId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The whole-second UTC instant the id starts with.
+    pub fn instant(&self) -> crate::UtcInstant {
+        let b = &self.0;
+        let text = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &b[0..4],
+            &b[4..6],
+            &b[6..8],
+            &b[9..11],
+            &b[11..13],
+            &b[13..15]
+        );
+        // The form was checked by `parse`/`new`; an impossible date (month 13) cannot be
+        // built by `new` and reads as the epoch.
+        crate::UtcInstant::parse_rfc3339(&text).unwrap_or(crate::UtcInstant::from_unix_nanos(0))
+    }
 }
 
 impl fmt::Display for UploadId {
@@ -190,5 +207,9 @@ mod tests {
         assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
         assert!(UploadId::parse("../../etc/passwd").is_err());
         assert!(UploadId::parse("20231114T221320Z-00000000DEADBEEF").is_err());
+        assert_eq!(
+            id.instant(),
+            crate::UtcInstant::from_unix_nanos(1_700_000_000_000_000_000)
+        );
     }
 }

@@ -217,6 +217,124 @@ pub fn result_object_key(
     format!("{provider}/results/{run}/{query}.{extension}")
 }
 
+// ---- The EMR model (SPEC section 5, `docs/data-model.md` patterns 14-30) ----
+//
+// Entity ids have the upload id's form (`{UTC yyyymmddThhmmssZ}-{16 hex}`), built from the
+// entity's own time (appointment start, visit time, document creation, bill issue), so a
+// sort key `APPT#{id}` is in time order and an id alone locates its item.
+
+/// Sort key of a patient's profile in the patient partition.
+pub const PATIENT_PROFILE_SK: &str = "PROFILE";
+
+/// Sort-key prefixes of the patient partition's EMR items, and the names used in the API
+/// and the timeline.
+pub const APPOINTMENT_SK_PREFIX: &str = "APPT#";
+/// Clinical records.
+pub const CLINICAL_RECORD_SK_PREFIX: &str = "RECORD#";
+/// Documents.
+pub const DOCUMENT_SK_PREFIX: &str = "DOC#";
+/// Bills.
+pub const BILL_SK_PREFIX: &str = "BILL#";
+
+/// `{prefix}{id}` for an item of the patient partition.
+pub fn emr_sk(prefix: &str, id: &UploadId) -> String {
+    format!("{prefix}{id}")
+}
+
+/// Shards of the busy, provider-wide index partitions (patients of a clinic, records and
+/// documents by type): writes spread over this many partitions, reads merge them.
+pub const EMR_INDEX_SHARDS: u32 = 8;
+
+/// Shards of one day's audit partition.
+pub const AUDIT_SHARDS: u32 = 8;
+
+/// A stable shard (FNV-1a) of a text among `shards`.
+pub fn shard_of(text: &str, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards
+}
+
+/// A clinician's partition (profile): `PROV#{p}#CLIN#{clinicianId}`; also the `GSI1`
+/// partition of the clinician's appointments and records.
+pub fn clinician_pk(provider: &ProviderId, clinician: &str) -> String {
+    format!("PROV#{provider}#CLIN#{clinician}")
+}
+
+/// Sort key of a clinician's profile.
+pub const CLINICIAN_PROFILE_SK: &str = "PROFILE";
+
+/// `GSI2` partition listing a provider's clinicians (`GSI2SK` = clinician id).
+pub fn clinicians_pk(provider: &ProviderId) -> String {
+    format!("PROV#{provider}#CLINICIANS")
+}
+
+/// `GSI2` partition of one shard of a clinic's patients (`GSI2SK` = MRN):
+/// `PROV#{p}#CLINIC#{clinic}#PATIENTS#S{nn}`.
+pub fn clinic_patients_pk(provider: &ProviderId, clinic: &str, shard: u32) -> String {
+    format!("PROV#{provider}#CLINIC#{clinic}#PATIENTS#S{shard:02}")
+}
+
+/// `GSI2` partition of a clinic's appointments on one local day (`GSI2SK` = appointment
+/// id): `PROV#{p}#CLINIC#{clinic}#DAY#{yyyy-mm-dd}`.
+pub fn clinic_day_pk(provider: &ProviderId, clinic: &str, day: &str) -> String {
+    format!("PROV#{provider}#CLINIC#{clinic}#DAY#{day}")
+}
+
+/// `GSI3` partition of one shard of the clinical records of one type (`GSI3SK` = record
+/// id): `PROV#{p}#RECTYPE#{type}#S{nn}`.
+pub fn records_by_type_pk(provider: &ProviderId, record_type: &str, shard: u32) -> String {
+    format!("PROV#{provider}#RECTYPE#{record_type}#S{shard:02}")
+}
+
+/// `GSI3` partition of one shard of the documents of one type (`GSI3SK` = document id):
+/// `PROV#{p}#DOCTYPE#{type}#S{nn}`.
+pub fn documents_by_type_pk(provider: &ProviderId, document_type: &str, shard: u32) -> String {
+    format!("PROV#{provider}#DOCTYPE#{document_type}#S{shard:02}")
+}
+
+/// The claim that makes an email unique within a provider: `PROV#{p}#EMAIL#{sha256 of the
+/// lower-cased address}` / `EMAIL` (the address itself stays out of keys).
+pub fn email_claim_pk(provider: &ProviderId, email_sha256_hex: &str) -> String {
+    format!("PROV#{provider}#EMAIL#{email_sha256_hex}")
+}
+
+/// Sort key of an email claim.
+pub const EMAIL_CLAIM_SK: &str = "EMAIL";
+
+/// The busy slots of a clinician on one UTC day: `PROV#{p}#CLIN#{c}#BUSY#{yyyy-mm-dd}`,
+/// one item per slot (`SLOT#{hhmm}`), written with the appointment in one transaction.
+pub fn busy_slots_pk(provider: &ProviderId, clinician: &str, utc_day: &str) -> String {
+    format!("PROV#{provider}#CLIN#{clinician}#BUSY#{utc_day}")
+}
+
+/// A busy slot's sort key: `SLOT#{hhmm}` (UTC).
+pub fn busy_slot_sk(hour: u32, minute: u32) -> String {
+    format!("SLOT#{hour:02}{minute:02}")
+}
+
+/// One shard of a day's audit events: `PROV#{p}#AUDIT#{yyyy-mm-dd}#S{nn}`; sort key
+/// `{sortable instant}#{eventId}`.
+pub fn audit_pk(provider: &ProviderId, utc_day: &str, shard: u32) -> String {
+    format!("PROV#{provider}#AUDIT#{utc_day}#S{shard:02}")
+}
+
+/// An idempotency key's record: `PROV#{p}#IDEM#{sha256 of the key}` / `IDEM` (expires).
+pub fn idempotency_pk(provider: &ProviderId, key_sha256_hex: &str) -> String {
+    format!("PROV#{provider}#IDEM#{key_sha256_hex}")
+}
+
+/// Sort key of an idempotency record.
+pub const IDEMPOTENCY_SK: &str = "IDEM";
+
+/// `{p}/documents/{mrn}/{documentId}`: a document's bytes.
+pub fn document_object_key(provider: &ProviderId, mrn: &Mrn, document: &UploadId) -> String {
+    format!("{provider}/documents/{mrn}/{document}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +401,26 @@ mod tests {
             result_object_key(&provider, &upload, "per_state", "csv"),
             "PROV001/results/20250326T181500Z-0123456789abcdef/per_state.csv"
         );
+        assert_eq!(
+            emr_sk(APPOINTMENT_SK_PREFIX, &upload),
+            "APPT#20250326T181500Z-0123456789abcdef"
+        );
+        assert_eq!(
+            clinic_day_pk(&provider, "NORTH", "2025-03-26"),
+            "PROV#PROV001#CLINIC#NORTH#DAY#2025-03-26"
+        );
+        assert_eq!(
+            records_by_type_pk(&provider, "CONSULTATION", 3),
+            "PROV#PROV001#RECTYPE#CONSULTATION#S03"
+        );
+        assert_eq!(
+            audit_pk(&provider, "2025-03-26", 7),
+            "PROV#PROV001#AUDIT#2025-03-26#S07"
+        );
+        assert_eq!(busy_slot_sk(9, 5), "SLOT#0905");
+        assert_eq!(shard_of("MRN1", 8), shard_of("MRN1", 8));
+        let spread: std::collections::HashSet<u32> =
+            (0..200).map(|i| shard_of(&format!("MRN{i}"), 8)).collect();
+        assert_eq!(spread.len(), 8, "200 ids reach every shard");
     }
 }

@@ -164,6 +164,14 @@ impl ProviderTimeZone {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// `2025-03-26`: the local calendar date of an instant in this zone.
+    pub fn civil_date(&self, instant: UtcInstant) -> String {
+        match jiff::Timestamp::from_second(instant.unix_seconds()) {
+            Ok(at) => at.to_zoned(self.zone.clone()).date().to_string(),
+            Err(_) => instant.civil_date(),
+        }
+    }
 }
 
 /// A visit's `date_time`: the text as sent (trimmed) and the UTC instant it names.

@@ -7,6 +7,7 @@
 //! carry provider and upload ids only).
 
 pub mod analytics;
+pub mod audit;
 pub mod queue;
 pub mod queue_conformance;
 pub mod retention;
@@ -21,6 +22,7 @@ pub use analytics::{
     Analytics, AnalyticsRun, AnalyticsSettings, FacilityOutcome, QueryResult, RunRepository,
     RunRequest, RunStatus, SqlAnswer, SqlError,
 };
+pub use audit::AuditEvent;
 pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
 pub use upload_urls::{PresignError, PresignedPut, UploadUrls};
 pub use uploads::{

@@ -49,6 +49,9 @@ pub struct IngestSettings {
     pub max_file_bytes: u64,
     /// Facility analytics: query timeout, ad hoc SQL limits.
     pub analytics: crate::analytics::AnalyticsSettings,
+    /// Append one audit event per finished upload (its counts). On by default; off only
+    /// to measure what audit costs.
+    pub audit: bool,
     /// Test hook: an attempt fails (as a transient fault) after writing this many rows...
     pub fault_after_rows: Option<u64>,
     /// ...this many times in this process (then attempts run clean).
@@ -65,6 +68,7 @@ impl Default for IngestSettings {
             max_notes_chars: DEFAULT_MAX_NOTES_CHARS,
             max_file_bytes: 1024 * 1024 * 1024,
             analytics: crate::analytics::AnalyticsSettings::default(),
+            audit: true,
             fault_after_rows: None,
             fault_times: 1,
         }
@@ -1114,6 +1118,9 @@ async fn finish(
         status = status.as_str(),
         rows, inserted, duplicate, conflict, rejected, "upload finished"
     );
+    if ctx.settings.audit {
+        audit_upload(ctx, &upload, status, &report).await?;
+    }
     let mut next = upload.clone();
     next.status = status;
     next.finished_at = Some(UtcInstant::now());
@@ -1122,6 +1129,45 @@ async fn finish(
         .update(next, upload.version)
         .await
         .map_err(concurrent)
+}
+
+/// One audit event for a finished upload, with its counts. Its key derives from the
+/// upload (time = the upload's creation), so a retried attempt does not add a second one.
+async fn audit_upload(
+    ctx: &IngestContext,
+    upload: &Upload,
+    status: UploadStatus,
+    report: &UploadReport,
+) -> Result<(), ProcessError> {
+    let event = crate::AuditEvent {
+        event_id: format!("ingest.{}", upload.id),
+        at: upload.created_at,
+        provider: upload.provider.clone(),
+        actor: "worker".into(),
+        action: "INGEST".into(),
+        resource_type: "UPLOAD".into(),
+        resource_id: Some(upload.id.to_string()),
+        patient: None,
+        result: if status == UploadStatus::Completed {
+            "SUCCESS".into()
+        } else {
+            "FAILED".into()
+        },
+        request_id: None,
+        client_address: None,
+        detail: Some(serde_json::json!({
+            "kind": upload.kind.as_str(),
+            "counts": report.counts,
+        })),
+    };
+    match ctx
+        .table
+        .put(event.to_item(), ward_store::Condition::NotExists)
+        .await
+    {
+        Ok(()) | Err(ward_store::StoreError::ConditionFailed { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Puts the file in `processing/`: from `uploaded/` on a first attempt, or, when an earlier

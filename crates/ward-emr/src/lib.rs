@@ -1,0 +1,25 @@
+//! The EMR single-table model (SPEC section 5, seed notes 003 and 004): patients,
+//! clinicians, appointments, clinical records, documents, bills with their services, and
+//! the audit trail, on the table port.
+//!
+//! Owns: what each entity *is* ([`model`], parsed from JSON with every invalid field
+//! named), how it is stored and found (keys in `ward_domain::key_layout`, access patterns
+//! in `docs/data-model.md`), the consistency rules (optimistic concurrency, unique email
+//! and MRN, no double-booking) and the audit trail ([`audit`]).
+//! Deliberately does not: know HTTP (the API crate maps [`EmrError`] to problem
+//! responses), know which store is behind the port, or scan.
+
+pub mod audit;
+pub mod fields;
+pub mod generate;
+pub mod merge;
+pub mod model;
+mod service;
+
+pub use audit::{Actor, AuditLog};
+pub use fields::FieldError;
+pub use model::Kind;
+pub use service::{
+    DOCUMENT_UPLOAD_WINDOW_SECONDS, Emr, EmrError, IDEMPOTENCY_TTL_SECONDS, Idempotency,
+    ListFilter, Listed, Stored, representation,
+};

@@ -1,0 +1,44 @@
+//! The EMR model on every adapter of the table port: the same scenarios on the embedded
+//! store and on DynamoDB Local (at `WARD_DYNAMODB_ENDPOINT`, which `scripts/test` starts).
+
+#[macro_use]
+mod scenarios;
+
+mod embedded {
+    use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
+
+    async fn open() -> (EmbeddedTable, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let table = EmbeddedTable::open(&dir.path().join("ward.redb"), &EmbeddedOptions::default())
+            .expect("open store");
+        (table, dir)
+    }
+
+    emr_suite!(open().await);
+}
+
+mod dynamodb {
+    use aws_sdk_dynamodb::Client;
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    use ward_store_dynamodb::DynamoTable;
+
+    async fn open() -> (DynamoTable, ()) {
+        let endpoint = std::env::var("WARD_DYNAMODB_ENDPOINT").expect(
+            "WARD_DYNAMODB_ENDPOINT is not set: run scripts/test (it starts DynamoDB Local)",
+        );
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "ward-tests"))
+            .build();
+        let table = DynamoTable::new(Client::from_conf(config), "ward-emr-tests");
+        table
+            .create_table_if_missing()
+            .await
+            .expect("create the test table");
+        (table, ())
+    }
+
+    emr_suite!(open().await);
+}
