@@ -8,6 +8,8 @@
 mod admin;
 mod analytics;
 pub mod auth;
+mod documents;
+mod emr;
 pub mod problem;
 mod records;
 pub mod signing;
@@ -48,6 +50,48 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/analytics/runs/{runId}"),
     ("get", "/v1/analytics/runs/{runId}/results/{file}"),
     ("post", "/v1/analytics/sql"),
+    ("post", "/v1/patients"),
+    ("get", "/v1/patients"),
+    ("get", "/v1/patients/{mrn}"),
+    ("patch", "/v1/patients/{mrn}"),
+    ("get", "/v1/patients/{mrn}/timeline"),
+    ("post", "/v1/patients/{mrn}/appointments"),
+    ("get", "/v1/patients/{mrn}/appointments"),
+    ("get", "/v1/patients/{mrn}/appointments/{id}"),
+    ("patch", "/v1/patients/{mrn}/appointments/{id}"),
+    ("post", "/v1/patients/{mrn}/clinical-records"),
+    ("get", "/v1/patients/{mrn}/clinical-records"),
+    ("get", "/v1/patients/{mrn}/clinical-records/{id}"),
+    ("patch", "/v1/patients/{mrn}/clinical-records/{id}"),
+    ("post", "/v1/patients/{mrn}/documents"),
+    ("get", "/v1/patients/{mrn}/documents"),
+    ("get", "/v1/patients/{mrn}/documents/{id}"),
+    ("patch", "/v1/patients/{mrn}/documents/{id}"),
+    ("post", "/v1/patients/{mrn}/documents/{id}/check"),
+    ("get", "/v1/patients/{mrn}/documents/{id}/content"),
+    ("post", "/v1/patients/{mrn}/bills"),
+    ("get", "/v1/patients/{mrn}/bills"),
+    ("get", "/v1/patients/{mrn}/bills/{id}"),
+    ("patch", "/v1/patients/{mrn}/bills/{id}"),
+    (
+        "put",
+        "/v1/document-objects/{providerId}/documents/{mrn}/{id}",
+    ),
+    (
+        "get",
+        "/v1/document-objects/{providerId}/documents/{mrn}/{id}",
+    ),
+    ("post", "/v1/clinicians"),
+    ("get", "/v1/clinicians"),
+    ("get", "/v1/clinicians/{id}"),
+    ("patch", "/v1/clinicians/{id}"),
+    ("get", "/v1/clinicians/{id}/appointments"),
+    ("get", "/v1/clinicians/{id}/clinical-records"),
+    ("get", "/v1/clinics/{clinic}/appointments"),
+    ("get", "/v1/clinics/{clinic}/patients"),
+    ("get", "/v1/clinical-records"),
+    ("get", "/v1/documents"),
+    ("get", "/v1/audit"),
     ("post", "/v1/admin/providers"),
     ("post", "/v1/admin/providers/{providerId}/keys"),
     ("get", "/v1/admin/dlq"),
@@ -92,6 +136,8 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Request counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The EMR model (patients, clinicians, appointments, records, documents, bills).
+    pub emr: ward_emr::Emr,
 }
 
 impl std::fmt::Debug for AppState {
@@ -111,7 +157,49 @@ pub struct Metrics {
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
+    let mut emr_routes = Router::new()
+        .route(
+            "/v1/patients",
+            post(emr::create_patient).get(emr::find_patients),
+        )
+        .route(
+            "/v1/patients/{mrn}",
+            get(emr::get_patient).patch(emr::patch_patient),
+        )
+        .route("/v1/patients/{mrn}/timeline", get(emr::timeline))
+        .route(
+            "/v1/patients/{mrn}/documents/{id}/check",
+            post(documents::check),
+        )
+        .route(
+            "/v1/patients/{mrn}/documents/{id}/content",
+            get(documents::content),
+        )
+        .route(
+            "/v1/document-objects/{provider_id}/documents/{mrn}/{id}",
+            put(documents::receive).get(documents::send),
+        )
+        .route(
+            "/v1/clinicians",
+            post(emr::create_clinician).get(emr::list_clinicians),
+        )
+        .route(
+            "/v1/clinicians/{id}",
+            get(emr::get_clinician).patch(emr::patch_clinician),
+        )
+        .route(
+            "/v1/clinics/{clinic}/appointments",
+            get(emr::clinic_appointments),
+        )
+        .route("/v1/clinics/{clinic}/patients", get(emr::clinic_patients))
+        .route("/v1/clinical-records", get(emr::records_by_type))
+        .route("/v1/documents", get(emr::documents_by_type))
+        .route("/v1/audit", get(emr::audit));
+    for (segment, kind) in emr::PATIENT_COLLECTIONS {
+        emr_routes = emr::collection_routes(emr_routes, segment, kind);
+    }
     Router::new()
+        .merge(emr_routes)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

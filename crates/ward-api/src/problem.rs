@@ -24,6 +24,20 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// Several body fields are invalid; each is named.
+    #[error("the request has {} invalid field(s)", .0.len())]
+    Fields(Vec<ward_emr::FieldError>),
+    /// `If-Match` names an older version.
+    #[error(
+        "the resource has changed since it was read (now version {current}); read it again and retry"
+    )]
+    PreconditionFailed {
+        /// The stored version.
+        current: i64,
+    },
+    /// An update without `If-Match`.
+    #[error("updates need an If-Match header with the ETag of the version read")]
+    PreconditionRequired,
     /// The upload URL's signature does not match.
     #[error("the upload URL's signature is not valid for this request")]
     BadSignature,
@@ -70,6 +84,13 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid-request"),
+            Self::Fields(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
+            Self::PreconditionFailed { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "precondition-failed")
+            }
+            Self::PreconditionRequired => {
+                (StatusCode::PRECONDITION_REQUIRED, "precondition-required")
+            }
             Self::BadSignature => (StatusCode::FORBIDDEN, "signature-invalid"),
             Self::UrlExpired => (StatusCode::FORBIDDEN, "url-expired"),
             Self::AlreadyUploaded => (StatusCode::CONFLICT, "already-uploaded"),
@@ -107,8 +128,13 @@ impl IntoResponse for ApiError {
             "status": status.as_u16(),
             "detail": self.to_string(),
         });
-        if let Self::Invalid { field, .. } = &self {
-            body["field"] = json!(field);
+        match &self {
+            Self::Invalid { field, reason } => {
+                body["field"] = json!(field);
+                body["errors"] = json!([{ "field": field, "reason": reason }]);
+            }
+            Self::Fields(errors) => body["errors"] = json!(errors),
+            _ => {}
         }
         let mut response = (status, Json(body)).into_response();
         response.headers_mut().insert(

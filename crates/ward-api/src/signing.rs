@@ -47,6 +47,36 @@ impl UploadUrls for ServerUploadUrls {
             headers: vec![("content-type".into(), kind.media_type().into())],
         })
     }
+
+    async fn presign_object_put(
+        &self,
+        object_key: &str,
+        media_type: &str,
+        expires_at: UtcInstant,
+    ) -> Result<PresignedPut, PresignError> {
+        let expires = expires_at.unix_seconds();
+        let signature = self.signer.sign("PUT", object_key, expires);
+        Ok(PresignedPut {
+            url: format!(
+                "{}/v1/document-objects/{object_key}?expires={expires}&signature={signature}",
+                self.public_url
+            ),
+            headers: vec![("content-type".into(), media_type.into())],
+        })
+    }
+
+    async fn presign_object_get(
+        &self,
+        object_key: &str,
+        expires_at: UtcInstant,
+    ) -> Result<String, PresignError> {
+        let expires = expires_at.unix_seconds();
+        let signature = self.signer.sign("GET", object_key, expires);
+        Ok(format!(
+            "{}/v1/document-objects/{object_key}?expires={expires}&signature={signature}",
+            self.public_url
+        ))
+    }
 }
 
 /// Signs and verifies upload URLs with a server secret.

@@ -309,7 +309,7 @@ pub(crate) async fn receive(
     }
 }
 
-async fn stream_to_object(
+pub(crate) async fn stream_to_object(
     state: &AppState,
     path: &ObjectPath,
     body: Body,

@@ -110,6 +110,28 @@ impl S3UploadUrls {
         now: SystemTime,
         expires_in: Duration,
     ) -> Result<PresignedPut, PresignError> {
+        let headers = signed_upload_headers(object_key);
+        let url = self
+            .presign_request("PUT", object_key, &headers, now, expires_in)
+            .await?;
+        Ok(PresignedPut {
+            url,
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        })
+    }
+
+    /// A SigV4 query-signed URL for `method` on `object_key` with exactly `headers`.
+    pub async fn presign_request(
+        &self,
+        method: &str,
+        object_key: &str,
+        headers: &[(&str, &str)],
+        now: SystemTime,
+        expires_in: Duration,
+    ) -> Result<String, PresignError> {
         let credential = self
             .store
             .credentials()
@@ -144,9 +166,9 @@ impl S3UploadUrls {
             .collect();
         let url = format!("{}/{}", self.base_url, path.join("/"));
         let request = SignableRequest::new(
-            "PUT",
+            method,
             url.as_str(),
-            signed_upload_headers(object_key).iter().copied(),
+            headers.iter().copied(),
             SignableBody::UnsignedPayload,
         )
         .map_err(|error| PresignError(error.to_string()))?;
@@ -158,13 +180,7 @@ impl S3UploadUrls {
             .iter()
             .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, UNRESERVED)))
             .collect();
-        Ok(PresignedPut {
-            url: format!("{url}?{}", query.join("&")),
-            headers: signed_upload_headers(object_key)
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-        })
+        Ok(format!("{url}?{}", query.join("&")))
     }
 
     /// The bucket.
@@ -188,4 +204,49 @@ impl UploadUrls for S3UploadUrls {
         self.presign(&key, SystemTime::now(), Duration::from_secs(seconds))
             .await
     }
+
+    async fn presign_object_put(
+        &self,
+        object_key: &str,
+        media_type: &str,
+        expires_at: UtcInstant,
+    ) -> Result<PresignedPut, PresignError> {
+        let headers = [("content-type", media_type), ("if-none-match", "*")];
+        let url = self
+            .presign_request(
+                "PUT",
+                object_key,
+                &headers,
+                SystemTime::now(),
+                seconds_until(expires_at),
+            )
+            .await?;
+        Ok(PresignedPut {
+            url,
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        })
+    }
+
+    async fn presign_object_get(
+        &self,
+        object_key: &str,
+        expires_at: UtcInstant,
+    ) -> Result<String, PresignError> {
+        self.presign_request(
+            "GET",
+            object_key,
+            &[],
+            SystemTime::now(),
+            seconds_until(expires_at),
+        )
+        .await
+    }
+}
+
+fn seconds_until(expires_at: UtcInstant) -> Duration {
+    let seconds = expires_at.unix_seconds() - UtcInstant::now().unix_seconds();
+    Duration::from_secs(seconds.max(1) as u64)
 }

@@ -1322,48 +1322,61 @@ impl Emr {
         .await
     }
 
-    /// Records the check of a document's uploaded bytes: `AVAILABLE` (and no longer
-    /// expiring) when size and SHA-256 match, else `REJECTED` with the reason.
-    pub async fn settle_document(
+    /// Moves a document from one of the `from` states to `to`: `RECEIVING` while its
+    /// bytes arrive (one upload wins), back to `PENDING_UPLOAD` if they did not, then
+    /// `AVAILABLE` (indexed by type, no longer expiring) when size and SHA-256 match, or
+    /// `REJECTED` with the reason.
+    pub async fn document_status(
         &self,
         actor: &Actor,
         mrn: &str,
         id: &str,
-        outcome: Result<(), String>,
+        from: &[&str],
+        to: &str,
+        rejection: Option<String>,
     ) -> Result<Stored, EmrError> {
         let provider = &actor.provider;
         let current = self.child_item(actor, Kind::Document, mrn, id).await?;
+        let status = s(&current, "status").unwrap_or_default();
+        if !from.contains(&status.as_str()) {
+            return Err(EmrError::Conflict(format!("the document is {status}")));
+        }
         let version = current.get(VERSION).and_then(Value::as_i64).unwrap_or(0);
         let mut data: Json = s(&current, "data")
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        let status = if outcome.is_ok() {
-            "AVAILABLE"
-        } else {
-            "REJECTED"
-        };
-        data["status"] = json!(status);
-        if let Err(reason) = &outcome {
+        data["status"] = json!(to);
+        if let Some(reason) = &rejection {
             data["rejection"] = json!(reason);
         }
         let mrn_id = parse_mrn(mrn)?;
         let entity_id = parse_entity_id(id, Kind::Document)?;
         let document_type = data["type"].as_str().unwrap_or("OTHER").to_owned();
-        let index = document_index(provider, &entity_id, &document_type, status);
-        let draft = child_draft(
+        let index = document_index(provider, &entity_id, &document_type, to);
+        let mut draft = child_draft(
             provider,
             &mrn_id,
             Kind::Document,
             &entity_id,
             data,
             Some(document_type),
-            Some(status.into()),
+            Some(to.into()),
             index,
         );
-        self.replace(actor, &current, draft, version, vec![], |_| {
-            EmrError::NotFound(Kind::Document.noun())
-        })
-        .await
+        if matches!(to, "PENDING_UPLOAD" | "RECEIVING") {
+            draft.expires_at = current.get(EXPIRES_AT).and_then(Value::as_i64);
+        }
+        match self
+            .replace(actor, &current, draft, version, vec![], |_| {
+                EmrError::NotFound(Kind::Document.noun())
+            })
+            .await
+        {
+            Err(EmrError::PreconditionFailed { .. }) => Err(EmrError::Conflict(
+                "the document changed meanwhile (another upload?)".into(),
+            )),
+            other => other,
+        }
     }
 
     /// A patient's items of one kind in time order, with time, type and status filters.

@@ -33,4 +33,20 @@ pub trait UploadUrls: Send + Sync + 'static {
         kind: UploadKind,
         expires_at: UtcInstant,
     ) -> Result<PresignedPut, PresignError>;
+
+    /// A create-only PUT of an object Ward named (a document's bytes) carrying
+    /// `media_type`, valid until `expires_at`.
+    async fn presign_object_put(
+        &self,
+        object_key: &str,
+        media_type: &str,
+        expires_at: UtcInstant,
+    ) -> Result<PresignedPut, PresignError>;
+
+    /// A GET of an object (a document's bytes), valid until `expires_at`.
+    async fn presign_object_get(
+        &self,
+        object_key: &str,
+        expires_at: UtcInstant,
+    ) -> Result<String, PresignError>;
 }

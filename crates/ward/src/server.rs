@@ -60,6 +60,8 @@ impl RunningServer {
         self.server.await.context("server task")??;
         self.worker.await.context("worker task")?;
         self.sweeper.abort();
+        // Buffered read-audit events reach the store before the process ends.
+        self.state.emr.audit_log().flush().await;
         Ok(())
     }
 
@@ -103,6 +105,14 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
         operator_key_hash,
         settings: Arc::new(api),
         metrics: Arc::new(Metrics::default()),
+        emr: ward_emr::Emr::new(
+            Arc::clone(&backend.table),
+            if options.ingest.audit {
+                ward_emr::AuditLog::start(Arc::clone(&backend.table))
+            } else {
+                ward_emr::AuditLog::disabled()
+            },
+        ),
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let worker = Worker::new(Arc::clone(&backend.ctx));
@@ -131,11 +141,14 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
     let router = ward_api::router(state.clone());
     let mut server_shutdown = shutdown_rx;
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = server_shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     tracing::info!(%addr, "ward is serving");
     Ok(RunningServer {

@@ -1135,7 +1135,14 @@ pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture)
     );
     let available = f
         .emr
-        .settle_document(&f.actor, "MRN1", &id, Ok(()))
+        .document_status(
+            &f.actor,
+            "MRN1",
+            &id,
+            &["PENDING_UPLOAD"],
+            "AVAILABLE",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(available.json["status"], "AVAILABLE");

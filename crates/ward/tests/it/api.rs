@@ -258,11 +258,14 @@ async fn the_openapi_document_matches_the_routes_and_every_route_needs_credentia
             .replace("{mrn}", "MRN1")
             .replace("{jobId}", "x")
             .replace("{runId}", "20250101T000000Z-0000000000000000")
-            .replace("{file}", "per_state.json");
+            .replace("{file}", "per_state.json")
+            .replace("{id}", "20250101T000000Z-0000000000000000")
+            .replace("{clinic}", "NORTH");
         let method: reqwest::Method = method.to_uppercase().parse().unwrap();
         let (status, _) = app.request(method.clone(), &concrete, None).await;
         let public = ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"].contains(path);
-        let signed = path.starts_with("/v1/upload-objects/");
+        let signed =
+            path.starts_with("/v1/upload-objects/") || path.starts_with("/v1/document-objects/");
         let expected = if public {
             200
         } else if signed {

@@ -6,6 +6,7 @@ mod api;
 #[cfg(feature = "aws")]
 mod aws;
 mod crash;
+mod emr;
 mod helpers;
 mod isolation;
 mod settings;

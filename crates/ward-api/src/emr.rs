@@ -1,0 +1,610 @@
+//! EMR routes: patients, clinicians, a patient's appointments, clinical records, documents
+//! and bills, the index lists (clinic day, clinic patients, by type), the patient
+//! timeline and the audit trail. Every handler turns the request into one call of
+//! `ward_emr::Emr`, which audits it; the provider always comes from the API key.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+use sha2::{Digest, Sha256};
+use ward_domain::UtcInstant;
+use ward_emr::audit::{AuditQuery, MAX_AUDIT_DAYS};
+use ward_emr::{Actor, EmrError, Idempotency, Kind, ListFilter, Listed, Stored};
+use ward_store::Order;
+
+use crate::auth::Caller;
+use crate::uploads::limit_of;
+use crate::{ApiError, AppState};
+
+/// The caller as the audit trail names it.
+pub(crate) struct EmrCaller(pub Actor);
+
+impl FromRequestParts<AppState> for EmrCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(provider) = Caller::from_request_parts(parts, state).await?;
+        // `ward.{provider}.{keyId}.{secret}`: the key id names the actor, never the secret.
+        let key_id = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split('.').nth(2))
+            .filter(|id| id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or("unknown")
+            .to_owned();
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map(str::to_owned);
+        let client_address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        Ok(Self(Actor {
+            provider,
+            actor: format!("key:{key_id}"),
+            request_id,
+            client_address,
+        }))
+    }
+}
+
+impl From<EmrError> for ApiError {
+    fn from(error: EmrError) -> Self {
+        match error {
+            EmrError::Invalid(errors) => Self::Fields(errors),
+            EmrError::NotFound(what) => Self::NotFound(what),
+            EmrError::PreconditionFailed { current } => Self::PreconditionFailed { current },
+            EmrError::Conflict(message) => Self::Conflict(message),
+            EmrError::Store(error) => error.into(),
+        }
+    }
+}
+
+fn body_json(body: &Bytes) -> Result<Json_, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))
+}
+
+fn idempotency(
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key", "must be 1-255 visible ASCII characters")
+        })?;
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update(b"\n");
+    hash.update(path.as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        fingerprint: hex::encode(hash.finalize()),
+    }))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<i64, ApiError> {
+    let value = headers
+        .get(header::IF_MATCH)
+        .ok_or(ApiError::PreconditionRequired)?;
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "If-Match",
+                "must be the ETag of the version read, such as \"3\"",
+            )
+        })
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn one(stored: Stored) -> Response {
+    let mut response = Json(stored.json).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(stored.version));
+    response
+}
+
+fn created(stored: Stored, location: String) -> Response {
+    let status = if stored.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let version = stored.version;
+    let mut response = (status, Json(stored.json)).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if status == StatusCode::OK {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn page(listed: Listed) -> Json<Json_> {
+    Json(json!({"items": listed.items, "nextCursor": listed.next}))
+}
+
+/// Query parameters of lists.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    status: Option<String>,
+    order: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    email: Option<String>,
+    clinic: Option<String>,
+    date: Option<String>,
+    patient: Option<String>,
+    actor: Option<String>,
+}
+
+fn instant_param(
+    field: &'static str,
+    text: &Option<String>,
+) -> Result<Option<UtcInstant>, ApiError> {
+    text.as_deref()
+        .map(|t| UtcInstant::parse_rfc3339(t).map_err(|e| ApiError::invalid(field, e)))
+        .transpose()
+}
+
+impl ListParams {
+    fn filter(&self) -> Result<ListFilter, ApiError> {
+        let order = match self.order.as_deref() {
+            None | Some("asc") => Order::Forward,
+            Some("desc") => Order::Reverse,
+            Some(_) => return Err(ApiError::invalid("order", "must be asc or desc")),
+        };
+        Ok(ListFilter {
+            from: instant_param("from", &self.from)?,
+            to: instant_param("to", &self.to)?,
+            item_type: self.item_type.clone(),
+            status: self.status.clone(),
+            order,
+            limit: limit_of(self.limit, 50)?,
+            cursor: self.cursor.clone(),
+        })
+    }
+}
+
+/// The collections under a patient: path segment and kind.
+pub(crate) const PATIENT_COLLECTIONS: [(&str, Kind); 4] = [
+    ("appointments", Kind::Appointment),
+    ("clinical-records", Kind::ClinicalRecord),
+    ("documents", Kind::Document),
+    ("bills", Kind::Bill),
+];
+
+fn segment_of(kind: Kind) -> &'static str {
+    PATIENT_COLLECTIONS
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("", |(segment, _)| *segment)
+}
+
+/// The routes of one collection under a patient (and, for appointments and records, under
+/// a clinician).
+pub(crate) fn collection_routes(
+    router: axum::Router<AppState>,
+    segment: &str,
+    kind: Kind,
+) -> axum::Router<AppState> {
+    use axum::routing::get;
+    let router = router
+        .route(
+            &format!("/v1/patients/{{mrn}}/{segment}"),
+            get(
+                move |state: State<AppState>,
+                      caller: EmrCaller,
+                      path: Path<String>,
+                      query: Query<ListParams>| {
+                    list_children(kind, state, caller, path, query)
+                },
+            )
+            .post(
+                move |state: State<AppState>,
+                      caller: EmrCaller,
+                      path: Path<String>,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    create_child(kind, state, caller, path, headers, body)
+                },
+            ),
+        )
+        .route(
+            &format!("/v1/patients/{{mrn}}/{segment}/{{id}}"),
+            get(
+                move |state: State<AppState>, caller: EmrCaller, path: Path<(String, String)>| {
+                    get_child(kind, state, caller, path)
+                },
+            )
+            .patch(
+                move |state: State<AppState>,
+                      caller: EmrCaller,
+                      path: Path<(String, String)>,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    patch_child(kind, state, caller, path, headers, body)
+                },
+            ),
+        );
+    match kind {
+        Kind::Appointment | Kind::ClinicalRecord => router.route(
+            &format!("/v1/clinicians/{{id}}/{segment}"),
+            get(
+                move |state: State<AppState>,
+                      caller: EmrCaller,
+                      path: Path<String>,
+                      query: Query<ListParams>| {
+                    clinician_items(kind, state, caller, path, query)
+                },
+            ),
+        ),
+        _ => router,
+    }
+}
+
+// ---------- Patients ----------
+
+pub(crate) async fn create_patient(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let idem = idempotency(&headers, &Method::POST, "/v1/patients", &body)?;
+    let stored = state
+        .emr
+        .create_patient(&actor, &body_json(&body)?, idem.as_ref())
+        .await?;
+    let location = format!(
+        "/v1/patients/{}",
+        stored.json["mrn"].as_str().unwrap_or_default()
+    );
+    Ok(created(stored, location))
+}
+
+/// `?email=` finds one patient; `?clinic=` lists a clinic's patients.
+pub(crate) async fn find_patients(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    match (&params.email, &params.clinic) {
+        (Some(email), None) => {
+            let stored = state.emr.patient_by_email(&actor, email).await?;
+            Ok(page(Listed {
+                items: vec![stored.json],
+                next: None,
+            })
+            .into_response())
+        }
+        (None, Some(clinic)) => {
+            let limit = limit_of(params.limit, 50)?;
+            let listed = state
+                .emr
+                .clinic_patients(&actor, clinic, limit, params.cursor.as_deref())
+                .await?;
+            Ok(page(listed).into_response())
+        }
+        _ => Err(ApiError::invalid(
+            "email",
+            "give exactly one of email or clinic",
+        )),
+    }
+}
+
+pub(crate) async fn get_patient(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(mrn): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(one(state.emr.get_patient(&actor, &mrn).await?))
+}
+
+pub(crate) async fn patch_patient(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(mrn): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let version = if_match(&headers)?;
+    let patch = body_json(&body)?;
+    Ok(one(state
+        .emr
+        .update_patient(&actor, &mrn, version, &patch)
+        .await?))
+}
+
+pub(crate) async fn timeline(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(mrn): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    Ok(page(
+        state.emr.timeline(&actor, &mrn, params.filter()?).await?,
+    ))
+}
+
+// ---------- A patient's items ----------
+
+async fn create_child(
+    kind: Kind,
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(mrn): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let segment = segment_of(kind);
+    let path = format!("/v1/patients/{mrn}/{segment}");
+    let idem = idempotency(&headers, &Method::POST, &path, &body)?;
+    let stored = state
+        .emr
+        .create_child(&actor, kind, &mrn, &body_json(&body)?, idem.as_ref())
+        .await?;
+    let id = stored.json["id"].as_str().unwrap_or_default().to_owned();
+    let location = format!("{path}/{id}");
+    if kind == Kind::Document {
+        return crate::documents::with_upload(&state, &actor, &mrn, stored, location).await;
+    }
+    Ok(created(stored, location))
+}
+
+async fn list_children(
+    kind: Kind,
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(mrn): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    Ok(page(
+        state
+            .emr
+            .list_children(&actor, kind, &mrn, params.filter()?)
+            .await?,
+    ))
+}
+
+async fn get_child(
+    kind: Kind,
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path((mrn, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(one(state.emr.get_child(&actor, kind, &mrn, &id).await?))
+}
+
+async fn patch_child(
+    kind: Kind,
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path((mrn, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let version = if_match(&headers)?;
+    let patch = body_json(&body)?;
+    Ok(one(state
+        .emr
+        .update_child(&actor, kind, &mrn, &id, version, &patch)
+        .await?))
+}
+
+// ---------- Clinicians ----------
+
+pub(crate) async fn create_clinician(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let idem = idempotency(&headers, &Method::POST, "/v1/clinicians", &body)?;
+    let stored = state
+        .emr
+        .create_clinician(&actor, &body_json(&body)?, idem.as_ref())
+        .await?;
+    let location = format!(
+        "/v1/clinicians/{}",
+        stored.json["id"].as_str().unwrap_or_default()
+    );
+    Ok(created(stored, location))
+}
+
+pub(crate) async fn list_clinicians(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let limit = limit_of(params.limit, 50)?;
+    Ok(page(
+        state
+            .emr
+            .list_clinicians(&actor, limit, params.cursor.as_deref())
+            .await?,
+    ))
+}
+
+pub(crate) async fn get_clinician(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(one(state.emr.get_clinician(&actor, &id).await?))
+}
+
+pub(crate) async fn patch_clinician(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let version = if_match(&headers)?;
+    let patch = body_json(&body)?;
+    Ok(one(state
+        .emr
+        .update_clinician(&actor, &id, version, &patch)
+        .await?))
+}
+
+async fn clinician_items(
+    kind: Kind,
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    Ok(page(
+        state
+            .emr
+            .clinician_items(&actor, kind, &id, params.filter()?)
+            .await?,
+    ))
+}
+
+// ---------- Indexes ----------
+
+pub(crate) async fn clinic_appointments(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(clinic): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let date = params.date.as_deref().ok_or_else(|| {
+        ApiError::invalid("date", "is required (YYYY-MM-DD, the clinic's local day)")
+    })?;
+    let limit = limit_of(params.limit, 100)?;
+    Ok(page(
+        state
+            .emr
+            .clinic_day(&actor, &clinic, date, limit, params.cursor.as_deref())
+            .await?,
+    ))
+}
+
+pub(crate) async fn clinic_patients(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Path(clinic): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let limit = limit_of(params.limit, 50)?;
+    Ok(page(
+        state
+            .emr
+            .clinic_patients(&actor, &clinic, limit, params.cursor.as_deref())
+            .await?,
+    ))
+}
+
+async fn by_type(
+    state: &AppState,
+    actor: &Actor,
+    kind: Kind,
+    params: ListParams,
+) -> Result<Json<Json_>, ApiError> {
+    let item_type = params
+        .item_type
+        .clone()
+        .ok_or_else(|| ApiError::invalid("type", "is required"))?;
+    let mut filter = params.filter()?;
+    filter.item_type = None;
+    Ok(page(
+        state.emr.by_type(actor, kind, &item_type, filter).await?,
+    ))
+}
+
+pub(crate) async fn records_by_type(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    by_type(&state, &actor, Kind::ClinicalRecord, params).await
+}
+
+pub(crate) async fn documents_by_type(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    by_type(&state, &actor, Kind::Document, params).await
+}
+
+// ---------- Audit ----------
+
+/// `GET /v1/audit?from&to&patient&actor`: newest first; the range defaults to the last
+/// day and spans at most 31 days.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    EmrCaller(actor): EmrCaller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let to = instant_param("to", &params.to)?.unwrap_or_else(UtcInstant::now);
+    let from = instant_param("from", &params.from)?.unwrap_or(to.plus_seconds(-86_400));
+    if from > to {
+        return Err(ApiError::invalid("from", "is after to"));
+    }
+    if to.unix_seconds() - from.unix_seconds() > MAX_AUDIT_DAYS * 86_400 {
+        return Err(ApiError::invalid(
+            "from",
+            format!("must be at most {MAX_AUDIT_DAYS} days before to"),
+        ));
+    }
+    let page_ = ward_emr::audit::list(
+        state.table.as_ref(),
+        &actor.provider,
+        AuditQuery {
+            from,
+            to,
+            patient: params.patient.clone(),
+            actor: params.actor.clone(),
+            limit: limit_of(params.limit, 100)?,
+            cursor: params.cursor.clone(),
+        },
+    )
+    .await?;
+    Ok(Json(
+        json!({"items": page_.events, "nextCursor": page_.next}),
+    ))
+}
