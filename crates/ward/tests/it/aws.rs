@@ -451,3 +451,80 @@ async fn facility_analytics_run_on_s3_sqs_and_dynamodb() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emr_documents_go_to_s3_through_presigned_urls_and_are_checked_there() {
+    use sha2::Digest;
+    let app = spawn_aws_app().await;
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(format!("{}{path}", app.base_url))
+            .bearer_auth(&app.key)
+            .json(&body)
+            .send()
+    };
+    let made = post(
+        "/v1/patients",
+        serde_json::json!({"mrn": "MRN1", "firstName": "Ann", "lastName": "Lee",
+            "dateOfBirth": "1985-06-15", "sex": "FEMALE", "clinic": "NORTH"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let bytes = "%PDF-1.4 scan";
+    let sha = hex::encode(sha2::Sha256::digest(bytes.as_bytes()));
+    let made = post(
+        "/v1/patients/MRN1/documents",
+        serde_json::json!({"type": "IMAGING", "title": "scan", "fileName": "scan.pdf",
+            "mediaType": "application/pdf", "sizeBytes": bytes.len(), "sha256": sha}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let document: Value = made.json().await.unwrap();
+    let grant = &document["upload"];
+    assert!(
+        grant["url"].as_str().unwrap().contains("X-Amz-Signature"),
+        "{grant}"
+    );
+    let id = document["id"].as_str().unwrap();
+    let check = format!("/v1/patients/MRN1/documents/{id}/check");
+    let early = post(&check, Value::Null).await.unwrap();
+    assert_eq!(early.status().as_u16(), 409, "nothing uploaded yet");
+    assert_eq!(put_as_granted(&app, grant, bytes).await, 200);
+    assert_eq!(
+        put_as_granted(&app, grant, bytes).await,
+        412,
+        "S3 refuses a second PUT"
+    );
+    let checked: Value = post(&check, Value::Null)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(checked["status"], "AVAILABLE", "{checked}");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let content = no_redirect
+        .get(format!(
+            "{}/v1/patients/MRN1/documents/{id}/content",
+            app.base_url
+        ))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(content.status().as_u16(), 303);
+    let location = content.headers()["location"].to_str().unwrap().to_owned();
+    let download = app.http.get(&location).send().await.unwrap();
+    assert_eq!(download.status().as_u16(), 200);
+    assert_eq!(download.text().await.unwrap(), bytes);
+    let (status, _) = app
+        .get(&format!("/v1/patients/MRN1/documents/{id}"), &app.other_key)
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
