@@ -67,12 +67,14 @@ impl Actor {
 enum Message {
     Event(Box<AuditEvent>),
     Flush(oneshot::Sender<()>),
+    Close,
 }
 
 /// The buffered audit writer (cheap to clone).
 #[derive(Clone)]
 pub struct AuditLog {
     sender: Option<mpsc::Sender<Message>>,
+    writer: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -87,15 +89,31 @@ impl AuditLog {
     /// A log writing to `table` from a background task (needs a Tokio runtime).
     pub fn start(table: Arc<dyn Table>) -> Self {
         let (sender, receiver) = mpsc::channel(16_384);
-        tokio::spawn(write_loop(table, receiver));
+        let writer = tokio::spawn(write_loop(table, receiver));
         Self {
             sender: Some(sender),
+            writer: Arc::new(std::sync::Mutex::new(Some(writer))),
         }
     }
 
     /// A log that drops every event: only for measuring what audit costs.
     pub fn disabled() -> Self {
-        Self { sender: None }
+        Self {
+            sender: None,
+            writer: Arc::default(),
+        }
+    }
+
+    /// Stores every event recorded so far and stops the writer (it lets go of the table,
+    /// so the store can be reopened). Later events are not stored.
+    pub async fn close(&self) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(Message::Close).await;
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
     }
 
     /// Whether events are kept.
@@ -139,7 +157,7 @@ async fn write_loop(table: Arc<dyn Table>, mut receiver: mpsc::Receiver<Message>
                     waiting.push(done);
                     true
                 }
-                None => {
+                Some(Message::Close) | None => {
                     write(table.as_ref(), &mut pending).await;
                     return;
                 }

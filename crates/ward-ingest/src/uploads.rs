@@ -207,8 +207,22 @@ impl Upload {
             item.insert("report".into(), Value::S(json));
         }
         item.insert(VERSION.into(), Value::n(self.version));
+        if self.status == UploadStatus::Pending {
+            // An upload session: gone (absent to every read) a day after its URL lapsed
+            // if no file ever came; a file arriving removes the expiry.
+            let expires = self
+                .url_expires_at
+                .plus_seconds(Self::SESSION_GRACE_SECONDS);
+            item.insert(
+                ward_store::EXPIRES_AT.into(),
+                Value::n(expires.unix_seconds()),
+            );
+        }
         item
     }
+
+    /// How long a pending upload outlives its URL.
+    pub const SESSION_GRACE_SECONDS: i64 = 24 * 3600;
 
     fn from_item(item: &Item) -> Result<Self, StoreError> {
         let text = |name: &str| {

@@ -60,8 +60,8 @@ impl RunningServer {
         self.server.await.context("server task")??;
         self.worker.await.context("worker task")?;
         self.sweeper.abort();
-        // Buffered read-audit events reach the store before the process ends.
-        self.state.emr.audit_log().flush().await;
+        // Buffered read-audit events reach the store, and the writer lets go of it.
+        self.state.emr.audit_log().close().await;
         Ok(())
     }
 

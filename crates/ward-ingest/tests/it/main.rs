@@ -1,4 +1,5 @@
 //! ward-ingest's integration tests, on the embedded store.
 
 mod queue;
+mod sessions;
 mod without_analytics;
