@@ -57,6 +57,57 @@ impl Client {
         self.call(reqwest::Method::POST, path, None).await
     }
 
+    /// A request with extra headers; the status and the body (JSON, or text), whatever
+    /// the status.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(&self.key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base_url))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// Sends bytes as an upload grant says (`url`, `method`, `headers`), without the API
+    /// key (the URL is the credential).
+    pub async fn put_granted(&self, grant: &Value, bytes: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let url = grant["url"].as_str().context("the grant has no url")?;
+        let mut request = self.http.put(url).body(bytes);
+        for (name, value) in grant["headers"].as_object().into_iter().flatten() {
+            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+        }
+        let response = request
+            .send()
+            .await
+            .context("cannot reach the upload URL")?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     /// `POST path` with a JSON body, as JSON.
     pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await

@@ -140,6 +140,25 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             );
         }
     }
+    // The EMR side: clinicians, patients (the CSV's MRNs), appointments, clinical
+    // records, bills and documents, created through the API; then one patient's timeline.
+    let spec = ward_emr::generate::EmrSpec {
+        patients: 20,
+        clinicians: 4,
+        seed: 42,
+    };
+    let loaded = crate::emr_cli::load(
+        &client,
+        &ward_emr::generate::dataset(spec),
+        spec.seed,
+        false,
+    )
+    .await?;
+    println!(
+        "\nEMR: created {} clinicians, {} patients, {} appointments/records/bills, {} documents (checked uploads)",
+        loaded.clinicians, loaded.patients, loaded.items, loaded.documents
+    );
+    crate::emr_cli::print_timeline(&client, "MRN0000001").await?;
     println!("\nTry it yourself:");
     println!("  export WARD_URL={base_url}");
     println!("  export WARD_KEY={api_key}");
@@ -151,6 +170,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         "  cargo run --release -p ward -- upload {} --server $WARD_URL --key $WARD_KEY",
         csv_path.display()
     );
+    println!(
+        "  curl -s -H \"Authorization: Bearer $WARD_KEY\" $WARD_URL/v1/patients/MRN0000001/timeline"
+    );
+    println!(
+        "  curl -s -H \"Authorization: Bearer $WARD_KEY\" \"$WARD_URL/v1/clinics/NORTH/appointments?date=2025-01-06\""
+    );
+    println!("  curl -s -H \"Authorization: Bearer $WARD_KEY\" $WARD_URL/v1/audit");
     if let Some(operator_key) = &running.new_operator_key {
         println!("  operator key (shown once): {operator_key}");
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod embedded;
+pub mod emr_cli;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod local_ingest;

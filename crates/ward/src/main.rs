@@ -132,6 +132,14 @@ enum Command {
         #[arg(long)]
         desc: bool,
     },
+    /// Print everything filed for a patient in time order: CSV visits, appointments,
+    /// clinical records, documents, bills.
+    Timeline {
+        /// The medical record number.
+        mrn: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The dead-letter queue (operator key).
     Dlq {
         #[command(subcommand)]
@@ -219,6 +227,21 @@ enum AnalyticsAction {
 
 #[derive(Debug, Subcommand)]
 enum GenWhat {
+    /// An EMR demo dataset (clinicians, patients, appointments, clinical records, bills,
+    /// documents), loaded into a running server through its API.
+    Emr {
+        /// Patients (MRN0000000 upwards, the MRNs `gen records` uses).
+        #[arg(long, default_value_t = 50)]
+        patients: u64,
+        /// Clinicians.
+        #[arg(long, default_value_t = 5)]
+        clinicians: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// A facility file (JSON lines), as providers upload for analytics.
     Facilities {
         /// Facilities.
@@ -440,6 +463,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Timeline { mrn, remote } => {
+            let client = Client::new(&remote.server, &remote.key);
+            ward::emr_cli::print_timeline(&client, &mrn).await
+        }
         Command::Records { mrn, remote, desc } => {
             let client = Client::new(&remote.server, &remote.key);
             let order = if desc { "desc" } else { "asc" };
@@ -476,6 +503,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Analytics { action } => ward::analytics_cli::run(action.into()).await,
+        Command::Gen {
+            what:
+                GenWhat::Emr {
+                    patients,
+                    clinicians,
+                    seed,
+                    remote,
+                },
+        } => {
+            let spec = ward_emr::generate::EmrSpec {
+                patients,
+                clinicians,
+                seed,
+            };
+            ward::emr_cli::run(&remote.server, &remote.key, spec).await
+        }
         Command::Gen {
             what: GenWhat::Facilities { count, seed, out },
         } => ward::analytics_cli::generate(count, seed, out.as_deref()),

@@ -396,6 +396,20 @@ fn the_demo_runs_and_its_logs_hold_no_patient_data() {
     assert!(stdout.contains("rows 500 = inserted"), "{stdout}");
     assert!(stdout.contains("visits in time order"), "{stdout}");
     assert!(
+        stdout.contains("EMR: created 4 clinicians, 20 patients"),
+        "{stdout}"
+    );
+    let timeline = stdout
+        .split("everything in time order:")
+        .nth(1)
+        .expect("the demo prints a timeline");
+    for kind in ["CSV visit", "appointment", "clinical note", "bill"] {
+        assert!(
+            timeline.contains(kind),
+            "{kind} in the timeline: {timeline}"
+        );
+    }
+    assert!(
         stderr.contains("upload finished"),
         "logging was on: {stderr}"
     );
@@ -403,7 +417,17 @@ fn the_demo_runs_and_its_logs_hold_no_patient_data() {
         stderr.contains("/v1/patients/{mrn}/records"),
         "the route template is logged: {stderr}"
     );
-    for patient_data in ["MRN0", "John", "García", "fever", "Doe"] {
+    for patient_data in [
+        "MRN0",
+        "John",
+        "García",
+        "fever",
+        "Doe",
+        "@mail.example",
+        "Atorvastatin",
+        "Chest discomfort",
+        "HbA1c",
+    ] {
         assert!(
             !stderr.contains(patient_data),
             "{patient_data:?} appears in the logs:\n{stderr}"
