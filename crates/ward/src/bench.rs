@@ -196,3 +196,173 @@ fn peak_rss_mib() -> f64 {
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
+
+/// `ward bench audit`: what the audit trail costs. Ingest throughput with the upload's
+/// audit event on and off (fresh stores, same file, alternating), and the p50/p99 of
+/// patient reads (profile; a page of clinical records) with read auditing on and off
+/// (same store, alternating rounds). Prints a Markdown table.
+pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use ward_emr::{Actor, AuditLog, Emr, Kind, ListFilter};
+
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; run with --release for real figures");
+    }
+    let work_dir = work_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ward-bench-audit-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&work_dir)?;
+    let csv_path = work_dir.join(format!("visits-{rows}.csv"));
+    if !csv_path.exists() {
+        eprintln!("generating {rows} rows -> {}", csv_path.display());
+        let file = std::fs::File::create(&csv_path)?;
+        write_records(
+            &RecordSpec {
+                rows,
+                seed: 1,
+                bad_share: 0.001,
+            },
+            std::io::BufWriter::new(file),
+        )?;
+    }
+    let provider = ProviderId::parse("PROV001").map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // Ingest: off, on, off, on; each into a fresh store; best of each.
+    let mut rates = [Vec::new(), Vec::new()];
+    for (round, audit_on) in [false, true, false, true].into_iter().enumerate() {
+        let data_dir = work_dir.join(format!("ingest-{round}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let running = server::start(ServerOptions {
+            data_dir: data_dir.clone(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            api: ward_api::ApiSettings::default(),
+            ingest: ward_ingest::IngestSettings {
+                audit: audit_on,
+                ..Default::default()
+            },
+            operator_key: Default::default(),
+            retention: Default::default(),
+            store: Default::default(),
+            shape: Default::default(),
+        })
+        .await?;
+        let ctx = running.state.ctx.clone();
+        ward_api::auth::create_provider(ctx.table.as_ref(), &provider, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!("ingest, audit {}...", if audit_on { "on" } else { "off" });
+        let (upload, elapsed) =
+            local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
+        let counts = upload.report.unwrap_or_default().counts;
+        rates[usize::from(audit_on)].push(counts.rows as f64 / elapsed.as_secs_f64());
+        drop(ctx);
+        running.stop().await?;
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (ingest_off, ingest_on) = (best(&rates[0]), best(&rates[1]));
+
+    // Reads: one store with the EMR demo dataset.
+    let store_path = work_dir.join("emr.redb");
+    let _ = std::fs::remove_file(&store_path);
+    let table: Arc<dyn ward_store::Table> = Arc::new(ward_store_embedded::EmbeddedTable::open(
+        &store_path,
+        &Default::default(),
+    )?);
+    let actor = Actor {
+        provider: provider.clone(),
+        actor: "key:bench".into(),
+        request_id: None,
+        client_address: None,
+    };
+    let loader = Emr::new(Arc::clone(&table), AuditLog::disabled());
+    let data = ward_emr::generate::dataset(ward_emr::generate::EmrSpec {
+        patients,
+        clinicians: (patients / 100).max(1),
+        seed: 42,
+    });
+    eprintln!("loading {patients} patients...");
+    for clinician in &data.clinicians {
+        loader
+            .create_clinician(&actor, clinician, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for bundle in &data.patients {
+        let mrn = bundle.profile["mrn"].as_str().unwrap_or_default();
+        loader
+            .create_patient(&actor, &bundle.profile, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (kind, body) in &bundle.items {
+            loader
+                .create_child(&actor, *kind, mrn, body, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    let audited = Emr::new(Arc::clone(&table), AuditLog::start(Arc::clone(&table)));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let picks: Vec<String> = (0..5_000)
+        .map(|_| format!("MRN{:07}", rng.random_range(0..patients)))
+        .collect();
+    let mut profile = [Vec::new(), Vec::new()];
+    let mut records = [Vec::new(), Vec::new()];
+    for round in 0..6 {
+        let audit_on = round % 2 == 1;
+        let emr = if audit_on { &audited } else { &loader };
+        eprintln!(
+            "reads, round {round}, audit {}",
+            if audit_on { "on" } else { "off" }
+        );
+        for mrn in &picks {
+            let started = Instant::now();
+            std::hint::black_box(
+                emr.get_patient(&actor, mrn)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+            profile[usize::from(audit_on)].push(started.elapsed());
+            let started = Instant::now();
+            let filter = ListFilter {
+                limit: 20,
+                ..ListFilter::default()
+            };
+            std::hint::black_box(
+                emr.list_children(&actor, Kind::ClinicalRecord, mrn, filter)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+            records[usize::from(audit_on)].push(started.elapsed());
+        }
+    }
+    audited.audit_log().close().await;
+    println!("\n| measure | audit off | audit on | on / off |");
+    println!("|---|---|---|---|");
+    println!(
+        "| ingest, {rows} rows (best of 2 each) | {ingest_off:.0} rows/s | {ingest_on:.0} rows/s | {:.3} |",
+        ingest_on / ingest_off
+    );
+    for (name, samples) in [
+        ("patient profile", &mut profile),
+        ("patient's clinical records, first page", &mut records),
+    ] {
+        let [off, on] = samples;
+        let p99 = |s: &mut Vec<Duration>| {
+            s.sort();
+            s[((s.len() as f64 * 0.99) as usize).min(s.len() - 1)]
+        };
+        let (off99, on99) = (p99(off), p99(on));
+        println!(
+            "| {name}: p50 / p99 ({} reads each) | {} / {} | {} / {} | p99 {:.3} |",
+            off.len(),
+            micros(off, 0.50),
+            micros(off, 0.99),
+            micros(on, 0.50),
+            micros(on, 0.99),
+            on99.as_secs_f64() / off99.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -283,6 +283,19 @@ enum BenchWhat {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// What the audit trail costs: ingest throughput and patient-read latency with audit
+    /// on and off.
+    Audit {
+        /// Rows to ingest (each mode, twice).
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        /// Patients in the read benchmark's store.
+        #[arg(long, default_value_t = 5_000)]
+        patients: u64,
+        /// Working folder (default: a fresh one under the temp dir).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// Ingest and query benchmark, with DuckDB as the yardstick.
     Ingest {
         /// Rows to generate and load.
@@ -554,6 +567,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             what: BenchWhat::Ingest { rows, work_dir },
         } => bench::ingest(rows, work_dir).await,
+        Command::Bench {
+            what:
+                BenchWhat::Audit {
+                    rows,
+                    patients,
+                    work_dir,
+                },
+        } => bench::audit(rows, patients, work_dir).await,
     }
 }
 
