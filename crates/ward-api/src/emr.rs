@@ -73,6 +73,24 @@ impl From<EmrError> for ApiError {
     }
 }
 
+/// A request body as bytes, or the reason it could not be read.
+pub(crate) type BodyBytes = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The largest JSON body accepted (axum's default limit).
+const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+fn bytes_of(body: BodyBytes) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: MAX_BODY_BYTES,
+            }
+        } else {
+            ApiError::invalid("body", "could not be read")
+        }
+    })
+}
+
 fn body_json(body: &Bytes) -> Result<Json_, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))
@@ -244,7 +262,7 @@ pub(crate) fn collection_routes(
                       caller: EmrCaller,
                       path: Path<String>,
                       headers: HeaderMap,
-                      body: Bytes| {
+                      body: BodyBytes| {
                     create_child(kind, state, caller, path, headers, body)
                 },
             ),
@@ -261,7 +279,7 @@ pub(crate) fn collection_routes(
                       caller: EmrCaller,
                       path: Path<(String, String)>,
                       headers: HeaderMap,
-                      body: Bytes| {
+                      body: BodyBytes| {
                     patch_child(kind, state, caller, path, headers, body)
                 },
             ),
@@ -288,8 +306,9 @@ pub(crate) async fn create_patient(
     State(state): State<AppState>,
     EmrCaller(actor): EmrCaller,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let body = bytes_of(body)?;
     let idem = idempotency(&headers, &Method::POST, "/v1/patients", &body)?;
     let stored = state
         .emr
@@ -345,8 +364,9 @@ pub(crate) async fn patch_patient(
     EmrCaller(actor): EmrCaller,
     Path(mrn): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let body = bytes_of(body)?;
     let version = if_match(&headers)?;
     let patch = body_json(&body)?;
     Ok(one(state
@@ -374,8 +394,9 @@ async fn create_child(
     EmrCaller(actor): EmrCaller,
     Path(mrn): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let body = bytes_of(body)?;
     let segment = segment_of(kind);
     let path = format!("/v1/patients/{mrn}/{segment}");
     let idem = idempotency(&headers, &Method::POST, &path, &body)?;
@@ -421,8 +442,9 @@ async fn patch_child(
     EmrCaller(actor): EmrCaller,
     Path((mrn, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let body = bytes_of(body)?;
     let version = if_match(&headers)?;
     let patch = body_json(&body)?;
     Ok(one(state
@@ -437,8 +459,9 @@ pub(crate) async fn create_clinician(
     State(state): State<AppState>,
     EmrCaller(actor): EmrCaller,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let body = bytes_of(body)?;
     let idem = idempotency(&headers, &Method::POST, "/v1/clinicians", &body)?;
     let stored = state
         .emr
@@ -478,8 +501,9 @@ pub(crate) async fn patch_clinician(
     EmrCaller(actor): EmrCaller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let body = bytes_of(body)?;
     let version = if_match(&headers)?;
     let patch = body_json(&body)?;
     Ok(one(state

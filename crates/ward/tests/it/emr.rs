@@ -618,3 +618,92 @@ async fn another_providers_key_sees_nothing_of_the_emr() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_bodies_get_specific_errors_and_change_nothing() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let post_raw = |path: &str, body: Vec<u8>| {
+        app.http
+            .post(format!("{}{path}", app.base_url))
+            .bearer_auth(&app.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Larger than the body limit: 413 as a problem, while streaming.
+    let huge = format!(
+        "{{\"mrn\": \"MRN9\", \"firstName\": \"{}\"}}",
+        "a".repeat(3 << 20)
+    );
+    let response = post_raw("/v1/patients", huge.into_bytes()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:ward:problem:upload-too-large");
+    // Deeply nested JSON: refused as JSON, no stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let response = post_raw("/v1/patients/MRN1/clinical-records", deep.into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    // Long, control-character and wrongly typed values are each named.
+    let hostile = json!({
+        "type": "CONSULTATION", "clinicianId": "DR1",
+        "visit": {"date": "2025-02-01T08:00:00Z"},
+        "chiefComplaint": "x".repeat(5000),
+        "symptoms": ["ok", "bell\u{7}"],
+        "diagnoses": [{"code": "I25.9", "description": 42}],
+        "prescriptions": "not a list",
+        "vitalSigns": {"heartRate": {"value": "NaN", "unit": "bpm"}, "weight": {"value": 1e308, "unit": "kg"}}
+    });
+    let refused = send(
+        &app,
+        Method::POST,
+        "/v1/patients/MRN1/clinical-records",
+        &app.key,
+        Some(&hostile),
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let fields: Vec<&str> = refused.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "chiefComplaint",
+            "symptoms[1]",
+            "vitalSigns.heartRate.value",
+            "vitalSigns.weight.value",
+            "diagnoses[0].description",
+            "prescriptions"
+        ]
+    );
+    // Key-forging identifiers never reach a key.
+    for path in [
+        "/v1/patients/MRN%231",
+        "/v1/patients/..%2F..%2Fetc",
+        "/v1/clinicians/DR1%23PROFILE",
+    ] {
+        let (status, body) = app.get(path, &app.key).await;
+        assert!(status == 400 || status == 404, "{path}: {status} {body}");
+    }
+    let (status, body) = app
+        .get("/v1/patients/MRN1/clinical-records?cursor=%%%", &app.key)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("cursor")),
+        "{body}"
+    );
+    // Nothing was stored by any of it.
+    let (_, records) = app
+        .get("/v1/patients/MRN1/clinical-records", &app.key)
+        .await;
+    assert_eq!(records["items"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
