@@ -3,7 +3,7 @@
 //! Writes are audited inside their own transaction (a change is never stored without its
 //! event). Reads and refused requests go through [`AuditLog`]: the request hands the event
 //! to a background writer over a channel and returns; the writer stores events in batches
-//! (`put_many_if_absent`, one store round trip for up to 100 events) at least every
+//! (`put_many_if_absent`: one embedded commit for up to 200 events) at least every
 //! [`FLUSH_EVERY`]. That keeps the table off the read path (the budget: at most 10%
 //! on a patient read's p99) at the price of a window of at most one flush interval in
 //! which a crash loses read events; [`AuditLog::flush`] closes the window on shutdown.
@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use ward_domain::{ProviderId, UtcInstant, key_layout};
 use ward_ingest::AuditEvent;
 use ward_ingest::audit::new_event_id;
@@ -21,8 +21,8 @@ use crate::merge::{self, Stream};
 
 /// How often buffered events are written at the latest.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
-/// Events per store batch.
-const BATCH: usize = 100;
+/// Events per store batch: one embedded commit, or that many concurrent DynamoDB puts.
+const BATCH: usize = 200;
 
 /// Who is acting, for the audit trail.
 #[derive(Debug, Clone)]
@@ -71,10 +71,14 @@ enum Message {
 }
 
 /// The buffered audit writer (cheap to clone).
+///
+/// Recording is a non-blocking send on a channel; the writer is a thread of its own (not a
+/// task of the request runtime), so turning events into items and storing them never
+/// waits on the same worker thread as a request.
 #[derive(Clone)]
 pub struct AuditLog {
-    sender: Option<mpsc::Sender<Message>>,
-    writer: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    sender: Option<std::sync::mpsc::Sender<Message>>,
+    writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -86,13 +90,21 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// A log writing to `table` from a background task (needs a Tokio runtime).
+    /// A log writing to `table` from a writer thread (call inside a Tokio runtime: the
+    /// writer drives the store's futures on it).
     pub fn start(table: Arc<dyn Table>) -> Self {
-        let (sender, receiver) = mpsc::channel(16_384);
-        let writer = tokio::spawn(write_loop(table, receiver));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let writer = std::thread::Builder::new()
+            .name("ward-audit".into())
+            .spawn(move || write_loop(&runtime, table.as_ref(), &receiver))
+            .ok();
+        if writer.is_none() {
+            tracing::error!("the audit writer thread could not start");
+        }
         Self {
             sender: Some(sender),
-            writer: Arc::new(std::sync::Mutex::new(Some(writer))),
+            writer: Arc::new(std::sync::Mutex::new(writer)),
         }
     }
 
@@ -104,27 +116,15 @@ impl AuditLog {
         }
     }
 
-    /// Stores every event recorded so far and stops the writer (it lets go of the table,
-    /// so the store can be reopened). Later events are not stored.
-    pub async fn close(&self) {
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(Message::Close).await;
-        }
-        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(writer) = writer {
-            let _ = writer.await;
-        }
-    }
-
     /// Whether events are kept.
     pub fn is_enabled(&self) -> bool {
         self.sender.is_some()
     }
 
-    /// Hands an event to the writer (waits only if 16k events are already queued).
+    /// Hands an event to the writer; never waits.
     pub async fn record(&self, event: AuditEvent) {
         if let Some(sender) = &self.sender
-            && sender.send(Message::Event(Box::new(event))).await.is_err()
+            && sender.send(Message::Event(Box::new(event))).is_err()
         {
             tracing::error!("audit writer has stopped; an audit event was not stored");
         }
@@ -134,48 +134,70 @@ impl AuditLog {
     pub async fn flush(&self) {
         if let Some(sender) = &self.sender {
             let (done, wait) = oneshot::channel();
-            if sender.send(Message::Flush(done)).await.is_ok() {
+            if sender.send(Message::Flush(done)).is_ok() {
                 let _ = wait.await;
             }
         }
     }
-}
 
-async fn write_loop(table: Arc<dyn Table>, mut receiver: mpsc::Receiver<Message>) {
-    let mut pending: Vec<Item> = Vec::new();
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let flush_now = tokio::select! {
-            message = receiver.recv() => match message {
-                Some(Message::Event(event)) => {
-                    pending.push(event.to_item());
-                    pending.len() >= BATCH
-                }
-                Some(Message::Flush(done)) => {
-                    waiting.push(done);
-                    true
-                }
-                Some(Message::Close) | None => {
-                    write(table.as_ref(), &mut pending).await;
-                    return;
-                }
-            },
-            _ = tick.tick() => !pending.is_empty(),
-        };
-        if flush_now {
-            write(table.as_ref(), &mut pending).await;
-            for done in waiting.drain(..) {
-                let _ = done.send(());
-            }
+    /// Stores every event recorded so far and stops the writer (it lets go of the table,
+    /// so the store can be reopened). Later events are not stored.
+    pub async fn close(&self) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(Message::Close);
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 }
 
-/// Stores pending events, retrying transient faults; events are never logged (they name
+/// The writer thread: every [`FLUSH_EVERY`] it drains the channel and stores what came.
+/// It sleeps instead of waiting on the channel, so recording an event never has to wake
+/// a thread (no system call on the request path).
+fn write_loop(
+    runtime: &tokio::runtime::Handle,
+    table: &dyn Table,
+    receiver: &std::sync::mpsc::Receiver<Message>,
+) {
+    use std::sync::mpsc::TryRecvError;
+    let mut pending: Vec<Item> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let mut close = false;
+        loop {
+            match receiver.try_recv() {
+                Ok(Message::Event(event)) => {
+                    pending.push(event.to_item());
+                    if pending.len() >= BATCH {
+                        runtime.block_on(write(table, std::mem::take(&mut pending)));
+                    }
+                }
+                Ok(Message::Flush(done)) => waiting.push(done),
+                Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
+                    close = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if !pending.is_empty() {
+            runtime.block_on(write(table, std::mem::take(&mut pending)));
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// Stores events, retrying transient faults; events are never logged (they name
 /// patients).
-async fn write(table: &dyn Table, pending: &mut Vec<Item>) {
+async fn write(table: &dyn Table, mut pending: Vec<Item>) {
     while !pending.is_empty() {
         let batch: Vec<Item> = pending.drain(..pending.len().min(BATCH)).collect();
         let mut delay = Duration::from_millis(50);
