@@ -164,6 +164,7 @@ fn write_loop(
     use std::sync::mpsc::TryRecvError;
     let mut pending: Vec<Item> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut wrote = false;
     loop {
         std::thread::sleep(FLUSH_EVERY);
         let mut close = false;
@@ -173,6 +174,7 @@ fn write_loop(
                     pending.push(event.to_item());
                     if pending.len() >= BATCH {
                         runtime.block_on(write(table, std::mem::take(&mut pending)));
+                        wrote = true;
                     }
                 }
                 Ok(Message::Flush(done)) => waiting.push(done),
@@ -185,6 +187,13 @@ fn write_loop(
         }
         if !pending.is_empty() {
             runtime.block_on(write(table, std::mem::take(&mut pending)));
+            wrote = true;
+        }
+        if wrote {
+            // Batch writes may skip the sync (the port allows it); an ordinary put makes
+            // them durable, so a crash loses at most one flush interval of events.
+            runtime.block_on(mark_durable(table));
+            wrote = false;
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
@@ -192,6 +201,17 @@ fn write_loop(
         if close {
             return;
         }
+    }
+}
+
+/// One ordinary (synced) write after a flush: `PLATFORM#AUDIT` / `FLUSHED`.
+async fn mark_durable(table: &dyn Table) {
+    let mut marker = Item::new();
+    marker.insert(ward_store::PK.into(), Value::s("PLATFORM#AUDIT"));
+    marker.insert(ward_store::SK.into(), Value::s("FLUSHED"));
+    marker.insert("at".into(), Value::n(UtcInstant::now().unix_seconds()));
+    if let Err(error) = table.put(marker, ward_store::Condition::None).await {
+        tracing::error!(%error, "audit events could not be made durable");
     }
 }
 
