@@ -110,9 +110,25 @@ impl S3UploadUrls {
         now: SystemTime,
         expires_in: Duration,
     ) -> Result<PresignedPut, PresignError> {
-        let headers = signed_upload_headers(object_key);
+        self.presign_put_with(
+            object_key,
+            &signed_upload_headers(object_key),
+            now,
+            expires_in,
+        )
+        .await
+    }
+
+    /// A pre-signed PUT carrying exactly `headers`.
+    async fn presign_put_with(
+        &self,
+        object_key: &str,
+        headers: &[(&str, &str)],
+        now: SystemTime,
+        expires_in: Duration,
+    ) -> Result<PresignedPut, PresignError> {
         let url = self
-            .presign_request("PUT", object_key, &headers, now, expires_in)
+            .presign_request("PUT", object_key, headers, now, expires_in)
             .await?;
         Ok(PresignedPut {
             url,
@@ -212,22 +228,13 @@ impl UploadUrls for S3UploadUrls {
         expires_at: UtcInstant,
     ) -> Result<PresignedPut, PresignError> {
         let headers = [("content-type", media_type), ("if-none-match", "*")];
-        let url = self
-            .presign_request(
-                "PUT",
-                object_key,
-                &headers,
-                SystemTime::now(),
-                seconds_until(expires_at),
-            )
-            .await?;
-        Ok(PresignedPut {
-            url,
-            headers: headers
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-        })
+        self.presign_put_with(
+            object_key,
+            &headers,
+            SystemTime::now(),
+            seconds_until(expires_at),
+        )
+        .await
     }
 
     async fn presign_object_get(

@@ -890,10 +890,21 @@ impl Emr {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Listed, EmrError> {
+        self.gsi2_partition(keys::clinicians_pk(&actor.provider), limit, cursor)
+            .await
+    }
+
+    /// Every item of one `GSI2` partition in `GSI2SK` order, paged.
+    async fn gsi2_partition(
+        &self,
+        pk: String,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Listed, EmrError> {
         let after = cursor.map(merge::decode_cursor).transpose()?;
         let stream = range_stream(
             Some("GSI2"),
-            keys::clinicians_pk(&actor.provider),
+            pk,
             "GSI2SK",
             String::new(),
             "~".into(),
@@ -1478,27 +1489,12 @@ impl Emr {
             if ward_domain::time::parse_date(day).is_none() {
                 return Err(invalid("date", "must be a real date written YYYY-MM-DD"));
             }
-            let after = cursor.map(merge::decode_cursor).transpose()?;
-            let stream = range_stream(
-                Some("GSI2"),
+            self.gsi2_partition(
                 keys::clinic_day_pk(&actor.provider, clinic, day),
-                "GSI2SK",
-                String::new(),
-                "~".into(),
-                Order::Forward,
                 limit,
-                after,
-                |_| true,
-            );
-            let merged = merge::merge(
-                self.table.as_ref(),
-                vec![stream],
-                Order::Forward,
-                limit,
-                |item| s(item, "GSI2SK").unwrap_or_default(),
+                cursor,
             )
-            .await?;
-            Ok(listed(merged))
+            .await
         }
         .await;
         self.audited(actor, "LIST", Kind::Appointment, Some(clinic), None, result)

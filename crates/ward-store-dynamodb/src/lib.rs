@@ -66,6 +66,19 @@ impl DynamoTable {
         }
     }
 
+    /// A table on a local DynamoDB-compatible server (DynamoDB Local in the tests and
+    /// benchmarks): static dummy credentials, region `us-east-1`.
+    pub fn local(endpoint: &str, table_name: impl Into<String>) -> Self {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "ward-local"))
+            .build();
+        Self::new(Client::from_conf(config), table_name)
+    }
+
     /// Sets how many conditional puts `put_many_if_absent` starts with in flight (default
     /// 32); throttling lowers it (to 4 at least), a run of successes raises it (to 256).
     pub fn with_put_concurrency(mut self, put_concurrency: usize) -> Self {

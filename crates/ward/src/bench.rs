@@ -27,19 +27,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     let work_dir = work_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ward-bench-{}", std::process::id())));
     std::fs::create_dir_all(&work_dir)?;
-    let csv_path = work_dir.join(format!("visits-{rows}.csv"));
-    if !csv_path.exists() {
-        eprintln!("generating {rows} rows -> {}", csv_path.display());
-        let file = std::fs::File::create(&csv_path)?;
-        write_records(
-            &RecordSpec {
-                rows,
-                seed: 1,
-                bad_share: 0.001,
-            },
-            std::io::BufWriter::new(file),
-        )?;
-    }
+    let csv_path = benchmark_csv(&work_dir, rows)?;
     let file_mb = std::fs::metadata(&csv_path)?.len() as f64 / 1e6;
     let data_dir = work_dir.join("data");
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -153,6 +141,24 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The benchmark's generated CSV (seed 1, 0.1% bad rows), made once per folder and size.
+fn benchmark_csv(work_dir: &std::path::Path, rows: u64) -> anyhow::Result<PathBuf> {
+    let csv_path = work_dir.join(format!("visits-{rows}.csv"));
+    if !csv_path.exists() {
+        eprintln!("generating {rows} rows -> {}", csv_path.display());
+        let file = std::fs::File::create(&csv_path)?;
+        write_records(
+            &RecordSpec {
+                rows,
+                seed: 1,
+                bad_share: 0.001,
+            },
+            std::io::BufWriter::new(file),
+        )?;
+    }
+    Ok(csv_path)
+}
+
 fn run_duckdb(csv: &std::path::Path) -> anyhow::Result<(u64, f64, f64)> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/duckdb_ingest.py");
     let python = std::env::var("WARD_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -212,19 +218,7 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
         std::env::temp_dir().join(format!("ward-bench-audit-{}", std::process::id()))
     });
     std::fs::create_dir_all(&work_dir)?;
-    let csv_path = work_dir.join(format!("visits-{rows}.csv"));
-    if !csv_path.exists() {
-        eprintln!("generating {rows} rows -> {}", csv_path.display());
-        let file = std::fs::File::create(&csv_path)?;
-        write_records(
-            &RecordSpec {
-                rows,
-                seed: 1,
-                bad_share: 0.001,
-            },
-            std::io::BufWriter::new(file),
-        )?;
-    }
+    let csv_path = benchmark_csv(&work_dir, rows)?;
     let provider = ProviderId::parse("PROV001").map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // Ingest: off, on, off, on; each into a fresh store; best of each.

@@ -18,21 +18,13 @@ mod embedded {
 }
 
 mod dynamodb {
-    use aws_sdk_dynamodb::Client;
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     use ward_store_dynamodb::DynamoTable;
 
     async fn open() -> (DynamoTable, ()) {
         let endpoint = std::env::var("WARD_DYNAMODB_ENDPOINT").expect(
             "WARD_DYNAMODB_ENDPOINT is not set: run scripts/test (it starts DynamoDB Local)",
         );
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("local", "local", None, None, "ward-tests"))
-            .build();
-        let table = DynamoTable::new(Client::from_conf(config), "ward-emr-tests");
+        let table = DynamoTable::local(&endpoint, "ward-emr-tests");
         table
             .create_table_if_missing()
             .await
