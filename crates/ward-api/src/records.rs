@@ -9,7 +9,7 @@ use ward_domain::{Mrn, UtcInstant};
 use ward_ingest::VisitRecord;
 use ward_store::{Order, SkCondition, Value};
 
-use crate::auth::Caller;
+use crate::emr::{EmrCaller, audit_read};
 use crate::uploads::{cursor_of, limit_of, load};
 use crate::{ApiError, AppState};
 
@@ -22,13 +22,24 @@ pub(crate) struct PatientParams {
     cursor: Option<String>,
 }
 
+/// A patient's visits (audited).
 pub(crate) async fn by_patient(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    EmrCaller(actor): EmrCaller,
     Path(mrn): Path<String>,
     Query(params): Query<PatientParams>,
 ) -> Result<Json<Json_>, ApiError> {
-    let mrn = Mrn::parse(&mrn).map_err(|e| ApiError::invalid("mrn", e))?;
+    let result = patient_visits(&state, &actor.provider, &mrn, params).await;
+    audit_read(&state, &actor, "LIST", "VISIT", &mrn, Some(&mrn), result).await
+}
+
+async fn patient_visits(
+    state: &AppState,
+    provider: &ward_domain::ProviderId,
+    mrn: &str,
+    params: PatientParams,
+) -> Result<Json<Json_>, ApiError> {
+    let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid("mrn", e))?;
     let instant = |field: &'static str, text: &Option<String>| {
         text.as_deref()
             .map(|t| UtcInstant::parse_rfc3339(t).map_err(|e| ApiError::invalid(field, e)))
@@ -59,7 +70,7 @@ pub(crate) async fn by_patient(
         .table
         .query(ward_store::Query {
             index: None,
-            pk: key_layout::patient_pk(&provider, &mrn),
+            pk: key_layout::patient_pk(provider, &mrn),
             sk,
             order,
             limit: limit_of(params.limit, 100)?,
@@ -84,14 +95,34 @@ pub(crate) struct UploadRecordParams {
     cursor: Option<String>,
 }
 
-/// Merges the upload's index shards in line order; the cursor is the last line returned.
+/// The records an upload created (audited).
 pub(crate) async fn by_upload(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    EmrCaller(actor): EmrCaller,
     Path(upload_id): Path<String>,
     Query(params): Query<UploadRecordParams>,
 ) -> Result<Json<Json_>, ApiError> {
-    let upload = load(&state, &provider, &upload_id).await?;
+    let result = upload_records(&state, &actor.provider, &upload_id, params).await;
+    audit_read(
+        &state,
+        &actor,
+        "LIST",
+        "UPLOAD_RECORDS",
+        &upload_id,
+        None,
+        result,
+    )
+    .await
+}
+
+/// Merges the upload's index shards in line order; the cursor is the last line returned.
+async fn upload_records(
+    state: &AppState,
+    provider: &ward_domain::ProviderId,
+    upload_id: &str,
+    params: UploadRecordParams,
+) -> Result<Json<Json_>, ApiError> {
+    let upload = load(state, provider, upload_id).await?;
     let limit = limit_of(params.limit, 100)?;
     let after_line: u64 = match params.cursor.as_deref() {
         None => 0,
@@ -102,7 +133,7 @@ pub(crate) async fn by_upload(
     let shard_queries = (0..UPLOAD_RECORD_SHARDS).map(|shard| {
         state.table.query(ward_store::Query {
             index: Some(BY_UPLOAD_INDEX),
-            pk: key_layout::upload_records_pk(&provider, &upload.id, shard),
+            pk: key_layout::upload_records_pk(provider, &upload.id, shard),
             sk: SkCondition::Gt(key_layout::upload_records_sk(after_line)),
             order: Order::Forward,
             limit,

@@ -18,6 +18,7 @@ use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::{Job, Upload, UploadStatus};
 
 use crate::auth::Caller;
+use crate::emr::{EmrCaller, audit_read};
 use crate::{ApiError, AppState};
 
 /// The JSON view of an upload.
@@ -149,29 +150,60 @@ pub(crate) async fn list(
     })))
 }
 
+/// An upload's status and report (the report's problems quote rows: audited).
 pub(crate) async fn show(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    EmrCaller(actor): EmrCaller,
     Path(upload_id): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
-    let upload = load(&state, &provider, &upload_id).await?;
-    Ok(Json(upload_view(&upload)))
+    let result = load(&state, &actor.provider, &upload_id)
+        .await
+        .map(|upload| Json(upload_view(&upload)));
+    audit_read(
+        &state,
+        &actor,
+        "READ",
+        "UPLOAD_REPORT",
+        &upload_id,
+        None,
+        result,
+    )
+    .await
 }
 
+/// Every rejected or conflicting row of an upload (patient data: audited).
 pub(crate) async fn errors_csv(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    EmrCaller(actor): EmrCaller,
     Path(upload_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let upload = load(&state, &provider, &upload_id).await?;
+    let result = errors_csv_of(&state, &actor.provider, &upload_id).await;
+    audit_read(
+        &state,
+        &actor,
+        "READ",
+        "UPLOAD_ERRORS",
+        &upload_id,
+        None,
+        result,
+    )
+    .await
+}
+
+async fn errors_csv_of(
+    state: &AppState,
+    provider: &ProviderId,
+    upload_id: &str,
+) -> Result<Response, ApiError> {
+    let upload = load(state, provider, upload_id).await?;
     if upload.status != UploadStatus::Completed {
         return Err(ApiError::NotReady(
             "the error list exists once the upload is completed",
         ));
     }
-    let key = key_layout::errors_object_key(&provider, ObjectStage::Completed, &upload.id);
+    let key = key_layout::errors_object_key(provider, ObjectStage::Completed, &upload.id);
     let filename = format!("{}.errors.csv", upload.id);
-    download(&state, &key, "text/csv; charset=utf-8", &filename).await
+    download(state, &key, "text/csv; charset=utf-8", &filename).await
 }
 
 /// Streams a stored object as an attachment.

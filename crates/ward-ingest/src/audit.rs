@@ -19,7 +19,7 @@ pub struct AuditEvent {
     #[serde(serialize_with = "instant_text")]
     pub at: UtcInstant,
     /// The provider whose data it is (and whose key acted).
-    #[serde(skip)]
+    #[serde(rename = "providerId", serialize_with = "provider_text")]
     pub provider: ProviderId,
     /// Who: `key:{keyId}` for an API key, `worker` for the ingest worker.
     pub actor: String,
@@ -44,6 +44,10 @@ pub struct AuditEvent {
     /// Counts and similar non-identifying detail (an upload's outcome counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+}
+
+fn provider_text<S: serde::Serializer>(provider: &ProviderId, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(provider.as_str())
 }
 
 fn instant_text<S: serde::Serializer>(at: &UtcInstant, s: S) -> Result<S::Ok, S::Error> {

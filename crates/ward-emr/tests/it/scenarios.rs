@@ -1196,6 +1196,150 @@ pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture)
     assert_eq!(ids(&listed.items), [id]);
 }
 
+pub async fn a_patients_appointments_documents_and_bills_list_by_time_type_and_status(f: Fixture) {
+    setup_people(&f).await;
+    let mut appointment_ids = Vec::new();
+    for start in [
+        "2025-06-18T09:00:00Z",
+        "2025-06-16T09:00:00Z",
+        "2025-06-17T09:00:00Z",
+    ] {
+        let made = f
+            .emr
+            .create_child(
+                &f.actor,
+                Kind::Appointment,
+                "MRN1",
+                &appointment_body("DR1", start, 15),
+                None,
+            )
+            .await
+            .unwrap();
+        appointment_ids.push(made.json["id"].as_str().unwrap().to_owned());
+    }
+    f.emr
+        .update_child(
+            &f.actor,
+            Kind::Appointment,
+            "MRN1",
+            &appointment_ids[2],
+            1,
+            &json!({"status": "CANCELLED"}),
+        )
+        .await
+        .unwrap();
+    let all = f
+        .emr
+        .list_children(&f.actor, Kind::Appointment, "MRN1", filter(10))
+        .await
+        .unwrap();
+    let starts: Vec<&str> = all
+        .items
+        .iter()
+        .map(|a| a["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2025-06-16T09:00:00Z",
+            "2025-06-17T09:00:00Z",
+            "2025-06-18T09:00:00Z"
+        ]
+    );
+    let scheduled = ListFilter {
+        status: Some("SCHEDULED".into()),
+        order: Order::Reverse,
+        limit: 10,
+        ..ListFilter::default()
+    };
+    let scheduled = f
+        .emr
+        .list_children(&f.actor, Kind::Appointment, "MRN1", scheduled)
+        .await
+        .unwrap();
+    let starts: Vec<&str> = scheduled
+        .items
+        .iter()
+        .map(|a| a["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts, ["2025-06-18T09:00:00Z", "2025-06-16T09:00:00Z"]);
+    let follow_ups = ListFilter {
+        item_type: Some("FOLLOW_UP".into()),
+        from: Some(UtcInstant::parse_rfc3339("2025-06-17T00:00:00Z").unwrap()),
+        limit: 10,
+        ..ListFilter::default()
+    };
+    let later = f
+        .emr
+        .list_children(&f.actor, Kind::Appointment, "MRN1", follow_ups)
+        .await
+        .unwrap();
+    assert_eq!(later.items.len(), 2);
+
+    for (document_type, title) in [
+        ("LAB_REPORT", "labs"),
+        ("IMAGING", "x-ray"),
+        ("LAB_REPORT", "more labs"),
+    ] {
+        let body = json!({"type": document_type, "title": title, "fileName": "f.pdf",
+            "mediaType": "application/pdf", "sizeBytes": 10, "sha256": "b".repeat(64)});
+        f.emr
+            .create_child(&f.actor, Kind::Document, "MRN1", &body, None)
+            .await
+            .unwrap();
+    }
+    let labs = ListFilter {
+        item_type: Some("LAB_REPORT".into()),
+        limit: 10,
+        ..ListFilter::default()
+    };
+    let labs = f
+        .emr
+        .list_children(&f.actor, Kind::Document, "MRN1", labs)
+        .await
+        .unwrap();
+    let titles: Vec<&str> = labs
+        .items
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["labs", "more labs"]);
+
+    for issued in [
+        "2025-01-01T00:00:00Z",
+        "2025-03-01T00:00:00Z",
+        "2025-05-01T00:00:00Z",
+    ] {
+        let body =
+            json!({"issuedAt": issued, "amountMinor": 100, "currency": "USD", "status": "ISSUED"});
+        f.emr
+            .create_child(&f.actor, Kind::Bill, "MRN1", &body, None)
+            .await
+            .unwrap();
+    }
+    let spring = ListFilter {
+        from: Some(UtcInstant::parse_rfc3339("2025-02-01T00:00:00Z").unwrap()),
+        to: Some(UtcInstant::parse_rfc3339("2025-05-01T00:00:00Z").unwrap()),
+        limit: 10,
+        ..ListFilter::default()
+    };
+    let bills = f
+        .emr
+        .list_children(&f.actor, Kind::Bill, "MRN1", spring)
+        .await
+        .unwrap();
+    let issued: Vec<&str> = bills
+        .items
+        .iter()
+        .map(|b| b["issuedAt"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        issued,
+        ["2025-03-01T00:00:00Z", "2025-05-01T00:00:00Z"],
+        "both ends inclusive"
+    );
+}
+
 fn hex_sha256(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
@@ -1211,6 +1355,7 @@ macro_rules! emr_suite {
             an_email_change_moves_the_claim,
             a_clinician_cannot_be_double_booked,
             access_patterns_answer_in_time_order_without_scans,
+            a_patients_appointments_documents_and_bills_list_by_time_type_and_status,
             the_timeline_merges_every_kind_including_csv_visits,
             another_provider_sees_nothing,
             every_read_and_write_is_audited,

@@ -507,6 +507,7 @@ async fn the_timeline_and_the_audit_trail_through_http() {
         ]
     );
     assert_eq!(events[0]["clientAddress"], "127.0.0.1");
+    assert_eq!(events[0]["providerId"], "PROV001");
     assert!(events[0]["actor"].as_str().unwrap().starts_with("key:"));
     assert!(!audit.body.to_string().contains("private complaint"));
     // The CSV upload is one event with its counts.
@@ -514,6 +515,29 @@ async fn the_timeline_and_the_audit_trail_through_http() {
     let ingest = &uploads["items"][0];
     assert_eq!(ingest["action"], "INGEST");
     assert_eq!(ingest["detail"]["counts"]["inserted"], 1);
+    // Reads of CSV data are audited too: visits, an upload's report, records and errors.
+    let upload_id = ingest["resourceId"].as_str().unwrap().to_owned();
+    for path in [
+        "/v1/patients/MRN1/records".to_owned(),
+        format!("/v1/uploads/{upload_id}"),
+        format!("/v1/uploads/{upload_id}/records"),
+        format!("/v1/uploads/{upload_id}/errors.csv"),
+    ] {
+        let (status, _) = app.get(&path, &app.key).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, reads) = app.get("/v1/audit?limit=4", &app.key).await;
+    let kinds: Vec<&str> = reads["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["UPLOAD_ERRORS", "UPLOAD_RECORDS", "UPLOAD_REPORT", "VISIT"]
+    );
     let (status, body) = app
         .get(
             "/v1/audit?from=2025-01-01T00:00:00Z&to=2025-06-01T00:00:00Z",
