@@ -4,9 +4,10 @@
 //! event). Reads and refused requests go through [`AuditLog`]: the request hands the event
 //! to a background writer over a channel and returns; the writer stores events in batches
 //! (`put_many_if_absent`: one embedded commit for up to 200 events) at least every
-//! [`FLUSH_EVERY`]. That keeps the table off the read path (the budget: at most 10%
-//! on a patient read's p99) at the price of a window of at most one flush interval in
-//! which a crash loses read events; [`AuditLog::flush`] closes the window on shutdown.
+//! [`FLUSH_EVERY`], synced at least every [`DURABLE_EVERY`]. That keeps the table off the
+//! read path (the budget: at most 10% on a patient read's p99) at the price of a
+//! window of at most a second in which a crash loses read events; [`AuditLog::close`]
+//! closes the window on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ use crate::merge::{self, Stream};
 
 /// How often buffered events are written at the latest.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// How often stored events are made durable at the latest.
+pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Events per store batch: one embedded commit, or that many concurrent DynamoDB puts.
 const BATCH: usize = 200;
 
@@ -165,6 +168,7 @@ fn write_loop(
     let mut pending: Vec<Item> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut wrote = false;
+    let mut last_durable = std::time::Instant::now();
     loop {
         std::thread::sleep(FLUSH_EVERY);
         let mut close = false;
@@ -189,11 +193,14 @@ fn write_loop(
             runtime.block_on(write(table, std::mem::take(&mut pending)));
             wrote = true;
         }
-        if wrote {
-            // Batch writes may skip the sync (the port allows it); an ordinary put makes
-            // them durable, so a crash loses at most one flush interval of events.
+        // Batch writes may skip the sync (the port allows it); an ordinary put makes them
+        // durable. Once a second at most (a sync is tail latency for concurrent reads), and
+        // always when asked to flush or close: a crash loses at most a second of events.
+        let asked = !waiting.is_empty() || close;
+        if wrote && (asked || last_durable.elapsed() >= DURABLE_EVERY) {
             runtime.block_on(mark_durable(table));
             wrote = false;
+            last_durable = std::time::Instant::now();
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
