@@ -43,6 +43,12 @@ async fn send(
     }
 }
 
+/// Waits until the server's buffered read-audit events are stored.
+async fn flush_audit(app: &TestApp) {
+    let running = app.running.as_ref().expect("a running server");
+    running.state.emr.audit_log().flush().await;
+}
+
 fn patient() -> Value {
     json!({"mrn": "MRN1", "firstName": "Ann", "lastName": "Lee", "dateOfBirth": "1985-06-15",
            "sex": "FEMALE", "email": "ann@example.org", "clinic": "NORTH"})
@@ -474,8 +480,7 @@ async fn the_timeline_and_the_audit_trail_through_http() {
         )
         .await;
     assert_eq!(status, 200);
-    // Give the buffered read events their flush interval.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flush_audit(&app).await;
     let audit = send(
         &app,
         Method::GET,
@@ -526,7 +531,7 @@ async fn the_timeline_and_the_audit_trail_through_http() {
         let (status, _) = app.get(&path, &app.key).await;
         assert_eq!(status, 200, "{path}");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flush_audit(&app).await;
     let (_, reads) = app.get("/v1/audit?limit=4", &app.key).await;
     let kinds: Vec<&str> = reads["items"]
         .as_array()
@@ -612,7 +617,7 @@ async fn another_providers_key_sees_nothing_of_the_emr() {
         Some(&json!({"issuedAt": "2025-03-01T00:00:00Z", "amountMinor": 1, "currency": "USD", "status": "ISSUED"})), &[]).await;
     assert_eq!(refused.status, 404);
     // Their audit trail holds their own (refused) requests only, never the owner's.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    flush_audit(&app).await;
     let (status, audit) = app.get("/v1/audit", other).await;
     assert_eq!(status, 200);
     let other_actor = format!("key:{}", other.split('.').nth(2).unwrap());
