@@ -218,49 +218,7 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
         std::env::temp_dir().join(format!("ward-bench-audit-{}", std::process::id()))
     });
     std::fs::create_dir_all(&work_dir)?;
-    let csv_path = benchmark_csv(&work_dir, rows)?;
     let provider = ProviderId::parse("PROV001").map_err(|e| anyhow::anyhow!("{e}"))?;
-
-    // Ingest: off, on, off, on; each into a fresh store; best of each.
-    let mut rates = [Vec::new(), Vec::new()];
-    let ingest_rounds = if rows == 0 {
-        vec![]
-    } else {
-        vec![false, true, false, true]
-    };
-    for (round, audit_on) in ingest_rounds.into_iter().enumerate() {
-        let data_dir = work_dir.join(format!("ingest-{round}"));
-        let _ = std::fs::remove_dir_all(&data_dir);
-        let running = server::start(ServerOptions {
-            data_dir: data_dir.clone(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            public_url: None,
-            api: ward_api::ApiSettings::default(),
-            ingest: ward_ingest::IngestSettings {
-                audit: audit_on,
-                ..Default::default()
-            },
-            operator_key: Default::default(),
-            retention: Default::default(),
-            store: Default::default(),
-            shape: Default::default(),
-        })
-        .await?;
-        let ctx = running.state.ctx.clone();
-        ward_api::auth::create_provider(ctx.table.as_ref(), &provider, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        eprintln!("ingest, audit {}...", if audit_on { "on" } else { "off" });
-        let (upload, elapsed) =
-            local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
-        let counts = upload.report.unwrap_or_default().counts;
-        rates[usize::from(audit_on)].push(counts.rows as f64 / elapsed.as_secs_f64());
-        drop(ctx);
-        running.stop().await?;
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
-    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (ingest_off, ingest_on) = (best(&rates[0]), best(&rates[1]));
 
     // Reads: one store with the EMR demo dataset.
     let store_path = work_dir.join("emr.redb");
@@ -338,6 +296,49 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
         }
     }
     audited.audit_log().close().await;
+    // Ingest after the reads (its file, writes and deletions would disturb them): off,
+    // on, off, on; each into a fresh store; best of each.
+    let csv_path = benchmark_csv(&work_dir, rows.max(1))?;
+    let mut rates = [Vec::new(), Vec::new()];
+    let ingest_rounds = if rows == 0 {
+        vec![]
+    } else {
+        vec![false, true, false, true]
+    };
+    for (round, audit_on) in ingest_rounds.into_iter().enumerate() {
+        let data_dir = work_dir.join(format!("ingest-{round}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let running = server::start(ServerOptions {
+            data_dir: data_dir.clone(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            api: ward_api::ApiSettings::default(),
+            ingest: ward_ingest::IngestSettings {
+                audit: audit_on,
+                ..Default::default()
+            },
+            operator_key: Default::default(),
+            retention: Default::default(),
+            store: Default::default(),
+            shape: Default::default(),
+        })
+        .await?;
+        let ctx = running.state.ctx.clone();
+        ward_api::auth::create_provider(ctx.table.as_ref(), &provider, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!("ingest, audit {}...", if audit_on { "on" } else { "off" });
+        let (upload, elapsed) =
+            local_ingest::ingest_file(&ctx, &provider, &csv_path, false).await?;
+        let counts = upload.report.unwrap_or_default().counts;
+        rates[usize::from(audit_on)].push(counts.rows as f64 / elapsed.as_secs_f64());
+        drop(ctx);
+        running.stop().await?;
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (ingest_off, ingest_on) = (best(&rates[0]), best(&rates[1]));
+
     println!("\n| measure | audit off | audit on | on / off |");
     println!("|---|---|---|---|");
     if rows > 0 {
