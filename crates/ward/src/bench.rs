@@ -214,6 +214,7 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with --release for real figures");
     }
+    let temporary = work_dir.is_none();
     let work_dir = work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ward-bench-audit-{}", std::process::id()))
     });
@@ -366,6 +367,10 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
             micros(on, 0.99),
             on99.as_secs_f64() / off99.as_secs_f64()
         );
+    }
+    drop(table);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&work_dir);
     }
     Ok(())
 }
