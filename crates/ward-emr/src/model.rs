@@ -413,8 +413,9 @@ pub struct Appointment {
     pub start: String,
     /// How long it lasts.
     pub duration_minutes: i64,
+    /// The appointment type.
     #[serde(rename = "type")]
-    appointment_type: &'static str,
+    pub appointment_type: &'static str,
     /// The clinic (the clinic-day index); defaults to the patient's clinic.
     pub clinic: String,
     mode: &'static str,

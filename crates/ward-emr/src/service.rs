@@ -271,6 +271,13 @@ fn clinician_key(provider: &ProviderId, clinician: &str) -> Key {
     )
 }
 
+/// A path identifier that becomes part of a key (clinician id, clinic): no `#`, no `/`.
+fn check_identifier(field: &str, value: &str) -> Result<(), EmrError> {
+    Mrn::parse(value)
+        .map(|_| ())
+        .map_err(|e| invalid(field, e.to_string()))
+}
+
 fn parse_mrn(mrn: &str) -> Result<Mrn, EmrError> {
     Mrn::parse(mrn).map_err(|e| invalid("mrn", e.to_string()))
 }
@@ -725,6 +732,7 @@ impl Emr {
         cursor: Option<&str>,
     ) -> Result<Listed, EmrError> {
         let result = async {
+            check_identifier("clinic", clinic)?;
             let after = cursor.map(merge::decode_cursor).transpose()?;
             let streams = (0..EMR_INDEX_SHARDS)
                 .map(|shard| {
@@ -821,6 +829,7 @@ impl Emr {
     /// A clinician's profile.
     pub async fn get_clinician(&self, actor: &Actor, id: &str) -> Result<Stored, EmrError> {
         let result = async {
+            check_identifier("id", id)?;
             let item = self
                 .load(&clinician_key(&actor.provider, id), Kind::Clinician)
                 .await?;
@@ -840,6 +849,7 @@ impl Emr {
         patch: &Json,
     ) -> Result<Stored, EmrError> {
         let result = async {
+            check_identifier("id", id)?;
             let current = self
                 .load(&clinician_key(&actor.provider, id), Kind::Clinician)
                 .await?;
@@ -1256,14 +1266,17 @@ impl Emr {
                 )?;
                 let record = model::parse(&after, model::clinical_record(UtcInstant::now()))
                     .map_err(EmrError::Invalid)?;
-                let mut extra = vec![WriteOp::Check {
-                    key: clinician_key(provider, &record.clinician_id),
-                    condition: Condition::Exists,
-                }];
-                if s(&current, "GSI1PK") == Some(keys::clinician_pk(provider, &record.clinician_id))
-                {
-                    extra.clear();
-                }
+                // A new clinician must exist; the same one needs no check.
+                let same_clinician = s(&current, "GSI1PK")
+                    == Some(keys::clinician_pk(provider, &record.clinician_id));
+                let extra = if same_clinician {
+                    vec![]
+                } else {
+                    vec![WriteOp::Check {
+                        key: clinician_key(provider, &record.clinician_id),
+                        condition: Condition::Exists,
+                    }]
+                };
                 (record_draft(provider, &mrn_id, &entity_id, &record), extra)
             }
             Kind::Bill => {
@@ -1443,6 +1456,7 @@ impl Emr {
         filter: ListFilter,
     ) -> Result<Listed, EmrError> {
         let result = async {
+            check_identifier("id", clinician)?;
             let prefix = child_prefix(kind);
             let (low, high) = time_range(prefix, &filter)?;
             let after = filter
@@ -1486,6 +1500,7 @@ impl Emr {
         cursor: Option<&str>,
     ) -> Result<Listed, EmrError> {
         let result = async {
+            check_identifier("clinic", clinic)?;
             if ward_domain::time::parse_date(day).is_none() {
                 return Err(invalid("date", "must be a real date written YYYY-MM-DD"));
             }
@@ -1813,12 +1828,7 @@ fn appointment_draft(
         Kind::Appointment,
         id,
         serde_json::to_value(appointment).unwrap_or_default(),
-        Some(
-            serde_json::to_value(appointment).unwrap_or_default()["type"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ),
+        Some(appointment.appointment_type.into()),
         Some(appointment.status.into()),
         vec![
             (
