@@ -749,15 +749,7 @@ impl Emr {
                     )
                 })
                 .collect();
-            let merged = merge::merge(
-                self.table.as_ref(),
-                streams,
-                Order::Forward,
-                limit,
-                |item| s(item, "GSI2SK").unwrap_or_default(),
-            )
-            .await?;
-            Ok(listed(merged))
+            self.merged(streams, Order::Forward, limit, "GSI2SK").await
         }
         .await;
         self.audited(actor, "LIST", Kind::Patient, Some(clinic), None, result)
@@ -904,6 +896,21 @@ impl Emr {
             .await
     }
 
+    /// `streams` merged by the sort-key attribute `sk_attr`, as a page of representations.
+    async fn merged(
+        &self,
+        streams: Vec<Stream>,
+        order: Order,
+        limit: usize,
+        sk_attr: &'static str,
+    ) -> Result<Listed, EmrError> {
+        let merged = merge::merge(self.table.as_ref(), streams, order, limit, |item| {
+            s(item, sk_attr).unwrap_or_default()
+        })
+        .await?;
+        Ok(listed(merged))
+    }
+
     /// Every item of one `GSI2` partition in `GSI2SK` order, paged.
     async fn gsi2_partition(
         &self,
@@ -923,15 +930,8 @@ impl Emr {
             after,
             |_| true,
         );
-        let merged = merge::merge(
-            self.table.as_ref(),
-            vec![stream],
-            Order::Forward,
-            limit,
-            |item| s(item, "GSI2SK").unwrap_or_default(),
-        )
-        .await?;
-        Ok(listed(merged))
+        self.merged(vec![stream], Order::Forward, limit, "GSI2SK")
+            .await
     }
 
     // ---------------- A patient's items ----------------
@@ -1432,15 +1432,8 @@ impl Emr {
                 after,
                 keep,
             );
-            let merged = merge::merge(
-                self.table.as_ref(),
-                vec![stream],
-                filter.order,
-                filter.limit,
-                |item| s(item, SK).unwrap_or_default(),
-            )
-            .await?;
-            Ok(listed(merged))
+            self.merged(vec![stream], filter.order, filter.limit, SK)
+                .await
         }
         .await;
         self.audited(actor, "LIST", kind, None, Some(mrn), result)
@@ -1475,15 +1468,8 @@ impl Emr {
                 after,
                 attribute_filter(&filter),
             );
-            let merged = merge::merge(
-                self.table.as_ref(),
-                vec![stream],
-                filter.order,
-                filter.limit,
-                |item| s(item, "GSI1SK").unwrap_or_default(),
-            )
-            .await?;
-            Ok(listed(merged))
+            self.merged(vec![stream], filter.order, filter.limit, "GSI1SK")
+                .await
         }
         .await;
         self.audited(actor, "LIST", kind, Some(clinician), None, result)
@@ -1563,15 +1549,8 @@ impl Emr {
                     )
                 })
                 .collect();
-            let merged = merge::merge(
-                self.table.as_ref(),
-                streams,
-                filter.order,
-                filter.limit,
-                |item| s(item, "GSI3SK").unwrap_or_default(),
-            )
-            .await?;
-            Ok(listed(merged))
+            self.merged(streams, filter.order, filter.limit, "GSI3SK")
+                .await
         }
         .await;
         self.audited(actor, "LIST", kind, Some(item_type), None, result)
