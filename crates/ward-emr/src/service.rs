@@ -62,6 +62,11 @@ impl EmrError {
     }
 }
 
+/// The answer when an email claim is held by someone else.
+fn email_taken() -> EmrError {
+    EmrError::Conflict("the email address is already in use by another patient or clinician".into())
+}
+
 fn invalid(field: &str, reason: impl Into<String>) -> EmrError {
     EmrError::Invalid(vec![FieldError {
         field: field.into(),
@@ -610,9 +615,7 @@ impl Emr {
         let mrn = patient.mrn.clone();
         self.create(actor, draft, extra, idempotency, |index| match index {
             0 => EmrError::Conflict(format!("a patient with MRN {mrn} already exists")),
-            _ => EmrError::Conflict(
-                "the email address is already in use by another patient or clinician".into(),
-            ),
+            _ => email_taken(),
         })
         .await
     }
@@ -699,12 +702,8 @@ impl Emr {
                 }
             }
             let draft = Self::patient_draft(&actor.provider, &patient)?;
-            self.replace(actor, &current, draft, if_match, extra, |_| {
-                EmrError::Conflict(
-                    "the email address is already in use by another patient or clinician".into(),
-                )
-            })
-            .await
+            self.replace(actor, &current, draft, if_match, extra, |_| email_taken())
+                .await
         }
         .await;
         match result {
@@ -811,9 +810,7 @@ impl Emr {
         let id = clinician.id.clone();
         self.create(actor, draft, extra, idempotency, |index| match index {
             0 => EmrError::Conflict(format!("a clinician with id {id} already exists")),
-            _ => EmrError::Conflict(
-                "the email address is already in use by another patient or clinician".into(),
-            ),
+            _ => email_taken(),
         })
         .await
     }
@@ -868,12 +865,8 @@ impl Emr {
                 });
             }
             let draft = Self::clinician_draft(&actor.provider, &clinician);
-            self.replace(actor, &current, draft, if_match, extra, |_| {
-                EmrError::Conflict(
-                    "the email address is already in use by another patient or clinician".into(),
-                )
-            })
-            .await
+            self.replace(actor, &current, draft, if_match, extra, |_| email_taken())
+                .await
         }
         .await;
         match result {
