@@ -13,8 +13,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::filter_record_batch;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use ward_domain::UploadId;
+
+use crate::dataset::{FacilityColumns, FacilityScalars};
 
 /// A validated facility.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +84,11 @@ pub struct FacilityProblem {
 pub struct ParsedFile {
     /// Records in the file.
     pub records: u64,
-    /// Valid facilities, one per id (a later record of the same id replaces an earlier
-    /// one), in file order of their last record.
-    pub facilities: Vec<Facility>,
+    /// Valid facilities as rows of [`crate::dataset::schema`], one per id (a later record
+    /// of the same id replaces an earlier one), in file order of their last record.
+    pub batches: Vec<RecordBatch>,
+    /// Rows in `batches`.
+    pub facilities: u64,
     /// Valid records replaced by a later record with the same facility id.
     pub superseded: u64,
     /// Records with at least one problem.
@@ -108,10 +115,21 @@ pub enum FileError {
     /// JSON, but not one of the accepted shapes.
     #[error("{0}")]
     Shape(String),
+    /// The file could not be read (storage failed, not the file's fault; worth a retry).
+    #[error("the file could not be read: {0}")]
+    Read(String),
+    /// The valid facilities could not be put into columns (a defect, not the file's fault).
+    #[error("could not build the facility columns: {0}")]
+    Internal(String),
 }
 
-/// Reads a facility file. `threads` records are validated in parallel.
-pub fn parse_file(bytes: &[u8], threads: usize) -> Result<ParsedFile, FileError> {
+/// Reads a facility file from `upload`: `threads` threads validate records and build the
+/// columns of the valid ones in parallel.
+pub fn parse_file(
+    bytes: &[u8],
+    upload: &UploadId,
+    threads: usize,
+) -> Result<ParsedFile, FileError> {
     let text = std::str::from_utf8(bytes).map_err(|error| FileError::NotUtf8 {
         line: line_of(bytes, error.valid_up_to()),
     })?;
@@ -128,7 +146,171 @@ pub fn parse_file(bytes: &[u8], threads: usize) -> Result<ParsedFile, FileError>
             ));
         }
     };
-    Ok(validate_all(records, threads))
+    validate_all(&records, upload, threads)
+}
+
+/// Bytes read at a time when streaming JSON lines.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// Reads a facility file from `input`. JSON lines are streamed: chunks of whole lines are
+/// validated by `threads` threads while the next chunk is read, so memory holds a few
+/// chunks and the columns built, not the file. An array or object document (or a file
+/// whose shape the first chunk does not settle) is read whole, then parsed as
+/// [`parse_file`] does. Either way the result is the same as [`parse_file`]'s.
+pub fn parse_reader<R: std::io::Read>(
+    input: R,
+    upload: &UploadId,
+    threads: usize,
+) -> Result<ParsedFile, FileError> {
+    parse_reader_in_chunks(input, upload, threads, CHUNK_BYTES)
+}
+
+fn parse_reader_in_chunks<R: std::io::Read>(
+    mut input: R,
+    upload: &UploadId,
+    threads: usize,
+    chunk_bytes: usize,
+) -> Result<ParsedFile, FileError> {
+    let mut head = Vec::with_capacity(chunk_bytes);
+    let complete = fill(&mut input, &mut head, chunk_bytes)?;
+    if complete || !starts_json_lines(&head) {
+        if !complete {
+            input
+                .read_to_end(&mut head)
+                .map_err(|e| FileError::Read(e.to_string()))?;
+        }
+        return parse_file(&head, upload, threads);
+    }
+    stream_json_lines(input, head, upload, threads, chunk_bytes)
+}
+
+/// Reads until `buffer` holds `want` more bytes or the input ends (then `true`).
+fn fill<R: std::io::Read>(
+    input: &mut R,
+    buffer: &mut Vec<u8>,
+    want: usize,
+) -> Result<bool, FileError> {
+    use std::io::Read;
+    let read = input
+        .by_ref()
+        .take(want as u64)
+        .read_to_end(buffer)
+        .map_err(|e| FileError::Read(e.to_string()))?;
+    Ok(read < want)
+}
+
+/// The head of a file settles that it is JSON lines: the first line holds one whole JSON
+/// object and something follows it (the test [`parse_file`] applies).
+fn starts_json_lines(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let Some(start) = head.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    if head[start] != b'{' {
+        return false;
+    }
+    let Some(end) = memchr::memchr(b'\n', &head[start..]).map(|n| start + n) else {
+        return false;
+    };
+    head[end..].iter().any(|b| !b.is_ascii_whitespace())
+        && serde_json::from_slice::<&RawValue>(head[start..end].trim_ascii_end()).is_ok()
+}
+
+/// A run of whole lines, numbered from `first_line`.
+struct Chunk {
+    seq: usize,
+    first_line: u64,
+    bytes: Vec<u8>,
+}
+
+fn stream_json_lines<R: std::io::Read>(
+    mut input: R,
+    head: Vec<u8>,
+    upload: &UploadId,
+    threads: usize,
+    chunk_bytes: usize,
+) -> Result<ParsedFile, FileError> {
+    use std::sync::{Mutex, mpsc};
+    let threads = threads.clamp(1, 16);
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(threads);
+    let chunk_rx = Mutex::new(chunk_rx);
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
+    let (share_tx, share_rx) = mpsc::channel::<(usize, Result<Share, FileError>)>();
+    let read = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (chunk_rx, spare_tx, share_tx) = (&chunk_rx, spare_tx.clone(), share_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = chunk_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(chunk)) = next else { break };
+                    let share = validate_chunk(&chunk, upload);
+                    let _ = spare_tx.send(chunk.bytes);
+                    if share_tx.send((chunk.seq, share)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(share_tx);
+        // This thread reads; each chunk ends at a line end, its partial last line is
+        // carried into the next.
+        let mut buffer = head;
+        if buffer.starts_with(b"\xEF\xBB\xBF") {
+            buffer.drain(..3);
+        }
+        let mut first_line = 1;
+        let mut seq = 0;
+        loop {
+            let want = chunk_bytes
+                .saturating_sub(buffer.len())
+                .max(chunk_bytes / 8)
+                .max(1);
+            let complete = fill(&mut input, &mut buffer, want)?;
+            let cut = if complete {
+                buffer.len()
+            } else {
+                match memchr::memrchr(b'\n', &buffer) {
+                    Some(at) => at + 1,
+                    None => continue,
+                }
+            };
+            let mut next = spare_rx.try_recv().unwrap_or_default();
+            next.clear();
+            next.extend_from_slice(&buffer[cut..]);
+            buffer.truncate(cut);
+            let lines = memchr::memchr_iter(b'\n', &buffer).count() as u64;
+            let chunk = Chunk {
+                seq,
+                first_line,
+                bytes: std::mem::replace(&mut buffer, next),
+            };
+            if chunk_tx.send(chunk).is_err() {
+                break;
+            }
+            seq += 1;
+            first_line += lines;
+            if complete {
+                break;
+            }
+        }
+        drop(chunk_tx);
+        Ok::<_, FileError>(())
+    });
+    read?;
+    let mut shares: Vec<(usize, Result<Share, FileError>)> = share_rx.iter().collect();
+    shares.sort_by_key(|(seq, _)| *seq);
+    assemble(shares.into_iter().map(|(_, share)| share))
+}
+
+fn validate_chunk(chunk: &Chunk, upload: &UploadId) -> Result<Share, FileError> {
+    let text = std::str::from_utf8(&chunk.bytes).map_err(|error| FileError::NotUtf8 {
+        line: chunk.first_line - 1 + line_of(&chunk.bytes, error.valid_up_to()),
+    })?;
+    let mut records = json_lines(text);
+    for record in &mut records {
+        record.line += chunk.first_line - 1;
+    }
+    validate_share(&records, upload)
 }
 
 /// One record as found in the file, before validation.
@@ -246,63 +428,158 @@ fn column_only(error: &serde_json::Error) -> String {
     }
 }
 
-fn validate_all(records: Vec<Record<'_>>, threads: usize) -> ParsedFile {
+/// Rows per record batch: one thread builds several, so no batch's offsets come near
+/// `i32::MAX` whatever the file holds.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// What one thread made of its share of the records.
+#[derive(Default)]
+struct Share {
+    records: u64,
+    batches: Vec<RecordBatch>,
+    /// The line of every row, batch by batch.
+    lines: Vec<Vec<u64>>,
+    rejected: u64,
+    problems: Vec<FacilityProblem>,
+}
+
+fn validate_share(records: &[Record<'_>], upload: &UploadId) -> Result<Share, FileError> {
+    let mut share = Share {
+        records: records.len() as u64,
+        ..Share::default()
+    };
+    let mut dates = Vec::new();
+    for part in records.chunks(BATCH_ROWS) {
+        let bytes: usize = part.iter().map(|r| r.json.len()).sum();
+        let mut columns = FacilityColumns::with_capacity(part.len(), bytes);
+        let mut lines = Vec::with_capacity(part.len());
+        for record in part {
+            if fast_path(record.json, &mut columns, &mut dates) {
+                lines.push(record.line);
+                continue;
+            }
+            match validate_slow(record) {
+                Ok(facility) => {
+                    columns.push(&facility);
+                    lines.push(record.line);
+                }
+                Err(problems) => {
+                    share.rejected += 1;
+                    share.problems.extend(problems);
+                }
+            }
+        }
+        share.batches.push(
+            columns
+                .finish(upload)
+                .map_err(|e| FileError::Internal(e.to_string()))?,
+        );
+        share.lines.push(lines);
+    }
+    Ok(share)
+}
+
+fn validate_all(
+    records: &[Record<'_>],
+    upload: &UploadId,
+    threads: usize,
+) -> Result<ParsedFile, FileError> {
     let threads = threads.clamp(1, 16);
     let chunk = records.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<Result<Facility, Vec<FacilityProblem>>>> = std::thread::scope(|scope| {
+    let shares: Vec<Result<Share, FileError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = records
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(validate_record).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || validate_share(part, upload)))
             .collect();
         handles
             .into_iter()
-            .map(|handle| handle.join().unwrap_or_default())
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(FileError::Internal("a validating thread failed".into()))
+                })
+            })
             .collect()
     });
-    let mut parsed = ParsedFile {
-        records: records.len() as u64,
-        ..ParsedFile::default()
-    };
-    let mut kept: Vec<Facility> = Vec::with_capacity(records.len());
-    let mut position: HashMap<String, (usize, u64)> = HashMap::with_capacity(records.len());
-    for (record, result) in records.iter().zip(results.into_iter().flatten()) {
-        match result {
-            Ok(facility) => {
-                if let Some((at, earlier_line)) = position.get(&facility.facility_id).copied() {
-                    parsed.superseded += 1;
-                    parsed.problems.push(FacilityProblem {
-                        line: earlier_line,
-                        index: None,
-                        field: "facility_id".into(),
-                        reason: format!(
-                            "facility {} appears again on line {}; the later record is kept",
-                            facility.facility_id, record.line
-                        ),
-                    });
-                    position.insert(facility.facility_id.clone(), (at, record.line));
-                    kept[at] = facility;
-                } else {
-                    position.insert(facility.facility_id.clone(), (kept.len(), record.line));
-                    kept.push(facility);
-                }
-            }
-            Err(problems) => {
-                parsed.rejected += 1;
-                parsed.problems.extend(problems);
-            }
+    assemble(shares)
+}
+
+/// The shares of a file, in file order, as one result.
+fn assemble(
+    shares: impl IntoIterator<Item = Result<Share, FileError>>,
+) -> Result<ParsedFile, FileError> {
+    let mut parsed = ParsedFile::default();
+    let mut lines = Vec::new();
+    for share in shares {
+        let share = share?;
+        parsed.records += share.records;
+        parsed.batches.extend(share.batches);
+        lines.extend(share.lines);
+        parsed.rejected += share.rejected;
+        parsed.problems.extend(share.problems);
+    }
+    drop_superseded(&mut parsed, &lines)?;
+    parsed.facilities = parsed.batches.iter().map(|b| b.num_rows() as u64).sum();
+    parsed.problems.sort_by_key(|problem| problem.line);
+    Ok(parsed)
+}
+
+/// One row per facility id: an earlier record of an id is dropped (and reported) when a
+/// later one is valid.
+fn drop_superseded(parsed: &mut ParsedFile, lines: &[Vec<u64>]) -> Result<(), FileError> {
+    let ids: Vec<StringArray> = parsed
+        .batches
+        .iter()
+        .map(|batch| {
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| FileError::Internal("facility_id is not a string column".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let rows: usize = ids.iter().map(Array::len).sum();
+    let mut last: HashMap<&str, (usize, usize)> = HashMap::with_capacity(rows);
+    let mut dropped: Vec<Option<Vec<bool>>> = vec![None; ids.len()];
+    for (at, batch_ids) in ids.iter().enumerate() {
+        for row in 0..batch_ids.len() {
+            let id = batch_ids.value(row);
+            let Some((earlier_at, earlier_row)) = last.insert(id, (at, row)) else {
+                continue;
+            };
+            parsed.superseded += 1;
+            parsed.problems.push(FacilityProblem {
+                line: lines[earlier_at][earlier_row],
+                index: None,
+                field: "facility_id".into(),
+                reason: format!(
+                    "facility {id} appears again on line {}; the later record is kept",
+                    lines[at][row]
+                ),
+            });
+            dropped[earlier_at].get_or_insert_with(|| vec![false; ids[earlier_at].len()])
+                [earlier_row] = true;
         }
     }
-    parsed.problems.sort_by_key(|problem| problem.line);
-    parsed.facilities = kept;
-    parsed
+    for (batch, dropped) in parsed.batches.iter_mut().zip(dropped) {
+        if let Some(dropped) = dropped {
+            let keep: BooleanArray = dropped.into_iter().map(|d| Some(!d)).collect();
+            *batch = filter_record_batch(batch, &keep)
+                .map_err(|e| FileError::Internal(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The common case, fast: a record whose fields all have the right JSON types is read
-/// straight into typed fields (no `Value` tree) and passes the same checks. Anything else
-/// returns `None` and goes the slow way, which names every problem; so both ways accept
-/// exactly the same records and build the same facility.
-fn fast_path(json: &str) -> Option<Facility> {
+/// straight into typed fields (no `Value` tree, strings borrowed from the file where they
+/// hold no escapes), checked, and appended to `columns`. Anything else appends nothing and
+/// returns `false`; the slow way then names every problem. Both ways accept exactly the
+/// same records and build the same row (a unit test holds them to it).
+fn fast_path(json: &str, columns: &mut FacilityColumns, dates: &mut Vec<i32>) -> bool {
     use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
     #[derive(serde::Deserialize)]
     struct Fast<'a> {
         #[serde(borrow)]
@@ -313,7 +590,7 @@ fn fast_path(json: &str) -> Option<Facility> {
         location: Location<'a>,
         employee_count: i64,
         #[serde(borrow, default)]
-        services: Option<Vec<Cow<'a, str>>>,
+        services: Option<Vec<Text<'a>>>,
         #[serde(borrow, default)]
         labs: Option<Vec<FastLab<'a>>>,
         #[serde(borrow, default)]
@@ -335,7 +612,7 @@ fn fast_path(json: &str) -> Option<Facility> {
         #[serde(borrow)]
         lab_name: Cow<'a, str>,
         #[serde(borrow, default)]
-        certifications: Option<Vec<Cow<'a, str>>>,
+        certifications: Option<Vec<Text<'a>>>,
     }
     #[derive(serde::Deserialize)]
     struct FastAccreditation<'a> {
@@ -346,66 +623,86 @@ fn fast_path(json: &str) -> Option<Facility> {
         #[serde(borrow)]
         valid_until: Cow<'a, str>,
     }
-    let texts = |items: Option<Vec<Cow<'_, str>>>| -> Option<Vec<String>> {
-        items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| text_of(item, 200).ok())
-            .collect()
-    };
-    let optional = |value: Option<Cow<'_, str>>, max: usize| -> Option<Option<String>> {
-        value
-            .map(|v| text_of(&v, max).ok())
-            .map_or(Some(None), |v| v.map(Some))
-    };
-    let fast: Fast<'_> = serde_json::from_str(json).ok()?;
-    if fast.employee_count < 0 {
-        return None;
+    fn optional<'t>(value: &'t Option<Cow<'_, str>>, max: usize) -> Option<Option<&'t str>> {
+        match value {
+            Some(text) => checked_text(text, max).ok().map(Some),
+            None => Some(None),
+        }
     }
-    let zip = match fast.location.zip {
-        Some(zip) => Some(zip_of(&zip).ok()?),
+    fn texts_hold(items: &Option<Vec<Text<'_>>>) -> bool {
+        items
+            .iter()
+            .flatten()
+            .all(|item| checked_text(&item.0, 200).is_ok())
+    }
+    let Ok(fast) = serde_json::from_str::<Fast<'_>>(json) else {
+        return false;
+    };
+    let zip = match &fast.location.zip {
+        Some(zip) => match checked_zip(zip) {
+            Ok(zip) => Some(zip),
+            Err(_) => return false,
+        },
         None => None,
     };
-    Some(Facility {
-        facility_id: facility_id_of(&fast.facility_id).ok()?,
-        facility_name: optional(fast.facility_name, 300)?,
-        address: optional(fast.location.address, 300)?,
-        city: optional(fast.location.city, 100)?,
-        state: state_of(&fast.location.state).ok()?,
+    let (Ok(facility_id), Some(facility_name), Some(address), Some(city), Ok(state)) = (
+        checked_id(&fast.facility_id),
+        optional(&fast.facility_name, 300),
+        optional(&fast.location.address, 300),
+        optional(&fast.location.city, 100),
+        checked_state(&fast.location.state),
+    ) else {
+        return false;
+    };
+    let labs = fast.labs.as_deref().unwrap_or_default();
+    let accreditations = fast.accreditations.as_deref().unwrap_or_default();
+    dates.clear();
+    for a in accreditations {
+        match parse_date(&a.valid_until) {
+            Some(date) => dates.push(date),
+            None => return false,
+        }
+    }
+    let holds = fast.employee_count >= 0
+        && texts_hold(&fast.services)
+        && labs
+            .iter()
+            .all(|lab| checked_text(&lab.lab_name, 200).is_ok() && texts_hold(&lab.certifications))
+        && accreditations.iter().all(|a| {
+            checked_text(&a.accreditation_body, 200).is_ok()
+                && checked_text(&a.accreditation_id, 100).is_ok()
+        });
+    if !holds {
+        return false;
+    }
+    // Checked: now append, trimmed as `checked_text` trims.
+    columns.begin_row(&FacilityScalars {
+        facility_id,
+        facility_name,
+        address,
+        city,
+        state,
         zip,
         employee_count: fast.employee_count,
-        services: texts(fast.services)?,
-        labs: fast
-            .labs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|lab| {
-                Some(Lab {
-                    lab_name: text_of(&lab.lab_name, 200).ok()?,
-                    certifications: texts(lab.certifications)?,
-                })
-            })
-            .collect::<Option<_>>()?,
-        accreditations: fast
-            .accreditations
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| {
-                Some(Accreditation {
-                    accreditation_body: text_of(&a.accreditation_body, 200).ok()?,
-                    accreditation_id: text_of(&a.accreditation_id, 100).ok()?,
-                    valid_until: parse_date(&a.valid_until)?,
-                })
-            })
-            .collect::<Option<_>>()?,
-    })
-}
-
-fn validate_record(record: &Record<'_>) -> Result<Facility, Vec<FacilityProblem>> {
-    match fast_path(record.json) {
-        Some(facility) => Ok(facility),
-        None => validate_slow(record),
+    });
+    for service in fast.services.iter().flatten() {
+        columns.service(service.0.trim());
     }
+    for lab in labs {
+        columns.lab(lab.lab_name.trim());
+        for certification in lab.certifications.iter().flatten() {
+            columns.certification(certification.0.trim());
+        }
+    }
+    for (a, date) in accreditations.iter().zip(dates.iter()) {
+        columns.accreditation(
+            a.accreditation_body.trim(),
+            a.accreditation_id.trim(),
+            *date,
+        );
+    }
+    columns.end_row();
+    true
 }
 
 /// Every field checked through a `Value` tree, every problem named.
@@ -640,12 +937,18 @@ fn text(value: &Value, max_chars: usize) -> Result<String, String> {
 }
 
 fn text_of(text: &str, max_chars: usize) -> Result<String, String> {
-    if text.trim().is_empty() {
+    checked_text(text, max_chars).map(str::to_owned)
+}
+
+/// The text, trimmed, if it is not empty and not too long.
+fn checked_text(text: &str, max_chars: usize) -> Result<&str, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
         Err("is empty".into())
     } else if text.len() > max_chars && text.chars().count() > max_chars {
         Err(format!("is longer than {max_chars} characters"))
     } else {
-        Ok(text.trim().to_owned())
+        Ok(trimmed)
     }
 }
 
@@ -668,6 +971,10 @@ fn facility_id(value: &Value) -> Result<String, String> {
 }
 
 fn facility_id_of(id: &str) -> Result<String, String> {
+    checked_id(id).map(str::to_owned)
+}
+
+fn checked_id(id: &str) -> Result<&str, String> {
     let well_formed = !id.is_empty()
         && id.len() <= 64
         && id.as_bytes()[0].is_ascii_alphanumeric()
@@ -675,7 +982,7 @@ fn facility_id_of(id: &str) -> Result<String, String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if well_formed {
-        Ok(id.to_owned())
+        Ok(id)
     } else {
         Err("must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit".into())
     }
@@ -712,12 +1019,24 @@ fn state_code(value: &Value) -> Result<String, String> {
 }
 
 fn state_of(code: &str) -> Result<String, String> {
-    let upper = code.trim().to_ascii_uppercase();
-    if STATES.binary_search(&upper.as_str()).is_ok() {
-        Ok(upper)
-    } else {
-        Err("is not a known two-letter state or territory code".into())
-    }
+    checked_state(code).map(str::to_owned)
+}
+
+/// The code in capitals, if it is a known one.
+fn checked_state(code: &str) -> Result<&'static str, String> {
+    let code = code.trim().as_bytes();
+    let known = match code {
+        [a, b] => {
+            let upper = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+            std::str::from_utf8(&upper)
+                .ok()
+                .and_then(|upper| STATES.binary_search(&upper).ok())
+        }
+        _ => None,
+    };
+    known
+        .map(|at| STATES[at])
+        .ok_or_else(|| "is not a known two-letter state or territory code".into())
 }
 
 fn zip_code(value: &Value) -> Result<String, String> {
@@ -728,12 +1047,16 @@ fn zip_code(value: &Value) -> Result<String, String> {
 }
 
 fn zip_of(zip: &str) -> Result<String, String> {
+    checked_zip(zip).map(str::to_owned)
+}
+
+fn checked_zip(zip: &str) -> Result<&str, String> {
     let b = zip.as_bytes();
     let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
     let ok = (b.len() == 5 && digits(0..5))
         || (b.len() == 10 && digits(0..5) && b[5] == b'-' && digits(6..10));
     if ok {
-        Ok(zip.to_owned())
+        Ok(zip)
     } else {
         Err("must be a ZIP code (12345 or 12345-6789)".into())
     }
@@ -792,6 +1115,7 @@ mod tests {
             r#"{"facility_id":"F1","location":{"state":"TX","zip":"1234"},"employee_count":1}"#
                 .into(),
         );
+        let upload = UploadId::new(ward_domain::UtcInstant::now(), 1);
         let mut accepted = 0;
         for json in &cases {
             let record = Record {
@@ -800,13 +1124,157 @@ mod tests {
                 json,
             };
             let slow = validate_slow(&record).ok();
-            assert_eq!(fast_path(json), slow, "{json}");
-            accepted += usize::from(slow.is_some());
+            let mut fast = FacilityColumns::with_capacity(1, json.len());
+            let fast_accepted = fast_path(json, &mut fast, &mut Vec::new());
+            assert_eq!(fast_accepted, slow.is_some(), "{json}");
+            if let Some(slow) = slow {
+                let slow = crate::dataset::to_batch(&[slow], &upload).unwrap();
+                assert_eq!(fast.finish(&upload).unwrap(), slow, "{json}");
+                accepted += 1;
+            } else {
+                assert_eq!(fast.len(), 0, "a refused record appended nothing: {json}");
+            }
         }
         assert!(
             accepted > 300 && accepted < cases.len(),
             "{accepted} of {}",
             cases.len()
+        );
+    }
+
+    #[test]
+    fn a_later_record_of_an_id_replaces_an_earlier_one_across_threads() {
+        let record = |id: &str, employees: u32| {
+            format!(
+                r#"{{"facility_id":"{id}","location":{{"state":"TX"}},"employee_count":{employees}}}"#
+            )
+        };
+        // Lines 1-6; with 2 threads, lines 1-3 and 4-6 are validated apart.
+        let file = [
+            record("A", 1),
+            record("B", 2),
+            "not json".to_owned(),
+            record("A", 3),
+            record("C", 4),
+            record("B", 5),
+        ]
+        .join("\n");
+        let upload = UploadId::new(ward_domain::UtcInstant::now(), 1);
+        for threads in [1, 2, 3] {
+            let parsed = parse_file(file.as_bytes(), &upload, threads).unwrap();
+            assert_eq!(
+                (
+                    parsed.records,
+                    parsed.facilities,
+                    parsed.superseded,
+                    parsed.rejected
+                ),
+                (6, 3, 2, 1)
+            );
+            let rows: Vec<(String, i64)> = parsed
+                .batches
+                .iter()
+                .flat_map(|batch| {
+                    let ids = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .unwrap();
+                    let employees = batch
+                        .column(6)
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                        .unwrap();
+                    (0..batch.num_rows())
+                        .map(|row| (ids.value(row).to_owned(), employees.value(row)))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            // The later records, in file order of the records kept.
+            assert_eq!(
+                rows,
+                [("A".into(), 3), ("C".into(), 4), ("B".into(), 5)],
+                "{threads} threads"
+            );
+            let problems: Vec<(u64, &str)> = parsed
+                .problems
+                .iter()
+                .map(|p| (p.line, p.field.as_str()))
+                .collect();
+            assert_eq!(
+                problems,
+                [(1, "facility_id"), (2, "facility_id"), (3, "record")]
+            );
+            assert!(
+                parsed.problems[0]
+                    .reason
+                    .contains("appears again on line 4")
+            );
+            assert!(
+                parsed.problems[1]
+                    .reason
+                    .contains("appears again on line 6")
+            );
+        }
+    }
+
+    #[test]
+    fn streamed_json_lines_read_as_the_whole_file_does() {
+        let upload = UploadId::new(ward_domain::UtcInstant::now(), 1);
+        let mut lines: Vec<String> = crate::generate::facilities(200, 5)
+            .map(|f| crate::generate::to_json(&f).to_string())
+            .collect();
+        lines[7] = "{broken".into();
+        lines[50] =
+            r#"{"facility_id":"FAC0000001","location":{"state":"CA"},"employee_count":1}"#.into();
+        lines[120] = String::new();
+        lines[121] = "  ".into();
+        lines[150] = r#"{"facility_id":"X","location":{"state":"ZZ"},"employee_count":-1}"#.into();
+        let mut file = "\u{feff}".to_owned() + &lines.join("\r\n");
+        file.push('\n');
+        let whole = parse_file(file.as_bytes(), &upload, 2).unwrap();
+        assert_eq!(
+            (whole.records, whole.rejected, whole.superseded),
+            (198, 2, 1)
+        );
+        for chunk_bytes in [64, 1000, 4096, 1 << 20] {
+            for threads in [1, 2, 3] {
+                let streamed =
+                    parse_reader_in_chunks(file.as_bytes(), &upload, threads, chunk_bytes).unwrap();
+                let context = format!("{chunk_bytes}-byte chunks, {threads} threads");
+                assert_eq!(streamed.records, whole.records, "{context}");
+                assert_eq!(streamed.facilities, whole.facilities, "{context}");
+                assert_eq!(streamed.superseded, whole.superseded, "{context}");
+                assert_eq!(streamed.rejected, whole.rejected, "{context}");
+                assert_eq!(streamed.problems, whole.problems, "{context}");
+                let concat = |batches: &[RecordBatch]| {
+                    datafusion::arrow::compute::concat_batches(&crate::dataset::schema(), batches)
+                        .unwrap()
+                };
+                assert_eq!(
+                    concat(&streamed.batches),
+                    concat(&whole.batches),
+                    "{context}"
+                );
+            }
+        }
+        // Not UTF-8 on line 4: the whole file fails, naming the line, streamed or not.
+        let mut bad = lines[..10].join("\n").into_bytes();
+        let third_line_end = bad
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(2)
+            .unwrap()
+            .0;
+        bad.insert(third_line_end + 5, 0xff);
+        assert_eq!(
+            parse_reader_in_chunks(bad.as_slice(), &upload, 2, 1000).unwrap_err(),
+            FileError::NotUtf8 { line: 4 }
+        );
+        assert_eq!(
+            parse_file(&bad, &upload, 2).unwrap_err(),
+            FileError::NotUtf8 { line: 4 }
         );
     }
 

@@ -106,26 +106,34 @@ impl Analytics for FacilityAnalytics {
         upload: &UploadId,
         file: &ObjectPath,
     ) -> Result<FacilityOutcome, ProcessError> {
-        let bytes = ctx.objects.get(file).await?.bytes().await?;
+        // Streamed: JSON lines are validated while the rest of the file is still arriving.
+        let stream = ctx.objects.get(file).await?.into_stream();
+        let stream = futures::TryStreamExt::map_err(stream, std::io::Error::other);
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let parsed = tokio::task::spawn_blocking(move || facility::parse_file(&bytes, threads))
-            .await
-            .map_err(|e| ProcessError::Internal(e.to_string()))?;
+        let upload_id = upload.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            facility::parse_reader(reader, &upload_id, threads)
+        })
+        .await
+        .map_err(|e| ProcessError::Internal(e.to_string()))?;
         let parsed = match parsed {
             Ok(parsed) => parsed,
+            Err(facility::FileError::Read(error)) => return Err(ProcessError::Read(error)),
+            Err(facility::FileError::Internal(error)) => return Err(ProcessError::Internal(error)),
             Err(error) => return Ok(FacilityOutcome::FileFailed(error.to_string())),
         };
-        if !parsed.facilities.is_empty() {
+        if parsed.facilities > 0 {
             let pointer = dataset::merge_upload(
                 ctx.table.as_ref(),
                 ctx.objects.as_ref(),
                 provider,
                 upload,
-                &parsed.facilities,
+                &parsed.batches,
             )
             .await?;
             info!(
-                facilities = parsed.facilities.len(),
+                facilities = parsed.facilities,
                 dataset_rows = pointer.rows,
                 "facility dataset updated"
             );
@@ -264,7 +272,7 @@ fn report_of(parsed: &ParsedFile) -> UploadReport {
     UploadReport {
         counts: OutcomeCounts {
             rows: parsed.records,
-            inserted: parsed.facilities.len() as u64,
+            inserted: parsed.facilities,
             duplicate: parsed.superseded,
             conflict: 0,
             rejected: parsed.rejected,

@@ -479,15 +479,15 @@ async fn the_latest_upload_wins_whatever_order_the_jobs_run_in() {
             .trim_end_matches(".parquet"),
     )
     .unwrap();
-    let facilities = ward_analytics::facility::parse_file(record(100).as_bytes(), 1)
+    let batches = ward_analytics::facility::parse_file(record(100).as_bytes(), &upload_id, 1)
         .unwrap()
-        .facilities;
+        .batches;
     let again = ward_analytics::dataset::merge_upload(
         fx.ctx.table.as_ref(),
         fx.ctx.objects.as_ref(),
         &p,
         &upload_id,
-        &facilities,
+        &batches,
     )
     .await
     .unwrap();
@@ -691,4 +691,79 @@ async fn a_query_over_its_time_limit_is_retried_then_dead_lettered_with_the_reas
         dead.iter().any(|d| d.reason.contains("ran longer than")),
         "{dead:?}"
     );
+}
+
+#[tokio::test]
+async fn a_dataset_written_before_the_derived_dates_column_is_read_queried_and_merged() {
+    use datafusion::arrow::array::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use ward_analytics::dataset;
+
+    let fx = fixture();
+    let p = provider("PROV003");
+    let mut body = Vec::new();
+    ward_analytics::generate::write_json_lines(&mut body, 2_000, 7).unwrap();
+    upload(&fx, &p, &body).await;
+    let before = run_on(&fx, &p, "2026-01-15", 6).await;
+
+    // Rewrite the current dataset object as an older Ward wrote it: without the column.
+    let pointer = dataset::current(fx.ctx.table.as_ref(), &p)
+        .await
+        .unwrap()
+        .unwrap();
+    let path = ObjectPath::from(pointer.object_key.as_str());
+    let bytes = fx
+        .ctx
+        .objects
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(dataset::is_current(&bytes).unwrap());
+    let batches = dataset::from_parquet(bytes).unwrap();
+    let schema = dataset::schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).name() != dataset::VALID_UNTIL_DATES)
+        .collect();
+    let old: Vec<RecordBatch> = batches.iter().map(|b| b.project(&keep).unwrap()).collect();
+    let mut writer = ArrowWriter::try_new(Vec::new(), old[0].schema(), None).unwrap();
+    for batch in &old {
+        writer.write(batch).unwrap();
+    }
+    let old_bytes = bytes::Bytes::from(writer.into_inner().unwrap());
+    assert!(!dataset::is_current(&old_bytes).unwrap());
+    fx.ctx.objects.put(&path, old_bytes.into()).await.unwrap();
+
+    // Queried as it is: the same answers.
+    let after = run_on(&fx, &p, "2026-01-15", 6).await;
+    assert_eq!(after.status, RunStatus::Completed, "{after:?}");
+    for query in ["per_state", "expiring_accreditations", "facility_summary"] {
+        let (a, b) = (
+            result_json(&fx, &before, query).await,
+            result_json(&fx, &after, query).await,
+        );
+        assert_eq!(a["results"], b["results"], "{query}");
+        assert!(a["result_count"].as_u64().unwrap() > 0, "{query}");
+    }
+
+    // The next upload merges into it and writes the current form.
+    let more = br#"{"facility_id":"NEW-1","location":{"state":"TX"},"employee_count":5,"accreditations":[{"accreditation_body":"B","accreditation_id":"I","valid_until":"2026-03-01"}]}"#;
+    upload_at(&fx, &p, more, "2025-11-21T09:00:00Z").await;
+    let pointer = dataset::current(fx.ctx.table.as_ref(), &p)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pointer.rows, 2_001);
+    let bytes = fx
+        .ctx
+        .objects
+        .get(&ObjectPath::from(pointer.object_key.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(dataset::is_current(&bytes).unwrap());
 }
