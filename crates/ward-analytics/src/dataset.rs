@@ -118,30 +118,34 @@ pub(crate) struct FacilityScalars<'a> {
 impl FacilityColumns {
     /// Room for about `rows` facilities taking about `bytes` of JSON.
     pub(crate) fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let text = |share: usize| StringBuilder::with_capacity(rows, bytes / share);
+        // Shares of a typical record's JSON (the generated set: ~480 bytes, 3 services,
+        // 1.5 labs, certifications and accreditations), a little generous; a builder that
+        // needs more grows.
+        let text = |items: usize, share: usize| StringBuilder::with_capacity(items, bytes / share);
         let offsets = |n: usize| {
             let mut offsets = Vec::with_capacity(n + 1);
             offsets.push(0);
             offsets
         };
+        let lists = rows * 2;
         Self {
-            facility_id: text(40),
-            facility_name: text(16),
-            address: text(30),
-            city: text(40),
+            facility_id: text(rows, 40),
+            facility_name: text(rows, 14),
+            address: text(rows, 35),
+            city: text(rows, 60),
             state: StringBuilder::with_capacity(rows, rows * 2),
-            zip: text(80),
+            zip: text(rows, 80),
             employee_count: Vec::with_capacity(rows),
             service_offsets: offsets(rows),
-            services: text(8),
+            services: text(rows * 4, 12),
             lab_offsets: offsets(rows),
-            lab_names: text(30),
-            certification_offsets: offsets(rows),
-            certifications: text(30),
+            lab_names: text(lists, 20),
+            certification_offsets: offsets(lists),
+            certifications: text(lists, 80),
             accreditation_offsets: offsets(rows),
-            accreditation_bodies: text(20),
-            accreditation_ids: text(40),
-            valid_until: Vec::with_capacity(rows * 2),
+            accreditation_bodies: text(lists, 40),
+            accreditation_ids: text(lists, 25),
+            valid_until: Vec::with_capacity(lists),
         }
     }
 

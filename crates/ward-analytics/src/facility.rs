@@ -539,7 +539,10 @@ fn drop_superseded(parsed: &mut ParsedFile, lines: &[Vec<u64>]) -> Result<(), Fi
         })
         .collect::<Result<_, _>>()?;
     let rows: usize = ids.iter().map(Array::len).sum();
-    let mut last: HashMap<&str, (usize, usize)> = HashMap::with_capacity(rows);
+    // foldhash, seeded at random (a file cannot be made to collide): ids are short, and
+    // this map takes every facility of the file on one thread.
+    let mut last: HashMap<&str, (usize, usize), foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(rows, foldhash::fast::RandomState::default());
     let mut dropped: Vec<Option<Vec<bool>>> = vec![None; ids.len()];
     for (at, batch_ids) in ids.iter().enumerate() {
         for row in 0..batch_ids.len() {
