@@ -428,9 +428,13 @@ fn column_only(error: &serde_json::Error) -> String {
     }
 }
 
-/// Rows per record batch: one thread builds several, so no batch's offsets come near
-/// `i32::MAX` whatever the file holds.
+/// Rows per record batch (one thread builds several).
 const BATCH_ROWS: usize = 64 * 1024;
+
+/// JSON bytes per record batch, at most (a record larger than this is a batch alone).
+/// Every string a batch holds is a piece of its records' JSON, so no column's 32-bit
+/// offsets can overflow, whatever size of file an operator allows.
+const BATCH_JSON_BYTES: usize = 512 << 20;
 
 /// What one thread made of its share of the records.
 #[derive(Default)]
@@ -449,8 +453,19 @@ fn validate_share(records: &[Record<'_>], upload: &UploadId) -> Result<Share, Fi
         ..Share::default()
     };
     let mut dates = Vec::new();
-    for part in records.chunks(BATCH_ROWS) {
-        let bytes: usize = part.iter().map(|r| r.json.len()).sum();
+    let mut rest = records;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let mut take = 0;
+        for record in rest.iter().take(BATCH_ROWS) {
+            if take > 0 && bytes + record.json.len() > BATCH_JSON_BYTES {
+                break;
+            }
+            bytes += record.json.len();
+            take += 1;
+        }
+        let (part, after) = rest.split_at(take);
+        rest = after;
         let mut columns = FacilityColumns::with_capacity(part.len(), bytes);
         let mut lines = Vec::with_capacity(part.len());
         for record in part {
