@@ -699,6 +699,28 @@ async fn a_dataset_written_before_the_derived_dates_column_is_read_queried_and_m
     use datafusion::parquet::arrow::ArrowWriter;
     use ward_analytics::dataset;
 
+    /// The current dataset: its pointer, object path and bytes.
+    async fn current(
+        fx: &Fixture,
+        p: &ProviderId,
+    ) -> (dataset::DatasetPointer, ObjectPath, bytes::Bytes) {
+        let pointer = dataset::current(fx.ctx.table.as_ref(), p)
+            .await
+            .unwrap()
+            .unwrap();
+        let path = ObjectPath::from(pointer.object_key.as_str());
+        let bytes = fx
+            .ctx
+            .objects
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        (pointer, path, bytes)
+    }
+
     let fx = fixture();
     let p = provider("PROV003");
     let mut body = Vec::new();
@@ -707,20 +729,7 @@ async fn a_dataset_written_before_the_derived_dates_column_is_read_queried_and_m
     let before = run_on(&fx, &p, "2026-01-15", 6).await;
 
     // Rewrite the current dataset object as an older Ward wrote it: without the column.
-    let pointer = dataset::current(fx.ctx.table.as_ref(), &p)
-        .await
-        .unwrap()
-        .unwrap();
-    let path = ObjectPath::from(pointer.object_key.as_str());
-    let bytes = fx
-        .ctx
-        .objects
-        .get(&path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let (_, path, bytes) = current(&fx, &p).await;
     assert!(dataset::is_current(&bytes).unwrap());
     let batches = dataset::from_parquet(bytes).unwrap();
     let schema = dataset::schema();
@@ -751,19 +760,7 @@ async fn a_dataset_written_before_the_derived_dates_column_is_read_queried_and_m
     // The next upload merges into it and writes the current form.
     let more = br#"{"facility_id":"NEW-1","location":{"state":"TX"},"employee_count":5,"accreditations":[{"accreditation_body":"B","accreditation_id":"I","valid_until":"2026-03-01"}]}"#;
     upload_at(&fx, &p, more, "2025-11-21T09:00:00Z").await;
-    let pointer = dataset::current(fx.ctx.table.as_ref(), &p)
-        .await
-        .unwrap()
-        .unwrap();
+    let (pointer, _, bytes) = current(&fx, &p).await;
     assert_eq!(pointer.rows, 2_001);
-    let bytes = fx
-        .ctx
-        .objects
-        .get(&ObjectPath::from(pointer.object_key.as_str()))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
     assert!(dataset::is_current(&bytes).unwrap());
 }
