@@ -949,13 +949,9 @@ impl Checker {
 
 fn text(value: &Value, max_chars: usize) -> Result<String, String> {
     match value {
-        Value::String(text) => text_of(text, max_chars),
+        Value::String(text) => checked_text(text, max_chars).map(str::to_owned),
         other => Err(format!("must be a string, not {}", type_name(other))),
     }
-}
-
-fn text_of(text: &str, max_chars: usize) -> Result<String, String> {
-    checked_text(text, max_chars).map(str::to_owned)
 }
 
 /// The text, trimmed, if it is not empty and not too long.
@@ -985,10 +981,6 @@ fn facility_id(value: &Value) -> Result<String, String> {
     let Value::String(id) = value else {
         return Err(format!("must be a string, not {}", type_name(value)));
     };
-    facility_id_of(id)
-}
-
-fn facility_id_of(id: &str) -> Result<String, String> {
     checked_id(id).map(str::to_owned)
 }
 
@@ -1033,10 +1025,6 @@ fn state_code(value: &Value) -> Result<String, String> {
     let Value::String(code) = value else {
         return Err(format!("must be a string, not {}", type_name(value)));
     };
-    state_of(code)
-}
-
-fn state_of(code: &str) -> Result<String, String> {
     checked_state(code).map(str::to_owned)
 }
 
@@ -1061,10 +1049,6 @@ fn zip_code(value: &Value) -> Result<String, String> {
     let Value::String(zip) = value else {
         return Err(format!("must be a string, not {}", type_name(value)));
     };
-    zip_of(zip)
-}
-
-fn zip_of(zip: &str) -> Result<String, String> {
     checked_zip(zip).map(str::to_owned)
 }
 
