@@ -55,6 +55,17 @@ pub fn upload_sk(upload: &UploadId) -> String {
     format!("UPLOAD#{upload}")
 }
 
+/// A provider's processed visit files by content: `PROV#{p}#FILES` (one write per
+/// completed upload, like the uploads partition).
+pub fn files_pk(provider: &ProviderId) -> String {
+    format!("PROV#{provider}#FILES")
+}
+
+/// A processed file's sort key: `SHA256#{hex digest of the file's bytes}`.
+pub fn file_sk(sha256_hex: &str) -> String {
+    format!("SHA256#{sha256_hex}")
+}
+
 /// A provider's own partition (profile, API keys): `PROV#{p}`.
 pub fn provider_pk(provider: &ProviderId) -> String {
     format!("PROV#{provider}")

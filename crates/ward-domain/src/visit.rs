@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::ids::Mrn;
-use crate::time::{ProviderTimeZone, UtcInstant, VisitTime};
+use crate::time::{ProviderTimeZone, TimeError, UtcInstant, VisitTime};
 
 /// The longest first or last name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -38,6 +38,9 @@ pub struct FieldError {
     pub column: &'static str,
     /// Why, in words a clerk understands (e.g. "is empty").
     pub reason: String,
+    /// Whether the same value could pass when checked later: a visit more than a day
+    /// ahead of the time of processing is the one such rule.
+    pub depends_on_now: bool,
 }
 
 impl FieldError {
@@ -45,6 +48,7 @@ impl FieldError {
         Self {
             column,
             reason: reason.to_string(),
+            depends_on_now: false,
         }
     }
 }
@@ -105,8 +109,13 @@ impl VisitRow {
     /// Validates one row; the first failing field (in column order) is reported.
     pub fn parse(fields: VisitFields<'_>, rules: &VisitRules) -> Result<Self, FieldError> {
         let mrn = Mrn::parse(fields.mrn.trim()).map_err(|e| FieldError::new(columns::MRN, e))?;
-        let time = VisitTime::parse(fields.date_time, rules.zone.as_ref(), rules.now)
-            .map_err(|e| FieldError::new(columns::DATE_TIME, e))?;
+        let time =
+            VisitTime::parse(fields.date_time, rules.zone.as_ref(), rules.now).map_err(|e| {
+                FieldError {
+                    depends_on_now: e == TimeError::InFuture,
+                    ..FieldError::new(columns::DATE_TIME, e)
+                }
+            })?;
         let first_name = parse_name(fields.first_name, columns::FIRST_NAME)?;
         let last_name = parse_name(fields.last_name, columns::LAST_NAME)?;
         let doctors_notes = fields.doctors_notes.trim();

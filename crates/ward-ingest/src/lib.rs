@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod audit;
+mod identical;
 pub mod queue;
 pub mod queue_conformance;
 pub mod retention;

@@ -109,6 +109,12 @@ pub struct UploadReport {
     /// Facility uploads: the analytics run the upload started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analytics_run: Option<String>,
+    /// Visit uploads whose bytes are those of an earlier completed upload (processed
+    /// under the same rules): that upload. Its outcomes were carried over without
+    /// reading a row (every row it inserted or matched is now a duplicate; conflicts and
+    /// rejections are the same), and its error list was copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identical_to: Option<String>,
 }
 
 impl UploadReport {

@@ -183,6 +183,7 @@ impl<R: Read> VisitCsvReader<R> {
             std::str::from_utf8(bytes).map_err(|_| FieldError {
                 column: column_name(self.positions, position),
                 reason: "is not valid UTF-8 text".into(),
+                depends_on_now: false,
             })
         };
         let raw = |position: usize| cell(position).unwrap_or_default().trim().to_owned();
@@ -201,6 +202,7 @@ impl<R: Read> VisitCsvReader<R> {
                 read: RowRead::Rejected(FieldError {
                     column: "row",
                     reason,
+                    depends_on_now: false,
                 }),
             }));
         }

@@ -23,6 +23,7 @@ use ward_store::{Item, PutOutcome, StoreError, Table, Value};
 use crate::analytics::{
     Analytics, AnalyticsRun, FacilityOutcome, RunRepository, RunRequest, RunStatus,
 };
+use crate::identical;
 use crate::queue::{Job, JobQueue, QueueError};
 use crate::uploads::{
     OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
@@ -52,6 +53,10 @@ pub struct IngestSettings {
     /// Append one audit event per finished upload (its counts). On by default; off only
     /// to measure what audit costs.
     pub audit: bool,
+    /// Answer a visit file whose bytes are those of an earlier completed upload from that
+    /// upload's outcomes, without reading a row (see `identical`). On by default; off to
+    /// measure the per-row path.
+    pub reuse_identical_files: bool,
     /// Test hook: an attempt fails (as a transient fault) after writing this many rows...
     pub fault_after_rows: Option<u64>,
     /// ...this many times in this process (then attempts run clean).
@@ -69,6 +74,7 @@ impl Default for IngestSettings {
             max_file_bytes: 1024 * 1024 * 1024,
             analytics: crate::analytics::AnalyticsSettings::default(),
             audit: true,
+            reuse_identical_files: true,
             fault_after_rows: None,
             fault_times: 1,
         }
@@ -253,6 +259,40 @@ pub async fn process_upload(
         upload_id,
     ));
     let csv_file = key_layout::upload_object_key(provider, ObjectStage::Completed, upload_id, kind);
+    let rules_fingerprint = identical::rules_fingerprint(&rules);
+    let digest = identical::file_digest(ctx.objects.as_ref(), &processing).await?;
+    if ctx.settings.reuse_identical_files
+        && let Some(reference) =
+            identical::find_reference(ctx, provider, &digest, &rules_fingerprint).await?
+    {
+        let reference_errors = path(key_layout::errors_object_key(
+            provider,
+            ObjectStage::Completed,
+            &reference.id,
+        ));
+        match ctx.objects.copy(&reference_errors, &errors_path).await {
+            Ok(()) => {
+                let mut report = identical::derived_report(&reference);
+                report.attempts = attempt;
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                ctx.progress_rows
+                    .fetch_add(report.counts.rows, Ordering::Relaxed);
+                ctx.progress_bytes.fetch_add(size, Ordering::Relaxed);
+                move_object(ctx.objects.as_ref(), &processing, &path(csv_file)).await?;
+                return finish(
+                    ctx,
+                    upload,
+                    UploadStatus::Completed,
+                    report,
+                    Some(ObjectStage::Completed),
+                )
+                .await;
+            }
+            // The earlier upload's error list has expired: read the rows after all.
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     let outcome = ingest_rows(
         ctx,
         provider,
@@ -263,8 +303,8 @@ pub async fn process_upload(
         rules,
     )
     .await?;
-    let mut report = match outcome {
-        Ok(report) => report,
+    let (mut report, n_time_dependent) = match outcome {
+        Ok(ingested) => ingested,
         Err(file_error) => {
             let report = failure_report(file_error.to_string(), attempt, started);
             return fail_file(ctx, upload, &processing, report).await;
@@ -274,6 +314,9 @@ pub async fn process_upload(
     report.duration_ms = started.elapsed().as_millis() as u64;
     let completed = path(csv_file);
     move_object(ctx.objects.as_ref(), &processing, &completed).await?;
+    if n_time_dependent == 0 {
+        identical::remember(ctx, provider, &digest, &rules_fingerprint, upload_id).await?;
+    }
     finish(
         ctx,
         upload,
@@ -747,6 +790,8 @@ enum ParsedRow {
 struct ParsedBatch {
     rows: Vec<ParsedRow>,
     n_rows: u64,
+    /// Rows rejected by a rule whose answer changes with time.
+    n_time_dependent: u64,
 }
 
 enum ParserMessage {
@@ -764,7 +809,7 @@ async fn ingest_rows(
     errors_path: &ObjectPath,
     csv_file: &str,
     rules: VisitRules,
-) -> Result<Result<UploadReport, FileError>, ProcessError> {
+) -> Result<Result<(UploadReport, u64), FileError>, ProcessError> {
     let stream = ctx
         .objects
         .get(processing)
@@ -794,6 +839,8 @@ async fn ingest_rows(
     });
 
     let mut report = UploadReport::default();
+    // Rejections a later run could decide otherwise (a date too far ahead).
+    let mut n_time_dependent = 0;
     let mut errors = ErrorsFile::new(ctx.objects.clone(), errors_path.clone());
     let mut file_error = None;
     while let Some(message) = receiver.recv().await {
@@ -801,6 +848,7 @@ async fn ingest_rows(
             ParserMessage::Header { unknown_columns } => report.unknown_columns = unknown_columns,
             ParserMessage::FileFailed(error) => file_error = Some(error),
             ParserMessage::Batch(batch) => {
+                n_time_dependent += batch.n_time_dependent;
                 if let Err(error) =
                     write_batch(ctx, upload_id, batch, &mut report, &mut errors).await
                 {
@@ -826,7 +874,7 @@ async fn ingest_rows(
         }
         None => {
             errors.finish().await?;
-            Ok(Ok(report))
+            Ok(Ok((report, n_time_dependent)))
         }
     }
 }
@@ -855,6 +903,7 @@ fn parse_file<R: std::io::Read>(
     let mut batch = ParsedBatch {
         rows: Vec::with_capacity(batch_rows),
         n_rows: 0,
+        n_time_dependent: 0,
     };
     loop {
         match reader.next_row(rules) {
@@ -871,17 +920,20 @@ fn parse_file<R: std::io::Read>(
                             raw_date_time: row.raw_date_time,
                         }
                     }
-                    RowRead::Rejected(error) => ParsedRow::Rejected {
-                        problem: RowProblem {
-                            line: row.line,
-                            outcome: "rejected".into(),
-                            column: error.column.to_owned(),
-                            reason: error.reason,
-                            index: None,
-                        },
-                        raw_mrn: row.raw_mrn,
-                        raw_date_time: row.raw_date_time,
-                    },
+                    RowRead::Rejected(error) => {
+                        batch.n_time_dependent += u64::from(error.depends_on_now);
+                        ParsedRow::Rejected {
+                            problem: RowProblem {
+                                line: row.line,
+                                outcome: "rejected".into(),
+                                column: error.column.to_owned(),
+                                reason: error.reason,
+                                index: None,
+                            },
+                            raw_mrn: row.raw_mrn,
+                            raw_date_time: row.raw_date_time,
+                        }
+                    }
                 });
                 if batch.rows.len() >= batch_rows {
                     let full = std::mem::replace(
@@ -889,6 +941,7 @@ fn parse_file<R: std::io::Read>(
                         ParsedBatch {
                             rows: Vec::with_capacity(batch_rows),
                             n_rows: 0,
+                            n_time_dependent: 0,
                         },
                     );
                     if sender.blocking_send(ParserMessage::Batch(full)).is_err() {

@@ -161,6 +161,9 @@ pub struct IngestFileSettings {
     pub max_notes_chars: Option<usize>,
     /// Rows per store write batch. Default 1,024.
     pub batch_rows: Option<usize>,
+    /// Answer a visit file byte-identical to an earlier completed upload from that
+    /// upload's outcomes, without reading its rows. Default true.
+    pub reuse_identical_files: Option<bool>,
 }
 
 /// `[analytics]`

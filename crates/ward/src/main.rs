@@ -620,6 +620,10 @@ async fn serve(
                 .batch_rows
                 .unwrap_or(ingest_defaults.batch_rows)
                 .clamp(1, 100_000),
+            reuse_identical_files: settings
+                .ingest
+                .reuse_identical_files
+                .unwrap_or(ingest_defaults.reuse_identical_files),
             analytics: ward_ingest::AnalyticsSettings {
                 query_timeout: settings
                     .analytics

@@ -1,6 +1,6 @@
 //! The intake path through the HTTP API: outcomes, reports, records, errors, OpenAPI.
 
-use crate::helpers::{HEADER, OPERATOR_KEY, counts, spawn_app};
+use crate::helpers::{HEADER, OPERATOR_KEY, Options, TestApp, counts, spawn_app};
 
 pub(crate) fn fixture() -> String {
     format!(
@@ -143,6 +143,115 @@ async fn re_uploading_a_file_inserts_nothing_and_the_same_visit_in_another_offse
         page["records"][0]["uploadId"], first["uploadId"],
         "the first upload's record is kept"
     );
+    app.stop().await;
+}
+
+async fn errors_csv(app: &TestApp, upload: &serde_json::Value) -> String {
+    let id = upload["uploadId"].as_str().unwrap();
+    let (status, csv) = app
+        .get(&format!("/v1/uploads/{id}/errors.csv"), &app.key)
+        .await;
+    assert_eq!(status, 200, "{csv}");
+    csv.as_str().unwrap().to_owned()
+}
+
+/// A byte-identical re-upload is answered from the first upload's outcomes without
+/// reading a row, and ends every row as reading it again would: a per-row run of the same
+/// bytes over the same store (the shortcut switched off) gives the same report and the
+/// same error list.
+#[tokio::test]
+async fn a_byte_identical_re_upload_ends_every_row_as_a_per_row_run_does() {
+    let app = spawn_app().await;
+    let file = fixture();
+    let first = app.upload_and_wait(file.as_bytes()).await;
+    assert_eq!(counts(&first), [8, 2, 1, 1, 4]);
+    assert!(first["report"]["identicalTo"].is_null(), "{first}");
+    let again = app.upload_and_wait(file.as_bytes()).await;
+    assert_eq!(again["report"]["identicalTo"], first["uploadId"], "{again}");
+    // What the first inserted or matched is a duplicate now; conflicts and rejections stay.
+    assert_eq!(counts(&again), [8, 0, 3, 1, 4]);
+    assert_eq!(
+        again["report"]["firstProblems"],
+        first["report"]["firstProblems"]
+    );
+    assert_eq!(
+        errors_csv(&app, &again).await,
+        errors_csv(&app, &first).await
+    );
+    let (_, created) = app
+        .get(
+            &format!(
+                "/v1/uploads/{}/records",
+                again["uploadId"].as_str().unwrap()
+            ),
+            &app.key,
+        )
+        .await;
+    assert_eq!(
+        created["records"].as_array().map(Vec::len),
+        Some(0),
+        "{created}"
+    );
+
+    let mut per_row = Options::default();
+    per_row.ingest.reuse_identical_files = false;
+    let app = app.restart(per_row).await;
+    let read = app.upload_and_wait(file.as_bytes()).await;
+    assert!(read["report"]["identicalTo"].is_null(), "{read}");
+    assert_eq!(counts(&read), counts(&again));
+    assert_eq!(
+        read["report"]["firstProblems"],
+        again["report"]["firstProblems"]
+    );
+    assert_eq!(
+        errors_csv(&app, &read).await,
+        errors_csv(&app, &again).await
+    );
+
+    // Another provider's identical file is its own: nothing of PROV001's is reused.
+    let app = app.restart(Options::default()).await;
+    let id = app.upload(&app.other_key, file.as_bytes()).await;
+    let mut other = serde_json::Value::Null;
+    for _ in 0..200 {
+        other = app
+            .get(&format!("/v1/uploads/{id}"), &app.other_key)
+            .await
+            .1;
+        if other["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(other["report"]["identicalTo"].is_null(), "{other}");
+    assert_eq!(counts(&other), [8, 2, 1, 1, 4]);
+    app.stop().await;
+}
+
+/// The shortcut holds only while the rules that ended the rows are the same: a file with
+/// a visit too far ahead (a rejection that may pass later) is read again, and so is a
+/// file after a rule setting changed.
+#[tokio::test]
+async fn identical_files_are_read_again_when_time_or_the_rules_could_change_an_outcome() {
+    let app = spawn_app().await;
+    let ahead = ward_domain::UtcInstant::now()
+        .plus_seconds(3 * 24 * 3600)
+        .rfc3339_seconds();
+    let future = format!("{HEADER}F1,{ahead},Ann,Lee,\nF2,2025-01-01T00:00:00Z,Bo,Li,\n");
+    let first = app.upload_and_wait(future.as_bytes()).await;
+    assert_eq!(counts(&first), [2, 1, 0, 0, 1]);
+    let again = app.upload_and_wait(future.as_bytes()).await;
+    assert!(again["report"]["identicalTo"].is_null(), "{again}");
+    assert_eq!(counts(&again), [2, 0, 1, 0, 1]);
+
+    let notes = format!("{HEADER}N1,2025-01-01T00:00:00Z,Ann,Lee,a note of 25 characters..\n");
+    let first = app.upload_and_wait(notes.as_bytes()).await;
+    assert_eq!(counts(&first), [1, 1, 0, 0, 0]);
+    let mut strict = Options::default();
+    strict.ingest.max_notes_chars = 10;
+    let app = app.restart(strict).await;
+    let again = app.upload_and_wait(notes.as_bytes()).await;
+    assert!(again["report"]["identicalTo"].is_null(), "{again}");
+    assert_eq!(counts(&again), [1, 0, 0, 0, 1], "the note is now too long");
     app.stop().await;
 }
 

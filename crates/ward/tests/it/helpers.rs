@@ -201,6 +201,19 @@ impl TestApp {
             .await
     }
 
+    /// Stops the server and starts another over the same data folder with `options`.
+    pub async fn restart(mut self, options: Options) -> Self {
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+        let running = start_server(self.data_dir.path(), options).await;
+        Self {
+            base_url: running.base_url.clone(),
+            running: Some(running),
+            ..self
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await.unwrap();
