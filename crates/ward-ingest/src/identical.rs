@@ -13,15 +13,16 @@
 //! The reference is one item per distinct file in the provider's `FILES` partition (see
 //! `docs/data-model.md`), written when a per-row run completes.
 
-use futures::TryStreamExt;
+use std::io::Read;
+
+use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use ward_domain::{ProviderId, UploadId, VisitRules, key_layout};
 use ward_store::{Condition, Item, Key, PK, SK, Value};
 
 use crate::uploads::{OutcomeCounts, UploadReport, UploadStatus};
-use crate::worker::{IngestContext, ProcessError};
+use crate::worker::{IngestContext, ProcessError, object_reader};
 
 /// Raise when a change to validation could end a row differently, so that references
 /// made under the old rules are not used.
@@ -32,12 +33,21 @@ pub(crate) async fn file_digest(
     objects: &dyn ObjectStore,
     path: &ObjectPath,
 ) -> Result<String, ProcessError> {
-    let mut stream = objects.get(path).await?.into_stream();
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = stream.try_next().await? {
-        hasher.update(&chunk);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let mut reader = object_reader(objects, path, None).await?;
+    let digest = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buffer)?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(hex::encode(hasher.finalize()));
+            }
+            hasher.update(&buffer[..n]);
+        }
+    })
+    .await
+    .map_err(|e| ProcessError::Internal(format!("digest task: {e}")))?;
+    digest.map_err(|e| ProcessError::Read(e.to_string()))
 }
 
 /// What, besides the bytes, decides how the rows of a file end: the rules' version and

@@ -5,13 +5,14 @@
 //! line is counted as inserted (it was, by an earlier attempt), and (3) counts, error list
 //! and report are recomputed from the file on every attempt.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, instrument, warn};
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
@@ -810,17 +811,12 @@ async fn ingest_rows(
     csv_file: &str,
     rules: VisitRules,
 ) -> Result<Result<(UploadReport, u64), FileError>, ProcessError> {
-    let stream = ctx
-        .objects
-        .get(processing)
-        .await?
-        .into_stream()
-        .map_err(std::io::Error::other);
-    let progress_bytes = Arc::clone(&ctx.progress_bytes);
-    let counted = stream.inspect_ok(move |bytes| {
-        progress_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    });
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(counted));
+    let reader = object_reader(
+        ctx.objects.as_ref(),
+        processing,
+        Some(Arc::clone(&ctx.progress_bytes)),
+    )
+    .await?;
     // Two parsed batches ahead of the writer keep both cores busy; more only costs memory.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<ParserMessage>(2);
     let processed_at = UtcInstant::now().rfc3339_seconds();
@@ -876,6 +872,43 @@ async fn ingest_rows(
             errors.finish().await?;
             Ok(Ok((report, n_time_dependent)))
         }
+    }
+}
+
+/// A blocking reader of an object, for a parser thread: a local file is read directly
+/// (`object_store` would stream it in 8 KiB chunks, a blocking task each), any other
+/// store through its byte stream. Bytes read are added to `progress`.
+pub(crate) async fn object_reader(
+    objects: &dyn ObjectStore,
+    path: &ObjectPath,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Box<dyn Read + Send>, ProcessError> {
+    let result = objects.get(path).await?;
+    let inner: Box<dyn Read + Send> = match result.payload {
+        GetResultPayload::File(mut file, _) => {
+            file.seek(SeekFrom::Start(result.range.start))
+                .map_err(|e| ProcessError::Read(e.to_string()))?;
+            Box::new(file.take(result.range.end - result.range.start))
+        }
+        GetResultPayload::Stream(stream) => Box::new(tokio_util::io::SyncIoBridge::new(
+            tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other)),
+        )),
+    };
+    Ok(Box::new(CountedReader { inner, progress }))
+}
+
+struct CountedReader {
+    inner: Box<dyn Read + Send>,
+    progress: Option<Arc<AtomicU64>>,
+}
+
+impl Read for CountedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(progress) = &self.progress {
+            progress.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
     }
 }
 

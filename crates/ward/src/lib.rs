@@ -16,15 +16,25 @@ pub mod server;
 pub mod shape;
 pub mod synthetic;
 
-/// Prints a report's counts in one line.
+/// Prints a report's counts in one line (and, for a file byte-identical to an earlier
+/// upload, which one).
 pub fn counts_line(report: &serde_json::Value) -> String {
     let counts = &report["counts"];
-    format!(
+    let mut line = format!(
         "rows {} = inserted {} + duplicate {} + conflict {} + rejected {}",
         counts["rows"],
         counts["inserted"],
         counts["duplicate"],
         counts["conflict"],
         counts["rejected"]
-    )
+    );
+    if let Some(earlier) = report["identicalTo"].as_str() {
+        line.push_str(&identical_note(earlier));
+    }
+    line
+}
+
+/// Says that a file's outcomes were carried over from the identical upload `earlier`.
+pub fn identical_note(earlier: &str) -> String {
+    format!(" (the same bytes as upload {earlier}: its outcomes carried over, no row read)")
 }

@@ -691,6 +691,9 @@ fn print_summary(upload: &ward_ingest::Upload, elapsed: Duration) {
         elapsed.as_secs_f64(),
         rate
     );
+    if let Some(earlier) = &report.identical_to {
+        println!("  {}", ward::identical_note(earlier).trim_start());
+    }
     if let Some(failure) = &report.failure {
         println!("failure: {failure}");
     }
