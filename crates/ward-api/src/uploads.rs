@@ -347,8 +347,10 @@ pub(crate) async fn stream_to_object(
     body: Body,
     limit: u64,
 ) -> Result<u64, ApiError> {
+    // Two 10 MiB parts in flight at most (the default, 8, holds up to 90 MiB per upload).
     let mut writer =
-        object_store::buffered::BufWriter::new(state.ctx.objects.clone(), path.clone());
+        object_store::buffered::BufWriter::new(state.ctx.objects.clone(), path.clone())
+            .with_max_concurrency(2);
     let mut stream = body.into_data_stream();
     let mut n_bytes: u64 = 0;
     while let Some(chunk) = stream.next().await {

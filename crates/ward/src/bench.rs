@@ -24,6 +24,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
             "warning: a debug build; run `cargo run --release -p ward -- bench ingest` for real figures"
         );
     }
+    let temporary = work_dir.is_none();
     let work_dir = work_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ward-bench-{}", std::process::id())));
     std::fs::create_dir_all(&work_dir)?;
@@ -117,6 +118,8 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     let peak_rss = peak_rss_mib();
 
     let duckdb = run_duckdb(&csv_path);
+    // The store is over a gigabyte at 1M rows: keep only a CSV the caller asked to keep.
+    let _ = std::fs::remove_dir_all(if temporary { &work_dir } else { &data_dir });
     println!("\n| measure | Ward | DuckDB | Ward / DuckDB |");
     println!("|---|---|---|---|");
     let (duck_first, duck_reload) = match &duckdb {

@@ -49,7 +49,9 @@ pub async fn ingest_file(
         &id,
         upload.kind,
     ));
-    let mut writer = object_store::buffered::BufWriter::new(ctx.objects.clone(), path);
+    // Two 10 MiB parts in flight at most (the default, 8, holds up to 90 MiB).
+    let mut writer =
+        object_store::buffered::BufWriter::new(ctx.objects.clone(), path).with_max_concurrency(2);
     let mut input = tokio::fs::File::open(file).await?;
     let mut buffer = vec![0u8; 1 << 20];
     loop {

@@ -211,17 +211,7 @@ async fn a_byte_identical_re_upload_ends_every_row_as_a_per_row_run_does() {
     // Another provider's identical file is its own: nothing of PROV001's is reused.
     let app = app.restart(Options::default()).await;
     let id = app.upload(&app.other_key, file.as_bytes()).await;
-    let mut other = serde_json::Value::Null;
-    for _ in 0..200 {
-        other = app
-            .get(&format!("/v1/uploads/{id}"), &app.other_key)
-            .await
-            .1;
-        if other["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let other = app.wait_for_upload_as(&id, &app.other_key).await;
     assert!(other["report"]["identicalTo"].is_null(), "{other}");
     assert_eq!(counts(&other), [8, 2, 1, 1, 4]);
     app.stop().await;
@@ -463,14 +453,7 @@ async fn a_provider_time_zone_reads_times_without_offset() {
             format!("{HEADER}Z1,2025-03-26T10:30:00,Ann,Lee,\n").as_bytes(),
         )
         .await;
-    let mut upload = serde_json::Value::Null;
-    for _ in 0..200 {
-        upload = app.get(&format!("/v1/uploads/{id}"), &key).await.1;
-        if upload["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let upload = app.wait_for_upload_as(&id, &key).await;
     assert_eq!(counts(&upload), [1, 1, 0, 0, 0], "{upload}");
     let (_, page) = app.get("/v1/patients/Z1/records", &key).await;
     assert_eq!(

@@ -178,10 +178,13 @@ impl TestApp {
     }
 
     pub async fn wait_for_upload(&self, upload_id: &str) -> Value {
+        self.wait_for_upload_as(upload_id, &self.key).await
+    }
+
+    /// Waits for another provider's upload, with that provider's key.
+    pub async fn wait_for_upload_as(&self, upload_id: &str, key: &str) -> Value {
         for _ in 0..600 {
-            let (status, body) = self
-                .get(&format!("/v1/uploads/{upload_id}"), &self.key)
-                .await;
+            let (status, body) = self.get(&format!("/v1/uploads/{upload_id}"), key).await;
             assert_eq!(status, 200, "{body}");
             if matches!(body["status"].as_str(), Some("completed" | "failed")) {
                 return body;
