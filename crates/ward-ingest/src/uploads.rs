@@ -143,6 +143,9 @@ pub struct Upload {
     pub finished_at: Option<UtcInstant>,
     /// The final report (set when completed or failed).
     pub report: Option<UploadReport>,
+    /// A visit file: an attempt has started reading its rows (and may have written
+    /// records), so its outcomes are no longer taken from an identical earlier upload.
+    pub rows_read: bool,
     /// Optimistic-concurrency version.
     pub version: i64,
 }
@@ -165,6 +168,7 @@ impl Upload {
             bytes: None,
             finished_at: None,
             report: None,
+            rows_read: false,
             version: 0,
         }
     }
@@ -211,6 +215,9 @@ impl Upload {
         if let Some(report) = &self.report {
             let json = serde_json::to_string(report).unwrap_or_default();
             item.insert("report".into(), Value::S(json));
+        }
+        if self.rows_read {
+            item.insert("rowsRead".into(), Value::Bool(true));
         }
         item.insert(VERSION.into(), Value::n(self.version));
         if self.status == UploadStatus::Pending {
@@ -259,6 +266,7 @@ impl Upload {
                 Some(json) => Some(serde_json::from_str(json).map_err(|_| bad("report"))?),
                 None => None,
             },
+            rows_read: matches!(item.get("rowsRead"), Some(Value::Bool(true))),
             version: item
                 .get(VERSION)
                 .and_then(Value::as_i64)

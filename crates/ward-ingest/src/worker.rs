@@ -3,7 +3,9 @@
 //! the same records and the same report as a run without the crash, because
 //! (1) records are written only if absent, (2) a record found with this upload's id and
 //! line is counted as inserted (it was, by an earlier attempt), and (3) counts, error list
-//! and report are recomputed from the file on every attempt.
+//! and report are recomputed from the file on every attempt (or, for a file identical to
+//! an earlier completed upload, taken from that upload, but only until an attempt has
+//! started reading rows: `Upload::rows_read`).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -263,6 +265,7 @@ pub async fn process_upload(
     let rules_fingerprint = identical::rules_fingerprint(&rules);
     let digest = identical::file_digest(ctx.objects.as_ref(), &processing).await?;
     if ctx.settings.reuse_identical_files
+        && !upload.rows_read
         && let Some(reference) =
             identical::find_reference(ctx, provider, &digest, &rules_fingerprint).await?
     {
@@ -293,6 +296,17 @@ pub async fn process_upload(
             Err(object_store::Error::NotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
+    }
+    if !upload.rows_read {
+        // From here on this upload may write records, so a later attempt must read the
+        // rows too (its own records count as inserted), whatever has completed meanwhile.
+        let mut next = upload.clone();
+        next.rows_read = true;
+        upload = ctx
+            .uploads
+            .update(next, upload.version)
+            .await
+            .map_err(concurrent)?;
     }
     let outcome = ingest_rows(
         ctx,

@@ -343,3 +343,58 @@ async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
     app.stop().await;
     drop(data_dir);
 }
+
+/// An attempt that has started reading a file's rows may have written records, so a
+/// retry reads the rows again even when an identical upload completed in the meantime
+/// (its own records then count as inserted, as in a run without the crash). Before any
+/// row was read, the retry takes the identical upload's outcomes.
+#[tokio::test]
+async fn a_retry_after_rows_were_read_reads_them_again_despite_an_identical_upload() {
+    let app = spawn_app().await;
+    let file = generated(40);
+    let first = app.upload_and_wait(&file).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let ctx = app.running.as_ref().unwrap().state.ctx.clone();
+    let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
+    let now = ward_domain::UtcInstant::now();
+    for (n, rows_read) in [(1u64, true), (2, false)] {
+        // An upload whose earlier attempt died while processing.
+        let id = ward_domain::UploadId::new(now, n);
+        let mut upload = ward_ingest::Upload::pending(provider.clone(), id.clone(), now, 900);
+        ctx.uploads.create(&upload).await.unwrap();
+        upload.status = ward_ingest::UploadStatus::Processing;
+        upload.bytes = Some(file.len() as u64);
+        upload.rows_read = rows_read;
+        ctx.uploads.update(upload, 0).await.unwrap();
+        let key = ward_domain::key_layout::upload_object_key(
+            &provider,
+            ward_domain::key_layout::ObjectStage::Processing,
+            &id,
+            ward_domain::key_layout::UploadKind::Visits,
+        );
+        object_store::ObjectStoreExt::put(
+            ctx.objects.as_ref(),
+            &object_store::path::Path::from(key),
+            file.clone().into(),
+        )
+        .await
+        .unwrap();
+        let done = ward_ingest::process_upload(&ctx, &provider, &id, 2)
+            .await
+            .unwrap();
+        let report = done.report.unwrap();
+        // Without rows read, the outcomes come from the latest per-row run of the file.
+        assert_eq!(
+            report.identical_to.is_some(),
+            !rows_read,
+            "rows read before: {rows_read}"
+        );
+        assert_eq!(report.counts.inserted, 0);
+        assert_eq!(
+            report.counts.duplicate,
+            first["report"]["counts"]["inserted"].as_u64().unwrap()
+                + first["report"]["counts"]["duplicate"].as_u64().unwrap()
+        );
+    }
+    app.stop().await;
+}
