@@ -8,7 +8,9 @@
 //! and a rejection is the same rejection. The one rule whose answer changes with time (a
 //! visit at most a day ahead of processing) is why an upload that rejected a row under it
 //! never serves as a reference. Such a re-upload copies the earlier upload's error list
-//! and derives its report, without reading a row.
+//! and derives its report, without reading a row. An upload one of whose attempts has
+//! started reading rows (`Upload::rows_read`) may have written records of its own, so it
+//! is always read to the end instead.
 //!
 //! The reference is one item per distinct file in the provider's `FILES` partition (see
 //! `docs/data-model.md`), written when a per-row run completes.
