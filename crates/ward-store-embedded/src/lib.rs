@@ -54,8 +54,8 @@ impl Default for EmbeddedOptions {
 #[derive(Clone)]
 pub struct EmbeddedTable {
     db: Arc<Database>,
-    /// Ingest batches committed since the last durable commit.
-    batches_since_durable: Arc<std::sync::atomic::AtomicU32>,
+    /// Ingest batches written so far (every [`DURABLE_EVERY_BATCHES`]th is durable).
+    ingest_batches: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for EmbeddedTable {
@@ -113,7 +113,7 @@ impl EmbeddedTable {
         txn.commit().map_err(|e| failed(e.into()))?;
         Ok(Self {
             db: Arc::new(db),
-            batches_since_durable: Arc::default(),
+            ingest_batches: Arc::default(),
         })
     }
 
@@ -368,7 +368,9 @@ impl Table for EmbeddedTable {
             let encoded = checked_encoding(&item)?;
             prepared.push((key, encoded, item));
         }
-        let since_durable = Arc::clone(&self.batches_since_durable);
+        let batch_number = self
+            .ingest_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.write(move |db| {
             let mut txn = db.begin_write().map_err(store_error)?;
             // Most ingest batches skip the fsync: redb keeps a non-durable commit
@@ -379,11 +381,7 @@ impl Table for EmbeddedTable {
             // written in memory, so the file and the process would grow with the ingest.
             // Measured at 1M rows (docs/benchmarks.md): every 64th batch durable ingests
             // 1.7x faster than none, with a third of the system time.
-            if since_durable.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
-                >= DURABLE_EVERY_BATCHES
-            {
-                since_durable.store(0, std::sync::atomic::Ordering::Relaxed);
-            } else {
+            if batch_number % DURABLE_EVERY_BATCHES != DURABLE_EVERY_BATCHES - 1 {
                 txn.set_durability(redb::Durability::None)
                     .map_err(|e| StoreError::Internal(e.to_string()))?;
             }
