@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use ward_domain::key_layout::{self, BY_UPLOAD_INDEX, UPLOAD_RECORD_SHARDS, VISIT_SK_PREFIX};
 use ward_domain::{Mrn, UtcInstant};
+use ward_emr::merge::{decode_cursor, encode_cursor};
 use ward_ingest::VisitRecord;
 use ward_store::{Order, SkCondition, Value};
 
@@ -115,7 +116,8 @@ pub(crate) async fn by_upload(
     .await
 }
 
-/// Merges the upload's index shards in line order; the cursor is the last line returned.
+/// Merges the upload's index shards in index order (patient, then time); the cursor is
+/// the index sort key of the last record returned.
 async fn upload_records(
     state: &AppState,
     provider: &ward_domain::ProviderId,
@@ -124,17 +126,18 @@ async fn upload_records(
 ) -> Result<Json<Json_>, ApiError> {
     let upload = load(state, provider, upload_id).await?;
     let limit = limit_of(params.limit, 100)?;
-    let after_line: u64 = match params.cursor.as_deref() {
-        None => 0,
-        Some(text) => text
-            .parse()
-            .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))?,
+    let after = match params.cursor.as_deref() {
+        None => SkCondition::Any,
+        Some(token) => SkCondition::Gt(
+            decode_cursor(token)
+                .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))?,
+        ),
     };
     let shard_queries = (0..UPLOAD_RECORD_SHARDS).map(|shard| {
         state.table.query(ward_store::Query {
             index: Some(BY_UPLOAD_INDEX),
             pk: key_layout::upload_records_pk(provider, &upload.id, shard),
-            sk: SkCondition::Gt(key_layout::upload_records_sk(after_line)),
+            sk: after.clone(),
             order: Order::Forward,
             limit,
             cursor: None,
@@ -143,12 +146,17 @@ async fn upload_records(
     let pages = futures::future::try_join_all(shard_queries).await?;
     let more_in_shards = pages.iter().any(|page| page.next.is_some());
     let mut items: Vec<_> = pages.into_iter().flat_map(|page| page.items).collect();
-    let line_of =
-        |item: &ward_store::Item| item.get("sourceLine").and_then(Value::as_i64).unwrap_or(0);
-    items.sort_by_key(line_of);
+    let index_sk = format!("{BY_UPLOAD_INDEX}SK");
+    let sk_of = |item: &ward_store::Item| {
+        item.get(&index_sk)
+            .and_then(Value::as_s)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    items.sort_by_cached_key(sk_of);
     let more = items.len() > limit || more_in_shards;
     items.truncate(limit);
-    let next = (more && !items.is_empty()).then(|| line_of(&items[items.len() - 1]).to_string());
+    let next = (more && !items.is_empty()).then(|| encode_cursor(&sk_of(&items[items.len() - 1])));
     let records: Vec<VisitRecord> = items.iter().filter_map(VisitRecord::from_item).collect();
     Ok(Json(
         json!({ "uploadId": upload.id.as_str(), "records": records, "nextCursor": next }),

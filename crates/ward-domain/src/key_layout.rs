@@ -39,9 +39,12 @@ pub fn upload_records_shard(line: u64) -> u32 {
     (line % u64::from(UPLOAD_RECORD_SHARDS)) as u32
 }
 
-/// Records-by-upload index sort key: `LINE#{line, 12 digits}`.
-pub fn upload_records_sk(line: u64) -> String {
-    format!("LINE#{line:012}")
+/// Records-by-upload index sort key: `PAT#{mrn}#{UTC instant, fixed width}`, so a file's
+/// records list by patient, then time. No MRN character sorts below `#`, so this order is
+/// the order of the records' own keys, and a file written in key order (the embedded
+/// store's ingest) appends to each shard instead of inserting at random places.
+pub fn upload_records_sk(mrn: &Mrn, instant: UtcInstant) -> String {
+    format!("PAT#{mrn}#{}", instant.sortable())
 }
 
 /// A provider's uploads partition: `PROV#{p}#UPLOADS` (low write rate: one item per file).
@@ -362,7 +365,16 @@ mod tests {
             upload_records_pk(&provider, &upload, upload_records_shard(35)),
             "PROV#PROV001#UPLOAD#20250326T181500Z-0123456789abcdef#S03"
         );
-        assert_eq!(upload_records_sk(35), "LINE#000000000035");
+        let mrn = Mrn::parse("MRN1").unwrap();
+        let instant = UtcInstant::from_unix_nanos(1_700_000_000_000_000_000);
+        assert_eq!(
+            upload_records_sk(&mrn, instant),
+            "PAT#MRN1#2023-11-14T22:13:20.000000000Z"
+        );
+        // A shorter MRN sorts before a longer one it prefixes, as in the patient keys.
+        let longer = Mrn::parse("MRN1-2").unwrap();
+        assert!(upload_records_sk(&mrn, instant) < upload_records_sk(&longer, instant));
+        assert!(patient_pk(&provider, &mrn) < patient_pk(&provider, &longer));
         let key = upload_object_key(
             &provider,
             ObjectStage::Uploaded,

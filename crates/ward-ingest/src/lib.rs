@@ -9,10 +9,12 @@
 pub mod analytics;
 pub mod audit;
 mod identical;
+mod key_order;
 pub mod queue;
 pub mod queue_conformance;
 pub mod retention;
 pub mod s3_events;
+mod spill;
 pub mod upload_urls;
 pub mod uploads;
 pub mod visit_csv;

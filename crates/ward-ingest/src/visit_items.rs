@@ -3,7 +3,7 @@
 use serde::Serialize;
 use ward_domain::key_layout::{self, BY_UPLOAD_INDEX};
 use ward_domain::visit::VisitRow;
-use ward_domain::{ProviderId, UploadId};
+use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
 use ward_store::{Item, PK, SK, Value};
 
 /// The audit trail of one record: where it came from.
@@ -19,9 +19,40 @@ pub struct RecordSource<'a> {
     pub processed_at: &'a str,
 }
 
+/// The fields of a valid visit row, borrowed: from a parsed [`VisitRow`], or from a row
+/// spilled to disk while a file is sorted into key order.
+#[derive(Debug, Clone, Copy)]
+pub struct VisitParts<'a> {
+    /// The patient.
+    pub mrn: &'a Mrn,
+    /// `date_time` as sent (trimmed).
+    pub date_time: &'a str,
+    /// The UTC instant it names.
+    pub instant: UtcInstant,
+    /// First name.
+    pub first_name: &'a str,
+    /// Last name.
+    pub last_name: &'a str,
+    /// Notes.
+    pub doctors_notes: &'a str,
+}
+
+impl<'a> From<&'a VisitRow> for VisitParts<'a> {
+    fn from(row: &'a VisitRow) -> Self {
+        Self {
+            mrn: &row.mrn,
+            date_time: row.time.as_sent(),
+            instant: row.time.instant(),
+            first_name: &row.first_name,
+            last_name: &row.last_name,
+            doctors_notes: &row.doctors_notes,
+        }
+    }
+}
+
 /// The stored item of a visit (attribute names from the seed note, plus the audit trail).
 pub fn visit_item(
-    row: &VisitRow,
+    row: VisitParts<'_>,
     line: u64,
     content_hash: String,
     source: &RecordSource<'_>,
@@ -30,12 +61,9 @@ pub fn visit_item(
     let provider = source.provider;
     item.insert(
         PK.into(),
-        Value::S(key_layout::patient_pk(provider, &row.mrn)),
+        Value::S(key_layout::patient_pk(provider, row.mrn)),
     );
-    item.insert(
-        SK.into(),
-        Value::S(key_layout::visit_sk(row.time.instant())),
-    );
+    item.insert(SK.into(), Value::S(key_layout::visit_sk(row.instant)));
     item.insert(
         format!("{BY_UPLOAD_INDEX}PK"),
         Value::S(key_layout::upload_records_pk(
@@ -46,19 +74,16 @@ pub fn visit_item(
     );
     item.insert(
         format!("{BY_UPLOAD_INDEX}SK"),
-        Value::S(key_layout::upload_records_sk(line)),
+        Value::S(key_layout::upload_records_sk(row.mrn, row.instant)),
     );
     item.insert("entity".into(), Value::s("VISIT"));
     item.insert("providerId".into(), Value::s(provider.as_str()));
     item.insert("medicalRecordNumber".into(), Value::s(row.mrn.as_str()));
-    item.insert("dateTime".into(), Value::s(row.time.as_sent()));
-    item.insert(
-        "dateTimeUtc".into(),
-        Value::S(row.time.instant().sortable()),
-    );
-    item.insert("firstName".into(), Value::s(&row.first_name));
-    item.insert("lastName".into(), Value::s(&row.last_name));
-    item.insert("doctorsNotes".into(), Value::s(&row.doctors_notes));
+    item.insert("dateTime".into(), Value::s(row.date_time));
+    item.insert("dateTimeUtc".into(), Value::S(row.instant.sortable()));
+    item.insert("firstName".into(), Value::s(row.first_name));
+    item.insert("lastName".into(), Value::s(row.last_name));
+    item.insert("doctorsNotes".into(), Value::s(row.doctors_notes));
     item.insert("csvFile".into(), Value::s(source.csv_file));
     item.insert("dateTimeProcessed".into(), Value::s(source.processed_at));
     item.insert("uploadId".into(), Value::s(source.upload.as_str()));

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{info, instrument, warn};
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::time::ProviderTimeZone;
-use ward_domain::visit::{DEFAULT_MAX_NOTES_CHARS, VisitRules};
+use ward_domain::visit::{DEFAULT_MAX_NOTES_CHARS, FieldError, VisitRules};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_store::{Item, PutOutcome, StoreError, Table, Value};
 
@@ -27,7 +27,9 @@ use crate::analytics::{
     Analytics, AnalyticsRun, FacilityOutcome, RunRepository, RunRequest, RunStatus,
 };
 use crate::identical;
+use crate::key_order::{SortSettings, parse_file_in_key_order};
 use crate::queue::{Job, JobQueue, QueueError};
+use crate::spill::SpillSorter;
 use crate::uploads::{
     OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
 };
@@ -60,6 +62,14 @@ pub struct IngestSettings {
     /// upload's outcomes, without reading a row (see `identical`). On by default; off to
     /// measure the per-row path.
     pub reuse_identical_files: bool,
+    /// Read a visit file's valid rows in the store's key order before writing them
+    /// (see `key_order`): `None` asks the store ([`Table::prefers_key_order`]).
+    pub key_order: Option<bool>,
+    /// The folder for the temporary files of that sort (`None`: the system's temporary
+    /// folder). The embedded shape puts them in its data folder.
+    pub sort_dir: Option<std::path::PathBuf>,
+    /// Bytes of rows held in memory by that sort before a sorted run goes to disk.
+    pub sort_buffer_bytes: usize,
     /// Test hook: an attempt fails (as a transient fault) after writing this many rows...
     pub fault_after_rows: Option<u64>,
     /// ...this many times in this process (then attempts run clean).
@@ -78,6 +88,9 @@ impl Default for IngestSettings {
             analytics: crate::analytics::AnalyticsSettings::default(),
             audit: true,
             reuse_identical_files: true,
+            key_order: None,
+            sort_dir: None,
+            sort_buffer_bytes: 32 * 1024 * 1024,
             fault_after_rows: None,
             fault_times: 1,
         }
@@ -105,6 +118,11 @@ pub struct IngestContext {
     pub progress_rows: AtomicU64,
     /// Bytes of files read so far by this process (for progress displays).
     pub progress_bytes: Arc<AtomicU64>,
+    /// Valid rows put into a key-order sort so far by this process: in key order, a file
+    /// is read whole (these grow) before its records are written (see `key_order`).
+    pub progress_sorted_rows: Arc<AtomicU64>,
+    /// Valid rows sent to the store so far by this process.
+    pub progress_valid_rows: AtomicU64,
     faults_fired: AtomicU32,
 }
 
@@ -132,11 +150,20 @@ impl IngestContext {
             settings,
             progress_rows: AtomicU64::new(0),
             progress_bytes: Arc::new(AtomicU64::new(0)),
+            progress_sorted_rows: Arc::new(AtomicU64::new(0)),
+            progress_valid_rows: AtomicU64::new(0),
             faults_fired: AtomicU32::new(0),
         }
     }
 
     /// The context with a facility pipeline.
+    /// Whether visit files are read in the store's key order (see `key_order`).
+    pub fn key_order(&self) -> bool {
+        self.settings
+            .key_order
+            .unwrap_or_else(|| self.table.prefers_key_order())
+    }
+
     pub fn with_analytics(mut self, analytics: Arc<dyn Analytics>) -> Self {
         self.analytics = Some(analytics);
         self
@@ -787,7 +814,7 @@ pub async fn mark_job_dead_lettered(
     Ok(())
 }
 
-enum ParsedRow {
+pub(crate) enum ParsedRow {
     Valid {
         item: Item,
         line: u64,
@@ -802,14 +829,50 @@ enum ParsedRow {
     },
 }
 
-struct ParsedBatch {
-    rows: Vec<ParsedRow>,
-    n_rows: u64,
+pub(crate) struct ParsedBatch {
+    pub(crate) rows: Vec<ParsedRow>,
+    /// The rows this batch accounts for (each row of the file is in exactly one batch).
+    pub(crate) n_rows: u64,
     /// Rows rejected by a rule whose answer changes with time.
-    n_time_dependent: u64,
+    pub(crate) n_time_dependent: u64,
 }
 
-enum ParserMessage {
+impl ParsedBatch {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        Self {
+            rows: Vec::with_capacity(rows),
+            n_rows: 0,
+            n_time_dependent: 0,
+        }
+    }
+
+    /// This batch, leaving an empty one with room for `capacity` rows in its place.
+    pub(crate) fn take(&mut self, capacity: usize) -> Self {
+        std::mem::replace(self, Self::with_capacity(capacity))
+    }
+}
+
+/// A rejected row as the writer records it.
+pub(crate) fn rejected_row(
+    line: u64,
+    error: FieldError,
+    raw_mrn: String,
+    raw_date_time: String,
+) -> ParsedRow {
+    ParsedRow::Rejected {
+        problem: RowProblem {
+            line,
+            outcome: "rejected".into(),
+            column: error.column.to_owned(),
+            reason: error.reason,
+            index: None,
+        },
+        raw_mrn,
+        raw_date_time,
+    }
+}
+
+pub(crate) enum ParserMessage {
     Header { unknown_columns: Vec<String> },
     Batch(ParsedBatch),
     FileFailed(FileError),
@@ -838,6 +901,16 @@ async fn ingest_rows(
     let source_upload = upload_id.clone();
     let source_file = csv_file.to_owned();
     let batch_rows = ctx.settings.batch_rows;
+    let sort = ctx.key_order().then(|| SortSettings {
+        dir: ctx
+            .settings
+            .sort_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir),
+        buffer_bytes: ctx.settings.sort_buffer_bytes,
+    });
+    let errors_sort = sort.clone();
+    let sorted_rows = Arc::clone(&ctx.progress_sorted_rows);
     let parser = tokio::task::spawn_blocking(move || {
         let source = RecordSource {
             provider: &source_provider,
@@ -845,13 +918,26 @@ async fn ingest_rows(
             csv_file: &source_file,
             processed_at: &processed_at,
         };
-        parse_file(reader, &rules, &source, batch_rows, &sender);
+        match sort {
+            Some(sort) => parse_file_in_key_order(
+                reader,
+                &rules,
+                &source,
+                batch_rows,
+                sort,
+                &sorted_rows,
+                &sender,
+            ),
+            None => parse_file(reader, &rules, &source, batch_rows, &sender),
+        }
     });
 
     let mut report = UploadReport::default();
     // Rejections a later run could decide otherwise (a date too far ahead).
     let mut n_time_dependent = 0;
-    let mut errors = ErrorsFile::new(ctx.objects.clone(), errors_path.clone());
+    // In key order, conflicts arrive after every rejection, so the error list is sorted
+    // back into line order before it is written.
+    let mut errors = ErrorsFile::new(ctx.objects.clone(), errors_path.clone(), errors_sort);
     let mut file_error = None;
     while let Some(message) = receiver.recv().await {
         match message {
@@ -884,6 +970,7 @@ async fn ingest_rows(
         }
         None => {
             errors.finish().await?;
+            report.first_problems.sort_by_key(|problem| problem.line);
             Ok(Ok((report, n_time_dependent)))
         }
     }
@@ -947,11 +1034,7 @@ fn parse_file<R: std::io::Read>(
     {
         return;
     }
-    let mut batch = ParsedBatch {
-        rows: Vec::with_capacity(batch_rows),
-        n_rows: 0,
-        n_time_dependent: 0,
-    };
+    let mut batch = ParsedBatch::with_capacity(batch_rows);
     loop {
         match reader.next_row(rules) {
             Ok(Some(row)) => {
@@ -960,7 +1043,7 @@ fn parse_file<R: std::io::Read>(
                     RowRead::Valid(visit) => {
                         let hash = visit.content_hash();
                         ParsedRow::Valid {
-                            item: visit_item(&visit, row.line, hash.clone(), source),
+                            item: visit_item((&visit).into(), row.line, hash.clone(), source),
                             line: row.line,
                             hash,
                             raw_mrn: row.raw_mrn,
@@ -969,31 +1052,15 @@ fn parse_file<R: std::io::Read>(
                     }
                     RowRead::Rejected(error) => {
                         batch.n_time_dependent += u64::from(error.depends_on_now);
-                        ParsedRow::Rejected {
-                            problem: RowProblem {
-                                line: row.line,
-                                outcome: "rejected".into(),
-                                column: error.column.to_owned(),
-                                reason: error.reason,
-                                index: None,
-                            },
-                            raw_mrn: row.raw_mrn,
-                            raw_date_time: row.raw_date_time,
-                        }
+                        rejected_row(row.line, error, row.raw_mrn, row.raw_date_time)
                     }
                 });
-                if batch.rows.len() >= batch_rows {
-                    let full = std::mem::replace(
-                        &mut batch,
-                        ParsedBatch {
-                            rows: Vec::with_capacity(batch_rows),
-                            n_rows: 0,
-                            n_time_dependent: 0,
-                        },
-                    );
-                    if sender.blocking_send(ParserMessage::Batch(full)).is_err() {
-                        return;
-                    }
+                if batch.rows.len() >= batch_rows
+                    && sender
+                        .blocking_send(ParserMessage::Batch(batch.take(batch_rows)))
+                        .is_err()
+                {
+                    return;
                 }
             }
             Ok(None) => break,
@@ -1039,7 +1106,10 @@ async fn write_batch(
             }
         }
     }
+    let n_items = items.len() as u64;
     let outcomes = ctx.table.put_many_if_absent(items).await?;
+    ctx.progress_valid_rows
+        .fetch_add(n_items, Ordering::Relaxed);
     let mut outcomes = outcomes.into_iter();
     for (line, hash, raw_mrn, raw_date_time) in rows {
         let outcome = outcomes
@@ -1085,10 +1155,8 @@ async fn write_batch(
     // Rejected rows and conflicts, in line order, in the error list and the report.
     problems.sort_by_key(|(problem, _, _)| problem.line);
     for (problem, raw_mrn, raw_date_time) in problems {
-        errors.push(&problem, &raw_mrn, &raw_date_time);
-        if report.first_problems.len() < UploadReport::MAX_PROBLEMS {
-            report.first_problems.push(problem);
-        }
+        errors.push(&problem, &raw_mrn, &raw_date_time)?;
+        keep_first_problems(&mut report.first_problems, problem);
     }
     errors.flush().await?;
     report.counts.rows += batch.n_rows;
@@ -1102,27 +1170,59 @@ async fn write_batch(
     Ok(())
 }
 
-/// The full list of rows that did not become records, streamed to object storage.
+/// Keeps the [`UploadReport::MAX_PROBLEMS`] problems with the lowest lines, whatever
+/// order they come in (in key order, conflicts come after every rejection).
+fn keep_first_problems(first: &mut Vec<RowProblem>, problem: RowProblem) {
+    if first.len() < UploadReport::MAX_PROBLEMS {
+        first.push(problem);
+        return;
+    }
+    if let Some((highest, kept)) = first
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, kept)| kept.line)
+        .map(|(index, kept)| (index, kept.line))
+        && problem.line < kept
+    {
+        first[highest] = problem;
+    }
+}
+
+/// The full list of rows that did not become records, streamed to object storage (in
+/// key order, sorted by line on disk first).
 struct ErrorsFile {
     writer: Option<object_store::buffered::BufWriter>,
     objects: Arc<dyn ObjectStore>,
     path: ObjectPath,
     pending: Vec<u8>,
+    /// Lines held for sorting by line number (key order only).
+    sorter: Option<SpillSorter>,
 }
 
 impl ErrorsFile {
     const HEADER: &'static [u8] = b"line,outcome,column,reason,medical_record_number,date_time\n";
 
-    fn new(objects: Arc<dyn ObjectStore>, path: ObjectPath) -> Self {
+    /// Problems held in memory before a sorted run of them goes to disk.
+    const SORT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+    fn new(objects: Arc<dyn ObjectStore>, path: ObjectPath, sort: Option<SortSettings>) -> Self {
         Self {
             writer: None,
             objects,
             path,
             pending: Vec::new(),
+            sorter: sort.map(|sort| {
+                SpillSorter::new(sort.dir, sort.buffer_bytes.min(Self::SORT_BUFFER_BYTES))
+            }),
         }
     }
 
-    fn push(&mut self, problem: &RowProblem, raw_mrn: &str, raw_date_time: &str) {
+    fn push(
+        &mut self,
+        problem: &RowProblem,
+        raw_mrn: &str,
+        raw_date_time: &str,
+    ) -> Result<(), ProcessError> {
         let mut writer = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(Vec::new());
@@ -1138,8 +1238,16 @@ impl ErrorsFile {
         if writer.write_record(fields).is_ok()
             && let Ok(bytes) = writer.into_inner()
         {
-            self.pending.extend_from_slice(&bytes);
+            match &mut self.sorter {
+                Some(sorter) => sorter
+                    .push(&problem.line.to_be_bytes(), &bytes)
+                    .map_err(|e| {
+                        ProcessError::Read(format!("sorting the error list on disk: {e}"))
+                    })?,
+                None => self.pending.extend_from_slice(&bytes),
+            }
         }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), ProcessError> {
@@ -1167,6 +1275,19 @@ impl ErrorsFile {
     }
 
     async fn finish(mut self) -> Result<(), ProcessError> {
+        if let Some(sorter) = self.sorter.take() {
+            let failed = |e: std::io::Error| {
+                ProcessError::Read(format!("sorting the error list on disk: {e}"))
+            };
+            let mut sorted = sorter.finish().map_err(failed)?;
+            let (mut line, mut bytes) = (Vec::new(), Vec::new());
+            while sorted.next_into(&mut line, &mut bytes).map_err(failed)? {
+                self.pending.extend_from_slice(&bytes);
+                if self.pending.len() >= 1024 * 1024 {
+                    self.flush().await?;
+                }
+            }
+        }
         self.flush().await?;
         match self.writer.take() {
             Some(mut writer) => writer

@@ -408,6 +408,12 @@ impl Table for EmbeddedTable {
         })
         .await
     }
+
+    /// redb is a copy-on-write B-tree: a batch in key order rewrites a leaf per ~10 items,
+    /// a batch of spread keys a leaf per item (docs/benchmarks.md).
+    fn prefers_key_order(&self) -> bool {
+        true
+    }
 }
 
 /// One ingest batch in this many is committed durably (see `put_many_if_absent`).

@@ -179,4 +179,12 @@ pub trait Table: Send + Sync + 'static {
     /// ingest path: the embedded adapter does it in one transaction, the DynamoDB adapter
     /// as concurrent conditional puts.
     async fn put_many_if_absent(&self, items: Vec<Item>) -> Result<Vec<PutOutcome>, StoreError>;
+
+    /// Whether large writes are much cheaper in key order (`PK`, then `SK`) than in any
+    /// order. A B-tree on disk says yes: key order fills one leaf before the next, where
+    /// spread keys dirty a page each. DynamoDB says no: spread keys spread the load over
+    /// partitions. A hint for the ingest path; it changes no outcome.
+    fn prefers_key_order(&self) -> bool {
+        false
+    }
 }

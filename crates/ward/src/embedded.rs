@@ -22,9 +22,13 @@ pub struct Embedded {
 /// Opens (creating if needed) the data folder.
 pub fn open(
     data_dir: &Path,
-    settings: IngestSettings,
+    mut settings: IngestSettings,
     store: &EmbeddedOptions,
 ) -> anyhow::Result<Embedded> {
+    // Files read in key order are sorted beside the store, not in a RAM-backed /tmp.
+    settings
+        .sort_dir
+        .get_or_insert_with(|| data_dir.join("tmp"));
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
     let table = EmbeddedTable::open(&data_dir.join("ward.redb"), store).map_err(|error| match error {

@@ -103,25 +103,42 @@ async fn run_with_progress(
     } else {
         ProgressBar::hidden()
     };
-    progress.set_style(
-        ProgressStyle::with_template("ingesting [{bar:30}] {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let bytes_before = ctx.progress_bytes.load(Ordering::Relaxed);
-    let rows_before = ctx.progress_rows.load(Ordering::Relaxed);
+    let bar_style = |template: &str| {
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    };
     let started = Instant::now();
     let mut attempt = 1;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     let result = loop {
+        progress.set_style(bar_style(
+            "ingesting [{bar:30}] {bytes}/{total_bytes} {msg}",
+        ));
+        progress.set_length(size);
+        let baseline = Counters::now(ctx);
+        let mut writing = false;
         let work = process_upload(ctx, provider, id, attempt);
         tokio::pin!(work);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut work => break outcome,
                 _ = ticker.tick() => {
-                    progress.set_position(ctx.progress_bytes.load(Ordering::Relaxed) - bytes_before);
-                    let rows = ctx.progress_rows.load(Ordering::Relaxed) - rows_before;
-                    progress.set_message(format!("{rows} rows"));
+                    let done = Counters::now(ctx).since(&baseline);
+                    if !ctx.key_order() {
+                        progress.set_position(done.bytes);
+                        progress.set_message(format!("{} rows", done.rows));
+                    } else if done.bytes < size || done.sorted == 0 {
+                        // Key order: the whole file is read and sorted first...
+                        progress.set_position(done.bytes);
+                        progress.set_message(format!("{} rows read and sorted", done.sorted));
+                    } else {
+                        // ...then its valid rows are written.
+                        if !writing {
+                            writing = true;
+                            progress.set_style(bar_style("writing   [{bar:30}] {pos}/{len} rows"));
+                            progress.set_length(done.sorted);
+                        }
+                        progress.set_position(done.valid.min(done.sorted));
+                    }
                 }
             }
         };
@@ -141,4 +158,32 @@ async fn run_with_progress(
     };
     progress.finish_and_clear();
     Ok((result?, started.elapsed()))
+}
+
+/// The pipeline's progress counters at one moment.
+struct Counters {
+    bytes: u64,
+    rows: u64,
+    sorted: u64,
+    valid: u64,
+}
+
+impl Counters {
+    fn now(ctx: &IngestContext) -> Self {
+        Self {
+            bytes: ctx.progress_bytes.load(Ordering::Relaxed),
+            rows: ctx.progress_rows.load(Ordering::Relaxed),
+            sorted: ctx.progress_sorted_rows.load(Ordering::Relaxed),
+            valid: ctx.progress_valid_rows.load(Ordering::Relaxed),
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            bytes: self.bytes - earlier.bytes,
+            rows: self.rows - earlier.rows,
+            sorted: self.sorted - earlier.sorted,
+            valid: self.valid - earlier.valid,
+        }
+    }
 }

@@ -675,7 +675,8 @@ pub async fn the_timeline_merges_every_kind_including_csv_visits(f: Fixture) {
             csv_file: "x.csv",
             processed_at: "2025-06-01T00:00:00Z",
         };
-        let item = ward_ingest::visit_items::visit_item(&row, line, "hash".into(), &source);
+        let item =
+            ward_ingest::visit_items::visit_item((&row).into(), line, "hash".into(), &source);
         f.table
             .put(item, ward_store::Condition::NotExists)
             .await

@@ -276,10 +276,20 @@ async fn unusable_files_fail_as_a_whole_with_a_reason() {
 #[tokio::test]
 async fn upload_records_and_listing_follow_the_file() {
     let app = spawn_app().await;
+    // 37 patients with 4-5 visits each; later lines hold earlier visits.
     let mut csv = HEADER.to_owned();
-    for i in 0..150 {
-        csv.push_str(&format!("P{i},2025-01-01T00:00:{:02}Z,A,B,\n", i % 60));
+    let mut expected = Vec::new();
+    for i in 0..150u64 {
+        let (mrn, minute) = (format!("P{}", i % 37), 149 - i);
+        csv.push_str(&format!(
+            "{mrn},2025-01-01T{:02}:{:02}:00Z,A,B,\n",
+            minute / 60,
+            minute % 60
+        ));
+        expected.push((mrn, minute, i + 2));
     }
+    expected.sort();
+    let expected: Vec<u64> = expected.into_iter().map(|(_, _, line)| line).collect();
     let upload = app.upload_and_wait(csv.as_bytes()).await;
     let id = upload["uploadId"].as_str().unwrap();
     let mut lines = Vec::new();
@@ -305,9 +315,8 @@ async fn upload_records_and_listing_follow_the_file() {
         }
     }
     assert_eq!(
-        lines,
-        (2..152).collect::<Vec<u64>>(),
-        "every record once, in line order"
+        lines, expected,
+        "every record once, by patient (MRN), then time"
     );
     let second = app
         .upload_and_wait(b"medical_record_number,date_time,first_name,last_name\n")

@@ -35,7 +35,7 @@ fn generated(rows: u64) -> Vec<u8> {
 }
 
 /// Records of an upload without the fields that name the run (upload id, file, time).
-async fn normalized_records(app: &TestApp, upload_id: &str) -> Vec<Value> {
+pub(crate) async fn normalized_records(app: &TestApp, upload_id: &str) -> Vec<Value> {
     let mut records = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -62,7 +62,7 @@ async fn normalized_records(app: &TestApp, upload_id: &str) -> Vec<Value> {
 
 /// The report without timing and attempts, with the run's own upload id (conflict reasons
 /// name the stored record's source file) replaced by a placeholder.
-fn report_without_timing(upload: &Value) -> Value {
+pub(crate) fn report_without_timing(upload: &Value) -> Value {
     let mut report = upload["report"].clone();
     report.as_object_mut().unwrap().remove("durationMs");
     report.as_object_mut().unwrap().remove("attempts");
@@ -70,7 +70,7 @@ fn report_without_timing(upload: &Value) -> Value {
     serde_json::from_str(&report.to_string().replace(id, "UPLOAD")).unwrap()
 }
 
-async fn errors_csv(app: &TestApp, upload_id: &str) -> String {
+pub(crate) async fn errors_csv(app: &TestApp, upload_id: &str) -> String {
     let (status, body) = app
         .get(&format!("/v1/uploads/{upload_id}/errors.csv"), &app.key)
         .await;

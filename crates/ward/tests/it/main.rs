@@ -9,5 +9,6 @@ mod crash;
 mod emr;
 mod helpers;
 mod isolation;
+mod key_order;
 mod settings;
 mod signed_upload;

@@ -1,0 +1,338 @@
+//! Reading a visit file in the record store's key order.
+//!
+//! A B-tree store writes one page per dirtied leaf at each commit. Rows in file order land
+//! on random patients, so each row dirties its own leaf; the same rows in key order fill
+//! a leaf before moving to the next, and the store writes a fraction of the pages
+//! (docs/benchmarks.md). So when the store asks for it ([`ward_store::Table::prefers_key_order`]),
+//! the parser first reads the whole file, sending rejected rows on at once and spilling valid
+//! ones through an external sort ([`crate::spill`]) keyed like the store's keys (MRN, then
+//! the UTC instant); then it sends the valid rows in that order. Rows with one identity
+//! keep their file order, so the earliest line is the one written, as in file order.
+//!
+//! Memory stays bounded by the sort buffer; the spilled runs are anonymous temporary
+//! files, gone when the process ends however it ends.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ward_domain::{Mrn, UtcInstant};
+
+use crate::spill::SpillSorter;
+use crate::visit_csv::{FileError, RowRead, VisitCsvReader};
+use crate::visit_items::{RecordSource, VisitParts, visit_item};
+use crate::worker::{ParsedBatch, ParsedRow, ParserMessage, rejected_row};
+use ward_domain::visit::VisitRules;
+
+/// Where and how much to sort.
+#[derive(Debug, Clone)]
+pub(crate) struct SortSettings {
+    /// The folder for spilled runs.
+    pub dir: std::path::PathBuf,
+    /// Bytes buffered before a run is spilled.
+    pub buffer_bytes: usize,
+}
+
+/// The parser of a file read in key order (see the module docs). Sends the header, then
+/// batches of rejected rows in file order, then batches of valid rows in key order. A
+/// file-level failure is sent before any valid row, so such a file writes no record.
+pub(crate) fn parse_file_in_key_order<R: Read>(
+    input: R,
+    rules: &VisitRules,
+    source: &RecordSource<'_>,
+    batch_rows: usize,
+    sort: SortSettings,
+    progress: &AtomicU64,
+    sender: &tokio::sync::mpsc::Sender<ParserMessage>,
+) {
+    let send = |message| sender.blocking_send(message).is_ok();
+    let mut reader = match VisitCsvReader::new(input) {
+        Ok(reader) => reader,
+        Err(error) => {
+            send(ParserMessage::FileFailed(error));
+            return;
+        }
+    };
+    let unknown_columns = std::mem::take(&mut reader.unknown_columns);
+    if !send(ParserMessage::Header { unknown_columns }) {
+        return;
+    }
+    let spill_failed = |error: std::io::Error| {
+        ParserMessage::FileFailed(FileError::Io(format!(
+            "sorting the rows in a temporary file under {}: {error}",
+            sort.dir.display()
+        )))
+    };
+    let started = std::time::Instant::now();
+    let mut sorter = SpillSorter::new(sort.dir.clone(), sort.buffer_bytes);
+    let mut rejected = ParsedBatch::with_capacity(batch_rows);
+    let (mut key, mut payload) = (Vec::new(), Vec::new());
+    loop {
+        match reader.next_row(rules) {
+            Ok(Some(row)) => match row.read {
+                RowRead::Valid(visit) => {
+                    let hash = visit.content_hash();
+                    let spilled = SpilledRow {
+                        line: row.line,
+                        parts: VisitParts::from(&visit),
+                        hash: &hash,
+                        raw_mrn: &row.raw_mrn,
+                        raw_date_time: &row.raw_date_time,
+                    };
+                    spilled.encode(&mut key, &mut payload);
+                    if let Err(error) = sorter.push(&key, &payload) {
+                        send(spill_failed(error));
+                        return;
+                    }
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+                RowRead::Rejected(error) => {
+                    rejected.n_rows += 1;
+                    rejected.n_time_dependent += u64::from(error.depends_on_now);
+                    rejected.rows.push(rejected_row(
+                        row.line,
+                        error,
+                        row.raw_mrn,
+                        row.raw_date_time,
+                    ));
+                    if rejected.rows.len() >= batch_rows
+                        && !send(ParserMessage::Batch(rejected.take(batch_rows)))
+                    {
+                        return;
+                    }
+                }
+            },
+            Ok(None) => break,
+            Err(error) => {
+                send(ParserMessage::FileFailed(error));
+                return;
+            }
+        }
+    }
+    if !rejected.rows.is_empty() && !send(ParserMessage::Batch(rejected.take(0))) {
+        return;
+    }
+    tracing::debug!(
+        spilled_runs = sorter.runs(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "file read and sorted"
+    );
+    let mut sorted = match sorter.finish() {
+        Ok(sorted) => sorted,
+        Err(error) => {
+            send(spill_failed(error));
+            return;
+        }
+    };
+    let mut batch = ParsedBatch::with_capacity(batch_rows);
+    loop {
+        match sorted.next_into(&mut key, &mut payload) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => {
+                send(spill_failed(error));
+                return;
+            }
+        }
+        let Some(row) = SpilledRow::decode(&payload) else {
+            send(ParserMessage::FileFailed(FileError::Io(
+                "a row sorted in a temporary file could not be read back".into(),
+            )));
+            return;
+        };
+        batch.n_rows += 1;
+        batch.rows.push(row.into_parsed(source));
+        if batch.rows.len() >= batch_rows && !send(ParserMessage::Batch(batch.take(batch_rows))) {
+            return;
+        }
+    }
+    if !batch.rows.is_empty() {
+        send(ParserMessage::Batch(batch));
+    }
+}
+
+/// A valid row as it is spilled: the sort key (MRN, NUL, UTC instant as big-endian
+/// integers: the order of the store's `PK`, `SK`) and a payload of its fields.
+struct SpilledRow<'a> {
+    line: u64,
+    parts: VisitParts<'a>,
+    hash: &'a str,
+    raw_mrn: &'a str,
+    raw_date_time: &'a str,
+}
+
+impl<'a> SpilledRow<'a> {
+    fn encode(&self, key: &mut Vec<u8>, payload: &mut Vec<u8>) {
+        let instant = self.parts.instant;
+        key.clear();
+        // No MRN holds NUL (identifiers are checked), so NUL ends it unambiguously and a
+        // shorter MRN sorts before a longer one it prefixes, as in the store's key.
+        key.extend_from_slice(self.parts.mrn.as_str().as_bytes());
+        key.push(0);
+        key.extend_from_slice(&((instant.unix_seconds() as u64) ^ (1 << 63)).to_be_bytes());
+        key.extend_from_slice(&instant.subsec_nanos().to_be_bytes());
+
+        payload.clear();
+        payload.extend_from_slice(&self.line.to_le_bytes());
+        payload.extend_from_slice(&instant.unix_seconds().to_le_bytes());
+        payload.extend_from_slice(&instant.subsec_nanos().to_le_bytes());
+        for text in [
+            self.parts.mrn.as_str(),
+            self.parts.date_time,
+            self.parts.first_name,
+            self.parts.last_name,
+            self.parts.doctors_notes,
+            self.hash,
+            self.raw_mrn,
+            self.raw_date_time,
+        ] {
+            payload.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            payload.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// The row back from its payload; `None` if the bytes are not one (a damaged file).
+    fn decode(payload: &'a [u8]) -> Option<Decoded<'a>> {
+        let mut rest = payload;
+        let mut take = |n: usize| -> Option<&'a [u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        let line = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let seconds = i64::from_le_bytes(take(8)?.try_into().ok()?);
+        let nanos = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let mut texts = [""; 8];
+        for text in &mut texts {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            *text = std::str::from_utf8(take(len)?).ok()?;
+        }
+        let [
+            mrn,
+            date_time,
+            first_name,
+            last_name,
+            doctors_notes,
+            hash,
+            raw_mrn,
+            raw_date_time,
+        ] = texts;
+        Some(Decoded {
+            line,
+            instant: UtcInstant::from_unix_nanos(
+                i128::from(seconds) * 1_000_000_000 + i128::from(nanos),
+            ),
+            mrn: Mrn::parse(mrn).ok()?,
+            date_time,
+            first_name,
+            last_name,
+            doctors_notes,
+            hash,
+            raw_mrn,
+            raw_date_time,
+        })
+    }
+}
+
+/// A decoded spilled row (owns its MRN; the rest borrows the payload).
+struct Decoded<'a> {
+    line: u64,
+    instant: UtcInstant,
+    mrn: Mrn,
+    date_time: &'a str,
+    first_name: &'a str,
+    last_name: &'a str,
+    doctors_notes: &'a str,
+    hash: &'a str,
+    raw_mrn: &'a str,
+    raw_date_time: &'a str,
+}
+
+impl Decoded<'_> {
+    fn into_parsed(self, source: &RecordSource<'_>) -> ParsedRow {
+        let parts = VisitParts {
+            mrn: &self.mrn,
+            date_time: self.date_time,
+            instant: self.instant,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            doctors_notes: self.doctors_notes,
+        };
+        ParsedRow::Valid {
+            item: visit_item(parts, self.line, self.hash.to_owned(), source),
+            line: self.line,
+            hash: self.hash.to_owned(),
+            raw_mrn: self.raw_mrn.to_owned(),
+            raw_date_time: self.raw_date_time.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spilled_row_reads_back_field_for_field_and_damage_is_refused() {
+        let mrn = Mrn::parse("MRN001").expect("mrn");
+        let instant = UtcInstant::from_unix_nanos(-1_234_567_890_123);
+        let row = SpilledRow {
+            line: 42,
+            parts: VisitParts {
+                mrn: &mrn,
+                date_time: "1969-12-31T23:39:25.432109877Z",
+                instant,
+                first_name: "Ann",
+                last_name: "Lee",
+                doctors_notes: "a, \"quoted\"\nnote",
+            },
+            hash: "abc",
+            raw_mrn: " MRN001 ",
+            raw_date_time: "raw",
+        };
+        let (mut key, mut payload) = (Vec::new(), Vec::new());
+        row.encode(&mut key, &mut payload);
+        let back = SpilledRow::decode(&payload).expect("decodes");
+        assert_eq!(back.line, 42);
+        assert_eq!(back.instant, instant);
+        assert_eq!(back.mrn, mrn);
+        assert_eq!(back.doctors_notes, "a, \"quoted\"\nnote");
+        assert_eq!((back.raw_mrn, back.raw_date_time), (" MRN001 ", "raw"));
+        assert!(SpilledRow::decode(&payload[..payload.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn sort_keys_order_rows_as_the_store_orders_patient_and_visit_keys() {
+        let key = |mrn: &str, nanos: i128| {
+            let mrn = Mrn::parse(mrn).expect("mrn");
+            let row = SpilledRow {
+                line: 1,
+                parts: VisitParts {
+                    mrn: &mrn,
+                    date_time: "",
+                    instant: UtcInstant::from_unix_nanos(nanos),
+                    first_name: "",
+                    last_name: "",
+                    doctors_notes: "",
+                },
+                hash: "",
+                raw_mrn: "",
+                raw_date_time: "",
+            };
+            let (mut key, mut payload) = (Vec::new(), Vec::new());
+            row.encode(&mut key, &mut payload);
+            key
+        };
+        let ordered = [
+            key("MRN1", -5_000_000_000),
+            key("MRN1", -1),
+            key("MRN1", 0),
+            key("MRN1", 7),
+            key("MRN1", 1_000_000_000),
+            key("MRN12", -9_000_000_000_000),
+            key("MRN2", 0),
+        ];
+        for pair in ordered.windows(2) {
+            assert!(pair[0] < pair[1]);
+        }
+    }
+}
