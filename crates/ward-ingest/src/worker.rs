@@ -90,7 +90,7 @@ impl Default for IngestSettings {
             reuse_identical_files: true,
             key_order: None,
             sort_dir: None,
-            sort_buffer_bytes: 32 * 1024 * 1024,
+            sort_buffer_bytes: 16 * 1024 * 1024,
             fault_after_rows: None,
             fault_times: 1,
         }

@@ -164,6 +164,9 @@ pub struct IngestFileSettings {
     /// Answer a visit file byte-identical to an earlier completed upload from that
     /// upload's outcomes, without reading its rows. Default true.
     pub reuse_identical_files: Option<bool>,
+    /// Memory, in MiB, for sorting a visit file into the store's key order before it is
+    /// written (the embedded store; the rest goes to sorted runs on disk). Default 16.
+    pub sort_buffer_mib: Option<usize>,
 }
 
 /// `[analytics]`

@@ -624,6 +624,12 @@ async fn serve(
                 .ingest
                 .reuse_identical_files
                 .unwrap_or(ingest_defaults.reuse_identical_files),
+            sort_buffer_bytes: settings
+                .ingest
+                .sort_buffer_mib
+                .map_or(ingest_defaults.sort_buffer_bytes, |mib| {
+                    mib.clamp(1, 4096) * 1024 * 1024
+                }),
             analytics: ward_ingest::AnalyticsSettings {
                 query_timeout: settings
                     .analytics
