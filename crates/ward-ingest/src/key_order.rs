@@ -271,31 +271,48 @@ impl Decoded<'_> {
 mod tests {
     use super::*;
 
+    /// A row with empty text fields.
+    fn spilled(mrn: &Mrn, instant: UtcInstant) -> SpilledRow<'_> {
+        SpilledRow {
+            line: 1,
+            parts: VisitParts {
+                mrn,
+                date_time: "",
+                instant,
+                first_name: "",
+                last_name: "",
+                doctors_notes: "",
+            },
+            hash: "",
+            raw_mrn: "",
+            raw_date_time: "",
+        }
+    }
+
+    fn encoded(row: &SpilledRow<'_>) -> (Vec<u8>, Vec<u8>) {
+        let (mut key, mut payload) = (Vec::new(), Vec::new());
+        row.encode(&mut key, &mut payload);
+        (key, payload)
+    }
+
     #[test]
     fn a_spilled_row_reads_back_field_for_field_and_damage_is_refused() {
         let mrn = Mrn::parse("MRN001").expect("mrn");
         let instant = UtcInstant::from_unix_nanos(-1_234_567_890_123);
-        let row = SpilledRow {
-            line: 42,
-            parts: VisitParts {
-                mrn: &mrn,
-                date_time: "1969-12-31T23:39:25.432109877Z",
-                instant,
-                first_name: "Ann",
-                last_name: "Lee",
-                doctors_notes: "a, \"quoted\"\nnote",
-            },
-            hash: "abc",
-            raw_mrn: " MRN001 ",
-            raw_date_time: "raw",
-        };
-        let (mut key, mut payload) = (Vec::new(), Vec::new());
-        row.encode(&mut key, &mut payload);
+        let mut row = spilled(&mrn, instant);
+        row.line = 42;
+        row.parts.date_time = "1969-12-31T23:39:25.432109877Z";
+        row.parts.doctors_notes = "a, \"quoted\"\nnote";
+        row.hash = "abc";
+        (row.raw_mrn, row.raw_date_time) = (" MRN001 ", "raw");
+        let (_, payload) = encoded(&row);
         let back = SpilledRow::decode(&payload).expect("decodes");
         assert_eq!(back.line, 42);
         assert_eq!(back.instant, instant);
         assert_eq!(back.mrn, mrn);
+        assert_eq!(back.date_time, "1969-12-31T23:39:25.432109877Z");
         assert_eq!(back.doctors_notes, "a, \"quoted\"\nnote");
+        assert_eq!(back.hash, "abc");
         assert_eq!((back.raw_mrn, back.raw_date_time), (" MRN001 ", "raw"));
         assert!(SpilledRow::decode(&payload[..payload.len() - 1]).is_none());
     }
@@ -304,23 +321,7 @@ mod tests {
     fn sort_keys_order_rows_as_the_store_orders_patient_and_visit_keys() {
         let key = |mrn: &str, nanos: i128| {
             let mrn = Mrn::parse(mrn).expect("mrn");
-            let row = SpilledRow {
-                line: 1,
-                parts: VisitParts {
-                    mrn: &mrn,
-                    date_time: "",
-                    instant: UtcInstant::from_unix_nanos(nanos),
-                    first_name: "",
-                    last_name: "",
-                    doctors_notes: "",
-                },
-                hash: "",
-                raw_mrn: "",
-                raw_date_time: "",
-            };
-            let (mut key, mut payload) = (Vec::new(), Vec::new());
-            row.encode(&mut key, &mut payload);
-            key
+            encoded(&spilled(&mrn, UtcInstant::from_unix_nanos(nanos))).0
         };
         let ordered = [
             key("MRN1", -5_000_000_000),
