@@ -201,34 +201,25 @@ impl<'a> SpilledRow<'a> {
         let line = u64::from_le_bytes(take(8)?.try_into().ok()?);
         let seconds = i64::from_le_bytes(take(8)?.try_into().ok()?);
         let nanos = u32::from_le_bytes(take(4)?.try_into().ok()?);
-        let mut texts = [""; 8];
-        for text in &mut texts {
+        let mut text = || -> Option<&'a str> {
             let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-            *text = std::str::from_utf8(take(len)?).ok()?;
-        }
-        let [
-            mrn,
-            date_time,
-            first_name,
-            last_name,
-            doctors_notes,
-            hash,
-            raw_mrn,
-            raw_date_time,
-        ] = texts;
+            std::str::from_utf8(take(len)?).ok()
+        };
         Some(Decoded {
             line,
             instant: UtcInstant::from_unix_nanos(
                 i128::from(seconds) * 1_000_000_000 + i128::from(nanos),
             ),
-            mrn: Mrn::parse(mrn).ok()?,
-            date_time,
-            first_name,
-            last_name,
-            doctors_notes,
-            hash,
-            raw_mrn,
-            raw_date_time,
+            // Fields are read in the order `encode` wrote them (struct fields are evaluated
+            // in the order written).
+            mrn: Mrn::parse(text()?).ok()?,
+            date_time: text()?,
+            first_name: text()?,
+            last_name: text()?,
+            doctors_notes: text()?,
+            hash: text()?,
+            raw_mrn: text()?,
+            raw_date_time: text()?,
         })
     }
 }
