@@ -365,8 +365,14 @@ impl Table for EmbeddedTable {
         let mut prepared = Vec::with_capacity(items.len());
         for item in items {
             let key = checked_key(&item)?;
+            let key_bytes = join_parts(&[&key.pk, &key.sk]);
             let encoded = checked_encoding(&item)?;
-            prepared.push((key, encoded, item));
+            prepared.push(PreparedPut {
+                key,
+                key_bytes,
+                encoded,
+                item,
+            });
         }
         let batch_number = self
             .ingest_batches
@@ -385,24 +391,14 @@ impl Table for EmbeddedTable {
                 txn.set_durability(redb::Durability::None)
                     .map_err(|e| StoreError::Internal(e.to_string()))?;
             }
-            let mut outcomes = vec![PutOutcome::Written; prepared.len()];
             // Key order walks the B-tree once from left to right; the sort is stable, so of
             // two items with one key the earlier one (in the order given) is written.
             let mut order: Vec<usize> = (0..prepared.len()).collect();
-            order.sort_by(|a, b| prepared[*a].0.cmp(&prepared[*b].0));
-            {
+            order.sort_by(|a, b| prepared[*a].key_bytes.cmp(&prepared[*b].key_bytes));
+            let outcomes = {
                 let mut tables = WriteTables::open(&txn)?;
-                let now = now_seconds();
-                for position in order {
-                    let (key, encoded, item) = &prepared[position];
-                    let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                    if let Some(existing) = read_live(&tables.items, key, &key_bytes, now)? {
-                        outcomes[position] = PutOutcome::Exists(existing);
-                    } else {
-                        tables.replace(key, &key_bytes, encoded, item)?;
-                    }
-                }
-            }
+                tables.put_sorted_if_absent(&prepared, &order, now_seconds())?
+            };
             txn.commit().map_err(store_error)?;
             Ok(outcomes)
         })
@@ -478,6 +474,129 @@ impl<'txn> WriteTables<'txn> {
         }
         Ok(())
     }
+
+    /// [`Table::put_many_if_absent`] for `prepared` taken in `order` (ascending keys, equal
+    /// keys in the order given). Inserts go through one cursor per table, which redb
+    /// buffers into runs and packs into full leaves: a run of new keys written one `insert`
+    /// at a time would leave every leaf half full (each split divides a leaf in the middle,
+    /// and nothing is ever inserted left of the split again).
+    fn put_sorted_if_absent(
+        &mut self,
+        prepared: &[PreparedPut],
+        order: &[usize],
+        now: i64,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        let mut outcomes = vec![PutOutcome::Written; prepared.len()];
+        let mut written = Vec::with_capacity(prepared.len());
+        let mut expired = Vec::new();
+        let first = &prepared[order[0]].key_bytes;
+        let mut cursor = self
+            .items
+            .lower_bound_mut(Bound::Included(first.as_slice()))
+            .map_err(store_error)?;
+        let mut previous: Option<usize> = None;
+        for &position in order {
+            let put = &prepared[position];
+            if let Some(earlier) = previous
+                && prepared[earlier].key_bytes == put.key_bytes
+            {
+                // The same key earlier in this call: what it left is what exists now.
+                outcomes[position] = match &outcomes[earlier] {
+                    PutOutcome::Written => PutOutcome::Exists(prepared[earlier].item.clone()),
+                    exists => exists.clone(),
+                };
+                continue;
+            }
+            previous = Some(position);
+            if cursor_behind(&mut cursor, &put.key_bytes)? {
+                cursor.close().map_err(store_error)?;
+                cursor = self
+                    .items
+                    .lower_bound_mut(Bound::Included(put.key_bytes.as_slice()))
+                    .map_err(store_error)?;
+            }
+            let existing = match cursor.peek_next().map_err(store_error)? {
+                Some((next, value)) if next.value() == put.key_bytes.as_slice() => {
+                    Some(decode_item(value.value(), &put.key.pk, &put.key.sk)?)
+                }
+                _ => None,
+            };
+            match existing {
+                Some(live) if !item_is_expired(&live, now) => {
+                    outcomes[position] = PutOutcome::Exists(live);
+                    continue;
+                }
+                Some(old) => {
+                    cursor.remove_next().map_err(store_error)?;
+                    expired.push((old, &put.key));
+                }
+                None => {}
+            }
+            cursor
+                .insert_before(put.key_bytes.as_slice(), put.encoded.as_slice())
+                .map_err(store_error)?;
+            written.push(put);
+        }
+        cursor.close().map_err(store_error)?;
+        for (name, index) in &mut self.indexes {
+            for (old, key) in &expired {
+                if let Some(entry) = index_entry(name, old, key) {
+                    index.remove(entry.as_slice()).map_err(store_error)?;
+                }
+            }
+            let mut entries: Vec<Vec<u8>> = written
+                .iter()
+                .filter_map(|put| index_entry(name, &put.item, &put.key))
+                .collect();
+            entries.sort_unstable();
+            entries.dedup();
+            let Some(first) = entries.first() else {
+                continue;
+            };
+            let mut cursor = index
+                .lower_bound_mut(Bound::Included(first.as_slice()))
+                .map_err(store_error)?;
+            for entry in &entries {
+                if cursor_behind(&mut cursor, entry)? {
+                    cursor.close().map_err(store_error)?;
+                    cursor = index
+                        .lower_bound_mut(Bound::Included(entry.as_slice()))
+                        .map_err(store_error)?;
+                }
+                let present = matches!(
+                    cursor.peek_next().map_err(store_error)?,
+                    Some((next, _)) if next.value() == entry.as_slice()
+                );
+                if !present {
+                    cursor
+                        .insert_before(entry.as_slice(), ())
+                        .map_err(store_error)?;
+                }
+            }
+            cursor.close().map_err(store_error)?;
+        }
+        Ok(outcomes)
+    }
+}
+
+/// One item of a [`Table::put_many_if_absent`] call, checked and encoded.
+struct PreparedPut {
+    key: Key,
+    key_bytes: Vec<u8>,
+    encoded: Vec<u8>,
+    item: Item,
+}
+
+/// Whether a stored key lies between the cursor's gap and `key` (keys are visited in
+/// ascending order, so the cursor must then seek `key` again).
+fn cursor_behind<V: redb::Value + 'static>(
+    cursor: &mut redb::CursorMut<'_, &'static [u8], V>,
+    key: &[u8],
+) -> Result<bool, StoreError> {
+    Ok(matches!(
+        cursor.peek_next().map_err(store_error)?,
+        Some((next, _)) if next.value() < key
+    ))
 }
 
 fn index_entry(index: &str, item: &Item, key: &Key) -> Option<Vec<u8>> {
