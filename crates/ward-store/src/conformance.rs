@@ -38,6 +38,7 @@ macro_rules! table_conformance_suite {
             transaction_is_all_or_nothing,
             transaction_enforces_limits,
             put_many_if_absent_reports_each_outcome,
+            put_many_if_absent_fills_the_gaps_between_stored_items,
             expired_items_are_absent,
         );
     };
@@ -564,6 +565,115 @@ pub async fn put_many_if_absent_reports_each_outcome(table: &dyn Table) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// New items land between stored ones (before, between and after them, in a long run
+/// and one at a time), with their index entries; a stored item is kept, an expired one is
+/// replaced (its index entry too), and neighbouring partitions are untouched.
+pub async fn put_many_if_absent_fills_the_gaps_between_stored_items(table: &dyn Table) {
+    let pk = fresh_pk("gaps");
+    let neighbour = format!("{pk}0");
+    let index_pk = fresh_pk("gaps-index");
+    let indexed = |pk: &str, sk: &str, index_sk: &str, extra: &[(&str, Value)]| {
+        let mut attributes = vec![
+            ("GSI1PK", Value::s(&index_pk)),
+            ("GSI1SK", Value::s(index_sk)),
+        ];
+        attributes.extend_from_slice(extra);
+        item(pk, sk, &attributes)
+    };
+    let padding = Value::s("p".repeat(300));
+    let mut stored = Vec::new();
+    for sk in ["B", "D", "M050x", "Z"] {
+        stored.push(indexed(&pk, sk, sk, &[("v", Value::s("old"))]));
+    }
+    stored.push(indexed(&neighbour, "A", "N", &[]));
+    for old in &stored {
+        table.put(old.clone(), Condition::None).await.unwrap();
+    }
+    let expired = indexed(
+        &pk,
+        "E",
+        "E-old",
+        &[(EXPIRES_AT, Value::n(now_seconds() - 10))],
+    );
+    table.put(expired, Condition::None).await.unwrap();
+
+    let mut batch = vec![
+        indexed(&pk, "G", "G", &[]),
+        indexed(&pk, "A", "A", &[]),
+        indexed(&pk, "C", "C", &[]),
+        indexed(&pk, "D", "D", &[("v", Value::s("new"))]),
+        indexed(&pk, "E", "E-new", &[]),
+        indexed(&pk, "C", "C", &[("v", Value::s("again"))]),
+    ];
+    let run: Vec<String> = (0..120).map(|n| format!("M{n:03}")).collect();
+    for sk in &run {
+        batch.push(indexed(&pk, sk, sk, &[("pad", padding.clone())]));
+    }
+    let outcomes = table.put_many_if_absent(batch.clone()).await.unwrap();
+    assert_eq!(outcomes.len(), batch.len());
+    for (position, outcome) in outcomes.iter().enumerate() {
+        let expected = match position {
+            3 => PutOutcome::Exists(stored[1].clone()),
+            5 => PutOutcome::Exists(batch[2].clone()),
+            _ => PutOutcome::Written,
+        };
+        assert_eq!(*outcome, expected, "outcome of item {position}");
+    }
+
+    let mut expected_sks: Vec<String> = ["A", "B", "C", "D", "E", "G", "M050x", "Z"]
+        .iter()
+        .map(|sk| (*sk).to_owned())
+        .chain(run.iter().cloned())
+        .collect();
+    expected_sks.sort();
+    let items = query_all(table, Query::partition(&pk, SkCondition::Any)).await;
+    assert_eq!(sks(&items), expected_sks, "the partition, in order");
+    let by_sk = |sk: &str| {
+        items
+            .iter()
+            .find(|item| item[SK].as_s() == Some(sk))
+            .cloned()
+    };
+    assert_eq!(by_sk("D"), Some(stored[1].clone()), "a stored item is kept");
+    assert_eq!(
+        by_sk("C"),
+        Some(batch[2].clone()),
+        "the first of a repeated key"
+    );
+    assert_eq!(by_sk("M077"), Some(batch[6 + 77].clone()));
+    let index_query = Query {
+        index: Some("GSI1"),
+        ..Query::partition(&index_pk, SkCondition::Any)
+    };
+    let in_index = query_all(table, index_query).await;
+    let index_sks: Vec<&str> = in_index
+        .iter()
+        .map(|item| item["GSI1SK"].as_s().unwrap_or_default())
+        .collect();
+    let mut expected_index: Vec<String> = expected_sks
+        .iter()
+        .map(|sk| {
+            if sk == "E" {
+                "E-new".to_owned()
+            } else {
+                sk.clone()
+            }
+        })
+        .chain(["N".to_owned()])
+        .collect();
+    expected_index.sort();
+    assert_eq!(
+        index_sks, expected_index,
+        "one index entry per item, the expired item's old entry gone"
+    );
+    let neighbours = query_all(table, Query::partition(&neighbour, SkCondition::Any)).await;
+    assert_eq!(
+        neighbours,
+        vec![stored[4].clone()],
+        "the next partition is untouched"
     );
 }
 
