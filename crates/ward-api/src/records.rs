@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
-use ward_domain::key_layout::{self, BY_UPLOAD_INDEX, UPLOAD_RECORD_SHARDS, VISIT_SK_PREFIX};
+use ward_domain::key_layout::{
+    self, BY_UPLOAD_INDEX, BY_UPLOAD_SK_ATTRIBUTE, UPLOAD_RECORD_SHARDS, VISIT_SK_PREFIX,
+};
 use ward_domain::{Mrn, UtcInstant};
 use ward_emr::merge::{decode_cursor, encode_cursor};
 use ward_ingest::VisitRecord;
@@ -146,9 +148,8 @@ async fn upload_records(
     let pages = futures::future::try_join_all(shard_queries).await?;
     let more_in_shards = pages.iter().any(|page| page.next.is_some());
     let mut items: Vec<_> = pages.into_iter().flat_map(|page| page.items).collect();
-    let index_sk = format!("{BY_UPLOAD_INDEX}SK");
     let sk_of = |item: &ward_store::Item| {
-        item.get(&index_sk)
+        item.get(BY_UPLOAD_SK_ATTRIBUTE)
             .and_then(Value::as_s)
             .unwrap_or_default()
             .to_owned()

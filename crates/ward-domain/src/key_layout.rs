@@ -15,6 +15,10 @@ pub const UPLOAD_RECORD_SHARDS: u32 = 16;
 
 /// The name of the records-by-upload secondary index.
 pub const BY_UPLOAD_INDEX: &str = "GSI1";
+/// The attribute that holds an item's [`BY_UPLOAD_INDEX`] partition key.
+pub const BY_UPLOAD_PK_ATTRIBUTE: &str = "GSI1PK";
+/// The attribute that holds an item's [`BY_UPLOAD_INDEX`] sort key.
+pub const BY_UPLOAD_SK_ATTRIBUTE: &str = "GSI1SK";
 
 /// A patient's partition: `PROV#{p}#PAT#{mrn}`.
 pub fn patient_pk(provider: &ProviderId, mrn: &Mrn) -> String {

@@ -33,8 +33,9 @@ pub(crate) struct SortSettings {
 }
 
 /// The parser of a file read in key order (see the module docs). Sends the header, then
-/// batches of rejected rows in file order, then batches of valid rows in key order. A
-/// file-level failure is sent before any valid row, so such a file writes no record.
+/// batches of rejected rows in file order, then batches of valid rows in key order, cut
+/// only between identities (all rows of one identity are in one batch). A file-level
+/// failure is sent before any valid row, so such a file writes no record.
 pub(crate) fn parse_file_in_key_order<R: Read>(
     input: R,
     rules: &VisitRules,
@@ -124,6 +125,9 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
         }
     };
     let mut batch = ParsedBatch::with_capacity(batch_rows);
+    // The sort key of the batch's last row: a batch ends only where the identity changes,
+    // so no identity spans two batches and the writer may overlap them.
+    let mut last_key = Vec::new();
     loop {
         match sorted.next_into(&mut key, &mut payload) {
             Ok(true) => {}
@@ -139,11 +143,15 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
             )));
             return;
         };
-        batch.n_rows += 1;
-        batch.rows.push(row.into_parsed(source));
-        if batch.rows.len() >= batch_rows && !send(ParserMessage::Batch(batch.take(batch_rows))) {
+        if batch.rows.len() >= batch_rows
+            && key != last_key
+            && !send(ParserMessage::Batch(batch.take(batch_rows)))
+        {
             return;
         }
+        batch.n_rows += 1;
+        batch.rows.push(row.into_parsed(source));
+        std::mem::swap(&mut key, &mut last_key);
     }
     if !batch.rows.is_empty() {
         send(ParserMessage::Batch(batch));
@@ -306,6 +314,69 @@ mod tests {
         assert_eq!(back.hash, "abc");
         assert_eq!((back.raw_mrn, back.raw_date_time), (" MRN001 ", "raw"));
         assert!(SpilledRow::decode(&payload[..payload.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn batches_are_cut_between_identities_only() {
+        // MRN2 has one visit three times (two offsets), spanning what would be a batch edge.
+        let csv = "medical_record_number,date_time,first_name,last_name,doctors_notes\n\
+            MRN3,2020-01-01T00:00:00Z,A,B,\n\
+            MRN1,2020-01-01T00:00:00Z,A,B,\n\
+            MRN2,2020-01-01T00:00:00Z,A,B,one\n\
+            MRN2,2020-01-01T01:00:00+01:00,A,B,two\n\
+            MRN2,2020-01-01T00:00:00Z,A,B,three\n\
+            MRN4,not a date,A,B,\n\
+            MRN2,2021-01-01T00:00:00Z,A,B,\n";
+        let provider = ward_domain::ProviderId::parse("PROV001").expect("provider");
+        let upload = ward_domain::UploadId::new(UtcInstant::from_unix_nanos(0), 7);
+        let source = RecordSource {
+            provider: &provider,
+            upload: &upload,
+            csv_file: "f.csv",
+            processed_at: "2026-01-01T00:00:00Z",
+        };
+        let rules = VisitRules::at(UtcInstant::from_unix_nanos(1_800_000_000_000_000_000));
+        let dir = tempfile::tempdir().expect("dir");
+        let sort = SortSettings {
+            dir: dir.path().to_owned(),
+            buffer_bytes: 1 << 20,
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
+        let progress = AtomicU64::new(0);
+        parse_file_in_key_order(csv.as_bytes(), &rules, &source, 2, sort, &progress, &sender);
+        drop(sender);
+        let mut batches = Vec::new();
+        while let Ok(message) = receiver.try_recv() {
+            if let ParserMessage::Batch(batch) = message {
+                let keys: Vec<(String, u64)> = batch
+                    .rows
+                    .iter()
+                    .filter_map(|row| match row {
+                        ParsedRow::Valid { item, line, .. } => Some((
+                            format!("{}|{}", item["PK"].as_s()?, item["SK"].as_s()?),
+                            *line,
+                        )),
+                        ParsedRow::Rejected { .. } => None,
+                    })
+                    .collect();
+                if !keys.is_empty() {
+                    batches.push(keys);
+                }
+            }
+        }
+        let lines: Vec<Vec<u64>> = batches
+            .iter()
+            .map(|batch| batch.iter().map(|(_, line)| *line).collect())
+            .collect();
+        // Key order: MRN1; MRN2 at 2020 (lines 4, 5, 6 in file order), MRN2 at 2021; MRN3.
+        assert_eq!(lines, vec![vec![3, 4, 5, 6], vec![8, 2]]);
+        let mut identities: Vec<&String> = batches.iter().flatten().map(|(key, _)| key).collect();
+        identities.dedup();
+        assert_eq!(
+            identities.len(),
+            4,
+            "each identity in one batch: {identities:?}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Visit records as table items, and back.
 
 use serde::Serialize;
-use ward_domain::key_layout::{self, BY_UPLOAD_INDEX};
+use ward_domain::key_layout::{self, BY_UPLOAD_PK_ATTRIBUTE, BY_UPLOAD_SK_ATTRIBUTE};
 use ward_domain::visit::VisitRow;
 use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
 use ward_store::{Item, PK, SK, Value};
@@ -65,7 +65,7 @@ pub fn visit_item(
     );
     item.insert(SK.into(), Value::S(key_layout::visit_sk(row.instant)));
     item.insert(
-        format!("{BY_UPLOAD_INDEX}PK"),
+        BY_UPLOAD_PK_ATTRIBUTE.into(),
         Value::S(key_layout::upload_records_pk(
             provider,
             source.upload,
@@ -73,7 +73,7 @@ pub fn visit_item(
         )),
     );
     item.insert(
-        format!("{BY_UPLOAD_INDEX}SK"),
+        BY_UPLOAD_SK_ATTRIBUTE.into(),
         Value::S(key_layout::upload_records_sk(row.mrn, row.instant)),
     );
     item.insert("entity".into(), Value::s("VISIT"));

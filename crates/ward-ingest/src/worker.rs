@@ -910,6 +910,7 @@ async fn ingest_rows(
         buffer_bytes: ctx.settings.sort_buffer_bytes,
     });
     let errors_sort = sort.clone();
+    let overlap_batches = sort.is_some();
     let sorted_rows = Arc::clone(&ctx.progress_sorted_rows);
     let parser = tokio::task::spawn_blocking(move || {
         let source = RecordSource {
@@ -939,15 +940,33 @@ async fn ingest_rows(
     // back into line order before it is written.
     let mut errors = ErrorsFile::new(ctx.objects.clone(), errors_path.clone(), errors_sort);
     let mut file_error = None;
+    // In key order, no identity spans two batches (the parser cuts between identities), so
+    // the next batch's writes may start before the last one's end: which is written first
+    // changes no outcome. In file order a later batch may repeat a key of an earlier one,
+    // and the earlier line must win, so each batch waits for the one before.
+    let mut in_flight: Option<BatchInFlight> = None;
     while let Some(message) = receiver.recv().await {
         match message {
             ParserMessage::Header { unknown_columns } => report.unknown_columns = unknown_columns,
             ParserMessage::FileFailed(error) => file_error = Some(error),
             ParserMessage::Batch(batch) => {
                 n_time_dependent += batch.n_time_dependent;
-                if let Err(error) =
-                    write_batch(ctx, upload_id, batch, &mut report, &mut errors).await
-                {
+                let previous = in_flight.take();
+                let current = BatchInFlight::start(ctx, batch, &mut report);
+                let mut result = match previous {
+                    Some(previous) => {
+                        finish_batch(ctx, upload_id, previous, &mut report, &mut errors).await
+                    }
+                    None => Ok(()),
+                };
+                if result.is_err() {
+                    current.abandon().await;
+                } else if overlap_batches {
+                    in_flight = Some(current);
+                } else {
+                    result = finish_batch(ctx, upload_id, current, &mut report, &mut errors).await;
+                }
+                if let Err(error) = result {
                     drop(receiver);
                     errors.abort().await;
                     let _ = parser.await;
@@ -955,6 +974,13 @@ async fn ingest_rows(
                 }
             }
         }
+    }
+    if let Some(last) = in_flight.take()
+        && let Err(error) = finish_batch(ctx, upload_id, last, &mut report, &mut errors).await
+    {
+        errors.abort().await;
+        let _ = parser.await;
+        return Err(error);
     }
     parser
         .await
@@ -1074,42 +1100,82 @@ fn parse_file<R: std::io::Read>(
     let _ = sender.blocking_send(ParserMessage::Batch(batch));
 }
 
-async fn write_batch(
+/// A batch whose valid rows are being written, with what accounting them needs.
+struct BatchInFlight {
+    write: tokio::task::JoinHandle<Result<Vec<PutOutcome>, StoreError>>,
+    /// Line, content hash, raw MRN and raw date of each valid row, in the order written.
+    rows: Vec<(u64, String, String, String)>,
+    /// Rejected rows (conflicts join them when the outcomes are in).
+    problems: Vec<(RowProblem, String, String)>,
+    n_rows: u64,
+}
+
+impl BatchInFlight {
+    /// Starts writing the valid rows of `batch` (on a task of its own, so that the next
+    /// batch can be prepared meanwhile) and counts its rejected rows.
+    fn start(ctx: &IngestContext, batch: ParsedBatch, report: &mut UploadReport) -> Self {
+        let mut items = Vec::with_capacity(batch.rows.len());
+        let mut rows = Vec::with_capacity(batch.rows.len());
+        let mut problems = Vec::new();
+        for row in batch.rows {
+            match row {
+                ParsedRow::Valid {
+                    item,
+                    line,
+                    hash,
+                    raw_mrn,
+                    raw_date_time,
+                } => {
+                    items.push(item);
+                    rows.push((line, hash, raw_mrn, raw_date_time));
+                }
+                ParsedRow::Rejected {
+                    problem,
+                    raw_mrn,
+                    raw_date_time,
+                } => {
+                    report.counts.rejected += 1;
+                    problems.push((problem, raw_mrn, raw_date_time));
+                }
+            }
+        }
+        let table = Arc::clone(&ctx.table);
+        let write = tokio::spawn(async move { table.put_many_if_absent(items).await });
+        Self {
+            write,
+            rows,
+            problems,
+            n_rows: batch.n_rows,
+        }
+    }
+
+    /// Waits for the write to end, whatever its result (before giving up on an attempt, so
+    /// that no write of it outlives it).
+    async fn abandon(self) {
+        let _ = self.write.await;
+    }
+}
+
+/// Waits for a batch's writes and accounts for its rows: the report's counts, conflicts and
+/// rejections in the error list, progress, and the injected fault of the tests.
+async fn finish_batch(
     ctx: &IngestContext,
     upload_id: &UploadId,
-    batch: ParsedBatch,
+    batch: BatchInFlight,
     report: &mut UploadReport,
     errors: &mut ErrorsFile,
 ) -> Result<(), ProcessError> {
-    let mut items = Vec::with_capacity(batch.rows.len());
-    let mut rows = Vec::with_capacity(batch.rows.len());
-    let mut problems = Vec::new();
-    for row in batch.rows {
-        match row {
-            ParsedRow::Valid {
-                item,
-                line,
-                hash,
-                raw_mrn,
-                raw_date_time,
-            } => {
-                items.push(item);
-                rows.push((line, hash, raw_mrn, raw_date_time));
-            }
-            ParsedRow::Rejected {
-                problem,
-                raw_mrn,
-                raw_date_time,
-            } => {
-                report.counts.rejected += 1;
-                problems.push((problem, raw_mrn, raw_date_time));
-            }
-        }
-    }
-    let n_items = items.len() as u64;
-    let outcomes = ctx.table.put_many_if_absent(items).await?;
+    let BatchInFlight {
+        write,
+        rows,
+        mut problems,
+        n_rows,
+    } = batch;
+    let outcomes = write
+        .await
+        .map_err(|e| ProcessError::Internal(format!("store task: {e}")))??;
     ctx.progress_valid_rows
-        .fetch_add(n_items, Ordering::Relaxed);
+        .fetch_add(rows.len() as u64, Ordering::Relaxed);
     let mut outcomes = outcomes.into_iter();
     for (line, hash, raw_mrn, raw_date_time) in rows {
         let outcome = outcomes
@@ -1159,8 +1225,8 @@ async fn write_batch(
         keep_first_problems(&mut report.first_problems, problem);
     }
     errors.flush().await?;
-    report.counts.rows += batch.n_rows;
-    let rows_so_far = ctx.progress_rows.fetch_add(batch.n_rows, Ordering::Relaxed) + batch.n_rows;
+    report.counts.rows += n_rows;
+    let rows_so_far = ctx.progress_rows.fetch_add(n_rows, Ordering::Relaxed) + n_rows;
     if let Some(limit) = ctx.settings.fault_after_rows
         && report.counts.rows >= limit
         && ctx.faults_fired.fetch_add(1, Ordering::SeqCst) < ctx.settings.fault_times

@@ -16,7 +16,7 @@ type RawItem = HashMap<String, AttributeValue>;
 /// A port item as a DynamoDB item.
 pub fn to_item(item: &Item) -> RawItem {
     item.iter()
-        .map(|(name, value)| (name.clone(), to_value(value)))
+        .map(|(name, value)| (name.to_string(), to_value(value)))
         .collect()
 }
 
@@ -37,7 +37,7 @@ fn to_value(value: &Value) -> AttributeValue {
 /// A DynamoDB item as a port item.
 pub fn from_item(raw: &RawItem) -> Result<Item, StoreError> {
     raw.iter()
-        .map(|(name, value)| Ok((name.clone(), from_value(value)?)))
+        .map(|(name, value)| Ok((name.clone().into(), from_value(value)?)))
         .collect()
 }
 

@@ -7,7 +7,7 @@
 //! and `SK` are not stored (the key holds them); frequent attribute names are stored as one
 //! byte (`NAMES`; the list may only ever be appended to, or stored items change meaning).
 
-use ward_store::{Item, PK, SK, StoreError, Value};
+use ward_store::{Item, Name, PK, SK, StoreError, Value};
 
 const FORMAT_V1: u8 = 1;
 /// Marks a name stored in full (length, then bytes).
@@ -120,13 +120,11 @@ pub fn decode_item(bytes: &[u8], pk: &str, sk: &str) -> Result<Item, StoreError>
             Some(&byte) if byte & 0x80 != 0 => {
                 reader.at += 1;
                 let known = NAMES.get(usize::from(byte & 0x7f));
-                known
-                    .ok_or_else(|| corrupt("unknown attribute code"))?
-                    .to_string()
+                Name::Borrowed(known.ok_or_else(|| corrupt("unknown attribute code"))?)
             }
             Some(&NAME_IN_FULL) => {
                 reader.at += 1;
-                reader.string()?
+                Name::Owned(reader.string()?)
             }
             _ => return Err(corrupt("bad attribute name")),
         };
@@ -280,7 +278,7 @@ mod tests {
         item.insert("PK".into(), Value::s("a"));
         item.insert("L".into(), Value::L(vec![Value::n(1), Value::Null]));
         item.insert("SK".into(), Value::s("b"));
-        item.insert("x".repeat(300), Value::s("long name"));
+        item.insert("x".repeat(300).into(), Value::s("long name"));
         item.insert("version".into(), Value::n(3));
         let bytes = encode_item(&item);
         assert_eq!(decode_item(&bytes, "a", "b").unwrap(), item);

@@ -68,7 +68,7 @@ fn fresh_pk(label: &str) -> String {
 fn item(pk: &str, sk: &str, attributes: &[(&str, Value)]) -> Item {
     let mut item: Item = attributes
         .iter()
-        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .map(|(name, value)| ((*name).to_owned().into(), value.clone()))
         .collect();
     item.insert(PK.into(), Value::s(pk));
     item.insert(SK.into(), Value::s(sk));

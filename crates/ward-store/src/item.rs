@@ -1,5 +1,6 @@
 //! The item model: attribute values as DynamoDB has them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::{EXPIRES_AT, PK, SK, StoreError};
@@ -51,8 +52,12 @@ impl Value {
     }
 }
 
+/// An attribute name: borrowed when it is a literal (most are), owned otherwise, so
+/// building and dropping the items of an ingest allocates no names.
+pub type Name = Cow<'static, str>;
+
 /// An item: attribute name to value. Must hold string [`PK`] and [`SK`] attributes.
-pub type Item = BTreeMap<String, Value>;
+pub type Item = BTreeMap<Name, Value>;
 
 /// A primary key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -15,7 +15,7 @@ pub mod conformance;
 
 use async_trait::async_trait;
 
-pub use item::{Item, Key, Value, item_expires_at, item_is_expired};
+pub use item::{Item, Key, Name, Value, item_expires_at, item_is_expired};
 pub use query::{Cursor, Order, Page, Query, SkCondition};
 
 /// The partition-key attribute of every item.
