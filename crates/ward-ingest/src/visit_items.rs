@@ -57,39 +57,41 @@ pub fn visit_item(
     content_hash: String,
     source: &RecordSource<'_>,
 ) -> Item {
-    let mut item = Item::new();
     let provider = source.provider;
-    item.insert(
-        PK.into(),
-        Value::S(key_layout::patient_pk(provider, row.mrn)),
-    );
-    item.insert(SK.into(), Value::S(key_layout::visit_sk(row.instant)));
-    item.insert(
-        BY_UPLOAD_PK_ATTRIBUTE.into(),
-        Value::S(key_layout::upload_records_pk(
-            provider,
-            source.upload,
-            key_layout::upload_records_shard(line),
-        )),
-    );
-    item.insert(
-        BY_UPLOAD_SK_ATTRIBUTE.into(),
-        Value::S(key_layout::upload_records_sk(row.mrn, row.instant)),
-    );
-    item.insert("entity".into(), Value::s("VISIT"));
-    item.insert("providerId".into(), Value::s(provider.as_str()));
-    item.insert("medicalRecordNumber".into(), Value::s(row.mrn.as_str()));
-    item.insert("dateTime".into(), Value::s(row.date_time));
-    item.insert("dateTimeUtc".into(), Value::S(row.instant.sortable()));
-    item.insert("firstName".into(), Value::s(row.first_name));
-    item.insert("lastName".into(), Value::s(row.last_name));
-    item.insert("doctorsNotes".into(), Value::s(row.doctors_notes));
-    item.insert("csvFile".into(), Value::s(source.csv_file));
-    item.insert("dateTimeProcessed".into(), Value::s(source.processed_at));
-    item.insert("uploadId".into(), Value::s(source.upload.as_str()));
-    item.insert("sourceLine".into(), Value::n(line as i64));
-    item.insert("contentHash".into(), Value::S(content_hash));
-    item
+    // Built in one go from a list (sorted once, then bulk-loaded) rather than by 17
+    // searching inserts: this runs once per ingested row.
+    Item::from([
+        (
+            PK.into(),
+            Value::S(key_layout::patient_pk(provider, row.mrn)),
+        ),
+        (SK.into(), Value::S(key_layout::visit_sk(row.instant))),
+        (
+            BY_UPLOAD_PK_ATTRIBUTE.into(),
+            Value::S(key_layout::upload_records_pk(
+                provider,
+                source.upload,
+                key_layout::upload_records_shard(line),
+            )),
+        ),
+        (
+            BY_UPLOAD_SK_ATTRIBUTE.into(),
+            Value::S(key_layout::upload_records_sk(row.mrn, row.instant)),
+        ),
+        ("entity".into(), Value::s("VISIT")),
+        ("providerId".into(), Value::s(provider.as_str())),
+        ("medicalRecordNumber".into(), Value::s(row.mrn.as_str())),
+        ("dateTime".into(), Value::s(row.date_time)),
+        ("dateTimeUtc".into(), Value::S(row.instant.sortable())),
+        ("firstName".into(), Value::s(row.first_name)),
+        ("lastName".into(), Value::s(row.last_name)),
+        ("doctorsNotes".into(), Value::s(row.doctors_notes)),
+        ("csvFile".into(), Value::s(source.csv_file)),
+        ("dateTimeProcessed".into(), Value::s(source.processed_at)),
+        ("uploadId".into(), Value::s(source.upload.as_str())),
+        ("sourceLine".into(), Value::n(line as i64)),
+        ("contentHash".into(), Value::S(content_hash)),
+    ])
 }
 
 /// A visit record as the API shows it.

@@ -43,6 +43,41 @@ const NAMES: [&str; 27] = [
     "visibleAt",
 ];
 
+/// The code of a frequent attribute name (its position in [`NAMES`]). A `match` rather
+/// than a search of the list: every attribute of every stored item goes through here.
+fn name_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "GSI1PK" => 0,
+        "GSI1SK" => 1,
+        "GSI2PK" => 2,
+        "GSI2SK" => 3,
+        "GSI3PK" => 4,
+        "GSI3SK" => 5,
+        "entity" => 6,
+        "providerId" => 7,
+        "medicalRecordNumber" => 8,
+        "dateTime" => 9,
+        "dateTimeUtc" => 10,
+        "firstName" => 11,
+        "lastName" => 12,
+        "doctorsNotes" => 13,
+        "csvFile" => 14,
+        "dateTimeProcessed" => 15,
+        "uploadId" => 16,
+        "sourceLine" => 17,
+        "contentHash" => 18,
+        "version" => 19,
+        "expiresAt" => 20,
+        "status" => 21,
+        "createdAt" => 22,
+        "updatedAt" => 23,
+        "job" => 24,
+        "attempt" => 25,
+        "visibleAt" => 26,
+        _ => return None,
+    })
+}
+
 const TAG_S: u8 = 1;
 const TAG_N: u8 = 2;
 const TAG_B: u8 = 3;
@@ -95,8 +130,8 @@ pub fn encode_item(item: &Item) -> Vec<u8> {
     let attributes = item.iter().filter(|(name, _)| *name != PK && *name != SK);
     put_len(&mut out, attributes.clone().count());
     for (name, value) in attributes {
-        match NAMES.iter().position(|known| known == name) {
-            Some(code) => out.push(0x80 | code as u8),
+        match name_code(name) {
+            Some(code) => out.push(0x80 | code),
             None => {
                 out.push(NAME_IN_FULL);
                 put_bytes(&mut out, name.as_bytes());
@@ -287,6 +322,15 @@ mod tests {
         }
         assert!(decode_item(&[1, 255, 255, 255, 255, 255, 9], "a", "b").is_err());
         assert!(decode_item(&[2, 0], "a", "b").is_err(), "unknown format");
+    }
+
+    #[test]
+    fn name_codes_are_the_positions_in_the_list() {
+        for (position, name) in NAMES.iter().enumerate() {
+            assert_eq!(name_code(name), Some(position as u8), "{name}");
+        }
+        assert_eq!(name_code("GSI1P"), None);
+        assert_eq!(name_code("notAName"), None);
     }
 
     #[test]

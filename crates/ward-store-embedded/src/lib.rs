@@ -367,11 +367,14 @@ impl Table for EmbeddedTable {
             let key = checked_key(&item)?;
             let key_bytes = join_parts(&[&key.pk, &key.sk]);
             let encoded = checked_encoding(&item)?;
+            // The item itself is dropped here, before the write: only its bytes and index
+            // entries go on (a write transaction runs one at a time; this part need not).
+            let index_entries = INDEXES.map(|name| index_entry(name, &item, &key));
             prepared.push(PreparedPut {
                 key,
                 key_bytes,
                 encoded,
-                item,
+                index_entries,
             });
         }
         let batch_number = self
@@ -502,7 +505,11 @@ impl<'txn> WriteTables<'txn> {
             {
                 // The same key earlier in this call: what it left is what exists now.
                 outcomes[position] = match &outcomes[earlier] {
-                    PutOutcome::Written => PutOutcome::Exists(prepared[earlier].item.clone()),
+                    PutOutcome::Written => {
+                        let written = &prepared[earlier];
+                        let item = decode_item(&written.encoded, &written.key.pk, &written.key.sk)?;
+                        PutOutcome::Exists(item)
+                    }
                     exists => exists.clone(),
                 };
                 continue;
@@ -538,15 +545,15 @@ impl<'txn> WriteTables<'txn> {
             written.push(put);
         }
         cursor.close().map_err(store_error)?;
-        for (name, index) in &mut self.indexes {
+        for (position, (name, index)) in self.indexes.iter_mut().enumerate() {
             for (old, key) in &expired {
                 if let Some(entry) = index_entry(name, old, key) {
                     index.remove(entry.as_slice()).map_err(store_error)?;
                 }
             }
-            let mut entries: Vec<Vec<u8>> = written
+            let mut entries: Vec<&[u8]> = written
                 .iter()
-                .filter_map(|put| index_entry(name, &put.item, &put.key))
+                .filter_map(|put| put.index_entries[position].as_deref())
                 .collect();
             entries.sort_unstable();
             entries.dedup();
@@ -554,23 +561,21 @@ impl<'txn> WriteTables<'txn> {
                 continue;
             };
             let mut cursor = index
-                .lower_bound_mut(Bound::Included(first.as_slice()))
+                .lower_bound_mut(Bound::Included(*first))
                 .map_err(store_error)?;
-            for entry in &entries {
+            for &entry in &entries {
                 if cursor_behind(&mut cursor, entry)? {
                     cursor.close().map_err(store_error)?;
                     cursor = index
-                        .lower_bound_mut(Bound::Included(entry.as_slice()))
+                        .lower_bound_mut(Bound::Included(entry))
                         .map_err(store_error)?;
                 }
                 let present = matches!(
                     cursor.peek_next().map_err(store_error)?,
-                    Some((next, _)) if next.value() == entry.as_slice()
+                    Some((next, _)) if next.value() == entry
                 );
                 if !present {
-                    cursor
-                        .insert_before(entry.as_slice(), ())
-                        .map_err(store_error)?;
+                    cursor.insert_before(entry, ()).map_err(store_error)?;
                 }
             }
             cursor.close().map_err(store_error)?;
@@ -584,7 +589,8 @@ struct PreparedPut {
     key: Key,
     key_bytes: Vec<u8>,
     encoded: Vec<u8>,
-    item: Item,
+    /// The item's entry in each index of [`INDEXES`], if it is in it.
+    index_entries: [Option<Vec<u8>>; INDEXES.len()],
 }
 
 /// Whether a stored key lies between the cursor's gap and `key` (keys are visited in
