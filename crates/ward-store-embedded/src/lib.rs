@@ -12,6 +12,7 @@
 
 mod codec;
 
+use std::cmp::Ordering;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -497,6 +498,7 @@ impl<'txn> WriteTables<'txn> {
             .items
             .lower_bound_mut(Bound::Included(first.as_slice()))
             .map_err(store_error)?;
+        let mut next_stored = NextStored::default();
         let mut previous: Option<usize> = None;
         for &position in order {
             let put = &prepared[position];
@@ -515,29 +517,27 @@ impl<'txn> WriteTables<'txn> {
                 continue;
             }
             previous = Some(position);
-            if cursor_behind(&mut cursor, &put.key_bytes)? {
+            let key = put.key_bytes.as_slice();
+            if next_stored.compare(&mut cursor, key)? == Ordering::Greater {
                 cursor.close().map_err(store_error)?;
                 cursor = self
                     .items
-                    .lower_bound_mut(Bound::Included(put.key_bytes.as_slice()))
+                    .lower_bound_mut(Bound::Included(key))
                     .map_err(store_error)?;
+                next_stored = NextStored::default();
             }
-            let existing = match cursor.peek_next().map_err(store_error)? {
-                Some((next, value)) if next.value() == put.key_bytes.as_slice() => {
-                    Some(decode_item(value.value(), &put.key.pk, &put.key.sk)?)
-                }
-                _ => None,
-            };
-            match existing {
-                Some(live) if !item_is_expired(&live, now) => {
-                    outcomes[position] = PutOutcome::Exists(live);
+            if next_stored.compare(&mut cursor, key)? == Ordering::Equal {
+                let existing = match cursor.peek_next().map_err(store_error)? {
+                    Some((_, value)) => decode_item(value.value(), &put.key.pk, &put.key.sk)?,
+                    None => return Err(StoreError::Internal("cursor lost its entry".into())),
+                };
+                if !item_is_expired(&existing, now) {
+                    outcomes[position] = PutOutcome::Exists(existing);
                     continue;
                 }
-                Some(old) => {
-                    cursor.remove_next().map_err(store_error)?;
-                    expired.push((old, &put.key));
-                }
-                None => {}
+                cursor.remove_next().map_err(store_error)?;
+                next_stored = NextStored::default();
+                expired.push((existing, &put.key));
             }
             cursor
                 .insert_before(put.key_bytes.as_slice(), put.encoded.as_slice())
@@ -563,18 +563,16 @@ impl<'txn> WriteTables<'txn> {
             let mut cursor = index
                 .lower_bound_mut(Bound::Included(*first))
                 .map_err(store_error)?;
+            let mut next_stored = NextStored::default();
             for &entry in &entries {
-                if cursor_behind(&mut cursor, entry)? {
+                if next_stored.compare(&mut cursor, entry)? == Ordering::Greater {
                     cursor.close().map_err(store_error)?;
                     cursor = index
                         .lower_bound_mut(Bound::Included(entry))
                         .map_err(store_error)?;
+                    next_stored = NextStored::default();
                 }
-                let present = matches!(
-                    cursor.peek_next().map_err(store_error)?,
-                    Some((next, _)) if next.value() == entry
-                );
-                if !present {
+                if next_stored.compare(&mut cursor, entry)? == Ordering::Less {
                     cursor.insert_before(entry, ()).map_err(store_error)?;
                 }
             }
@@ -593,16 +591,30 @@ struct PreparedPut {
     index_entries: [Option<Vec<u8>>; INDEXES.len()],
 }
 
-/// Whether a stored key lies between the cursor's gap and `key` (keys are visited in
-/// ascending order, so the cursor must then seek `key` again).
-fn cursor_behind<V: redb::Value + 'static>(
-    cursor: &mut redb::CursorMut<'_, &'static [u8], V>,
-    key: &[u8],
-) -> Result<bool, StoreError> {
-    Ok(matches!(
-        cursor.peek_next().map_err(store_error)?,
-        Some((next, _)) if next.value() < key
-    ))
+/// The key of the first stored entry after a cursor's gap, read once per gap: inserting
+/// into the gap does not change it, and redb answers a peek inside an open run of inserts
+/// with a search from the root. Keys are visited in ascending order.
+#[derive(Default)]
+struct NextStored(Option<Option<Vec<u8>>>);
+
+impl NextStored {
+    /// `key` against that entry: `Less` (absent, and its place is the gap; also when no
+    /// entry follows), `Equal` (stored) or `Greater` (stored entries lie between: the
+    /// cursor must seek `key`, and this be reset).
+    fn compare<V: redb::Value + 'static>(
+        &mut self,
+        cursor: &mut redb::CursorMut<'_, &'static [u8], V>,
+        key: &[u8],
+    ) -> Result<Ordering, StoreError> {
+        if self.0.is_none() {
+            let next = cursor.peek_next().map_err(store_error)?;
+            self.0 = Some(next.map(|(next_key, _)| next_key.value().to_vec()));
+        }
+        Ok(match &self.0 {
+            Some(Some(next_key)) => key.cmp(next_key.as_slice()),
+            _ => Ordering::Less,
+        })
+    }
 }
 
 fn index_entry(index: &str, item: &Item, key: &Key) -> Option<Vec<u8>> {
