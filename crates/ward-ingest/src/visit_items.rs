@@ -58,14 +58,10 @@ pub fn visit_item(
     source: &RecordSource<'_>,
 ) -> Item {
     let provider = source.provider;
-    // Built in one go from a list (sorted once, then bulk-loaded) rather than by 17
-    // searching inserts: this runs once per ingested row.
+    // Built in one go from a list (sorted, then bulk-loaded) rather than by 17 searching
+    // inserts: this runs once per ingested row. The list is in name order (byte order:
+    // capitals first), so the sort only has to check it; any order gives the same item.
     Item::from([
-        (
-            PK.into(),
-            Value::S(key_layout::patient_pk(provider, row.mrn)),
-        ),
-        (SK.into(), Value::S(key_layout::visit_sk(row.instant))),
         (
             BY_UPLOAD_PK_ATTRIBUTE.into(),
             Value::S(key_layout::upload_records_pk(
@@ -78,19 +74,24 @@ pub fn visit_item(
             BY_UPLOAD_SK_ATTRIBUTE.into(),
             Value::S(key_layout::upload_records_sk(row.mrn, row.instant)),
         ),
-        ("entity".into(), Value::s("VISIT")),
-        ("providerId".into(), Value::s(provider.as_str())),
-        ("medicalRecordNumber".into(), Value::s(row.mrn.as_str())),
+        (
+            PK.into(),
+            Value::S(key_layout::patient_pk(provider, row.mrn)),
+        ),
+        (SK.into(), Value::S(key_layout::visit_sk(row.instant))),
+        ("contentHash".into(), Value::S(content_hash)),
+        ("csvFile".into(), Value::s(source.csv_file)),
         ("dateTime".into(), Value::s(row.date_time)),
+        ("dateTimeProcessed".into(), Value::s(source.processed_at)),
         ("dateTimeUtc".into(), Value::S(row.instant.sortable())),
+        ("doctorsNotes".into(), Value::s(row.doctors_notes)),
+        ("entity".into(), Value::s("VISIT")),
         ("firstName".into(), Value::s(row.first_name)),
         ("lastName".into(), Value::s(row.last_name)),
-        ("doctorsNotes".into(), Value::s(row.doctors_notes)),
-        ("csvFile".into(), Value::s(source.csv_file)),
-        ("dateTimeProcessed".into(), Value::s(source.processed_at)),
-        ("uploadId".into(), Value::s(source.upload.as_str())),
+        ("medicalRecordNumber".into(), Value::s(row.mrn.as_str())),
+        ("providerId".into(), Value::s(provider.as_str())),
         ("sourceLine".into(), Value::n(line as i64)),
-        ("contentHash".into(), Value::S(content_hash)),
+        ("uploadId".into(), Value::s(source.upload.as_str())),
     ])
 }
 
