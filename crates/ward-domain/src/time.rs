@@ -104,7 +104,7 @@ impl UtcInstant {
         ] {
             digits[at] = separator;
         }
-        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+        out.extend(digits.iter().map(|&byte| char::from(byte)));
     }
 
     /// `2025-03-26T17:30:00Z` (RFC 3339, whole seconds), for API timestamps.

@@ -148,3 +148,18 @@ impl VisitRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ward_domain::key_layout::BY_UPLOAD_INDEX;
+
+    use super::*;
+
+    #[test]
+    fn the_by_upload_attributes_are_the_ones_that_key_its_index() {
+        assert_eq!(
+            ward_store::index_key_attributes(BY_UPLOAD_INDEX),
+            Some((BY_UPLOAD_PK_ATTRIBUTE, BY_UPLOAD_SK_ATTRIBUTE))
+        );
+    }
+}

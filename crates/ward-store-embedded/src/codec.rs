@@ -13,6 +13,7 @@ const FORMAT_V1: u8 = 1;
 /// Marks a name stored in full (length, then bytes).
 const NAME_IN_FULL: u8 = 0;
 /// Frequent attribute names, coded as `0x80 | index` (a name byte < 0x80 starts a length).
+/// [`name_code`] maps them back; a test checks the two agree.
 const NAMES: [&str; 27] = [
     "GSI1PK",
     "GSI1SK",
