@@ -117,7 +117,25 @@ fn bytes_of(body: BodyBytes) -> Result<Bytes, ApiError> {
     })
 }
 
-fn body_json(body: &Bytes) -> Result<Json_, ApiError> {
+/// The JSON body of a create or update: sent as `application/json` or another `+json`
+/// type (a merge patch as `application/merge-patch+json`), else 415.
+fn body_json(headers: &HeaderMap, body: &Bytes) -> Result<Json_, ApiError> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media_type.as_deref() {
+        Some("application/json") => {}
+        Some(other) if other.starts_with("application/") && other.ends_with("+json") => {}
+        _ => return Err(ApiError::UnsupportedMediaType("application/json")),
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))
 }
@@ -338,7 +356,7 @@ pub(crate) async fn create_patient(
     let idem = idempotency(&headers, &Method::POST, "/v1/patients", &body)?;
     let stored = state
         .emr
-        .create_patient(&actor, &body_json(&body)?, idem.as_ref())
+        .create_patient(&actor, &body_json(&headers, &body)?, idem.as_ref())
         .await?;
     let location = format!(
         "/v1/patients/{}",
@@ -394,7 +412,7 @@ pub(crate) async fn patch_patient(
 ) -> Result<Response, ApiError> {
     let body = bytes_of(body)?;
     let version = if_match(&headers)?;
-    let patch = body_json(&body)?;
+    let patch = body_json(&headers, &body)?;
     Ok(one(state
         .emr
         .update_patient(&actor, &mrn, version, &patch)
@@ -428,7 +446,13 @@ async fn create_child(
     let idem = idempotency(&headers, &Method::POST, &path, &body)?;
     let stored = state
         .emr
-        .create_child(&actor, kind, &mrn, &body_json(&body)?, idem.as_ref())
+        .create_child(
+            &actor,
+            kind,
+            &mrn,
+            &body_json(&headers, &body)?,
+            idem.as_ref(),
+        )
         .await?;
     let id = stored.json["id"].as_str().unwrap_or_default().to_owned();
     let location = format!("{path}/{id}");
@@ -472,7 +496,7 @@ async fn patch_child(
 ) -> Result<Response, ApiError> {
     let body = bytes_of(body)?;
     let version = if_match(&headers)?;
-    let patch = body_json(&body)?;
+    let patch = body_json(&headers, &body)?;
     Ok(one(state
         .emr
         .update_child(&actor, kind, &mrn, &id, version, &patch)
@@ -491,7 +515,7 @@ pub(crate) async fn create_clinician(
     let idem = idempotency(&headers, &Method::POST, "/v1/clinicians", &body)?;
     let stored = state
         .emr
-        .create_clinician(&actor, &body_json(&body)?, idem.as_ref())
+        .create_clinician(&actor, &body_json(&headers, &body)?, idem.as_ref())
         .await?;
     let location = format!(
         "/v1/clinicians/{}",
@@ -531,7 +555,7 @@ pub(crate) async fn patch_clinician(
 ) -> Result<Response, ApiError> {
     let body = bytes_of(body)?;
     let version = if_match(&headers)?;
-    let patch = body_json(&body)?;
+    let patch = body_json(&headers, &body)?;
     Ok(one(state
         .emr
         .update_clinician(&actor, &id, version, &patch)

@@ -234,6 +234,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/dlq", get(admin::list_dead))
         .route("/v1/admin/dlq/{job_id}/replay", post(admin::replay))
         .fallback(|| async { ApiError::NotFound("the route") })
+        .layer(middleware::from_fn(problem::problem_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -70,6 +70,9 @@ pub enum ApiError {
         /// Why, from the SQL engine.
         detail: String,
     },
+    /// The body is not of a media type the route takes.
+    #[error("the body must be sent as {0} (Content-Type)")]
+    UnsupportedMediaType(&'static str),
     /// A dependency is temporarily unavailable.
     #[error("the service is temporarily unavailable; try again")]
     Unavailable,
@@ -102,6 +105,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "sql-timeout")
             }
             Self::Sql { kind, .. } => (StatusCode::BAD_REQUEST, kind),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -161,4 +167,120 @@ impl From<object_store::Error> for ApiError {
     fn from(error: object_store::Error) -> Self {
         Self::Internal(format!("object storage: {error}"))
     }
+}
+
+/// The longest text of a framework error that a problem repeats (its `detail`).
+const MAX_ECHOED_CHARS: usize = 300;
+
+/// Makes every error answer a problem document: an answer of 400 or more whose body is not
+/// one already (axum's own answers to a query string or path segment that does not parse,
+/// a method a route does not take, a body it cannot read) gets one with the same status,
+/// and keeps its headers (`Allow` on a 405). A 5xx body is replaced by a generic detail.
+pub async fn problem_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let (slug, detail, field) = framework_problem(status, &method, &parts.headers, &text);
+    let mut body = json!({
+        "type": format!("urn:ward:problem:{slug}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let Some(field) = field {
+        body["errors"] = json!([{ "field": field, "reason": body["detail"] }]);
+        body["field"] = json!(field);
+    }
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+/// The problem type, detail and (where the text names one) field of a framework answer.
+fn framework_problem(
+    status: StatusCode,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+    text: &str,
+) -> (&'static str, String, Option<String>) {
+    let text = shortened(text.trim());
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = headers
+                .get(axum::http::header::ALLOW)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            (
+                "method-not-allowed",
+                format!("this route does not take {method}; it takes {allowed}"),
+                None,
+            )
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "the body must be sent as application/json (Content-Type)".into(),
+            None,
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("too-large", "the request body is too large".into(), None)
+        }
+        status if status.is_server_error() => ("internal", "internal error".into(), None),
+        StatusCode::NOT_FOUND => ("not-found", "the route was not found".into(), None),
+        _ => {
+            if let Some(rest) = text.strip_prefix("Failed to deserialize query string: ") {
+                let (field, reason) = rest.split_once(": ").unwrap_or(("query", rest));
+                let field = field.to_owned();
+                (
+                    "invalid-request",
+                    format!("query parameter {field}: {reason}"),
+                    Some(field),
+                )
+            } else if text.contains("URL") || text.contains("path") {
+                (
+                    "invalid-request",
+                    format!("a path segment is not valid: {text}"),
+                    Some("path".into()),
+                )
+            } else if text.is_empty() {
+                ("invalid-request", "the request is not valid".into(), None)
+            } else {
+                ("invalid-request", first_lowercase(&text), None)
+            }
+        }
+    }
+}
+
+fn first_lowercase(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `text` cut to [`MAX_ECHOED_CHARS`] characters, saying so.
+pub fn shortened(text: &str) -> String {
+    if text.chars().count() <= MAX_ECHOED_CHARS {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(MAX_ECHOED_CHARS).collect();
+    format!("{kept}... (shortened)")
 }

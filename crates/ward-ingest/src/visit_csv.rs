@@ -233,15 +233,28 @@ impl<R: Read> VisitCsvReader<R> {
 
 /// Counts physical lines. The csv crate reports a record's position where the previous
 /// record's content ended (before its terminator and any blank lines), so the start line is
-/// that position's line plus the line breaks that immediately follow it.
+/// that position's line plus the line breaks that immediately follow it. Line breaks are
+/// kept as maximal runs of CR and LF bytes, so a million blank lines are one run: memory
+/// stays bounded by one record, and blank lines between records do not count towards the
+/// record size limit.
 struct LineTracking<R> {
     inner: R,
     offset: u64,
-    /// Offsets of CR and LF bytes not yet passed, and whether each is an LF.
-    breaks: VecDeque<(u64, bool)>,
-    lf_before_breaks: u64,
+    /// Runs of CR/LF bytes not yet passed, in file order.
+    runs: VecDeque<BreakRun>,
+    lf_before_runs: u64,
+    /// The end of the last run passed (a record's start may lie inside it).
+    passed_run_end: u64,
     /// Where the record being read started (the end of the last one returned).
     record_start: u64,
+}
+
+/// A maximal run of CR and LF bytes: `[start, end)`, holding `n_lf` LFs.
+#[derive(Debug, Clone, Copy)]
+struct BreakRun {
+    start: u64,
+    end: u64,
+    n_lf: u64,
 }
 
 impl<R: Read> LineTracking<R> {
@@ -249,35 +262,63 @@ impl<R: Read> LineTracking<R> {
         Self {
             inner,
             offset: 0,
-            breaks: VecDeque::new(),
-            lf_before_breaks: 0,
+            runs: VecDeque::new(),
+            lf_before_runs: 0,
+            passed_run_end: 0,
             record_start: 0,
         }
     }
 
-    /// The 1-based physical line of the first content byte at or after `position`.
+    /// The 1-based physical line of the first content byte at or after `position`. A run
+    /// that starts at or before `position` is all before that content byte (it either
+    /// ends before `position` or holds it), so each such run counts whole.
     fn line_at(&mut self, position: u64) -> u64 {
-        while let Some(&(offset, is_lf)) = self.breaks.front() {
-            if offset >= position {
+        while let Some(run) = self.runs.front() {
+            if run.start > position {
                 break;
             }
-            self.lf_before_breaks += u64::from(is_lf);
-            self.breaks.pop_front();
+            self.lf_before_runs += run.n_lf;
+            self.passed_run_end = run.end;
+            self.runs.pop_front();
         }
-        let mut gap_lf = 0;
-        for (expected, &(offset, is_lf)) in (position..).zip(self.breaks.iter()) {
-            if offset != expected {
+        1 + self.lf_before_runs
+    }
+
+    /// Where the record being read really starts: past the blank lines that follow the
+    /// last record.
+    fn content_start(&self) -> u64 {
+        let mut start = self.record_start;
+        if self.passed_run_end > start {
+            start = self.passed_run_end;
+        }
+        for run in &self.runs {
+            if run.start > start {
                 break;
             }
-            gap_lf += u64::from(is_lf);
+            start = start.max(run.end);
         }
-        1 + self.lf_before_breaks + gap_lf
+        start
+    }
+
+    fn note_break(&mut self, at: u64, is_lf: bool) {
+        match self.runs.back_mut() {
+            Some(run) if run.end == at => {
+                run.end += 1;
+                run.n_lf += u64::from(is_lf);
+            }
+            _ => self.runs.push_back(BreakRun {
+                start: at,
+                end: at + 1,
+                n_lf: u64::from(is_lf),
+            }),
+        }
     }
 }
 
 impl<R: Read> Read for LineTracking<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.offset > self.record_start + MAX_RECORD_BYTES + READ_BUFFER_BYTES as u64 {
+        let limit = MAX_RECORD_BYTES + READ_BUFFER_BYTES as u64;
+        if self.offset > self.record_start + limit && self.offset > self.content_start() + limit {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 RecordTooLong,
@@ -285,8 +326,7 @@ impl<R: Read> Read for LineTracking<R> {
         }
         let n = self.inner.read(buf)?;
         for at in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
-            self.breaks
-                .push_back((self.offset + at as u64, buf[at] == b'\n'));
+            self.note_break(self.offset + at as u64, buf[at] == b'\n');
         }
         self.offset += n as u64;
         Ok(n)
@@ -336,7 +376,7 @@ fn file_error<R: Read>(tracking: &mut LineTracking<R>, error: csv::Error) -> Fil
                 .is_some_and(|inner| inner.is::<RecordTooLong>()) =>
         {
             FileError::RecordTooLong {
-                line: tracking.line_at(tracking.record_start),
+                line: tracking.line_at(tracking.content_start()),
                 max_bytes: MAX_RECORD_BYTES,
             }
         }
@@ -445,6 +485,37 @@ mod tests {
             }
         );
         assert!(error.to_string().contains("line 3"), "{error}");
+    }
+
+    #[test]
+    fn blank_lines_between_records_do_not_count_towards_the_record_limit() {
+        // A valid CRLF file with a million blank lines between two records.
+        let mut text = b"medical_record_number,date_time,first_name,last_name\r\n\
+            A1,2025-03-26T10:30:00Z,John,Doe\r\n"
+            .to_vec();
+        text.extend("\r\n".repeat(1_000_000).as_bytes());
+        text.extend(b"A2,2025-03-26T10:30:00Z,Jane,Roe\r\n\r\n");
+        let rows = read_all(&text).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 1_000_003]
+        );
+        assert!(rows.iter().all(|r| matches!(r.read, RowRead::Valid(_))));
+
+        // A record that is too long after blank lines is named by the line it starts on.
+        let mut text = b"medical_record_number,date_time,first_name,last_name,doctors_notes\n\
+            A1,2025-03-26T10:30:00Z,John,Doe,ok\n"
+            .to_vec();
+        text.extend("\n".repeat(500_000).as_bytes());
+        text.extend(b"A2,2025-03-26T10:30:00Z,John,Doe,\"never closed");
+        text.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+        assert_eq!(
+            read_all(&text).unwrap_err(),
+            FileError::RecordTooLong {
+                line: 500_003,
+                max_bytes: MAX_RECORD_BYTES
+            }
+        );
     }
 
     #[test]

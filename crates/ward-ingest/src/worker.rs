@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
@@ -74,6 +74,8 @@ pub struct IngestSettings {
     pub fault_after_rows: Option<u64>,
     /// ...this many times in this process (then attempts run clean).
     pub fault_times: u32,
+    /// Test hook: the injected fault is a panic rather than an error.
+    pub fault_panics: bool,
 }
 
 impl Default for IngestSettings {
@@ -93,6 +95,7 @@ impl Default for IngestSettings {
             sort_buffer_bytes: 16 * 1024 * 1024,
             fault_after_rows: None,
             fault_times: 1,
+            fault_panics: false,
         }
     }
 }
@@ -186,6 +189,10 @@ pub enum ProcessError {
     /// The upload changed under us (another worker); retry.
     #[error("the upload was changed concurrently")]
     Concurrent,
+    /// The attempt panicked (a defect in Ward). The panic message is not repeated here:
+    /// it may quote data the job was reading.
+    #[error("processing panicked (a defect in Ward; the server's standard error has the message)")]
+    Panicked,
     /// A fault injected by a test.
     #[error("injected fault after {0} rows")]
     Injected(u64),
@@ -689,7 +696,11 @@ impl Worker {
         let job = delivery.job.clone();
         let attempt = delivery.attempt;
         let result = {
-            let work = self.run_job(&job, attempt);
+            // A panic is a failed attempt like any other (retried, then dead-lettered):
+            // never a worker that stops, nor a job leased again forever.
+            let work = std::panic::AssertUnwindSafe(self.run_job(&job, attempt))
+                .catch_unwind()
+                .map(|outcome| outcome.unwrap_or_else(|_| Err(ProcessError::Panicked)));
             tokio::pin!(work);
             let mut heartbeat = tokio::time::interval(settings.lease / 3);
             heartbeat.tick().await;
@@ -1231,6 +1242,9 @@ async fn finish_batch(
         && report.counts.rows >= limit
         && ctx.faults_fired.fetch_add(1, Ordering::SeqCst) < ctx.settings.fault_times
     {
+        if ctx.settings.fault_panics {
+            panic!("injected panic after {rows_so_far} rows");
+        }
         return Err(ProcessError::Injected(rows_so_far));
     }
     Ok(())

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use object_store::local::LocalFileSystem;
 use rand::RngCore;
 use ward_api::auth::hash_secret;
 use ward_ingest::{IngestContext, IngestSettings, TableJobQueue};
 use ward_store::{Condition, Item, Key, PK, SK, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable, OpenError};
+
+use crate::durable_objects::DurableLocalFileSystem;
 
 /// The embedded adapters, wired.
 pub struct Embedded {
@@ -39,7 +40,7 @@ pub fn open(
         error => anyhow::anyhow!(error),
     })?;
     let table: Arc<dyn Table> = Arc::new(table);
-    let objects = LocalFileSystem::new_with_prefix(data_dir.join("objects"))
+    let objects = DurableLocalFileSystem::new(data_dir.join("objects"))
         .context("cannot open the objects folder")?;
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));
     let ctx = Arc::new(crate::analytics_cli::attach(IngestContext::new(

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod durable_objects;
 pub mod embedded;
 pub mod emr_cli;
 #[cfg(feature = "aws")]

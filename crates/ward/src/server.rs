@@ -120,6 +120,7 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
     let worker = tokio::spawn(async move { worker.run(wake, worker_shutdown).await });
     let sweeper = {
         let objects = backend.ctx.objects.clone();
+        let uploads = ward_ingest::uploads::UploadRepository::new(Arc::clone(&backend.table));
         let policy = options.retention;
         let sweeps = backend.sweeps_objects;
         tokio::spawn(async move {
@@ -127,11 +128,12 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
                 // S3: the bucket's lifecycle rules expire objects.
                 return;
             }
-            let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+            // The first sweep comes an hour after start-up, never before recovery.
+            let mut hourly = retention::schedule(std::time::Duration::from_secs(3600));
             loop {
                 hourly.tick().await;
-                if let Err(error) =
-                    retention::sweep(objects.as_ref(), policy, std::time::SystemTime::now()).await
+                let now = std::time::SystemTime::now();
+                if let Err(error) = retention::sweep(objects.as_ref(), &uploads, policy, now).await
                 {
                     tracing::warn!(error = %error, "retention sweep failed");
                 }

@@ -116,6 +116,36 @@ async fn a_fault_mid_file_then_a_retry_gives_the_same_records_and_report() {
 }
 
 #[tokio::test]
+async fn a_job_that_panics_is_a_failed_attempt_and_the_worker_goes_on() {
+    let csv = generated(200);
+    let mut options = Options::default();
+    options.ingest.fault_after_rows = Some(100);
+    options.ingest.fault_panics = true;
+    options.ingest.fault_times = 4;
+    let app = spawn_app_with(options).await;
+    // Three attempts, three panics: dead-lettered with the reason, upload failed.
+    let upload = app.upload_and_wait(&csv).await;
+    assert_eq!(upload["status"], "failed", "{upload}");
+    let (status, dead) = app.get("/v1/admin/dlq", OPERATOR_KEY).await;
+    assert_eq!(status, 200);
+    let jobs = dead["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{dead}");
+    assert_eq!(jobs[0]["attempts"], 3);
+    assert!(
+        jobs[0]["reason"].as_str().unwrap().contains("panicked"),
+        "{dead}"
+    );
+    // The same worker takes the next job: it panics once more, then the retry completes.
+    let next = app.upload_and_wait(&generated(150)).await;
+    assert_eq!(next["status"], "completed", "{next}");
+    assert_eq!(next["report"]["attempts"], 2, "{next}");
+    let later = app.upload_and_wait(&generated(50)).await;
+    assert_eq!(later["status"], "completed", "{later}");
+    assert_eq!(later["report"]["attempts"], 1, "{later}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
     let csv = generated(200);
     let mut options = Options::default();

@@ -4,7 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
+use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::retention::{RetentionPolicy, sweep};
+use ward_ingest::uploads::{Upload, UploadRepository, UploadStatus};
 
 use crate::helpers::{HEADER, spawn_app};
 
@@ -20,8 +22,11 @@ async fn retention_removes_expired_files_and_keeps_the_rest() {
         completed: Duration::from_secs(7 * 24 * 3600),
         stale_uploaded: Duration::from_secs(3600),
     };
+    let uploads = UploadRepository::new(app.running.as_ref().unwrap().state.table.clone());
     let now = SystemTime::now();
-    let kept = sweep(objects.as_ref(), policy, now).await.unwrap();
+    let kept = sweep(objects.as_ref(), &uploads, policy, now)
+        .await
+        .unwrap();
     assert_eq!(
         (kept.n_seen, kept.n_deleted),
         (4, 0),
@@ -29,6 +34,7 @@ async fn retention_removes_expired_files_and_keeps_the_rest() {
     );
     let later = sweep(
         objects.as_ref(),
+        &uploads,
         policy,
         now + Duration::from_secs(2 * 3600),
     )
@@ -38,6 +44,7 @@ async fn retention_removes_expired_files_and_keeps_the_rest() {
     assert!(objects.head(&stale).await.is_err());
     let much_later = sweep(
         objects.as_ref(),
+        &uploads,
         policy,
         now + Duration::from_secs(8 * 24 * 3600),
     )
@@ -47,6 +54,53 @@ async fn retention_removes_expired_files_and_keeps_the_rest() {
         much_later.n_deleted, 3,
         "the processed file, its report and error list"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retention_never_deletes_the_file_of_an_upload_still_owed_work() {
+    // An outage longer than the stale period: the file of an upload that was received (or
+    // is being processed) but not finished must survive every sweep until it is terminal.
+    let app = spawn_app().await;
+    let state = &app.running.as_ref().unwrap().state;
+    let objects = state.ctx.objects.clone();
+    let uploads = UploadRepository::new(state.table.clone());
+    let provider = ProviderId::parse("PROV001").unwrap();
+    let policy = RetentionPolicy {
+        completed: Duration::from_secs(7 * 24 * 3600),
+        stale_uploaded: Duration::from_secs(3600),
+    };
+    let two_days_later = SystemTime::now() + Duration::from_secs(48 * 3600);
+    let mut owed = Vec::new();
+    for (n, status) in [UploadStatus::Received, UploadStatus::Processing]
+        .into_iter()
+        .enumerate()
+    {
+        let id = UploadId::parse(&format!("20200101T00000{n}Z-000000000000000{n}")).unwrap();
+        let mut upload = Upload::pending(provider.clone(), id, UtcInstant::now(), 900);
+        upload.status = status;
+        uploads.create(&upload).await.unwrap();
+        let path = ObjectPath::from(upload.object_key());
+        objects.put(&path, b"x".to_vec().into()).await.unwrap();
+        owed.push((upload, path));
+    }
+    let report = sweep(objects.as_ref(), &uploads, policy, two_days_later)
+        .await
+        .unwrap();
+    assert_eq!((report.n_owed, report.n_deleted), (2, 0));
+    for (_, path) in &owed {
+        assert!(objects.head(path).await.is_ok(), "{path} was deleted");
+    }
+    // Once terminal, the same file is stale like any other.
+    let (upload, path) = &owed[0];
+    let mut done = upload.clone();
+    done.status = UploadStatus::Failed;
+    uploads.update(done, upload.version).await.unwrap();
+    let report = sweep(objects.as_ref(), &uploads, policy, two_days_later)
+        .await
+        .unwrap();
+    assert_eq!((report.n_owed, report.n_deleted), (1, 1));
+    assert!(objects.head(path).await.is_err());
     app.stop().await;
 }
 
