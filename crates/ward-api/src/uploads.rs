@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use tokio::io::AsyncWriteExt;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, SourceFileName, UploadId, UtcInstant};
 use ward_ingest::{Job, Upload, UploadStatus};
 
 use crate::auth::Caller;
@@ -23,6 +23,11 @@ use crate::{ApiError, AppState};
 
 /// The JSON view of an upload.
 pub fn upload_view(upload: &Upload) -> Json_ {
+    let file_name = upload.file_name.as_ref().map(SourceFileName::as_str);
+    let mut report = json!(upload.report);
+    if let (Some(name), Some(report)) = (file_name, report.as_object_mut()) {
+        report.insert("fileName".into(), json!(name));
+    }
     json!({
         "uploadId": upload.id.as_str(),
         "kind": upload.kind.as_str(),
@@ -32,7 +37,8 @@ pub fn upload_view(upload: &Upload) -> Json_ {
         "bytes": upload.bytes,
         "finishedAt": upload.finished_at.map(|t| t.rfc3339_seconds()),
         "file": upload.object_key(),
-        "report": upload.report,
+        "fileName": file_name,
+        "report": report,
     })
 }
 
@@ -61,6 +67,9 @@ pub(crate) async fn load(
 pub(crate) struct CreateUpload {
     /// `visits` (the default) or `facilities`.
     kind: Option<String>,
+    /// The provider's own name for the file (kept for the audit trail only).
+    #[serde(rename = "fileName")]
+    file_name: Option<String>,
 }
 
 pub(crate) async fn create(
@@ -79,6 +88,12 @@ pub(crate) async fn create(
         Some(name) => UploadKind::parse(name)
             .ok_or_else(|| ApiError::invalid("kind", "must be \"visits\" or \"facilities\""))?,
     };
+    let file_name = request
+        .file_name
+        .as_deref()
+        .map(SourceFileName::parse)
+        .transpose()
+        .map_err(|error| ApiError::invalid("fileName", error))?;
     if kind == UploadKind::Facilities && state.ctx.analytics.is_none() {
         return Err(ApiError::NotBuilt(ward_ingest::NO_ANALYTICS));
     }
@@ -91,6 +106,7 @@ pub(crate) async fn create(
         state.settings.upload_url_ttl_seconds,
     );
     upload.kind = kind;
+    upload.file_name = file_name;
     state.ctx.uploads.create(&upload).await?;
     let presigned = state
         .upload_urls

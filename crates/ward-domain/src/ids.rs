@@ -213,3 +213,104 @@ mod tests {
         );
     }
 }
+
+/// The name a provider gave its own file (`visits_march.csv`), kept for the audit trail.
+/// 1-255 characters, no control characters and no path separators. Never used in a key
+/// or an object path: Ward names stored objects itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceFileName(String);
+
+impl SourceFileName {
+    /// The longest name, in characters.
+    pub const MAX_CHARS: usize = 255;
+
+    /// Parses a client's file name (trimmed).
+    pub fn parse(value: &str) -> Result<Self, FileNameError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(FileNameError::Empty);
+        }
+        if value.chars().count() > Self::MAX_CHARS {
+            return Err(FileNameError::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        if let Some(found) = value
+            .chars()
+            .find(|c| c.is_control() || matches!(c, '/' | '\\'))
+        {
+            return Err(FileNameError::BadCharacter { found });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceFileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a file name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileNameError {
+    /// Nothing but white space.
+    #[error("is empty")]
+    Empty,
+    /// Too long.
+    #[error("is longer than {max} characters")]
+    TooLong {
+        /// The longest allowed name, in characters.
+        max: usize,
+    },
+    /// A control character or a path separator.
+    #[error(
+        "must be a file's own name, without control characters or '/' and '\\' (found {found:?})"
+    )]
+    BadCharacter {
+        /// The first character that is not allowed.
+        found: char,
+    },
+}
+
+#[cfg(test)]
+mod file_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_name_is_a_name_not_a_path() {
+        assert_eq!(
+            SourceFileName::parse(" visits_march 2025.csv ")
+                .unwrap()
+                .as_str(),
+            "visits_march 2025.csv"
+        );
+        assert_eq!(
+            SourceFileName::parse("données é.csv").unwrap().as_str(),
+            "données é.csv"
+        );
+        assert_eq!(SourceFileName::parse("  "), Err(FileNameError::Empty));
+        assert!(matches!(
+            SourceFileName::parse("../etc/passwd"),
+            Err(FileNameError::BadCharacter { found: '/' })
+        ));
+        assert!(matches!(
+            SourceFileName::parse("a\\b.csv"),
+            Err(FileNameError::BadCharacter { found: '\\' })
+        ));
+        assert!(matches!(
+            SourceFileName::parse("a\nb.csv"),
+            Err(FileNameError::BadCharacter { found: '\n' })
+        ));
+        assert_eq!(
+            SourceFileName::parse(&"x".repeat(256)),
+            Err(FileNameError::TooLong { max: 255 })
+        );
+        assert!(SourceFileName::parse(&"é".repeat(255)).is_ok());
+    }
+}

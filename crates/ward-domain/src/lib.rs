@@ -10,6 +10,6 @@ pub mod key_layout;
 pub mod time;
 pub mod visit;
 
-pub use ids::{IdError, Mrn, ProviderId, UploadId};
+pub use ids::{FileNameError, IdError, Mrn, ProviderId, SourceFileName, UploadId};
 pub use time::{TimeError, UtcInstant, VisitTime};
 pub use visit::{FieldError, VisitFields, VisitRow, VisitRules};

@@ -145,6 +145,8 @@ impl VisitRow {
     }
 
     /// A hex SHA-256 prefix (128 bits) of the visit's content: MRN, instant, names, notes.
+    /// The notes are stored exactly as sent, but hashed with each CRLF line break as LF,
+    /// so a file re-exported on another operating system holds duplicates, not conflicts.
     pub fn content_hash(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [
@@ -152,12 +154,16 @@ impl VisitRow {
             &self.time.instant().sortable(),
             &self.first_name,
             &self.last_name,
-            &self.doctors_notes,
         ] {
             hasher.update(part.as_bytes());
             // No validated field can hold NUL, so it separates fields unambiguously.
             hasher.update([0u8]);
         }
+        // A lone CR is refused by `parse`, so every CR here starts a CRLF.
+        for piece in self.doctors_notes.split('\r') {
+            hasher.update(piece.as_bytes());
+        }
+        hasher.update([0u8]);
         hex::encode(&hasher.finalize()[..16])
     }
 }
@@ -244,6 +250,32 @@ mod tests {
         let notes = "n".repeat(10_001);
         let err = VisitRow::parse(fields("MRN1", "John", &notes), &rules()).unwrap_err();
         assert_eq!(err.reason, "is 10001 characters long; the limit is 10000");
+    }
+
+    #[test]
+    fn content_hash_ignores_the_line_break_convention_only() {
+        let crlf = VisitRow::parse(fields("MRN1", "John", "fever,\r\nmild\r\n"), &rules()).unwrap();
+        let lf = VisitRow::parse(fields("MRN1", "John", "fever,\nmild\n"), &rules()).unwrap();
+        let other = VisitRow::parse(fields("MRN1", "John", "fever,mild"), &rules()).unwrap();
+        assert_eq!(
+            crlf.doctors_notes, "fever,\r\nmild",
+            "stored as sent (trimmed)"
+        );
+        assert_eq!(crlf.content_hash(), lf.content_hash());
+        assert_ne!(crlf.content_hash(), other.content_hash());
+        // The unchanged form for notes without CR (hashes stored before this rule hold).
+        let mut hasher = Sha256::new();
+        for part in [
+            "MRN1",
+            &lf.time.instant().sortable(),
+            "John",
+            "Doe",
+            "fever,\nmild",
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0u8]);
+        }
+        assert_eq!(lf.content_hash(), hex::encode(&hasher.finalize()[..16]));
     }
 
     #[test]

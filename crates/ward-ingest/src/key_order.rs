@@ -334,6 +334,7 @@ mod tests {
             upload: &upload,
             csv_file: "f.csv",
             processed_at: "2026-01-01T00:00:00Z",
+            file_name: None,
         };
         let rules = VisitRules::at(UtcInstant::from_unix_nanos(1_800_000_000_000_000_000));
         let dir = tempfile::tempdir().expect("dir");

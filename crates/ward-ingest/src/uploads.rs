@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, SourceFileName, UploadId, UtcInstant};
 use ward_store::{
     Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value,
 };
@@ -146,6 +146,8 @@ pub struct Upload {
     /// A visit file: an attempt has started reading its rows (and may have written
     /// records), so its outcomes are no longer taken from an identical earlier upload.
     pub rows_read: bool,
+    /// The provider's own name for the file (never used in a key or path).
+    pub file_name: Option<SourceFileName>,
     /// Optimistic-concurrency version.
     pub version: i64,
 }
@@ -169,6 +171,7 @@ impl Upload {
             finished_at: None,
             report: None,
             rows_read: false,
+            file_name: None,
             version: 0,
         }
     }
@@ -219,6 +222,9 @@ impl Upload {
         if self.rows_read {
             item.insert("rowsRead".into(), Value::Bool(true));
         }
+        if let Some(file_name) = &self.file_name {
+            item.insert("fileName".into(), Value::s(file_name.as_str()));
+        }
         item.insert(VERSION.into(), Value::n(self.version));
         if self.status == UploadStatus::Pending {
             // An upload session: gone (absent to every read) a day after its URL lapsed
@@ -267,6 +273,10 @@ impl Upload {
                 None => None,
             },
             rows_read: matches!(item.get("rowsRead"), Some(Value::Bool(true))),
+            file_name: match item.get("fileName").and_then(Value::as_s) {
+                Some(name) => Some(SourceFileName::parse(name).map_err(|_| bad("fileName"))?),
+                None => None,
+            },
             version: item
                 .get(VERSION)
                 .and_then(Value::as_i64)

@@ -17,6 +17,8 @@ pub struct RecordSource<'a> {
     pub csv_file: &'a str,
     /// When the record was processed (RFC 3339, UTC).
     pub processed_at: &'a str,
+    /// The provider's own name for the file, when it gave one.
+    pub file_name: Option<&'a str>,
 }
 
 /// The fields of a valid visit row, borrowed: from a parsed [`VisitRow`], or from a row
@@ -61,7 +63,7 @@ pub fn visit_item(
     // Built in one go from a list (sorted, then bulk-loaded) rather than by 17 searching
     // inserts: this runs once per ingested row. The list is in name order (byte order:
     // capitals first), so the sort only has to check it; any order gives the same item.
-    Item::from([
+    let mut item = Item::from([
         (
             BY_UPLOAD_PK_ATTRIBUTE.into(),
             Value::S(key_layout::upload_records_pk(
@@ -92,7 +94,11 @@ pub fn visit_item(
         ("providerId".into(), Value::s(provider.as_str())),
         ("sourceLine".into(), Value::n(line as i64)),
         ("uploadId".into(), Value::s(source.upload.as_str())),
-    ])
+    ]);
+    if let Some(file_name) = source.file_name {
+        item.insert("sourceFileName".into(), Value::s(file_name));
+    }
+    item
 }
 
 /// A visit record as the API shows it.
@@ -123,6 +129,9 @@ pub struct VisitRecord {
     pub source_line: u64,
     /// Content hash (hex).
     pub content_hash: String,
+    /// The provider's own name for the source file, when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_file_name: Option<String>,
 }
 
 impl VisitRecord {
@@ -145,6 +154,7 @@ impl VisitRecord {
             upload_id: text("uploadId")?,
             source_line: item.get("sourceLine").and_then(Value::as_i64)? as u64,
             content_hash: text("contentHash")?,
+            source_file_name: text("sourceFileName"),
         })
     }
 }

@@ -20,7 +20,7 @@ use tracing::{info, instrument, warn};
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::time::ProviderTimeZone;
 use ward_domain::visit::{DEFAULT_MAX_NOTES_CHARS, FieldError, VisitRules};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, SourceFileName, UploadId, UtcInstant};
 use ward_store::{Item, PutOutcome, StoreError, Table, Value};
 
 use crate::analytics::{
@@ -349,6 +349,7 @@ pub async fn process_upload(
         &processing,
         &errors_path,
         &csv_file,
+        upload.file_name.as_ref(),
         rules,
     )
     .await?;
@@ -897,6 +898,7 @@ async fn ingest_rows(
     processing: &ObjectPath,
     errors_path: &ObjectPath,
     csv_file: &str,
+    file_name: Option<&SourceFileName>,
     rules: VisitRules,
 ) -> Result<Result<(UploadReport, u64), FileError>, ProcessError> {
     let reader = object_reader(
@@ -911,6 +913,7 @@ async fn ingest_rows(
     let source_provider = provider.clone();
     let source_upload = upload_id.clone();
     let source_file = csv_file.to_owned();
+    let source_file_name = file_name.map(|name| name.as_str().to_owned());
     let batch_rows = ctx.settings.batch_rows;
     let sort = ctx.key_order().then(|| SortSettings {
         dir: ctx
@@ -929,6 +932,7 @@ async fn ingest_rows(
             upload: &source_upload,
             csv_file: &source_file,
             processed_at: &processed_at,
+            file_name: source_file_name.as_deref(),
         };
         match sort {
             Some(sort) => parse_file_in_key_order(

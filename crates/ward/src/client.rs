@@ -121,9 +121,12 @@ impl Client {
         kind: &str,
         show_progress: bool,
     ) -> anyhow::Result<String> {
-        let grant = self
-            .post_json("/v1/uploads", &serde_json::json!({ "kind": kind }))
-            .await?;
+        // The file's own name goes with it (for the audit trail; Ward names the object).
+        let mut request = serde_json::json!({ "kind": kind });
+        if let Some(name) = file.file_name().and_then(|name| name.to_str()) {
+            request["fileName"] = Value::String(name.chars().take(255).collect());
+        }
+        let grant = self.post_json("/v1/uploads", &request).await?;
         let upload_id = grant["uploadId"]
             .as_str()
             .context("no uploadId in the answer")?

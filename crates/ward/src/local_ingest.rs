@@ -42,6 +42,10 @@ pub async fn ingest_file(
     let now = UtcInstant::now();
     let id = UploadId::new(now, rand::random());
     let mut upload = Upload::pending(provider.clone(), id.clone(), now, 0);
+    upload.file_name = file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| ward_domain::SourceFileName::parse(name).ok());
     ctx.uploads.create(&upload).await?;
     let path = ObjectPath::from(key_layout::upload_object_key(
         provider,

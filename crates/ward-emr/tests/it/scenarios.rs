@@ -674,6 +674,7 @@ pub async fn the_timeline_merges_every_kind_including_csv_visits(f: Fixture) {
             upload: &upload,
             csv_file: "x.csv",
             processed_at: "2025-06-01T00:00:00Z",
+            file_name: None,
         };
         let item =
             ward_ingest::visit_items::visit_item((&row).into(), line, "hash".into(), &source);

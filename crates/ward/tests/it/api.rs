@@ -535,3 +535,140 @@ fn the_demo_runs_and_its_logs_hold_no_patient_data() {
         );
     }
 }
+
+/// The csv-spectrum shapes (comma in quotes, escaped quotes, JSON, newlines LF and CRLF,
+/// quotes and newlines, UTF-8, empty), each as a visit's notes.
+const SPECTRUM_NOTES: &[(&str, &str)] = &[
+    ("\"John \"\"Da Man\"\"\"", "John \"Da Man\""),
+    ("\"Baker, Rawley\"", "Baker, Rawley"),
+    (
+        "\"{\"\"a\"\": 1, \"\"b\"\": [\"\"x\"\"]}\"",
+        "{\"a\": 1, \"b\": [\"x\"]}",
+    ),
+    ("\"line 1\nline 2\nline 3\"", "line 1\nline 2\nline 3"),
+    (
+        "\"line 1\r\nline 2\r\nline 3\"",
+        "line 1\r\nline 2\r\nline 3",
+    ),
+    (
+        "\"a \"\"quoted\"\"\r\nb, \"\"again\"\"\"",
+        "a \"quoted\"\r\nb, \"again\"",
+    ),
+    ("\"ünïcödé ✓ 漢字\"", "ünïcödé ✓ 漢字"),
+    ("\"\"", ""),
+    ("plain", "plain"),
+];
+
+fn spectrum_file(line_break: &str, notes_break: &str) -> String {
+    let mut csv = HEADER.replace('\n', line_break);
+    for (n, (cell, _)) in SPECTRUM_NOTES.iter().enumerate() {
+        let cell = cell.replace("\r\n", "\n").replace('\n', notes_break);
+        csv.push_str(&format!(
+            "SPEC{n},2025-03-26T10:30:00Z,Ann,Lee,{cell}{line_break}"
+        ));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn notes_are_stored_exactly_as_sent_and_a_re_export_with_other_line_breaks_is_a_duplicate() {
+    let app = spawn_app().await;
+    // As sent: CRLF records, notes with the line breaks of SPECTRUM_NOTES.
+    let mut sent = HEADER.replace('\n', "\r\n");
+    for (n, (cell, _)) in SPECTRUM_NOTES.iter().enumerate() {
+        sent.push_str(&format!("SPEC{n},2025-03-26T10:30:00Z,Ann,Lee,{cell}\r\n"));
+    }
+    let first = app.upload_and_wait(sent.as_bytes()).await;
+    let n = SPECTRUM_NOTES.len() as u64;
+    assert_eq!(counts(&first), [n, n, 0, 0, 0], "{first}");
+    for (n, (_, stored)) in SPECTRUM_NOTES.iter().enumerate() {
+        let (status, page) = app.get_patient_records(&format!("SPEC{n}"), "").await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["records"][0]["doctorsNotes"], *stored, "shape {n}");
+    }
+    // The same file re-exported on another system: LF records and LF notes, or CRLF
+    // throughout. Every row is a duplicate (no conflict), and the stored text is unchanged.
+    for (line_break, notes_break) in [("\n", "\n"), ("\r\n", "\r\n")] {
+        let again = app
+            .upload_and_wait(spectrum_file(line_break, notes_break).as_bytes())
+            .await;
+        assert_eq!(counts(&again), [n, 0, n, 0, 0], "{again}");
+    }
+    let (_, page) = app.get_patient_records("SPEC4", "").await;
+    assert_eq!(
+        page["records"][0]["doctorsNotes"],
+        "line 1\r\nline 2\r\nline 3"
+    );
+    // Other content is still a conflict.
+    let changed = spectrum_file("\n", "\n").replace("plain", "plain and changed");
+    let changed = app.upload_and_wait(changed.as_bytes()).await;
+    assert_eq!(counts(&changed), [n, 0, n - 1, 1, 0], "{changed}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_clients_own_file_name_is_kept_on_the_upload_and_every_record_it_created() {
+    let app = spawn_app().await;
+    let post = |body: serde_json::Value| {
+        app.http
+            .post(format!("{}/v1/uploads", app.base_url))
+            .bearer_auth(&app.key)
+            .json(&body)
+            .send()
+    };
+    // Refused names: a path, control characters, too long, not text.
+    for (name, why) in [
+        (serde_json::json!("../../etc/passwd"), "path"),
+        (serde_json::json!("a\u{0}b.csv"), "control"),
+        (serde_json::json!("x".repeat(256)), "255"),
+        (serde_json::json!(""), "empty"),
+        (serde_json::json!(42), "string"),
+    ] {
+        let response = post(serde_json::json!({ "fileName": name })).await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{why}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("fileName") || (why == "string" && detail.contains("string")),
+            "{why}: {problem}"
+        );
+    }
+    let grant: serde_json::Value = post(serde_json::json!({ "fileName": "visits_march.csv" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = grant["url"].as_str().unwrap();
+    assert!(
+        !url.contains("visits_march"),
+        "never in a key or path: {url}"
+    );
+    let csv = format!("{HEADER}F1,2025-03-26T10:30:00Z,Ann,Lee,\n");
+    let (status, _) = app.put_file(url, csv.into_bytes()).await;
+    assert_eq!(status, 200);
+    let upload = app
+        .wait_for_upload(grant["uploadId"].as_str().unwrap())
+        .await;
+    assert_eq!(upload["fileName"], "visits_march.csv", "{upload}");
+    assert_eq!(upload["report"]["fileName"], "visits_march.csv", "{upload}");
+    assert!(!upload["file"].as_str().unwrap().contains("visits_march"));
+    let (_, listing) = app.get("/v1/uploads", &app.key).await;
+    assert_eq!(
+        listing["uploads"][0]["fileName"], "visits_march.csv",
+        "{listing}"
+    );
+    let (_, page) = app.get_patient_records("F1", "").await;
+    assert_eq!(
+        page["records"][0]["sourceFileName"], "visits_march.csv",
+        "{page}"
+    );
+    // Without a name, none is shown.
+    let plain = app
+        .upload_and_wait(format!("{HEADER}F2,2025-03-26T10:30:00Z,Ann,Lee,\n").as_bytes())
+        .await;
+    assert!(plain["fileName"].is_null());
+    let (_, page) = app.get_patient_records("F2", "").await;
+    assert!(page["records"][0].get("sourceFileName").is_none(), "{page}");
+    app.stop().await;
+}
