@@ -132,12 +132,12 @@ impl IntoResponse for ApiError {
             "type": format!("urn:ward:problem:{slug}"),
             "title": status.canonical_reason().unwrap_or("error"),
             "status": status.as_u16(),
-            "detail": self.to_string(),
+            "detail": shortened(&self.to_string()),
         });
         match &self {
             Self::Invalid { field, reason } => {
                 body["field"] = json!(field);
-                body["errors"] = json!([{ "field": field, "reason": reason }]);
+                body["errors"] = json!([{ "field": field, "reason": shortened(reason) }]);
             }
             Self::Fields(errors) => body["errors"] = json!(errors),
             _ => {}

@@ -53,12 +53,38 @@ impl<'a> Obj<'a> {
 }
 
 impl Check {
-    /// Records a problem.
+    /// The most field errors one answer lists; past them, one more entry says so.
+    pub const MAX_ERRORS: usize = 50;
+    /// The longest field path an error repeats, in characters (a hostile body can name a
+    /// field of any length).
+    pub const MAX_FIELD_CHARS: usize = 200;
+
+    /// Records a problem (the first [`Check::MAX_ERRORS`] of them; the field's path
+    /// shortened to [`Check::MAX_FIELD_CHARS`]).
     pub fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.into(),
-            reason: reason.into(),
-        });
+        match self.errors.len() {
+            n if n < Self::MAX_ERRORS => {
+                let field: String = field.into();
+                let field = if field.chars().count() > Self::MAX_FIELD_CHARS {
+                    let kept: String = field.chars().take(Self::MAX_FIELD_CHARS).collect();
+                    format!("{kept}...")
+                } else {
+                    field
+                };
+                self.errors.push(FieldError {
+                    field,
+                    reason: reason.into(),
+                });
+            }
+            n if n == Self::MAX_ERRORS => self.errors.push(FieldError {
+                field: "body".into(),
+                reason: format!(
+                    "has more invalid fields; only the first {} are listed",
+                    Self::MAX_ERRORS
+                ),
+            }),
+            _ => {}
+        }
     }
 
     /// Refuses fields of `obj` that are not in `known`.

@@ -137,6 +137,7 @@ pub(crate) fn derived_report(reference: &Reference) -> UploadReport {
             rejected: counts.rejected,
         },
         unknown_columns: reference.report.unknown_columns.clone(),
+        unknown_column_count: reference.report.unknown_column_count,
         first_problems: reference.report.first_problems.clone(),
         identical_to: Some(reference.id.to_string()),
         ..UploadReport::default()

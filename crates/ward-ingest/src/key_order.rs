@@ -54,7 +54,11 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
         }
     };
     let unknown_columns = std::mem::take(&mut reader.unknown_columns);
-    if !send(ParserMessage::Header { unknown_columns }) {
+    let n_unknown_columns = reader.n_unknown_columns;
+    if !send(ParserMessage::Header {
+        unknown_columns,
+        n_unknown_columns,
+    }) {
         return;
     }
     let spill_failed = |error: std::io::Error| {

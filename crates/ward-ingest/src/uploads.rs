@@ -95,8 +95,12 @@ pub struct RowProblem {
 pub struct UploadReport {
     /// Row outcome counts.
     pub counts: OutcomeCounts,
-    /// Header columns Ward does not know (ignored).
+    /// Header columns Ward does not know (ignored): the first 20, each name shortened to
+    /// 100 characters, so a report always fits in one store item.
     pub unknown_columns: Vec<String>,
+    /// How many header columns Ward does not know, in all.
+    #[serde(default)]
+    pub unknown_column_count: u64,
     /// The first problems (at most [`UploadReport::MAX_PROBLEMS`]); the full list is the
     /// errors CSV.
     pub first_problems: Vec<RowProblem>,

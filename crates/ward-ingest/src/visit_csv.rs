@@ -9,6 +9,10 @@ use ward_domain::visit::{FieldError, VisitFields, VisitRow, VisitRules, columns}
 /// The longest CSV record read, in bytes (a valid row is at most ~42 KB: a 10,000-character
 /// note in 4-byte characters plus the other fields).
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+/// The most unknown header names a report repeats.
+pub const MAX_UNKNOWN_COLUMNS: usize = 20;
+/// The longest unknown header name a report repeats, in characters.
+pub const MAX_COLUMN_NAME_CHARS: usize = 100;
 /// The csv reader's buffer, which it may fill beyond the current record.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -78,8 +82,11 @@ pub struct LineRow {
 pub struct VisitCsvReader<R: Read> {
     reader: csv::Reader<LineTracking<R>>,
     positions: ColumnPositions,
-    /// Header names that matched no known column, as written.
+    /// Header names that matched no known column, as written: the first
+    /// [`MAX_UNKNOWN_COLUMNS`], each shortened to [`MAX_COLUMN_NAME_CHARS`].
     pub unknown_columns: Vec<String>,
+    /// How many header names matched no known column, in all.
+    pub n_unknown_columns: u64,
     record: csv::ByteRecord,
     n_header_fields: usize,
 }
@@ -120,6 +127,7 @@ impl<R: Read> VisitCsvReader<R> {
             columns::DOCTORS_NOTES,
         ];
         let mut unknown_columns = Vec::new();
+        let mut n_unknown_columns = 0;
         for (position, raw) in header.iter().enumerate() {
             let raw = std::str::from_utf8(raw).map_err(|_| FileError::NotText { line: 1 })?;
             let raw = raw.trim_start_matches('\u{feff}');
@@ -137,7 +145,12 @@ impl<R: Read> VisitCsvReader<R> {
                     });
                 }
                 Some(slot) => found[slot] = Some(position),
-                None => unknown_columns.push(raw.trim().to_owned()),
+                None => {
+                    n_unknown_columns += 1;
+                    if unknown_columns.len() < MAX_UNKNOWN_COLUMNS {
+                        unknown_columns.push(shortened_name(raw.trim()));
+                    }
+                }
             }
         }
         let missing: Vec<&'static str> = columns::REQUIRED
@@ -160,6 +173,7 @@ impl<R: Read> VisitCsvReader<R> {
             reader,
             positions,
             unknown_columns,
+            n_unknown_columns,
             record: csv::ByteRecord::new(),
             n_header_fields: header.len(),
         })
@@ -345,6 +359,15 @@ fn column_name(positions: ColumnPositions, position: usize) -> &'static str {
     } else {
         columns::DOCTORS_NOTES
     }
+}
+
+/// A header name cut to [`MAX_COLUMN_NAME_CHARS`] characters (with `...` when cut).
+fn shortened_name(name: &str) -> String {
+    if name.chars().count() <= MAX_COLUMN_NAME_CHARS {
+        return name.to_owned();
+    }
+    let kept: String = name.chars().take(MAX_COLUMN_NAME_CHARS).collect();
+    format!("{kept}...")
 }
 
 /// Lowercase, without `_`, `-` and spaces: `Medical Record Number` = `medical_record_number`.

@@ -885,7 +885,10 @@ pub(crate) fn rejected_row(
 }
 
 pub(crate) enum ParserMessage {
-    Header { unknown_columns: Vec<String> },
+    Header {
+        unknown_columns: Vec<String>,
+        n_unknown_columns: u64,
+    },
     Batch(ParsedBatch),
     FileFailed(FileError),
 }
@@ -962,7 +965,13 @@ async fn ingest_rows(
     let mut in_flight: Option<BatchInFlight> = None;
     while let Some(message) = receiver.recv().await {
         match message {
-            ParserMessage::Header { unknown_columns } => report.unknown_columns = unknown_columns,
+            ParserMessage::Header {
+                unknown_columns,
+                n_unknown_columns,
+            } => {
+                report.unknown_columns = unknown_columns;
+                report.unknown_column_count = n_unknown_columns;
+            }
             ParserMessage::FileFailed(error) => file_error = Some(error),
             ParserMessage::Batch(batch) => {
                 n_time_dependent += batch.n_time_dependent;
@@ -1069,8 +1078,12 @@ fn parse_file<R: std::io::Read>(
         }
     };
     let unknown_columns = std::mem::take(&mut reader.unknown_columns);
+    let n_unknown_columns = reader.n_unknown_columns;
     if sender
-        .blocking_send(ParserMessage::Header { unknown_columns })
+        .blocking_send(ParserMessage::Header {
+            unknown_columns,
+            n_unknown_columns,
+        })
         .is_err()
     {
         return;

@@ -672,3 +672,78 @@ async fn the_clients_own_file_name_is_kept_on_the_upload_and_every_record_it_cre
     assert!(page["records"][0].get("sourceFileName").is_none(), "{page}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn reports_and_problems_echo_a_bounded_part_of_hostile_names() {
+    let app = spawn_app().await;
+    // One 500 KB column name, then 100,000 short unknown columns: the report names the
+    // first 20, shortened, with the count, and the upload completes with its rows.
+    let long_name = "x".repeat(500_000);
+    let csv = format!(
+        "medical_record_number,date_time,first_name,last_name,{long_name}\n\
+         H1,2025-03-26T10:30:00Z,Ann,Lee,whatever\n"
+    );
+    let upload = app.upload_and_wait(csv.as_bytes()).await;
+    assert_eq!(
+        upload["status"],
+        "completed",
+        "{}",
+        &upload.to_string()[..500]
+    );
+    assert_eq!(counts(&upload), [1, 1, 0, 0, 0]);
+    let unknown = upload["report"]["unknownColumns"].as_array().unwrap();
+    assert_eq!(unknown.len(), 1);
+    assert!(unknown[0].as_str().unwrap().chars().count() <= 103);
+    assert_eq!(upload["report"]["unknownColumnCount"], 1);
+
+    let many: Vec<String> = (0..100_000).map(|n| format!("c{n}")).collect();
+    let header = format!(
+        "medical_record_number,date_time,first_name,last_name,{}",
+        many.join(",")
+    );
+    let row = format!("H2,2025-03-26T10:30:00Z,Ann,Lee{}", ",".repeat(100_000));
+    let upload = app
+        .upload_and_wait(format!("{header}\n{row}\n").as_bytes())
+        .await;
+    assert_eq!(upload["status"], "completed");
+    assert_eq!(counts(&upload), [1, 1, 0, 0, 0]);
+    assert_eq!(
+        upload["report"]["unknownColumns"].as_array().unwrap().len(),
+        20
+    );
+    assert_eq!(upload["report"]["unknownColumns"][0], "c0");
+    assert_eq!(upload["report"]["unknownColumnCount"], 100_000);
+    assert!(upload.to_string().len() < 10_000, "the report stays small");
+
+    // An EMR body with 5,000 unknown fields of 300 characters each: 50 are named, each
+    // shortened, and one more entry says there are more.
+    let mut body = serde_json::Map::new();
+    for n in 0..5_000 {
+        body.insert(format!("{n:0>300}"), serde_json::json!(1));
+    }
+    let response = app
+        .http
+        .post(format!("{}/v1/patients", app.base_url))
+        .bearer_auth(&app.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    let errors = problem["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 51, "{}", &problem.to_string()[..300]);
+    assert!(
+        errors[..50]
+            .iter()
+            .all(|e| e["field"].as_str().unwrap().chars().count() <= 203)
+    );
+    assert!(
+        errors[50]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more invalid fields")
+    );
+    assert!(problem.to_string().len() < 20_000);
+    app.stop().await;
+}
