@@ -24,7 +24,12 @@ pub(crate) async fn create_provider(
     _operator: Operator,
     body: Result<Json<NewProvider>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let Json(body) = body.map_err(|rejection| match rejection {
+        axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("application/json")
+        }
+        other => ApiError::invalid("body", other.body_text()),
+    })?;
     let provider =
         ProviderId::parse(&body.provider_id).map_err(|e| ApiError::invalid("providerId", e))?;
     if let Some(zone) = &body.time_zone {

@@ -67,12 +67,14 @@ pub(crate) struct StartRun {
 pub(crate) async fn start(
     State(state): State<AppState>,
     Caller(provider): Caller,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     require_analytics(&state)?;
     let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
         StartRun::default()
     } else {
+        crate::problem::require_json(&headers)?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("body", format!("is not a valid run request: {e}")))?
     };
@@ -187,11 +189,13 @@ pub(crate) struct SqlRequest {
 pub(crate) async fn sql(
     State(state): State<AppState>,
     Caller(provider): Caller,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Json_>, ApiError> {
     let Some(analytics) = state.ctx.analytics.clone() else {
         return Err(ApiError::NotBuilt(NO_ANALYTICS));
     };
+    crate::problem::require_json(&headers)?;
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid("body", format!("must be {{\"sql\": \"SELECT ...\"}}: {e}"))
     })?;

@@ -120,22 +120,7 @@ fn bytes_of(body: BodyBytes) -> Result<Bytes, ApiError> {
 /// The JSON body of a create or update: sent as `application/json` or another `+json`
 /// type (a merge patch as `application/merge-patch+json`), else 415.
 fn body_json(headers: &HeaderMap, body: &Bytes) -> Result<Json_, ApiError> {
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        });
-    match media_type.as_deref() {
-        Some("application/json") => {}
-        Some(other) if other.starts_with("application/") && other.ends_with("+json") => {}
-        _ => return Err(ApiError::UnsupportedMediaType("application/json")),
-    }
+    crate::problem::require_json(headers)?;
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))
 }

@@ -169,6 +169,27 @@ impl From<object_store::Error> for ApiError {
     }
 }
 
+/// Refuses a body not sent as `application/json` or another `+json` type (a merge patch as
+/// `application/merge-patch+json`) with 415.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let media_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media_type.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) if other.starts_with("application/") && other.ends_with("+json") => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType("application/json")),
+    }
+}
+
 /// The longest text of a framework error that a problem repeats (its `detail`).
 const MAX_ECHOED_CHARS: usize = 300;
 

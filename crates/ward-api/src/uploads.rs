@@ -75,11 +75,13 @@ pub(crate) struct CreateUpload {
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(provider): Caller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
         CreateUpload::default()
     } else {
+        crate::problem::require_json(&headers)?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("body", format!("is not a valid upload request: {e}")))?
     };

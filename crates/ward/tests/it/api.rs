@@ -747,3 +747,125 @@ async fn reports_and_problems_echo_a_bounded_part_of_hostile_names() {
     assert!(problem.to_string().len() < 20_000);
     app.stop().await;
 }
+
+/// `path` with its parameters filled in, as in the route sweeps.
+fn concrete_path(path: &str) -> String {
+    path.replace("{uploadId}", "20250101T000000Z-0000000000000000")
+        .replace("{providerId}", "PROV001")
+        .replace("{mrn}", "MRN1")
+        .replace("{jobId}", "x")
+        .replace("{runId}", "20250101T000000Z-0000000000000000")
+        .replace("{file}", "per_state.json")
+        .replace("{id}", "20250101T000000Z-0000000000000000")
+        .replace("{clinic}", "NORTH")
+}
+
+fn is_problem(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"))
+}
+
+#[tokio::test]
+async fn every_error_of_every_route_is_a_problem_document() {
+    let app = spawn_app().await;
+    let (_, doc) = app
+        .request(reqwest::Method::GET, "/v1/openapi.json", None)
+        .await;
+    let key_for = |path: &str| {
+        if path.starts_with("/v1/admin/") {
+            OPERATOR_KEY.to_owned()
+        } else {
+            app.key.clone()
+        }
+    };
+    let send = |method: reqwest::Method, url: String, key: String| {
+        app.http.request(method, url).bearer_auth(key).send()
+    };
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let operations = operations.as_object().unwrap();
+        let url = format!("{}{}", app.base_url, concrete_path(path));
+        // A method the route does not take: 405, a problem, and `Allow`.
+        let response = send(reqwest::Method::DELETE, url.clone(), key_for(path))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 405, "DELETE {path}");
+        assert!(is_problem(&response), "DELETE {path}");
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        for method in operations.keys() {
+            assert!(
+                allow.contains(&method.to_uppercase()),
+                "{path}: Allow {allow} lacks {method}"
+            );
+        }
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:ward:problem:method-not-allowed");
+        for (method, operation) in operations {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let takes_limit = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "limit"));
+            if takes_limit {
+                for bad in ["abc", "-1", "1e3"] {
+                    let response =
+                        send(method.clone(), format!("{url}?limit={bad}"), key_for(path))
+                            .await
+                            .unwrap();
+                    assert_eq!(
+                        response.status().as_u16(),
+                        400,
+                        "{method} {path}?limit={bad}"
+                    );
+                    assert!(is_problem(&response), "{method} {path}?limit={bad}");
+                    let problem: serde_json::Value = response.json().await.unwrap();
+                    assert!(
+                        problem["detail"].as_str().unwrap().contains("limit"),
+                        "{method} {path}: {problem}"
+                    );
+                }
+            }
+            // A path segment that is not UTF-8.
+            if let Some(start) = path.find('{') {
+                let end = start + path[start..].find('}').unwrap();
+                let broken = concrete_path(&format!("{}%FF{}", &path[..start], &path[end + 1..]));
+                let response = send(
+                    method.clone(),
+                    format!("{}{broken}", app.base_url),
+                    key_for(path),
+                )
+                .await
+                .unwrap();
+                let status = response.status().as_u16();
+                assert!((400..500).contains(&status), "{method} {broken}: {status}");
+                assert!(is_problem(&response), "{method} {broken}: {status}");
+            }
+            // Valid JSON in another media type: 415 where a JSON body is taken.
+            let takes_json = operation["requestBody"]["content"]
+                .as_object()
+                .is_some_and(|types| types.keys().any(|t| t.contains("json")));
+            if takes_json {
+                for content_type in ["text/plain", "application/xml"] {
+                    let response = app
+                        .http
+                        .request(method.clone(), url.clone())
+                        .bearer_auth(key_for(path))
+                        .header("content-type", content_type)
+                        .header("if-match", "\"1\"")
+                        .body("{}")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        response.status().as_u16(),
+                        415,
+                        "{method} {path} as {content_type}"
+                    );
+                    assert!(is_problem(&response), "{method} {path}");
+                }
+            }
+        }
+    }
+    app.stop().await;
+}

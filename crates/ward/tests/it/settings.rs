@@ -80,7 +80,13 @@ async fn retention_never_deletes_the_file_of_an_upload_still_owed_work() {
         let mut upload = Upload::pending(provider.clone(), id, UtcInstant::now(), 900);
         upload.status = status;
         uploads.create(&upload).await.unwrap();
-        let path = ObjectPath::from(upload.object_key());
+        // A processing upload's file may still be in uploaded/ (before its move).
+        let path = ObjectPath::from(ward_domain::key_layout::upload_object_key(
+            &provider,
+            ward_domain::key_layout::ObjectStage::Uploaded,
+            &upload.id,
+            upload.kind,
+        ));
         objects.put(&path, b"x".to_vec().into()).await.unwrap();
         owed.push((upload, path));
     }
