@@ -5,10 +5,12 @@ mod analytics;
 mod api;
 #[cfg(feature = "aws")]
 mod aws;
+mod cli;
 mod crash;
 mod emr;
 mod helpers;
 mod isolation;
 mod key_order;
+mod readme;
 mod settings;
 mod signed_upload;
