@@ -14,6 +14,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 pub use datafusion::prelude::SessionContext;
@@ -66,13 +67,23 @@ pub async fn session(
     dataset: &DatasetPointer,
     settings: &AnalyticsSettings,
 ) -> Result<SessionContext, DataFusionError> {
+    let (relative, bytes) = dataset_bytes(objects, provider, dataset).await?;
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    session_over_bytes(&relative, bytes, settings, threads).await
+}
+
+/// The provider's current dataset object: its name below the provider's dataset prefix,
+/// and its bytes.
+pub async fn dataset_bytes(
+    objects: Arc<dyn ObjectStore>,
+    provider: &ProviderId,
+    dataset: &DatasetPointer,
+) -> Result<(String, bytes::Bytes), DataFusionError> {
     let prefix = format!("{provider}/datasets/");
     let relative = dataset
         .object_key
         .strip_prefix(&prefix)
         .ok_or_else(|| DataFusionError::Internal("dataset outside its prefix".into()))?;
-    // The session's one store is an in-memory copy of this provider's current dataset
-    // object: there is no path, in any form, to anything else.
     let bytes = objects
         .get(&ObjectPath::from(dataset.object_key.as_str()))
         .await
@@ -80,6 +91,19 @@ pub async fn session(
         .bytes()
         .await
         .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    Ok((relative.to_owned(), bytes))
+}
+
+/// A session over a dataset file's bytes (`relative` is its name below the provider's
+/// dataset prefix), running on `threads` partitions.
+pub async fn session_over_bytes(
+    relative: &str,
+    bytes: bytes::Bytes,
+    settings: &AnalyticsSettings,
+    threads: usize,
+) -> Result<SessionContext, DataFusionError> {
+    // The session's one store is an in-memory copy of this provider's current dataset
+    // object: there is no path, in any form, to anything else.
     let current =
         crate::dataset::is_current(&bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
     if !current {
@@ -94,7 +118,7 @@ pub async fn session(
         .await
         .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
     let store: Arc<dyn ObjectStore> = Arc::new(copy);
-    let ctx = sandbox(store, settings)?;
+    let ctx = sandbox(store, settings, threads)?;
     ctx.register_parquet(
         "facilities",
         format!("{STORE_URL}{relative}"),
@@ -105,16 +129,21 @@ pub async fn session(
     Ok(ctx)
 }
 
-/// A sandboxed session whose one object store is `store`.
+/// A sandboxed session whose one object store is `store`. Nothing spills: a query that
+/// needs more memory than allowed fails (no temporary files anywhere, in the data folder
+/// or out of it).
 fn sandbox(
     store: Arc<dyn ObjectStore>,
     settings: &AnalyticsSettings,
+    threads: usize,
 ) -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(settings.query_memory_bytes, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .with_object_store_registry(Arc::new(OneStore { store }))
         .build_arc()?;
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let config = SessionConfig::new()
         .with_target_partitions(threads)
         .with_information_schema(false);
@@ -143,10 +172,10 @@ pub async fn session_over_batches(
     batches: Vec<RecordBatch>,
     settings: &AnalyticsSettings,
 ) -> Result<SessionContext, DataFusionError> {
-    let ctx = sandbox(Arc::new(InMemory::new()), settings)?;
-    let schema = crate::dataset::schema();
     // One partition per core, so the scan runs on all of them.
     let partitions = std::thread::available_parallelism().map_or(2, usize::from);
+    let ctx = sandbox(Arc::new(InMemory::new()), settings, partitions)?;
+    let schema = crate::dataset::schema();
     let mut parts = vec![Vec::new(); partitions];
     for (at, batch) in batches.into_iter().enumerate() {
         parts[at % partitions].push(batch);
@@ -230,6 +259,42 @@ impl StandardQuery {
                 .to_owned(),
         }
     }
+}
+
+/// Answers one ad hoc query (already checked read-only) in `session`: at most `max_rows`
+/// rows, within the settings' time and memory.
+pub async fn answer(
+    session: &SessionContext,
+    sql: &str,
+    max_rows: usize,
+    settings: &AnalyticsSettings,
+) -> Result<ward_ingest::SqlAnswer, ward_ingest::SqlError> {
+    use ward_ingest::SqlError;
+    let started = Instant::now();
+    let (columns, batches) = collect(
+        session,
+        sql,
+        Some(read_only_options()),
+        Some(max_rows + 1),
+        settings,
+    )
+    .await
+    .map_err(|elapsed| SqlError::Timeout(elapsed.0))?
+    .map_err(|e| match e {
+        DataFusionError::ResourcesExhausted(_) => {
+            SqlError::Refused(format!("the query needs more memory than allowed: {e}"))
+        }
+        other => SqlError::Invalid(other.to_string()),
+    })?;
+    let mut rows = to_json_rows(&batches).map_err(|e| SqlError::Internal(e.to_string()))?;
+    let truncated = rows.len() > max_rows;
+    rows.truncate(max_rows);
+    Ok(ward_ingest::SqlAnswer {
+        columns,
+        rows,
+        truncated,
+        execution_ms: millis(started),
+    })
 }
 
 /// Runs SQL to completion within the time limit.

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod engine;
 pub mod facility;
 pub mod generate;
+pub mod sandbox;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,12 +35,29 @@ use crate::facility::{FacilityProblem, ParsedFile};
 #[derive(Debug, Clone, Default)]
 pub struct FacilityAnalytics {
     settings: AnalyticsSettings,
+    isolation: sandbox::SqlIsolation,
+    gate: Arc<sandbox::SqlGate>,
 }
 
 impl FacilityAnalytics {
-    /// An engine with these settings.
+    /// An engine with these settings, running ad hoc SQL in this process (see
+    /// [`FacilityAnalytics::with_isolation`]).
     pub fn new(settings: AnalyticsSettings) -> Self {
-        Self { settings }
+        let gate = Arc::new(sandbox::SqlGate::new(
+            settings.max_sql_per_provider,
+            settings.max_sql_queries,
+        ));
+        Self {
+            settings,
+            isolation: sandbox::SqlIsolation::InProcess,
+            gate,
+        }
+    }
+
+    /// The same engine running ad hoc SQL as `isolation` says.
+    pub fn with_isolation(mut self, isolation: sandbox::SqlIsolation) -> Self {
+        self.isolation = isolation;
+        self
     }
 
     /// Runs the standard queries over the provider's dataset for a run date, returning each
@@ -229,44 +247,43 @@ impl Analytics for FacilityAnalytics {
         max_rows: usize,
     ) -> Result<SqlAnswer, SqlError> {
         engine::check_read_only(sql).map_err(SqlError::Refused)?;
+        // Admitted first (the provider's and the server's limit on running queries), so a
+        // refused query costs no dataset read.
+        let _admitted = self.gate.admit(provider)?;
         let pointer = dataset::current(ctx.table.as_ref(), provider)
             .await
             .map_err(|e| SqlError::Internal(e.to_string()))?
             .ok_or(SqlError::NoData)?;
-        let session = engine::session(Arc::clone(&ctx.objects), provider, &pointer, &self.settings)
+        let (relative, bytes) = engine::dataset_bytes(Arc::clone(&ctx.objects), provider, &pointer)
             .await
             .map_err(|e| SqlError::Internal(e.to_string()))?;
-        let started = Instant::now();
         let max_rows = max_rows.clamp(1, self.settings.max_sql_rows);
-        let (columns, batches) = engine::collect(
-            &session,
-            sql,
-            Some(engine::read_only_options()),
-            Some(max_rows + 1),
-            &self.settings,
-        )
-        .await
-        .map_err(|elapsed| SqlError::Timeout(elapsed.0))?
-        .map_err(|e| match e {
-            DataFusionError::ResourcesExhausted(_) => {
-                SqlError::Refused(format!("the query needs more memory than allowed: {e}"))
+        match &self.isolation {
+            sandbox::SqlIsolation::InProcess => {
+                let threads = std::thread::available_parallelism().map_or(2, usize::from);
+                let session = engine::session_over_bytes(&relative, bytes, &self.settings, threads)
+                    .await
+                    .map_err(|e| SqlError::Internal(e.to_string()))?;
+                engine::answer(&session, sql, max_rows, &self.settings).await
             }
-            other => SqlError::Invalid(other.to_string()),
-        })?;
-        let mut rows =
-            engine::to_json_rows(&batches).map_err(|e| SqlError::Internal(e.to_string()))?;
-        let truncated = rows.len() > max_rows;
-        rows.truncate(max_rows);
-        Ok(SqlAnswer {
-            columns,
-            rows,
-            truncated,
-            execution_ms: engine::millis(started),
-        })
+            sandbox::SqlIsolation::ChildProcess(program) => {
+                let request = sandbox::SandboxRequest {
+                    sql: sql.to_owned(),
+                    max_rows,
+                    dataset_name: relative,
+                    query_timeout_ms: self.settings.query_timeout.as_millis() as u64,
+                    query_memory_bytes: self.settings.query_memory_bytes,
+                    max_sql_rows: self.settings.max_sql_rows,
+                };
+                sandbox::run_in_child(program, &request, bytes, &self.settings, &self.gate).await
+            }
+        }
+    }
+
+    fn cancel_queries(&self) {
+        self.gate.cancel_all();
     }
 }
-
-use datafusion::error::DataFusionError;
 
 fn report_of(parsed: &ParsedFile) -> UploadReport {
     UploadReport {

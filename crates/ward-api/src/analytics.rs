@@ -221,6 +221,8 @@ pub(crate) async fn sql(
                 detail: format!("the query ran longer than {seconds} s"),
             },
             SqlError::NoData => ApiError::NotReady("no facilities have been uploaded yet"),
+            SqlError::Busy(reason) => ApiError::Busy(reason),
+            SqlError::Unavailable => ApiError::Unavailable,
             SqlError::Internal(detail) => ApiError::Internal(detail),
         })?;
     tracing::info!(provider_id = %provider, rows = answer.rows.len(), execution_ms = answer.execution_ms, "ad hoc query");

@@ -70,6 +70,9 @@ pub enum ApiError {
         /// Why, from the SQL engine.
         detail: String,
     },
+    /// Too much of the caller's (or the server's) work is running; retry shortly.
+    #[error("{0}")]
+    Busy(String),
     /// The body is not of a media type the route takes.
     #[error("the body must be sent as {0} (Content-Type)")]
     UnsupportedMediaType(&'static str),
@@ -105,6 +108,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "sql-timeout")
             }
             Self::Sql { kind, .. } => (StatusCode::BAD_REQUEST, kind),
+            Self::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
@@ -147,6 +151,12 @@ impl IntoResponse for ApiError {
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/problem+json"),
         );
+        if matches!(self, Self::Busy(_) | Self::Unavailable) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         response
     }
 }

@@ -25,6 +25,13 @@ pub struct AnalyticsSettings {
     pub max_sql_rows: usize,
     /// Memory one query may use before it fails.
     pub query_memory_bytes: usize,
+    /// Ad hoc queries one provider may run at once (more answer "busy").
+    pub max_sql_per_provider: usize,
+    /// Ad hoc queries the server runs at once, all providers together.
+    pub max_sql_queries: usize,
+    /// The program that runs ad hoc SQL in a child process (`PROGRAM sql-sandbox`);
+    /// `None`: this executable.
+    pub sql_sandbox_program: Option<std::path::PathBuf>,
 }
 
 impl Default for AnalyticsSettings {
@@ -33,6 +40,9 @@ impl Default for AnalyticsSettings {
             query_timeout: std::time::Duration::from_secs(240),
             max_sql_rows: 10_000,
             query_memory_bytes: 1024 * 1024 * 1024,
+            max_sql_per_provider: 1,
+            max_sql_queries: 2,
+            sql_sandbox_program: None,
         }
     }
 }
@@ -248,7 +258,7 @@ impl RunRepository {
 }
 
 /// An ad hoc query's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SqlAnswer {
     /// Column names, in order.
@@ -276,6 +286,12 @@ pub enum SqlError {
     /// The provider has no facility dataset yet.
     #[error("no facilities have been uploaded yet")]
     NoData,
+    /// Too many queries are running (the provider's own, or the server's).
+    #[error("{0}")]
+    Busy(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down; try again")]
+    Unavailable,
     /// Storage or the engine failed.
     #[error("{0}")]
     Internal(String),
@@ -320,4 +336,8 @@ pub trait Analytics: Send + Sync + 'static {
         sql: &str,
         max_rows: usize,
     ) -> Result<SqlAnswer, SqlError>;
+
+    /// Ends every running ad hoc query (graceful shutdown): each answers
+    /// [`SqlError::Unavailable`]. Queries started afterwards are refused the same way.
+    fn cancel_queries(&self) {}
 }

@@ -130,8 +130,39 @@ pub fn generate(_count: u64, _seed: u64, _out: Option<&Path>) -> anyhow::Result<
 /// Gives the pipeline its facility analytics (with the `analytics` feature).
 #[cfg(feature = "analytics")]
 pub fn attach(ctx: IngestContext) -> IngestContext {
+    // Ad hoc SQL runs in a child process of this very program (`ward sql-sandbox`), so a
+    // query that exhausts its memory ends only itself (see ward_analytics::sandbox).
+    let program = ctx
+        .settings
+        .analytics
+        .sql_sandbox_program
+        .clone()
+        .or_else(|| std::env::current_exe().ok());
     let engine = ward_analytics::FacilityAnalytics::new(ctx.settings.analytics.clone());
+    let engine = match program {
+        Some(program) => {
+            engine.with_isolation(ward_analytics::sandbox::SqlIsolation::ChildProcess(program))
+        }
+        None => {
+            tracing::warn!("the program's own path is unknown: ad hoc SQL is refused");
+            engine.with_isolation(ward_analytics::sandbox::SqlIsolation::ChildProcess(
+                std::path::PathBuf::from("/nonexistent/ward"),
+            ))
+        }
+    };
     ctx.with_analytics(std::sync::Arc::new(engine))
+}
+
+/// `ward sql-sandbox`: one ad hoc query in a child process (see ward_analytics::sandbox).
+#[cfg(feature = "analytics")]
+pub fn sql_sandbox() -> std::process::ExitCode {
+    ward_analytics::sandbox::child_main()
+}
+
+/// A build without the `analytics` feature runs no SQL.
+#[cfg(not(feature = "analytics"))]
+pub fn sql_sandbox() -> std::process::ExitCode {
+    std::process::ExitCode::from(2)
 }
 
 /// A build without the `analytics` feature: facility uploads and runs are refused with

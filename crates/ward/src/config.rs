@@ -179,6 +179,10 @@ pub struct AnalyticsFileSettings {
     pub max_sql_rows: Option<usize>,
     /// Memory one query may use, in MiB, before it fails. Default 1,024.
     pub query_memory_mib: Option<usize>,
+    /// Ad hoc queries one provider may run at once. Default 1.
+    pub max_sql_per_provider: Option<usize>,
+    /// Ad hoc queries the server runs at once, all providers together. Default 2.
+    pub max_sql_queries: Option<usize>,
 }
 
 /// `[retention]`

@@ -308,8 +308,29 @@ enum BenchWhat {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // `ward sql-sandbox` is the child process that runs one ad hoc SQL query for a server
+    // (ward_analytics::sandbox): it starts before, and without, the server's runtime and
+    // logging, and is no command for people, so it is not in `--help`.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "sql-sandbox")
+    {
+        return ward::analytics_cli::sql_sandbox();
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
@@ -649,6 +670,17 @@ async fn serve(
                     .map_or(ingest_defaults.analytics.query_memory_bytes, |mib| {
                         mib.max(16) << 20
                     }),
+                max_sql_per_provider: settings
+                    .analytics
+                    .max_sql_per_provider
+                    .unwrap_or(ingest_defaults.analytics.max_sql_per_provider)
+                    .max(1),
+                max_sql_queries: settings
+                    .analytics
+                    .max_sql_queries
+                    .unwrap_or(ingest_defaults.analytics.max_sql_queries)
+                    .max(1),
+                sql_sandbox_program: None,
             },
             ..ingest_defaults.clone()
         },

@@ -57,6 +57,11 @@ impl RunningServer {
     /// Stops accepting requests, lets the worker finish its job, and waits.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        // Running ad hoc queries end now (their requests answer 503), so shutdown does
+        // not wait for their time limit.
+        if let Some(analytics) = &self.state.ctx.analytics {
+            analytics.cancel_queries();
+        }
         self.server.await.context("server task")??;
         self.worker.await.context("worker task")?;
         self.sweeper.abort();

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
 
 const FACILITIES: &str = r#"{"sample_data": [
  {"facility_id": "FAC001", "facility_name": "=cmd|' /C calc'!A0", "location": {"state": "TX", "city": "Austin"},
@@ -35,7 +35,11 @@ async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> (u16, Value)
 }
 
 async fn upload_facilities(app: &TestApp, body: &str) -> Value {
-    let (status, grant) = post(app, "/v1/uploads", &app.key, json!({"kind": "facilities"})).await;
+    upload_facilities_as(app, &app.key.clone(), body).await
+}
+
+async fn upload_facilities_as(app: &TestApp, key: &str, body: &str) -> Value {
+    let (status, grant) = post(app, "/v1/uploads", key, json!({"kind": "facilities"})).await;
     assert_eq!(status, 201, "{grant}");
     assert_eq!(grant["kind"], "facilities");
     assert_eq!(grant["headers"]["content-type"], "application/json");
@@ -48,7 +52,7 @@ async fn upload_facilities(app: &TestApp, body: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    app.wait_for_upload(grant["uploadId"].as_str().unwrap())
+    app.wait_for_upload_as(grant["uploadId"].as_str().unwrap(), key)
         .await
 }
 
@@ -239,4 +243,137 @@ async fn another_providers_key_sees_no_run_result_or_facility() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the other provider's facility upload never became queryable");
+}
+
+/// The peak resident memory of this process (the test server runs in it), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+async fn sql_as(app: &TestApp, key: &str, sql: &str) -> (u16, Value, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let (status, body) = post(app, "/v1/analytics/sql", key, json!({ "sql": sql })).await;
+    (status, body, started.elapsed())
+}
+
+fn hostile_options() -> Options {
+    let mut options = Options::default();
+    options.ingest.analytics.query_timeout = std::time::Duration::from_secs(4);
+    options.ingest.analytics.query_memory_bytes = 64 << 20;
+    options
+}
+
+#[tokio::test]
+async fn no_sql_text_takes_the_server_down_or_starves_another_provider() {
+    let app = spawn_app_with(hostile_options()).await;
+    upload_facilities(&app, FACILITIES).await;
+    let other = app.other_key.clone();
+    upload_facilities_as(&app, &other, FACILITIES).await;
+    let huge_literal = format!("SELECT length('{}') AS n", "x".repeat(99_000));
+    let hostile = [
+        "SELECT length(repeat(arrow_cast('x','LargeUtf8'), 8000000000))",
+        "SELECT length(repeat('x', 2000000000))",
+        "SELECT cardinality(array_repeat(1, 2000000000))",
+        "SELECT length(lpad('x', 2147483647, 'y'))",
+        "SELECT string_agg(repeat('x', 1000000), ',') FROM generate_series(1, 100000)",
+        "SELECT count(*) FROM generate_series(1, 10000000000000)",
+        "SELECT count(*) FROM range(1, 9223372036854775807)",
+        "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b",
+        "SELECT * FROM generate_series(1, 1000000000) ORDER BY 1 DESC",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+    ];
+    let timeout = std::time::Duration::from_secs(4);
+    for sql in hostile {
+        let (status, problem, elapsed) = sql_as(&app, &app.key, sql).await;
+        assert!(matches!(status, 400 | 422), "{sql}: {status} {problem}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:ward:problem:sql-"),
+            "{sql}: {problem}"
+        );
+        assert!(
+            elapsed < timeout + std::time::Duration::from_secs(4),
+            "{sql} took {elapsed:?}"
+        );
+        // The server and the other provider are unharmed.
+        let (status, answer, _) =
+            sql_as(&app, &other, "SELECT count(*) AS n FROM facilities").await;
+        assert_eq!(
+            (status, &answer["rows"][0]["n"]),
+            (200, &json!(3)),
+            "after {sql}"
+        );
+    }
+    // The memory-building queries were refused for memory, not for time.
+    let (_, problem, _) = sql_as(&app, &app.key, hostile[0]).await;
+    assert_eq!(problem["type"], "urn:ward:problem:sql-refused", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("memory"),
+        "{problem}"
+    );
+    // A huge literal is just a query.
+    let (status, answer, _) = sql_as(&app, &app.key, &huge_literal).await;
+    assert_eq!((status, &answer["rows"][0]["n"]), (200, &json!(99_000)));
+    // None of it reached the server's own memory.
+    assert!(
+        peak_rss_bytes() < 1 << 30,
+        "the test server peaked at {} MiB",
+        peak_rss_bytes() >> 20
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn queries_are_limited_per_provider_and_shutdown_cancels_them() {
+    let app = spawn_app_with(hostile_options()).await;
+    upload_facilities(&app, FACILITIES).await;
+    let other = app.other_key.clone();
+    upload_facilities_as(&app, &other, FACILITIES).await;
+    let slow = "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b";
+    let base_url = app.base_url.clone();
+    let key = app.key.clone();
+    let running = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{base_url}/v1/analytics/sql"))
+            .bearer_auth(key)
+            .json(&json!({ "sql": slow }))
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A second query of the same provider is refused while the first runs...
+    let response = app
+        .http
+        .post(format!("{}/v1/analytics/sql", app.base_url))
+        .bearer_auth(&app.key)
+        .json(&json!({ "sql": "SELECT 1 AS one" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:ward:problem:busy", "{problem}");
+    // ...while another provider's query answers at once.
+    let (status, _, elapsed) = sql_as(&app, &other, "SELECT count(*) AS n FROM facilities").await;
+    assert_eq!(status, 200);
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+    // Shutdown ends the running query instead of waiting for its time limit.
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(3),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+    match running.await.unwrap() {
+        Ok(status) => assert_eq!(status, 503),
+        Err(error) => assert!(error.is_connect() || error.is_request(), "{error}"),
+    }
 }

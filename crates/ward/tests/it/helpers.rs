@@ -33,6 +33,12 @@ impl Default for Options {
             ingest: ward_ingest::IngestSettings {
                 retry_base: Duration::from_millis(10),
                 batch_rows: 64,
+                // Ad hoc SQL runs in a child process of the ward binary (this test
+                // binary is not one).
+                analytics: ward_ingest::AnalyticsSettings {
+                    sql_sandbox_program: Some(env!("CARGO_BIN_EXE_ward").into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         }
