@@ -280,11 +280,16 @@ pub async fn answer(
     )
     .await
     .map_err(|elapsed| SqlError::Timeout(elapsed.0))?
-    .map_err(|e| match e {
-        DataFusionError::ResourcesExhausted(_) => {
-            SqlError::Refused(format!("the query needs more memory than allowed: {e}"))
+    .map_err(|e| {
+        // Memory errors come wrapped (an operator that "cannot spill", a shared error).
+        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+            SqlError::Refused(format!(
+                "the query needs more memory than allowed (about {} MiB); aggregate, filter or limit it",
+                settings.query_memory_bytes >> 20
+            ))
+        } else {
+            SqlError::Invalid(e.to_string())
         }
-        other => SqlError::Invalid(other.to_string()),
     })?;
     let mut rows = to_json_rows(&batches).map_err(|e| SqlError::Internal(e.to_string()))?;
     let truncated = rows.len() > max_rows;

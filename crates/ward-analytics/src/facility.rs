@@ -115,6 +115,11 @@ pub enum FileError {
     /// JSON, but not one of the accepted shapes.
     #[error("{0}")]
     Shape(String),
+    /// An array or object document larger than [`MAX_DOCUMENT_BYTES`], or a JSON line
+    /// longer than [`MAX_LINE_BYTES`]: reading stops there, so a hostile file cannot make
+    /// the reader hold it whole.
+    #[error("{0}")]
+    TooLarge(String),
     /// The file could not be read (storage failed, not the file's fault; worth a retry).
     #[error("the file could not be read: {0}")]
     Read(String),
@@ -151,6 +156,11 @@ pub fn parse_file(
 
 /// Bytes read at a time when streaming JSON lines.
 const CHUNK_BYTES: usize = 8 << 20;
+/// The largest array or object document read (it is parsed whole); larger files are sent
+/// as JSON lines, which stream.
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+/// The longest JSON line (one facility record).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Reads a facility file from `input`. JSON lines are streamed: chunks of whole lines are
 /// validated by `threads` threads while the next chunk is read, so memory holds a few
@@ -175,13 +185,31 @@ fn parse_reader_in_chunks<R: std::io::Read>(
     let complete = fill(&mut input, &mut head, chunk_bytes)?;
     if complete || !starts_json_lines(&head) {
         if !complete {
-            input
-                .read_to_end(&mut head)
-                .map_err(|e| FileError::Read(e.to_string()))?;
+            let room = MAX_DOCUMENT_BYTES.saturating_sub(head.len()) + 1;
+            fill(&mut input, &mut head, room)?;
+            if head.len() > MAX_DOCUMENT_BYTES {
+                return Err(FileError::TooLarge(too_large_document(&head)));
+            }
         }
         return parse_file(&head, upload, threads);
     }
     stream_json_lines(input, head, upload, threads, chunk_bytes)
+}
+
+/// Why a document is too large to read whole.
+fn too_large_document(head: &[u8]) -> String {
+    if starts_json_lines(head)
+        || !head.contains(&b'\n') && head.trim_ascii_start().starts_with(b"{")
+    {
+        format!(
+            "the file's first line is longer than {MAX_LINE_BYTES} bytes: one facility per line"
+        )
+    } else {
+        format!(
+            "an array or object document is read whole, and this one is larger than {} MiB: send larger files as JSON lines (one facility per line)",
+            MAX_DOCUMENT_BYTES >> 20
+        )
+    }
 }
 
 /// Reads until `buffer` holds `want` more bytes or the input ends (then `true`).
@@ -271,6 +299,11 @@ fn stream_json_lines<R: std::io::Read>(
             } else {
                 match memchr::memrchr(b'\n', &buffer) {
                     Some(at) => at + 1,
+                    None if buffer.len() > MAX_LINE_BYTES => {
+                        return Err(FileError::TooLarge(format!(
+                            "line {first_line} is longer than {MAX_LINE_BYTES} bytes: one facility per line"
+                        )));
+                    }
                     None => continue,
                 }
             };
@@ -1090,6 +1123,71 @@ fn type_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Yields `head`, then `fill` bytes without end, and counts what was read: a reader
+    /// that held a file whole would read it all.
+    struct Endless {
+        head: std::io::Cursor<Vec<u8>>,
+        fill: u8,
+        n_read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl std::io::Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = match self.head.read(buf)? {
+                0 => {
+                    buf.fill(self.fill);
+                    buf.len()
+                }
+                n => n,
+            };
+            self.n_read
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    fn endless(head: &str, fill: u8) -> (Endless, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let n_read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let reader = Endless {
+            head: std::io::Cursor::new(head.as_bytes().to_vec()),
+            fill,
+            n_read: std::sync::Arc::clone(&n_read),
+        };
+        (reader, n_read)
+    }
+
+    #[test]
+    fn documents_and_lines_are_bounded_in_memory() {
+        use std::io::Read as _;
+        let upload = UploadId::new(ward_domain::UtcInstant::now(), 1);
+        let line = r#"{"facility_id":"F1","location":{"state":"TX"},"employee_count":3}"#;
+        // JSON lines, then a line that never ends.
+        let (input, n_read) = endless(&format!("{line}\n{line}\n{{\"facility_id\": \""), b'x');
+        let error = parse_reader_in_chunks(input, &upload, 2, 64 * 1024).unwrap_err();
+        assert_eq!(
+            error,
+            FileError::TooLarge(format!(
+                "line 3 is longer than {MAX_LINE_BYTES} bytes: one facility per line"
+            ))
+        );
+        assert!(n_read.load(std::sync::atomic::Ordering::Relaxed) < 2 * MAX_LINE_BYTES);
+        // An array document that never ends.
+        let (input, n_read) = endless(&format!("[{line},\n"), b' ');
+        let error = parse_reader(input.take(1 << 30), &upload, 2).unwrap_err();
+        assert!(
+            matches!(&error, FileError::TooLarge(reason) if reason.contains("JSON lines")),
+            "{error}"
+        );
+        assert!(n_read.load(std::sync::atomic::Ordering::Relaxed) <= MAX_DOCUMENT_BYTES + 1);
+        // One object on one line that never ends.
+        let (input, _) = endless("{\"sample_data\": [", b' ');
+        let error = parse_reader(input.take(1 << 30), &upload, 2).unwrap_err();
+        assert!(
+            matches!(&error, FileError::TooLarge(reason) if reason.contains("first line")),
+            "{error}"
+        );
+    }
 
     #[test]
     fn the_fast_and_the_slow_way_agree() {
