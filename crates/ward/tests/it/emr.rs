@@ -553,18 +553,68 @@ async fn the_timeline_and_the_audit_trail_through_http() {
     app.stop().await;
 }
 
+/// A checked (AVAILABLE) ECG document and an issued bill of MRN1; their ids.
+async fn seed_document_and_bill(app: &TestApp) -> (String, String) {
+    let bytes = b"%PDF-1.4 an ECG".to_vec();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let meta = json!({"type": "ECG_REPORT", "title": "12-lead ECG", "fileName": "ecg.pdf",
+                      "mediaType": "application/pdf", "sizeBytes": bytes.len(), "sha256": sha});
+    let made = send(
+        app,
+        Method::POST,
+        "/v1/patients/MRN1/documents",
+        &app.key,
+        Some(&meta),
+        &[],
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let document_id = made.body["id"].as_str().unwrap().to_owned();
+    let response = app
+        .http
+        .put(made.body["upload"]["url"].as_str().unwrap())
+        .header("content-type", "application/pdf")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let bill = json!({"issuedAt": "2025-03-01T00:00:00Z", "amountMinor": 500, "currency": "EUR", "status": "ISSUED"});
+    let made = send(
+        app,
+        Method::POST,
+        "/v1/patients/MRN1/bills",
+        &app.key,
+        Some(&bill),
+        &[],
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    (document_id, made.body["id"].as_str().unwrap().to_owned())
+}
+
 #[tokio::test]
 async fn another_providers_key_sees_nothing_of_the_emr() {
     let app = spawn_app().await;
     let (record_id, appointment_id) = seed(&app).await;
+    let (document_id, bill_id) = seed_document_and_bill(&app).await;
     let other = &app.other_key;
     for path in [
         "/v1/patients/MRN1".to_owned(),
         format!("/v1/patients/MRN1/clinical-records/{record_id}"),
         format!("/v1/patients/MRN1/appointments/{appointment_id}"),
+        format!("/v1/patients/MRN1/documents/{document_id}"),
+        format!("/v1/patients/MRN1/documents/{document_id}/content"),
+        format!("/v1/patients/MRN1/bills/{bill_id}"),
         "/v1/patients?email=ann@example.org".to_owned(),
         "/v1/clinicians/DR1".to_owned(),
     ] {
+        // The owner reads it (so this sweep can fail), the other provider does not.
+        let (status, _) = app.get(&path, &app.key).await;
+        assert!(
+            status == 200 || (path.ends_with("/content") && status == 303),
+            "the owner reads {path}: {status}"
+        );
         let (status, body) = app.get(&path, other).await;
         assert_eq!(status, 404, "{path}: {body}");
         assert!(!body.to_string().contains("Ann"), "{path}: {body}");
@@ -584,14 +634,33 @@ async fn another_providers_key_sees_nothing_of_the_emr() {
         "/v1/clinical-records?type=CONSULTATION",
         "/v1/documents?type=ECG_REPORT",
     ] {
+        let mentions_owner = |item: &Value| {
+            let text = item.to_string();
+            text.contains("MRN1") || text.contains("DR1")
+        };
+        // Each list holds the owner's items for the owner...
+        let (status, mine) = app.get(path, &app.key).await;
+        assert_eq!(status, 200, "{path}: {mine}");
+        assert!(
+            mine["items"].as_array().unwrap().iter().any(mentions_owner),
+            "the owner's {path} lists its items: {mine}"
+        );
+        // ...and none of them for the other provider.
         let (status, body) = app.get(path, other).await;
         assert_eq!(status, 200, "{path}: {body}");
         let items = body["items"].as_array().unwrap();
-        let leaked = items
-            .iter()
-            .any(|item| item.to_string().contains("MRN1") || item.to_string().contains("DR1"));
-        assert!(!leaked, "{path}: {body}");
+        assert!(!items.iter().any(mentions_owner), "{path}: {body}");
     }
+    let check = send(
+        &app,
+        Method::POST,
+        &format!("/v1/patients/MRN1/documents/{document_id}/check"),
+        other,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(check.status, 404);
     let patch = json!({"phone": "+14155550123"});
     let refused = send(
         &app,
