@@ -122,6 +122,9 @@ enum Command {
         provider: String,
         #[command(flatten)]
         data: DataDir,
+        /// A TOML settings file (see README): its [ingest] and [store] sections apply.
+        #[arg(long, env = "WARD_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Print a patient's records in time order.
     Records {
@@ -472,14 +475,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             provider,
             data,
+            config,
         } => {
             let provider = provider_id(&provider)?;
+            let file_settings = Settings::load(config.as_deref())?;
             // A local file: no upload size limit applies.
             let settings = ward_ingest::IngestSettings {
                 max_file_bytes: u64::MAX,
-                ..Default::default()
+                ..ingest_settings(&file_settings)
             };
-            let embedded = embedded::open(&data.data_dir, settings, &Default::default())?;
+            let embedded =
+                embedded::open(&data.data_dir, settings, &store_options(&file_settings))?;
             if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
                 eprintln!(
                     "provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)"
@@ -611,17 +617,16 @@ async fn serve(
     let settings = Settings::load(config.as_deref())?;
     let shape = ward::shape::Shape::from_settings(&settings)?;
     let api_defaults = ward_api::ApiSettings::default();
-    let ingest_defaults = ward_ingest::IngestSettings::default();
     let retention_defaults = RetentionPolicy::default();
     let hours = |h: u64| Duration::from_secs(h * 3600);
     let options = server::ServerOptions {
         data_dir: data_dir
-            .or(settings.data_dir)
+            .or(settings.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("ward-data")),
         listen: listen
             .or(settings.listen)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-        public_url: public_url.or(settings.public_url),
+        public_url: public_url.or(settings.public_url.clone()),
         api: ward_api::ApiSettings {
             max_upload_bytes: max_upload_bytes
                 .or(settings.uploads.max_bytes)
@@ -632,65 +637,9 @@ async fn serve(
                 .unwrap_or(api_defaults.upload_url_ttl_seconds),
             ..api_defaults
         },
-        ingest: ward_ingest::IngestSettings {
-            max_notes_chars: settings
-                .ingest
-                .max_notes_chars
-                .unwrap_or(ingest_defaults.max_notes_chars),
-            batch_rows: settings
-                .ingest
-                .batch_rows
-                .unwrap_or(ingest_defaults.batch_rows)
-                .clamp(1, 100_000),
-            reuse_identical_files: settings
-                .ingest
-                .reuse_identical_files
-                .unwrap_or(ingest_defaults.reuse_identical_files),
-            sort_buffer_bytes: settings
-                .ingest
-                .sort_buffer_mib
-                .map_or(ingest_defaults.sort_buffer_bytes, |mib| {
-                    mib.clamp(1, 4096) * 1024 * 1024
-                }),
-            analytics: ward_ingest::AnalyticsSettings {
-                query_timeout: settings
-                    .analytics
-                    .query_timeout_seconds
-                    .map_or(ingest_defaults.analytics.query_timeout, |s| {
-                        Duration::from_secs(s.clamp(1, 24 * 3600))
-                    }),
-                max_sql_rows: settings
-                    .analytics
-                    .max_sql_rows
-                    .unwrap_or(ingest_defaults.analytics.max_sql_rows)
-                    .clamp(1, 1_000_000),
-                query_memory_bytes: settings
-                    .analytics
-                    .query_memory_mib
-                    .map_or(ingest_defaults.analytics.query_memory_bytes, |mib| {
-                        mib.max(16) << 20
-                    }),
-                max_sql_per_provider: settings
-                    .analytics
-                    .max_sql_per_provider
-                    .unwrap_or(ingest_defaults.analytics.max_sql_per_provider)
-                    .max(1),
-                max_sql_queries: settings
-                    .analytics
-                    .max_sql_queries
-                    .unwrap_or(ingest_defaults.analytics.max_sql_queries)
-                    .max(1),
-                sql_sandbox_program: None,
-            },
-            ..ingest_defaults.clone()
-        },
+        ingest: ingest_settings(&settings),
         operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
-        store: ward_store_embedded::EmbeddedOptions {
-            cache_bytes: settings.store.cache_mib.map_or(
-                ward_store_embedded::EmbeddedOptions::default().cache_bytes,
-                |mib| mib.max(1) << 20,
-            ),
-        },
+        store: store_options(&settings),
         retention: RetentionPolicy {
             completed: settings
                 .retention
@@ -712,6 +661,73 @@ async fn serve(
         println!("operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}");
     }
     running.run_until_signal().await
+}
+
+/// The pipeline's settings from a settings file (defaults where it is silent).
+fn ingest_settings(settings: &Settings) -> ward_ingest::IngestSettings {
+    let ingest_defaults = ward_ingest::IngestSettings::default();
+    ward_ingest::IngestSettings {
+        max_notes_chars: settings
+            .ingest
+            .max_notes_chars
+            .unwrap_or(ingest_defaults.max_notes_chars),
+        batch_rows: settings
+            .ingest
+            .batch_rows
+            .unwrap_or(ingest_defaults.batch_rows)
+            .clamp(1, 100_000),
+        reuse_identical_files: settings
+            .ingest
+            .reuse_identical_files
+            .unwrap_or(ingest_defaults.reuse_identical_files),
+        sort_buffer_bytes: settings
+            .ingest
+            .sort_buffer_mib
+            .map_or(ingest_defaults.sort_buffer_bytes, |mib| {
+                mib.clamp(1, 4096) * 1024 * 1024
+            }),
+        analytics: ward_ingest::AnalyticsSettings {
+            query_timeout: settings
+                .analytics
+                .query_timeout_seconds
+                .map_or(ingest_defaults.analytics.query_timeout, |s| {
+                    Duration::from_secs(s.clamp(1, 24 * 3600))
+                }),
+            max_sql_rows: settings
+                .analytics
+                .max_sql_rows
+                .unwrap_or(ingest_defaults.analytics.max_sql_rows)
+                .clamp(1, 1_000_000),
+            query_memory_bytes: settings
+                .analytics
+                .query_memory_mib
+                .map_or(ingest_defaults.analytics.query_memory_bytes, |mib| {
+                    mib.max(16) << 20
+                }),
+            max_sql_per_provider: settings
+                .analytics
+                .max_sql_per_provider
+                .unwrap_or(ingest_defaults.analytics.max_sql_per_provider)
+                .max(1),
+            max_sql_queries: settings
+                .analytics
+                .max_sql_queries
+                .unwrap_or(ingest_defaults.analytics.max_sql_queries)
+                .max(1),
+            sql_sandbox_program: None,
+        },
+        ..ingest_defaults.clone()
+    }
+}
+
+/// The embedded store's tuning from a settings file.
+fn store_options(settings: &Settings) -> ward_store_embedded::EmbeddedOptions {
+    ward_store_embedded::EmbeddedOptions {
+        cache_bytes: settings.store.cache_mib.map_or(
+            ward_store_embedded::EmbeddedOptions::default().cache_bytes,
+            |mib| mib.max(1) << 20,
+        ),
+    }
 }
 
 fn print_summary(upload: &ward_ingest::Upload, elapsed: Duration) {

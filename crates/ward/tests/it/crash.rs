@@ -236,43 +236,104 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
     (records, report)
 }
 
+/// The visit records of the one upload in a data folder no process holds (read from the
+/// store file directly: a server would finish the upload first).
+async fn records_written(data_dir: &std::path::Path) -> usize {
+    use ward_domain::key_layout::{self, BY_UPLOAD_INDEX, UPLOAD_RECORD_SHARDS};
+    let table: std::sync::Arc<dyn ward_store::Table> = std::sync::Arc::new(
+        ward_store_embedded::EmbeddedTable::open(&data_dir.join("ward.redb"), &Default::default())
+            .unwrap(),
+    );
+    let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
+    let uploads = ward_ingest::uploads::UploadRepository::new(table.clone());
+    let (listed, _) = uploads.list(&provider, 10, None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let upload = &listed[0];
+    let mut n = 0;
+    for shard in 0..UPLOAD_RECORD_SHARDS {
+        let mut cursor = None;
+        loop {
+            let page = table
+                .query(ward_store::Query {
+                    index: Some(BY_UPLOAD_INDEX),
+                    pk: key_layout::upload_records_pk(&provider, &upload.id, shard),
+                    sk: ward_store::SkCondition::Any,
+                    order: ward_store::Order::Forward,
+                    limit: 1000,
+                    cursor,
+                })
+                .await
+                .unwrap();
+            n += page.items.len();
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    n
+}
+
 #[tokio::test]
 async fn kill_9_in_the_middle_of_a_file_then_a_rerun_gives_the_same_result() {
     let work = tempfile::tempdir().unwrap();
     let csv_path = work.path().join("visits.csv");
     std::fs::write(&csv_path, generated(30_000)).unwrap();
+    // Small batches: the embedded store commits every 64th batch durably, so records
+    // reach the disk every 4,096 rows, many times within this file.
+    let config = work.path().join("ward.toml");
+    std::fs::write(&config, "[ingest]\nbatch_rows = 64\n").unwrap();
 
     let clean_dir = work.path().join("clean");
-    let status = ward_ingest(&clean_dir, Some(&csv_path)).status().unwrap();
+    let status = ward_ingest(&clean_dir, Some(&csv_path))
+        .arg("--config")
+        .arg(&config)
+        .status()
+        .unwrap();
     assert!(status.success());
+    let clean_size = std::fs::metadata(clean_dir.join("ward.redb"))
+        .unwrap()
+        .len();
+    let (clean_records, clean_report) = records_and_report(&clean_dir).await;
+    let n_inserted = clean_report["counts"]["inserted"].as_u64().unwrap() as usize;
 
-    let killed_dir = work.path().join("killed");
-    let mut child = ward_ingest(&killed_dir, Some(&csv_path)).spawn().unwrap();
-    let processing = killed_dir.join("objects/PROV001/processing");
-    let started = std::time::Instant::now();
-    while std::fs::read_dir(&processing)
-        .map(|d| d.count())
-        .unwrap_or(0)
-        == 0
-    {
+    // The kill point: the store file past half its final size, so records are being
+    // written; then a check that the kill came mid-file (some records stored, not all).
+    // A kill that lands before the first durable commit or after the last is tried again
+    // on a fresh folder, a few times at most.
+    let mut kills = Vec::new();
+    let killed_dir = loop {
+        let killed_dir = work.path().join(format!("killed-{}", kills.len()));
+        let mut child = ward_ingest(&killed_dir, Some(&csv_path))
+            .arg("--config")
+            .arg(&config)
+            .spawn()
+            .unwrap();
+        let store_file = killed_dir.join("ward.redb");
+        let started = std::time::Instant::now();
+        while std::fs::metadata(&store_file).map_or(0, |m| m.len()) < clean_size / 2 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "ward ingest finished before it could be killed; use a larger file"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "records were never written"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap(); // SIGKILL
+        assert!(!child.wait().unwrap().success());
+        let n_written = records_written(&killed_dir).await;
+        kills.push(n_written);
+        if n_written > 0 && n_written < n_inserted {
+            break killed_dir;
+        }
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "ward ingest finished before it could be killed"
+            kills.len() < 5,
+            "no kill landed mid-file: records stored at each kill {kills:?} of {n_inserted}"
         );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "processing never started"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "ward ingest finished before it could be killed; use a larger file"
-    );
-    child.kill().unwrap(); // SIGKILL
-    let killed = child.wait().unwrap();
-    assert!(!killed.success());
+    };
 
     let rerun = ward_ingest(&killed_dir, None).output().unwrap();
     assert!(
@@ -282,7 +343,6 @@ async fn kill_9_in_the_middle_of_a_file_then_a_rerun_gives_the_same_result() {
     );
     assert!(String::from_utf8_lossy(&rerun.stderr).contains("finished interrupted upload"));
 
-    let (clean_records, clean_report) = records_and_report(&clean_dir).await;
     let (killed_records, killed_report) = records_and_report(&killed_dir).await;
     assert_eq!(killed_report, clean_report);
     assert_eq!(killed_records.len(), clean_records.len());
