@@ -36,6 +36,23 @@ pub async fn receive(queue: &dyn JobQueue) -> Option<Delivery> {
         .expect("receive")
 }
 
+/// Polls for the next visible job until `deadline` passes (a queue's clock, like SQS's,
+/// is its own: a test waits for the event, not for a fixed time); `None` if none came.
+pub async fn receive_by(queue: &dyn JobQueue, deadline: tokio::time::Instant) -> Option<Delivery> {
+    loop {
+        if let Some(delivery) = receive(queue).await {
+            return Some(delivery);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long a queue may take past a lease or delay to make a job visible again.
+const VISIBILITY_SLACK: Duration = Duration::from_secs(30);
+
 /// The test job number `n`.
 pub fn job(n: u32) -> Job {
     Job::CsvUpload {
@@ -67,13 +84,19 @@ pub async fn an_expired_lease_hands_the_job_to_the_next_receiver_and_the_old_lea
     queue: &dyn JobQueue,
 ) {
     queue.enqueue(job(2)).await.unwrap();
+    let leased_at = tokio::time::Instant::now();
     let first = queue
         .receive(Duration::from_secs(1))
         .await
         .unwrap()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut second = receive(queue).await.expect("lease ran out");
+    let mut second = receive_by(queue, leased_at + Duration::from_secs(1) + VISIBILITY_SLACK)
+        .await
+        .expect("lease ran out");
+    assert!(
+        leased_at.elapsed() >= Duration::from_millis(900),
+        "handed on only after the lease ran out"
+    );
     assert_eq!((second.job.clone(), second.attempt), (job(2), 2));
     queue
         .extend(&mut second, Duration::from_secs(60))
@@ -95,13 +118,22 @@ pub async fn an_expired_lease_hands_the_job_to_the_next_receiver_and_the_old_lea
 pub async fn retries_wait_their_delay_then_dead_letter_and_replay(queue: &dyn JobQueue) {
     queue.enqueue(job(3)).await.unwrap();
     let delivery = receive(queue).await.unwrap();
+    let retried_at = tokio::time::Instant::now();
     queue
         .retry(&delivery, Duration::from_millis(1000), "disk hiccup")
         .await
         .unwrap();
     assert!(receive(queue).await.is_none(), "not before the delay");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let delivery = receive(queue).await.expect("after the delay");
+    let delivery = receive_by(
+        queue,
+        retried_at + Duration::from_secs(1) + VISIBILITY_SLACK,
+    )
+    .await
+    .expect("after the delay");
+    assert!(
+        retried_at.elapsed() >= Duration::from_millis(900),
+        "not before the delay"
+    );
     assert_eq!(delivery.attempt, 2);
     queue.dead_letter(&delivery, "still broken").await.unwrap();
     let dead = queue.list_dead(10).await.unwrap();

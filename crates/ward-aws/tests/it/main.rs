@@ -114,8 +114,15 @@ mod sqs_specifics {
             .send()
             .await
             .unwrap();
-        // Each receive leases it for a second and skips it; after 3 receives SQS moves it.
-        for _ in 0..4 {
+        // Each receive leases it for a second and skips it (never a job); after 3 receives
+        // SQS moves it. Wait for that event, not for a fixed time.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut n_receives = 0;
+        while dead_count(&client, &queue).await == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the redrive policy never moved the unreadable message ({n_receives} receives)"
+            );
             assert!(
                 queue
                     .receive(Duration::from_secs(1))
@@ -123,10 +130,10 @@ mod sqs_specifics {
                     .unwrap()
                     .is_none()
             );
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            n_receives += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let dead = dead_count(&client, &queue).await;
-        assert_eq!(dead, 1, "the redrive policy moved the unreadable message");
+        assert_eq!(dead_count(&client, &queue).await, 1);
         assert!(
             queue.list_dead(10).await.unwrap().is_empty(),
             "no job in it"
