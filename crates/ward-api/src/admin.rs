@@ -22,14 +22,11 @@ pub(crate) struct NewProvider {
 pub(crate) async fn create_provider(
     State(state): State<AppState>,
     _operator: Operator,
-    body: Result<Json<NewProvider>, axum::extract::rejection::JsonRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|rejection| match rejection {
-        axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
-            ApiError::UnsupportedMediaType("application/json")
-        }
-        other => ApiError::invalid("body", other.body_text()),
-    })?;
+    let body: NewProvider = crate::problem::small_json_body(&headers, &body, false, "provider")?
+        .ok_or_else(|| ApiError::invalid("body", "is required"))?;
     let provider =
         ProviderId::parse(&body.provider_id).map_err(|e| ApiError::invalid("providerId", e))?;
     if let Some(zone) = &body.time_zone {

@@ -71,13 +71,8 @@ pub(crate) async fn start(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     require_analytics(&state)?;
-    let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
-        StartRun::default()
-    } else {
-        crate::problem::require_json(&headers)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid("body", format!("is not a valid run request: {e}")))?
-    };
+    let request: StartRun =
+        crate::problem::small_json_body(&headers, &body, true, "run request")?.unwrap_or_default();
     let now = UtcInstant::now();
     let as_of = match request.as_of {
         Some(date) if ward_domain::time::parse_date(&date).is_some() => date,
@@ -195,10 +190,13 @@ pub(crate) async fn sql(
     let Some(analytics) = state.ctx.analytics.clone() else {
         return Err(ApiError::NotBuilt(NO_ANALYTICS));
     };
-    crate::problem::require_json(&headers)?;
-    let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid("body", format!("must be {{\"sql\": \"SELECT ...\"}}: {e}"))
-    })?;
+    let request: SqlRequest = crate::problem::small_json_body(
+        &headers,
+        &body,
+        false,
+        "query request (it must be {\"sql\": \"SELECT ...\"})",
+    )?
+    .ok_or_else(|| ApiError::invalid("body", "is required"))?;
     let limit = match request.limit {
         None => 1_000,
         Some(limit @ 1..=10_000) => limit,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use sha2::{Digest, Sha256};
-use ward_domain::UtcInstant;
+use ward_domain::{Mrn, UtcInstant};
 use ward_emr::audit::{AuditQuery, MAX_AUDIT_DAYS};
 use ward_emr::{Actor, EmrError, Idempotency, Kind, ListFilter, Listed, Stored};
 use ward_store::Order;
@@ -656,8 +656,18 @@ pub(crate) async fn audit(
         AuditQuery {
             from,
             to,
-            patient: params.patient.clone(),
-            actor: params.actor.clone(),
+            patient: params
+                .patient
+                .as_deref()
+                .map(|mrn| Mrn::parse(mrn).map(|mrn| mrn.as_str().to_owned()))
+                .transpose()
+                .map_err(|e| ApiError::invalid("patient", e))?,
+            actor: match params.actor.as_deref() {
+                Some(actor) if actor.is_empty() || actor.chars().count() > 200 => {
+                    return Err(ApiError::invalid("actor", "must be 1-200 characters"));
+                }
+                actor => actor.map(str::to_owned),
+            },
             limit: limit_of(params.limit, 100)?,
             cursor: params.cursor.clone(),
         },

@@ -315,3 +315,45 @@ pub fn shortened(text: &str) -> String {
     let kept: String = text.chars().take(MAX_ECHOED_CHARS).collect();
     format!("{kept}... (shortened)")
 }
+
+/// Reads the small JSON body of a non-EMR request (an upload, a run, a query, a provider)
+/// as `T`: `None` when the body is empty and `optional`; sent as JSON (else 415); no field
+/// may be `null` (leave it out for its default: the document's types have no null); a
+/// number written with a zero fraction (`6.0`) is that integer.
+pub(crate) fn small_json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    optional: bool,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    if optional && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(fields) = &mut value else {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    };
+    {
+        for (name, field) in fields.iter_mut() {
+            if field.is_null() {
+                return Err(ApiError::Invalid {
+                    field: "body",
+                    reason: format!("field {name} must not be null (leave it out for its default)"),
+                });
+            }
+            if let Some(number) = field.as_f64()
+                && !field.is_i64()
+                && !field.is_u64()
+                && number.fract() == 0.0
+                && number.abs() < 9.0e15
+            {
+                *field = serde_json::Value::from(number as i64);
+            }
+        }
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| ApiError::invalid("body", format!("is not a valid {what}: {e}")))
+}

@@ -78,13 +78,9 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateUpload::default()
-    } else {
-        crate::problem::require_json(&headers)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid("body", format!("is not a valid upload request: {e}")))?
-    };
+    let request: CreateUpload =
+        crate::problem::small_json_body(&headers, &body, true, "upload request")?
+            .unwrap_or_default();
     let kind = match request.kind.as_deref() {
         None => UploadKind::Visits,
         Some(name) => UploadKind::parse(name)

@@ -224,16 +224,17 @@ impl SourceFileName {
     /// The longest name, in characters.
     pub const MAX_CHARS: usize = 255;
 
-    /// Parses a client's file name (trimmed).
+    /// Parses a client's file name: at most [`SourceFileName::MAX_CHARS`] as sent, kept
+    /// trimmed.
     pub fn parse(value: &str) -> Result<Self, FileNameError> {
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(FileNameError::Empty);
-        }
         if value.chars().count() > Self::MAX_CHARS {
             return Err(FileNameError::TooLong {
                 max: Self::MAX_CHARS,
             });
+        }
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(FileNameError::Empty);
         }
         if let Some(found) = value
             .chars()
