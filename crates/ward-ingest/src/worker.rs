@@ -20,7 +20,7 @@ use tracing::{info, instrument, warn};
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::time::ProviderTimeZone;
 use ward_domain::visit::{DEFAULT_MAX_NOTES_CHARS, FieldError, VisitRules};
-use ward_domain::{ProviderId, SourceFileName, UploadId, UtcInstant};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_store::{Item, PutOutcome, StoreError, Table, Value};
 
 use crate::analytics::{
@@ -342,17 +342,7 @@ pub async fn process_upload(
             .await
             .map_err(concurrent)?;
     }
-    let outcome = ingest_rows(
-        ctx,
-        provider,
-        upload_id,
-        &processing,
-        &errors_path,
-        &csv_file,
-        upload.file_name.as_ref(),
-        rules,
-    )
-    .await?;
+    let outcome = ingest_rows(ctx, &upload, &processing, &errors_path, &csv_file, rules).await?;
     let (mut report, n_time_dependent) = match outcome {
         Ok(ingested) => ingested,
         Err(file_error) => {
@@ -896,14 +886,13 @@ pub(crate) enum ParserMessage {
 /// Streams the file through the parser (a blocking thread) and writes batches (this task).
 async fn ingest_rows(
     ctx: &IngestContext,
-    provider: &ProviderId,
-    upload_id: &UploadId,
+    upload: &Upload,
     processing: &ObjectPath,
     errors_path: &ObjectPath,
     csv_file: &str,
-    file_name: Option<&SourceFileName>,
     rules: VisitRules,
 ) -> Result<Result<(UploadReport, u64), FileError>, ProcessError> {
+    let (provider, upload_id) = (&upload.provider, &upload.id);
     let reader = object_reader(
         ctx.objects.as_ref(),
         processing,
@@ -916,7 +905,10 @@ async fn ingest_rows(
     let source_provider = provider.clone();
     let source_upload = upload_id.clone();
     let source_file = csv_file.to_owned();
-    let source_file_name = file_name.map(|name| name.as_str().to_owned());
+    let source_file_name = upload
+        .file_name
+        .as_ref()
+        .map(|name| name.as_str().to_owned());
     let batch_rows = ctx.settings.batch_rows;
     let sort = ctx.key_order().then(|| SortSettings {
         dir: ctx

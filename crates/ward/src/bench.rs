@@ -42,6 +42,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         retention: Default::default(),
         store: Default::default(),
         shape: Default::default(),
+        table_layer: None,
     };
     let running = server::start(options(ward_ingest::IngestSettings::default())).await?;
     let ctx = running.state.ctx.clone();
@@ -351,6 +352,7 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
             retention: Default::default(),
             store: Default::default(),
             shape: Default::default(),
+            table_layer: None,
         })
         .await?;
         let ctx = running.state.ctx.clone();

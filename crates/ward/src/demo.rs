@@ -45,6 +45,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         retention: Default::default(),
         store: Default::default(),
         shape: Default::default(),
+        table_layer: None,
     };
     let running = match server::start(server_options.clone()).await {
         Ok(running) => running,

@@ -651,6 +651,7 @@ async fn serve(
                 .map_or(retention_defaults.stale_uploaded, hours),
         },
         shape,
+        table_layer: None,
     };
     if worker_only {
         return server::run_worker(options).await;

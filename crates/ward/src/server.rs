@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub store: ward_store_embedded::EmbeddedOptions,
     /// Embedded (the data folder) or AWS.
     pub shape: Shape,
+    /// A decorator of the table port (`None`: the adapter itself).
+    pub table_layer: Option<shape::TableLayer>,
 }
 
 /// A running server.
@@ -200,6 +202,10 @@ async fn open_backend(
         &options.store,
     )
     .await?;
+    let backend = match &options.table_layer {
+        Some(layer) => backend.layered(layer),
+        None => backend,
+    };
     let wake = match &backend.table_queue {
         Some(queue) => {
             // The embedded store has one owner: no lease can belong to a live worker.

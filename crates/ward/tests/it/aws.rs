@@ -132,6 +132,7 @@ async fn spawn_aws_app() -> TestApp {
         retention: Default::default(),
         store: Default::default(),
         shape: Shape::Aws(Box::new(aws_resources().await)),
+        table_layer: None,
     })
     .await
     .expect("server starts in the AWS shape");

@@ -44,7 +44,7 @@ async fn send(
 }
 
 /// Waits until the server's buffered read-audit events are stored.
-async fn flush_audit(app: &TestApp) {
+pub(crate) async fn flush_audit(app: &TestApp) {
     let running = app.running.as_ref().expect("a running server");
     running.state.emr.audit_log().flush().await;
 }

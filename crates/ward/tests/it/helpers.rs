@@ -24,6 +24,7 @@ pub struct TestApp {
 pub struct Options {
     pub api: ward_api::ApiSettings,
     pub ingest: ward_ingest::IngestSettings,
+    pub table_layer: Option<ward::shape::TableLayer>,
 }
 
 impl Default for Options {
@@ -41,6 +42,7 @@ impl Default for Options {
                 },
                 ..Default::default()
             },
+            table_layer: None,
         }
     }
 }
@@ -57,6 +59,7 @@ pub async fn start_server(data_dir: &std::path::Path, options: Options) -> Runni
         retention: Default::default(),
         store: Default::default(),
         shape: Default::default(),
+        table_layer: options.table_layer,
     })
     .await
     .expect("server starts")

@@ -14,3 +14,4 @@ mod key_order;
 mod readme;
 mod settings;
 mod signed_upload;
+mod store_calls;
