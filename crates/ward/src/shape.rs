@@ -52,7 +52,10 @@ pub struct AwsShape {
 /// A decorator of the table port, applied before the server or the pipeline use the table:
 /// tests record or fail store calls through one; a field-encrypting table is another.
 #[derive(Clone)]
-pub struct TableLayer(pub Arc<dyn Fn(Arc<dyn Table>) -> Arc<dyn Table> + Send + Sync>);
+pub struct TableLayer(pub Arc<TableDecorator>);
+
+/// What a [`TableLayer`] does: the table underneath in, the table seen above out.
+pub type TableDecorator = dyn Fn(Arc<dyn Table>) -> Arc<dyn Table> + Send + Sync;
 
 impl std::fmt::Debug for TableLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
