@@ -227,6 +227,10 @@ pub async fn run_in_child(
             .take(MAX_ANSWER_BYTES + 1)
             .read_to_end(&mut answer)
             .await;
+        if answer.len() as u64 > MAX_ANSWER_BYTES {
+            // It would block writing the rest: the answer is refused anyway.
+            let _ = child.start_kill();
+        }
         let status = child.wait().await;
         (written, read, answer, status)
     };
@@ -242,10 +246,11 @@ pub async fn run_in_child(
         () = gate.cancelled() => return Err(SqlError::Unavailable),
     };
     let status = status.map_err(|error| SqlError::Internal(format!("the SQL sandbox: {error}")))?;
-    if !status.success() {
+    let too_large = answer.len() as u64 > MAX_ANSWER_BYTES;
+    if !status.success() && !too_large {
         return Err(died(status, request.query_memory_bytes, settings));
     }
-    if answer.len() as u64 > MAX_ANSWER_BYTES {
+    if too_large {
         return Err(SqlError::Refused(format!(
             "the answer is larger than {} MiB; select fewer or smaller columns",
             MAX_ANSWER_BYTES >> 20

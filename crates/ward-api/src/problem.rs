@@ -317,7 +317,7 @@ pub fn shortened(text: &str) -> String {
 }
 
 /// Reads the small JSON body of a non-EMR request (an upload, a run, a query, a provider)
-/// as `T`: `None` when the body is empty and `optional`; sent as JSON (else 415); no field
+/// as `T`: `None` when the body is empty (no bytes at all) and `optional`; sent as JSON (else 415); no field
 /// may be `null` (leave it out for its default: the document's types have no null); a
 /// number written with a zero fraction (`6.0`) is that integer.
 pub(crate) fn small_json_body<T: serde::de::DeserializeOwned>(
@@ -326,7 +326,7 @@ pub(crate) fn small_json_body<T: serde::de::DeserializeOwned>(
     optional: bool,
     what: &str,
 ) -> Result<Option<T>, ApiError> {
-    if optional && body.iter().all(u8::is_ascii_whitespace) {
+    if optional && body.is_empty() {
         return Ok(None);
     }
     require_json(headers)?;

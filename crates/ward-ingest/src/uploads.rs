@@ -8,7 +8,8 @@ use ward_store::{
     Condition, Item, Key, Order, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value,
 };
 
-/// An upload's life: `Pending -> Received -> Processing -> Completed | Failed`.
+/// An upload's life: `Pending -> Received -> Processing -> Completed | Failed`, or
+/// `Interrupted` when processing stopped for good after rows may have been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadStatus {
@@ -22,8 +23,13 @@ pub enum UploadStatus {
     Processing,
     /// Every row has an outcome; the report is final.
     Completed,
-    /// The file was unusable as a whole, or processing failed for good.
+    /// The file was unusable as a whole, or processing failed for good before any of its
+    /// rows was written.
     Failed,
+    /// Processing failed for good (the job is dead-lettered) after an attempt may have
+    /// written some of its rows: not `failed`, since records of it may be stored. A replay
+    /// of the job finishes it (its records count as inserted). Not final: its file is kept.
+    Interrupted,
 }
 
 impl UploadStatus {
@@ -36,6 +42,7 @@ impl UploadStatus {
             Self::Processing => "processing",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -47,6 +54,7 @@ impl UploadStatus {
             Self::Processing,
             Self::Completed,
             Self::Failed,
+            Self::Interrupted,
         ]
         .into_iter()
         .find(|status| status.as_str() == text)
@@ -55,6 +63,12 @@ impl UploadStatus {
     /// Whether the upload will not change any more (short of a replay).
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
+    }
+
+    /// Whether no more processing will happen without someone acting (a final status, or
+    /// an interrupted upload awaiting a replay): where a client stops waiting.
+    pub fn is_settled(self) -> bool {
+        self.is_final() || self == Self::Interrupted
     }
 }
 
@@ -191,7 +205,7 @@ impl Upload {
             UploadStatus::Pending | UploadStatus::Receiving | UploadStatus::Received => {
                 ObjectStage::Uploaded
             }
-            UploadStatus::Processing => ObjectStage::Processing,
+            UploadStatus::Processing | UploadStatus::Interrupted => ObjectStage::Processing,
             UploadStatus::Completed => ObjectStage::Completed,
             UploadStatus::Failed => ObjectStage::Failed,
         };

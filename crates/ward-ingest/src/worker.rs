@@ -546,17 +546,26 @@ pub async fn mark_dead_lettered(
     let Some(upload) = ctx.uploads.get(provider, upload_id).await? else {
         return Ok(());
     };
+    // An attempt that read rows may have written records: such an upload is not failed,
+    // it is interrupted (a replay finishes it).
+    let rows_may_be_stored = upload.kind == UploadKind::Visits && upload.rows_read;
+    let (status, what) = if rows_may_be_stored {
+        (
+            UploadStatus::Interrupted,
+            "some of its rows may be stored; replaying the job finishes the upload",
+        )
+    } else {
+        (UploadStatus::Failed, "none of its rows was stored")
+    };
     let report = UploadReport {
         failure: Some(format!(
-            "processing failed {} times ({reason}); the job is in the dead-letter queue",
+            "processing failed {} times ({reason}); the job is in the dead-letter queue; {what}",
             ctx.settings.max_attempts
         )),
         attempts: ctx.settings.max_attempts,
         ..UploadReport::default()
     };
-    finish(ctx, upload, UploadStatus::Failed, report, None)
-        .await
-        .map(|_| ())
+    finish(ctx, upload, status, report, None).await.map(|_| ())
 }
 
 /// At start-up: finds uploads a crash left between receiving the file and queueing its job.
@@ -652,7 +661,10 @@ pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job
         && let (Ok(provider), Ok(upload_id)) =
             (ProviderId::parse(provider), UploadId::parse(upload))
         && let Some(stored) = ctx.uploads.get(&provider, &upload_id).await?
-        && stored.status == UploadStatus::Failed
+        && matches!(
+            stored.status,
+            UploadStatus::Failed | UploadStatus::Interrupted
+        )
     {
         let mut next = stored.clone();
         next.status = UploadStatus::Processing;

@@ -180,7 +180,10 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let upload = self.get(&format!("/v1/uploads/{upload_id}")).await?;
-            if matches!(upload["status"].as_str(), Some("completed" | "failed")) {
+            if matches!(
+                upload["status"].as_str(),
+                Some("completed" | "failed" | "interrupted")
+            ) {
                 return Ok(upload);
             }
             if tokio::time::Instant::now() > deadline {

@@ -84,7 +84,7 @@ pub async fn resume_unfinished(
     for upload in uploads {
         if matches!(
             upload.status,
-            UploadStatus::Received | UploadStatus::Processing
+            UploadStatus::Received | UploadStatus::Processing | UploadStatus::Interrupted
         ) {
             let size = upload.bytes.unwrap_or(0);
             finished.push(

@@ -195,7 +195,10 @@ impl TestApp {
         for _ in 0..600 {
             let (status, body) = self.get(&format!("/v1/uploads/{upload_id}"), key).await;
             assert_eq!(status, 200, "{body}");
-            if matches!(body["status"].as_str(), Some("completed" | "failed")) {
+            if matches!(
+                body["status"].as_str(),
+                Some("completed" | "failed" | "interrupted")
+            ) {
                 return body;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -397,7 +397,7 @@ async fn store_failures_answer_nothing_internal_and_log_no_patient_data() {
     recorded.fail(Failure::Ingest);
     let csv = format!("{HEADER}MRN7,2025-04-01T09:00:00Z,Bartholomew,Zeller,chest pain at night\n");
     let failed = app.upload_and_wait(csv.as_bytes()).await;
-    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["status"], "interrupted", "{failed}");
     recorded.fail(Failure::None);
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("request failed"), "the 500s were logged");
