@@ -3,7 +3,9 @@
 //! least resolving (the package, its features and binary, the subcommand: `--help`).
 //!
 //! These run `cargo` itself, so the default feature set (the quick start's build) is
-//! compiled and run here too, not only the `--all-features` build of the test suite.
+//! compiled and run here too, not only the `--all-features` build of the test suite. That
+//! rebuilds `target/debug/ward` with the default features, under tests that run that
+//! binary: `scripts/test` runs these two in a pass of their own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
