@@ -70,9 +70,10 @@ pub(crate) async fn start(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    require_analytics(&state)?;
+    // The request is read first: a malformed one is the caller's to fix in any build.
     let request: StartRun =
         crate::problem::small_json_body(&headers, &body, true, "run request")?.unwrap_or_default();
+    require_analytics(&state)?;
     let now = UtcInstant::now();
     let as_of = match request.as_of {
         Some(date) if ward_domain::time::parse_date(&date).is_some() => date,
@@ -187,9 +188,6 @@ pub(crate) async fn sql(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Json_>, ApiError> {
-    let Some(analytics) = state.ctx.analytics.clone() else {
-        return Err(ApiError::NotBuilt(NO_ANALYTICS));
-    };
     let request: SqlRequest = crate::problem::small_json_body(
         &headers,
         &body,
@@ -197,6 +195,9 @@ pub(crate) async fn sql(
         "query request (it must be {\"sql\": \"SELECT ...\"})",
     )?
     .ok_or_else(|| ApiError::invalid("body", "is required"))?;
+    let Some(analytics) = state.ctx.analytics.clone() else {
+        return Err(ApiError::NotBuilt(NO_ANALYTICS));
+    };
     let limit = match request.limit {
         None => 1_000,
         Some(limit @ 1..=10_000) => limit,
