@@ -3,6 +3,7 @@
 #[cfg(feature = "analytics")]
 mod analytics;
 mod api;
+mod architecture;
 #[cfg(feature = "aws")]
 mod aws;
 mod cli;
