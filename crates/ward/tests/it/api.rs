@@ -360,15 +360,7 @@ async fn the_openapi_document_matches_the_routes_and_every_route_needs_credentia
     routes.sort();
     assert_eq!(documented, routes);
     for (method, path) in ward_api::ROUTES {
-        let concrete = path
-            .replace("{uploadId}", "20250101T000000Z-0000000000000000")
-            .replace("{providerId}", "PROV001")
-            .replace("{mrn}", "MRN1")
-            .replace("{jobId}", "x")
-            .replace("{runId}", "20250101T000000Z-0000000000000000")
-            .replace("{file}", "per_state.json")
-            .replace("{id}", "20250101T000000Z-0000000000000000")
-            .replace("{clinic}", "NORTH");
+        let concrete = concrete_path(path);
         let method: reqwest::Method = method.to_uppercase().parse().unwrap();
         let (status, _) = app.request(method.clone(), &concrete, None).await;
         let public = ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"].contains(path);
