@@ -27,7 +27,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use ward_domain::key_layout;
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::ProcessError;
+use ward_ports::ProcessError;
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, VERSION, Value};
 
 use crate::facility::Facility;

@@ -27,7 +27,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value as Json};
 use url::Url;
 use ward_domain::ProviderId;
-use ward_ingest::AnalyticsSettings;
+use ward_ports::AnalyticsSettings;
 
 use crate::dataset::DatasetPointer;
 
@@ -268,8 +268,8 @@ pub async fn answer(
     sql: &str,
     max_rows: usize,
     settings: &AnalyticsSettings,
-) -> Result<ward_ingest::SqlAnswer, ward_ingest::SqlError> {
-    use ward_ingest::SqlError;
+) -> Result<ward_ports::SqlAnswer, ward_ports::SqlError> {
+    use ward_ports::SqlError;
     let started = Instant::now();
     let (columns, batches) = collect(
         session,
@@ -294,7 +294,7 @@ pub async fn answer(
     let mut rows = to_json_rows(&batches).map_err(|e| SqlError::Internal(e.to_string()))?;
     let truncated = rows.len() > max_rows;
     rows.truncate(max_rows);
-    Ok(ward_ingest::SqlAnswer {
+    Ok(ward_ports::SqlAnswer {
         columns,
         rows,
         truncated,
@@ -490,7 +490,7 @@ pub fn to_csv(columns: &[String], rows: &[Map<String, Json>]) -> Vec<u8> {
                 .iter()
                 .map(|name| match row.get(name) {
                     None | Some(Json::Null) => String::new(),
-                    Some(Json::String(text)) => ward_ingest::visit_csv::spreadsheet_safe(text),
+                    Some(Json::String(text)) => ward_domain::spreadsheet_safe(text),
                     Some(other) => other.to_string(),
                 })
                 .collect(),

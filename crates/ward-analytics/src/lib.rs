@@ -3,7 +3,7 @@
 //!
 //! Owns: the facility file formats and rules, the dataset's layout and merge, the SQL
 //! sandbox and the standard queries, result files. Deliberately does not: know HTTP or
-//! which store, object store or queue it runs on (it implements `ward_ingest::Analytics`
+//! which store, object store or queue it runs on (it implements `ward_ports::Analytics`
 //! over `dyn Table` and `dyn ObjectStore`). It is a leaf: only the composition root
 //! depends on it, so the rest of Ward builds without the SQL engine.
 
@@ -23,9 +23,9 @@ use serde_json::json;
 use tracing::info;
 use ward_domain::key_layout::{self, ObjectStage};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{
-    Analytics, AnalyticsRun, AnalyticsSettings, FacilityOutcome, IngestContext, OutcomeCounts,
-    ProcessError, QueryResult, RowProblem, SqlAnswer, SqlError, UploadReport,
+use ward_ports::{
+    Analytics, AnalyticsRun, AnalyticsSettings, FacilityOutcome, OutcomeCounts, ProcessError,
+    QueryResult, RowProblem, SqlAnswer, SqlError, Storage, UploadReport,
 };
 
 use crate::engine::StandardQuery;
@@ -119,7 +119,7 @@ pub struct StandardResult {
 impl Analytics for FacilityAnalytics {
     async fn ingest_facilities(
         &self,
-        ctx: &IngestContext,
+        ctx: &Storage,
         provider: &ProviderId,
         upload: &UploadId,
         file: &ObjectPath,
@@ -176,7 +176,7 @@ impl Analytics for FacilityAnalytics {
 
     async fn run_standard_queries(
         &self,
-        ctx: &IngestContext,
+        ctx: &Storage,
         run: &AnalyticsRun,
     ) -> Result<Result<(String, Vec<QueryResult>), String>, ProcessError> {
         let bad = |what: &str| ProcessError::Internal(format!("the run has a bad {what}"));
@@ -241,7 +241,7 @@ impl Analytics for FacilityAnalytics {
 
     async fn sql(
         &self,
-        ctx: &IngestContext,
+        ctx: &Storage,
         provider: &ProviderId,
         sql: &str,
         max_rows: usize,

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use ward_domain::ProviderId;
-use ward_ingest::{AnalyticsSettings, SqlAnswer, SqlError};
+use ward_ports::{AnalyticsSettings, SqlAnswer, SqlError};
 
 /// The subcommand of the `ward` binary that runs [`child_main`].
 pub const SANDBOX_SUBCOMMAND: &str = "sql-sandbox";

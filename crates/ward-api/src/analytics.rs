@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{AnalyticsRun, Job, NO_ANALYTICS, RunRequest, SqlError};
+use ward_ports::{AnalyticsRun, Job, NO_ANALYTICS, RunRequest, SqlError};
 
 use crate::auth::Caller;
 use crate::uploads::{PageParams, cursor_of, download, limit_of};
@@ -204,7 +204,7 @@ pub(crate) async fn sql(
         Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 10000")),
     };
     let answer = analytics
-        .sql(&state.ctx, &provider, &request.sql, limit)
+        .sql(&state.ctx.storage(), &provider, &request.sql, limit)
         .await
         .map_err(|error| match error {
             SqlError::Refused(reason) => ApiError::Sql {

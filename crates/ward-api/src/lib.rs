@@ -126,10 +126,12 @@ pub struct AppState {
     pub ctx: Arc<IngestContext>,
     /// The table (same as `ctx.table`).
     pub table: Arc<dyn Table>,
+    /// Every read of stored visits.
+    pub visits: ward_ports::VisitRepository,
     /// Verifies the signed PUT endpoint's URLs; `None` where clients upload elsewhere (S3).
     pub signer: Option<UploadSigner>,
     /// Makes upload URLs.
-    pub upload_urls: Arc<dyn ward_ingest::UploadUrls>,
+    pub upload_urls: Arc<dyn ward_ports::UploadUrls>,
     /// SHA-256 hex of the operator key.
     pub operator_key_hash: String,
     /// Settings.

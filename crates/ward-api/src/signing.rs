@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{PresignError, PresignedPut, UploadUrls};
+use ward_ports::{PresignError, PresignedPut, UploadUrls};
 
 /// Upload URLs of the embedded shape: Ward's own signed PUT endpoint
 /// (`/v1/upload-objects/{provider}/{upload}?expires&signature`).

@@ -15,7 +15,7 @@ use serde_json::{Value as Json_, json};
 use tokio::io::AsyncWriteExt;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, SourceFileName, UploadId, UtcInstant};
-use ward_ingest::{Job, Upload, UploadStatus};
+use ward_ports::{Job, Upload, UploadStatus};
 
 use crate::auth::Caller;
 use crate::emr::{EmrCaller, audit_read};
@@ -93,7 +93,7 @@ pub(crate) async fn create(
         .transpose()
         .map_err(|error| ApiError::invalid("fileName", error))?;
     if kind == UploadKind::Facilities && state.ctx.analytics.is_none() {
-        return Err(ApiError::NotBuilt(ward_ingest::NO_ANALYTICS));
+        return Err(ApiError::NotBuilt(ward_ports::NO_ANALYTICS));
     }
     let now = UtcInstant::now();
     let id = UploadId::new(now, rand::random());

@@ -1,8 +1,8 @@
 //! Ward's AWS shape: the adapters behind the same ports the embedded shape fills.
 //!
 //! - [`s3`]: object storage on S3 through `object_store`, and SigV4 pre-signed,
-//!   create-only upload URLs ([`s3::S3UploadUrls`], the [`ward_ingest::UploadUrls`] port).
-//! - [`sqs`]: the [`ward_ingest::JobQueue`] port on SQS: S3 notifications and Ward's own
+//!   create-only upload URLs ([`s3::S3UploadUrls`], the [`ward_ports::UploadUrls`] port).
+//! - [`sqs`]: the [`ward_ports::JobQueue`] port on SQS: S3 notifications and Ward's own
 //!   jobs arrive on one queue; leases are visibility timeouts; poison messages go to the
 //!   dead-letter queue by the queue's redrive policy, jobs that failed every attempt by the
 //!   worker (with the reason).

@@ -19,7 +19,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{PresignError, PresignedPut, UploadUrls};
+use ward_ports::{PresignError, PresignedPut, UploadUrls};
 
 use crate::connect::AwsConnection;
 

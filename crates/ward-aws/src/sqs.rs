@@ -17,8 +17,8 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
-use ward_ingest::s3_events::jobs_of_notification;
-use ward_ingest::{DeadJob, Delivery, Job, JobQueue, QueueError};
+use ward_ports::s3_events::jobs_of_notification;
+use ward_ports::{DeadJob, Delivery, Job, JobQueue, QueueError};
 
 /// SQS's longest visibility timeout (12 hours).
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);

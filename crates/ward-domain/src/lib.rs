@@ -7,9 +7,11 @@
 
 pub mod ids;
 pub mod key_layout;
+pub mod text;
 pub mod time;
 pub mod visit;
 
 pub use ids::{FileNameError, IdError, Mrn, ProviderId, SourceFileName, UploadId};
+pub use text::spreadsheet_safe;
 pub use time::{TimeError, UtcInstant, VisitTime};
 pub use visit::{FieldError, VisitFields, VisitRow, VisitRules};

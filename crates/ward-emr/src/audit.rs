@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use ward_domain::{ProviderId, UtcInstant, key_layout};
-use ward_ingest::AuditEvent;
-use ward_ingest::audit::new_event_id;
+use ward_ports::AuditEvent;
+use ward_ports::audit::new_event_id;
 use ward_store::{Item, Order, Query, SkCondition, StoreError, Table, Value};
 
-use crate::merge::{self, Stream};
+use ward_store::merge::{self, Stream};
 
 /// How often buffered events are written at the latest.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);

@@ -12,7 +12,6 @@
 pub mod audit;
 pub mod fields;
 pub mod generate;
-pub mod merge;
 pub mod model;
 mod service;
 

@@ -20,8 +20,8 @@ use ward_store::{
 
 use crate::audit::{Actor, AuditLog};
 use crate::fields::FieldError;
-use crate::merge::{self, Merged, Stream};
 use crate::model::{self, Kind};
+use ward_store::merge::{self, Merged, Stream};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
@@ -1647,7 +1647,7 @@ impl Emr {
                 let key = timeline_key(item);
                 let at = key.split('|').next().unwrap_or_default().to_owned();
                 let body = if kind == "visit" {
-                    ward_ingest::VisitRecord::from_item(item)
+                    ward_ports::VisitRecord::from_item(item)
                         .and_then(|record| serde_json::to_value(record).ok())
                         .unwrap_or_default()
                 } else {

@@ -23,8 +23,10 @@ use sha2::{Digest, Sha256};
 use ward_domain::{ProviderId, UploadId, VisitRules, key_layout};
 use ward_store::{Condition, Item, Key, PK, SK, Value};
 
-use crate::uploads::{OutcomeCounts, UploadReport, UploadStatus};
-use crate::worker::{IngestContext, ProcessError, object_reader};
+use ward_ports::{OutcomeCounts, ProcessError, UploadReport, UploadStatus};
+
+use crate::context::IngestContext;
+use crate::parse::object_reader;
 
 /// Raise when a change to validation could end a row differently, so that references
 /// made under the old rules are not used.

@@ -19,8 +19,9 @@ use ward_domain::{Mrn, UtcInstant};
 
 use crate::spill::SpillSorter;
 use crate::visit_csv::{FileError, RowRead, VisitCsvReader};
-use crate::visit_items::{RecordSource, VisitParts, visit_item};
-use crate::worker::{ParsedBatch, ParsedRow, ParserMessage, rejected_row};
+use ward_ports::visits::{RecordSource, VisitParts, visit_item};
+
+use crate::parse::{ParsedBatch, ParsedRow, ParserMessage, rejected_row};
 use ward_domain::visit::VisitRules;
 
 /// Where and how much to sort.

@@ -1,38 +1,34 @@
-//! Ward's ingest pipeline: streaming CSV validation, the upload state machine, the durable
-//! job queue and the worker.
+//! Ward's ingest pipeline: streaming CSV validation and the worker that drives uploads,
+//! facility files and analytics runs through the job queue.
 //!
 //! Owns: turning an uploaded object into records and a report, exactly once in effect.
 //! Deliberately does not: know HTTP, know which store, object store or queue it runs on
-//! (it sees `dyn Table`, `dyn ObjectStore`, `dyn JobQueue`), or log patient data (spans
-//! carry provider and upload ids only).
+//! (it sees `dyn Table`, `dyn ObjectStore`, `dyn JobQueue`; the ports and the upload and
+//! visit records are `ward-ports`), or log patient data (spans carry provider and upload
+//! ids only).
 
-pub mod analytics;
-pub mod audit;
+mod context;
+mod errors_file;
+mod facility_job;
 mod identical;
 mod key_order;
-pub mod queue;
-pub mod queue_conformance;
+mod objects;
+mod outcome;
+mod parse;
+mod recovery;
 pub mod retention;
-pub mod s3_events;
+mod run_job;
 mod spill;
-pub mod upload_urls;
-pub mod uploads;
+mod upload_job;
 pub mod visit_csv;
-pub mod visit_items;
-pub mod worker;
+mod worker;
+mod write;
 
-pub use analytics::{
-    Analytics, AnalyticsRun, AnalyticsSettings, FacilityOutcome, QueryResult, RunRepository,
-    RunRequest, RunStatus, SqlAnswer, SqlError,
+pub use context::{IngestContext, IngestSettings};
+pub use objects::move_object;
+pub use recovery::{
+    mark_dead_lettered, mark_job_dead_lettered, replay_dead_job, resume_received_uploads,
 };
-pub use audit::AuditEvent;
-pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
-pub use upload_urls::{PresignError, PresignedPut, UploadUrls};
-pub use uploads::{
-    OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,
-};
-pub use visit_items::VisitRecord;
-pub use worker::{
-    IngestContext, IngestSettings, JobStatus, NO_ANALYTICS, ProcessError, StepOutcome, Worker,
-    process_run, process_upload, replay_dead_job, run_job,
-};
+pub use run_job::process_run;
+pub use upload_job::process_upload;
+pub use worker::{JobStatus, StepOutcome, Worker, run_job};

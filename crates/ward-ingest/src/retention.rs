@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{info, warn};
 use ward_domain::key_layout;
 
-use crate::uploads::UploadRepository;
+use ward_ports::UploadRepository;
 
 /// How long objects are kept.
 #[derive(Debug, Clone, Copy)]

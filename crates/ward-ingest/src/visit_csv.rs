@@ -411,15 +411,6 @@ fn file_error<R: Read>(tracking: &mut LineTracking<R>, error: csv::Error) -> Fil
     }
 }
 
-/// Makes a cell safe to open in a spreadsheet: a value starting with `=`, `+`, `-`, `@`,
-/// tab or CR is prefixed with `'` so it is never evaluated as a formula.
-pub fn spreadsheet_safe(value: &str) -> String {
-    match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
-        _ => value.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,12 +572,5 @@ mod tests {
             rejected,
             vec![(2, "row"), (3, "first_name"), (4, "medical_record_number")]
         );
-    }
-
-    #[test]
-    fn formulas_are_neutralised() {
-        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(spreadsheet_safe("-2+3"), "'-2+3");
-        assert_eq!(spreadsheet_safe("MRN1"), "MRN1");
     }
 }

@@ -12,6 +12,7 @@ mod item;
 mod query;
 
 pub mod conformance;
+pub mod merge;
 
 use async_trait::async_trait;
 

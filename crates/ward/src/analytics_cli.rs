@@ -124,7 +124,7 @@ pub fn generate(count: u64, seed: u64, out: Option<&Path>) -> anyhow::Result<()>
 /// Without the engine there is no generator either.
 #[cfg(not(feature = "analytics"))]
 pub fn generate(_count: u64, _seed: u64, _out: Option<&Path>) -> anyhow::Result<()> {
-    anyhow::bail!("{}", ward_ingest::NO_ANALYTICS)
+    anyhow::bail!("{}", ward_ports::NO_ANALYTICS)
 }
 
 /// Gives the pipeline its facility analytics (with the `analytics` feature).
@@ -207,7 +207,7 @@ pub async fn bench(count: u64, work_dir: Option<std::path::PathBuf>) -> anyhow::
         );
     }
     let size_mib = std::fs::metadata(&json_path)?.len() as f64 / (1 << 20) as f64;
-    let settings = ward_ingest::AnalyticsSettings::default();
+    let settings = ward_ports::AnalyticsSettings::default();
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let upload = UploadId::new(UtcInstant::now(), 1);
     let timed_query = async |ctx: &engine::SessionContext, query: StandardQuery| {
@@ -388,5 +388,5 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 /// Without the engine there is nothing to measure.
 #[cfg(not(feature = "analytics"))]
 pub async fn bench(_count: u64, _work_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    anyhow::bail!("{}", ward_ingest::NO_ANALYTICS)
+    anyhow::bail!("{}", ward_ports::NO_ANALYTICS)
 }

@@ -10,8 +10,9 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tracing::warn;
 use ward_aws::{SqsJobQueue, jobs_of_message};
-use ward_ingest::worker::mark_job_dead_lettered;
-use ward_ingest::{IngestContext, Job, ProcessError, run_job};
+use ward_ingest::mark_job_dead_lettered;
+use ward_ingest::{IngestContext, run_job};
+use ward_ports::{Job, ProcessError};
 
 /// Handles one SQS event; returns the messages to retry.
 // `..Default::default()` below fills the event types' catch-all fields, which exist when

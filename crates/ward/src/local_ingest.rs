@@ -11,7 +11,8 @@ use object_store::path::Path as ObjectPath;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ward_domain::key_layout::{self, ObjectStage};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{Upload, UploadStatus, process_upload};
+use ward_ingest::process_upload;
+use ward_ports::{Upload, UploadStatus};
 use ward_store::Key;
 
 use ward_ingest::IngestContext;

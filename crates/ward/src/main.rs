@@ -687,7 +687,7 @@ fn ingest_settings(settings: &Settings) -> ward_ingest::IngestSettings {
             .map_or(ingest_defaults.sort_buffer_bytes, |mib| {
                 mib.clamp(1, 4096) * 1024 * 1024
             }),
-        analytics: ward_ingest::AnalyticsSettings {
+        analytics: ward_ports::AnalyticsSettings {
             query_timeout: settings
                 .analytics
                 .query_timeout_seconds
@@ -731,7 +731,7 @@ fn store_options(settings: &Settings) -> ward_store_embedded::EmbeddedOptions {
     }
 }
 
-fn print_summary(upload: &ward_ingest::Upload, elapsed: Duration) {
+fn print_summary(upload: &ward_ports::Upload, elapsed: Duration) {
     let Some(report) = &upload.report else { return };
     let counts = &report.counts;
     let rate = counts.rows as f64 / elapsed.as_secs_f64().max(1e-9);

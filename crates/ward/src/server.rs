@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use ward_api::{ApiSettings, AppState, Metrics, ServerUploadUrls, UploadSigner};
 use ward_ingest::retention::{self, RetentionPolicy};
-use ward_ingest::{IngestSettings, UploadUrls, Worker};
+use ward_ingest::{IngestSettings, Worker};
+use ward_ports::UploadUrls;
 
 use crate::config::Secret;
 use crate::embedded;
@@ -107,6 +108,7 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
     let state = AppState {
         ctx: Arc::clone(&backend.ctx),
         table: Arc::clone(&backend.table),
+        visits: ward_ports::VisitRepository::new(Arc::clone(&backend.table)),
         upload_urls,
         signer,
         operator_key_hash,
@@ -127,7 +129,7 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
     let worker = tokio::spawn(async move { worker.run(wake, worker_shutdown).await });
     let sweeper = {
         let objects = backend.ctx.objects.clone();
-        let uploads = ward_ingest::uploads::UploadRepository::new(Arc::clone(&backend.table));
+        let uploads = ward_ports::uploads::UploadRepository::new(Arc::clone(&backend.table));
         let policy = options.retention;
         let sweeps = backend.sweeps_objects;
         tokio::spawn(async move {
@@ -210,7 +212,7 @@ async fn open_backend(
         Some(queue) => {
             // The embedded store has one owner: no lease can belong to a live worker.
             let resumed = queue.release_all_leases().await?;
-            let requeued = ward_ingest::worker::resume_received_uploads(&backend.ctx, 1000).await?;
+            let requeued = ward_ingest::resume_received_uploads(&backend.ctx, 1000).await?;
             if resumed + requeued > 0 {
                 tracing::info!(resumed, requeued, "unfinished jobs resume");
             }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 #[cfg(feature = "aws")]
 use std::time::Duration;
 
-use ward_ingest::{IngestContext, IngestSettings, TableJobQueue, UploadUrls};
+use ward_ingest::{IngestContext, IngestSettings};
+use ward_ports::{TableJobQueue, UploadUrls};
 use ward_store::Table;
 
 use crate::config::Settings;

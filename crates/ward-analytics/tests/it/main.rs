@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 use ward_analytics::FacilityAnalytics;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{
-    AnalyticsRun, AnalyticsSettings, IngestContext, IngestSettings, Job, RunRequest, RunStatus,
-    TableJobQueue, Upload, UploadStatus, Worker,
+use ward_ingest::{IngestContext, IngestSettings, Worker};
+use ward_ports::{
+    AnalyticsRun, AnalyticsSettings, Job, RunRequest, RunStatus, TableJobQueue, Upload,
+    UploadStatus,
 };
 use ward_store::Table;
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};

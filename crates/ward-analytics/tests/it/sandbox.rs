@@ -4,17 +4,15 @@
 use std::time::Duration;
 
 use ward_analytics::FacilityAnalytics;
-use ward_ingest::{AnalyticsSettings, SqlError};
+use ward_ports::{AnalyticsSettings, SqlError};
 
 use crate::{SAMPLE, fixture, fixture_with, provider, upload};
 
-async fn sql(
-    fx: &crate::Fixture,
-    who: &str,
-    sql: &str,
-) -> Result<ward_ingest::SqlAnswer, SqlError> {
+async fn sql(fx: &crate::Fixture, who: &str, sql: &str) -> Result<ward_ports::SqlAnswer, SqlError> {
     let analytics = fx.ctx.analytics.clone().unwrap();
-    analytics.sql(&fx.ctx, &provider(who), sql, 100).await
+    analytics
+        .sql(&fx.ctx.storage(), &provider(who), sql, 100)
+        .await
 }
 
 #[tokio::test]
@@ -105,7 +103,7 @@ async fn rows_and_time_are_limited() {
     let analytics = fx.ctx.analytics.clone().unwrap();
     let answer = analytics
         .sql(
-            &fx.ctx,
+            &fx.ctx.storage(),
             &provider("PROVA"),
             "SELECT * FROM generate_series(1, 100)",
             1000,

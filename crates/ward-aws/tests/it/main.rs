@@ -65,13 +65,13 @@ pub async fn fresh_sqs_queue() -> (SqsJobQueue, ()) {
     (queue, ())
 }
 
-ward_ingest::job_queue_conformance_suite!(fresh_sqs_queue());
+ward_ports::job_queue_conformance_suite!(fresh_sqs_queue());
 
 mod sqs_specifics {
     use std::time::Duration;
 
-    use ward_ingest::JobQueue;
-    use ward_ingest::queue_conformance::{job, receive};
+    use ward_ports::JobQueue;
+    use ward_ports::queue_conformance::{job, receive};
 
     use super::fresh_sqs_queue;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use ward_aws::{AwsConnection, S3Settings, S3UploadUrls, StaticCredentials, s3_object_store};
-use ward_ingest::PresignedPut;
+use ward_ports::PresignedPut;
 
 const ACCESS_KEY: &str = "ward-test-key";
 const SECRET_KEY: &str = "ward-test-secret-0123456789";

@@ -669,15 +669,14 @@ pub async fn the_timeline_merges_every_kind_including_csv_visits(f: Fixture) {
             last_name: "Lee".into(),
             doctors_notes: "notes".into(),
         };
-        let source = ward_ingest::visit_items::RecordSource {
+        let source = ward_ports::visits::RecordSource {
             provider: &f.actor.provider,
             upload: &upload,
             csv_file: "x.csv",
             processed_at: "2025-06-01T00:00:00Z",
             file_name: None,
         };
-        let item =
-            ward_ingest::visit_items::visit_item((&row).into(), line, "hash".into(), &source);
+        let item = ward_ports::visits::visit_item((&row).into(), line, "hash".into(), &source);
         f.table
             .put(item, ward_store::Condition::NotExists)
             .await

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ward_ingest::queue_conformance::receive;
-use ward_ingest::{Job, JobQueue, TableJobQueue};
+use ward_ports::queue_conformance::receive;
+use ward_ports::{Job, JobQueue, TableJobQueue};
 use ward_store::Table;
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
@@ -21,12 +21,12 @@ async fn fresh_queue() -> (TableJobQueue, tempfile::TempDir) {
     (open(&dir), dir)
 }
 
-ward_ingest::job_queue_conformance_suite!(fresh_queue());
+ward_ports::job_queue_conformance_suite!(fresh_queue());
 
 #[tokio::test]
 async fn the_table_queue_keeps_one_copy_of_a_job_enqueued_twice() {
     let (queue, _dir) = fresh_queue().await;
-    let job = ward_ingest::queue_conformance::job(7);
+    let job = ward_ports::queue_conformance::job(7);
     queue.enqueue(job.clone()).await.unwrap();
     queue.enqueue(job.clone()).await.unwrap();
     let delivery = receive(&queue).await.expect("one job");

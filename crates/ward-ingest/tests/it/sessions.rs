@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{Upload, UploadRepository, UploadStatus};
+use ward_ports::{Upload, UploadRepository, UploadStatus};
 use ward_store::{Key, Table};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 

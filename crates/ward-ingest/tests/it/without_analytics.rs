@@ -7,9 +7,9 @@ use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
-use ward_ingest::{
-    AnalyticsRun, IngestContext, IngestSettings, Job, NO_ANALYTICS, RunRequest, RunStatus,
-    TableJobQueue, Upload, UploadStatus, Worker,
+use ward_ingest::{IngestContext, IngestSettings, Worker};
+use ward_ports::{
+    AnalyticsRun, Job, NO_ANALYTICS, RunRequest, RunStatus, TableJobQueue, Upload, UploadStatus,
 };
 use ward_store::Table;
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};

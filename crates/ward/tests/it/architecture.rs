@@ -58,6 +58,26 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         users_of("ward-store-dynamodb").is_subset(&BTreeSet::from(["ward"])),
         "only the composition root picks the DynamoDB adapter"
     );
+    // The pipeline is driven by the API and the composition root; nothing depends on it
+    // for a type (the ports and the records crates share are `ward-ports`).
+    assert!(
+        users_of("ward-ingest").is_subset(&BTreeSet::from(["ward", "ward-api"])),
+        "ward-ingest: {:?}",
+        users_of("ward-ingest")
+    );
+    let ward_crates = |name: &str| -> BTreeSet<String> {
+        crates[name]
+            .iter()
+            .filter(|dependency| dependency.starts_with("ward"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        ward_crates("ward-ports"),
+        BTreeSet::from(["ward-domain".to_owned(), "ward-store".to_owned()])
+    );
+    assert!(ward_crates("ward-store").is_empty());
+    assert!(ward_crates("ward-domain").is_empty());
     // The SQL engine lives in its leaf.
     assert_eq!(users_of("datafusion"), BTreeSet::from(["ward-analytics"]));
     // redb only in the embedded adapter; the AWS SDK only in the AWS crates.
@@ -91,4 +111,134 @@ fn crates_depend_only_on_what_the_architecture_allows() {
     ] {
         assert!(!api.contains(adapter), "ward-api depends on {adapter}");
     }
+}
+
+/// Each workspace crate's `src` folder.
+fn source_folders() -> Vec<std::path::PathBuf> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut folders: Vec<_> = std::fs::read_dir(&crates)
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("src"))
+        .filter(|src| src.is_dir())
+        .collect();
+    folders.sort();
+    assert!(folders.len() >= 10, "{folders:?}");
+    folders
+}
+
+/// The `.rs` files under a folder.
+fn rust_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The lines of a source file before its unit tests (`#[cfg(test)]` at the start of a
+/// line), which do not count toward its size.
+fn lines_before_tests(text: &str) -> usize {
+    text.lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .count()
+}
+
+#[test]
+fn no_source_file_is_over_800_lines_before_its_tests() {
+    let mut long = Vec::new();
+    for folder in source_folders() {
+        for file in rust_files(&folder) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let lines = lines_before_tests(&text);
+            if lines > 800 {
+                long.push(format!("{}: {lines}", file.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "files over 800 lines: {long:#?}");
+}
+
+/// The crate's top-level modules each module file names through `crate::`.
+fn module_imports(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut imports: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(src) {
+        let relative = file.strip_prefix(src).unwrap();
+        let module = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if matches!(module.as_str(), "lib" | "main" | "bin") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = &text[..text.find("\n#[cfg(test)]").unwrap_or(text.len())];
+        let named = imports.entry(module.clone()).or_default();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let target = &rest[..end];
+            // A module is named in lower case; a capital starts a re-exported type.
+            if !target.is_empty()
+                && target != module
+                && target.starts_with(|c: char| c.is_ascii_lowercase())
+            {
+                named.insert(target.to_owned());
+            }
+        }
+        // `use crate::{a, b::C}` groups.
+        for (at, _) in code.match_indices("crate::{") {
+            let group = &code[at + "crate::{".len()..];
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for name in group.split(',') {
+                let name = name.trim().split("::").next().unwrap_or_default();
+                if !name.is_empty()
+                    && name != module
+                    && name.starts_with(|c: char| c.is_ascii_lowercase())
+                {
+                    named.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    imports
+}
+
+#[test]
+fn no_two_modules_import_each_other() {
+    let mut cycles = Vec::new();
+    for folder in source_folders() {
+        let imports = module_imports(&folder);
+        // Depth-first search for a path back to the start, from every module.
+        for start in imports.keys() {
+            let mut stack = vec![(start.clone(), vec![start.clone()])];
+            let mut seen = BTreeSet::new();
+            while let Some((module, path)) = stack.pop() {
+                for next in imports.get(&module).into_iter().flatten() {
+                    if next == start {
+                        cycles.push(format!(
+                            "{}: {} -> {start}",
+                            folder.display(),
+                            path.join(" -> ")
+                        ));
+                    } else if seen.insert(next.clone()) {
+                        let mut longer = path.clone();
+                        longer.push(next.clone());
+                        stack.push((next.clone(), longer));
+                    }
+                }
+            }
+        }
+    }
+    assert!(cycles.is_empty(), "module cycles: {cycles:#?}");
 }

@@ -259,7 +259,7 @@ async fn the_aws_shape_takes_a_presigned_s3_upload_through_sqs_into_dynamodb() {
 async fn the_lambda_worker_processes_sqs_events_retries_failures_and_dead_letters_the_last() {
     use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
     use object_store::ObjectStoreExt;
-    use ward_ingest::{JobQueue, Upload, UploadStatus};
+    use ward_ports::{JobQueue, Upload, UploadStatus};
 
     let aws = aws_resources().await;
     let dead_letters = ward_aws::SqsJobQueue::new(

@@ -248,7 +248,7 @@ async fn records_written(data_dir: &std::path::Path) -> usize {
             .unwrap(),
     );
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
-    let uploads = ward_ingest::uploads::UploadRepository::new(table.clone());
+    let uploads = ward_ports::uploads::UploadRepository::new(table.clone());
     let (listed, _) = uploads.list(&provider, 10, None).await.unwrap();
     assert_eq!(listed.len(), 1);
     let upload = &listed[0];
@@ -367,7 +367,7 @@ async fn a_crash_after_the_file_moved_on_but_before_the_status_was_written_is_re
     // completed/ would have left it: status still `processing`.
     let stored = ctx.uploads.get(&provider, &id).await.unwrap().unwrap();
     let mut processing = stored.clone();
-    processing.status = ward_ingest::UploadStatus::Processing;
+    processing.status = ward_ports::UploadStatus::Processing;
     processing.report = None;
     ctx.uploads
         .update(processing, stored.version)
@@ -376,7 +376,7 @@ async fn a_crash_after_the_file_moved_on_but_before_the_status_was_written_is_re
     let retried = ward_ingest::process_upload(&ctx, &provider, &id, 2)
         .await
         .unwrap();
-    assert_eq!(retried.status, ward_ingest::UploadStatus::Completed);
+    assert_eq!(retried.status, ward_ports::UploadStatus::Completed);
     let report = retried.report.unwrap();
     assert_eq!(
         report.counts,
@@ -398,9 +398,9 @@ async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
     // What a crash between storing the file and queueing its job leaves behind.
     let now = ward_domain::UtcInstant::now();
     let stored_id = ward_domain::UploadId::new(now, 1);
-    let mut stored = ward_ingest::Upload::pending(provider.clone(), stored_id.clone(), now, 900);
+    let mut stored = ward_ports::Upload::pending(provider.clone(), stored_id.clone(), now, 900);
     ctx.uploads.create(&stored).await.unwrap();
-    stored.status = ward_ingest::UploadStatus::Receiving;
+    stored.status = ward_ports::UploadStatus::Receiving;
     ctx.uploads.update(stored, 0).await.unwrap();
     let key = ward_domain::key_layout::upload_object_key(
         &provider,
@@ -417,9 +417,9 @@ async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
     .unwrap();
     // ...and a crash in the middle of receiving a file: nothing stored yet.
     let half_id = ward_domain::UploadId::new(now.plus_seconds(1), 2);
-    let mut half = ward_ingest::Upload::pending(provider.clone(), half_id.clone(), now, 900);
+    let mut half = ward_ports::Upload::pending(provider.clone(), half_id.clone(), now, 900);
     ctx.uploads.create(&half).await.unwrap();
-    half.status = ward_ingest::UploadStatus::Receiving;
+    half.status = ward_ports::UploadStatus::Receiving;
     ctx.uploads.update(half, 0).await.unwrap();
     drop(ctx);
     let key = app.key.clone();
@@ -453,9 +453,9 @@ async fn a_retry_after_rows_were_read_reads_them_again_despite_an_identical_uplo
     for (n, rows_read) in [(1u64, true), (2, false)] {
         // An upload whose earlier attempt died while processing.
         let id = ward_domain::UploadId::new(now, n);
-        let mut upload = ward_ingest::Upload::pending(provider.clone(), id.clone(), now, 900);
+        let mut upload = ward_ports::Upload::pending(provider.clone(), id.clone(), now, 900);
         ctx.uploads.create(&upload).await.unwrap();
-        upload.status = ward_ingest::UploadStatus::Processing;
+        upload.status = ward_ports::UploadStatus::Processing;
         upload.bytes = Some(file.len() as u64);
         upload.rows_read = rows_read;
         ctx.uploads.update(upload, 0).await.unwrap();

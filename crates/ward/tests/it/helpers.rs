@@ -36,7 +36,7 @@ impl Default for Options {
                 batch_rows: 64,
                 // Ad hoc SQL runs in a child process of the ward binary (this test
                 // binary is not one).
-                analytics: ward_ingest::AnalyticsSettings {
+                analytics: ward_ports::AnalyticsSettings {
                     sql_sandbox_program: Some(env!("CARGO_BIN_EXE_ward").into()),
                     ..Default::default()
                 },

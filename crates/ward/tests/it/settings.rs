@@ -6,7 +6,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ingest::retention::{RetentionPolicy, sweep};
-use ward_ingest::uploads::{Upload, UploadRepository, UploadStatus};
+use ward_ports::uploads::{Upload, UploadRepository, UploadStatus};
 
 use crate::helpers::{HEADER, spawn_app};
 

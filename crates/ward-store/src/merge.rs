@@ -8,9 +8,9 @@
 //! first `limit`, so no item is skipped and none comes twice. The cursor is the merge key
 //! of the last item returned.
 
+use crate::{Item, Order, Query, StoreError, Table};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ward_store::{Item, Order, Query, StoreError, Table};
 
 /// At most this many pages are read from one stream for one answer (a filter that keeps
 /// little ends the page early, with a cursor to go on).

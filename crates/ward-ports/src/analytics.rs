@@ -13,8 +13,9 @@ use ward_domain::key_layout;
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, VERSION, Value};
 
+use crate::Storage;
+use crate::error::ProcessError;
 use crate::uploads::UploadReport;
-use crate::worker::{IngestContext, ProcessError};
 
 /// Settings of the standard queries and of ad hoc SQL.
 #[derive(Debug, Clone)]
@@ -297,6 +298,10 @@ pub enum SqlError {
     Internal(String),
 }
 
+/// The message for facility work in a build without the analytics engine.
+pub const NO_ANALYTICS: &str =
+    "this Ward was built without facility analytics (build it with --features analytics)";
+
 /// What a facility file's processing came to.
 #[derive(Debug)]
 pub enum FacilityOutcome {
@@ -314,7 +319,7 @@ pub trait Analytics: Send + Sync + 'static {
     /// record. Must be idempotent: processing the same file again leaves the same dataset.
     async fn ingest_facilities(
         &self,
-        ctx: &IngestContext,
+        storage: &Storage,
         provider: &ProviderId,
         upload: &UploadId,
         file: &ObjectPath,
@@ -324,14 +329,14 @@ pub trait Analytics: Send + Sync + 'static {
     /// a failure that retrying cannot fix (no dataset); `Err` is worth a retry.
     async fn run_standard_queries(
         &self,
-        ctx: &IngestContext,
+        storage: &Storage,
         run: &AnalyticsRun,
     ) -> Result<Result<(String, Vec<QueryResult>), String>, ProcessError>;
 
     /// Runs one read-only SELECT over the provider's own datasets.
     async fn sql(
         &self,
-        ctx: &IngestContext,
+        storage: &Storage,
         provider: &ProviderId,
         sql: &str,
         max_rows: usize,

@@ -1,0 +1,302 @@
+//! Writing a visit file's rows: the parser (`parse`, or `key_order`) on a blocking thread
+//! sends batches; this task writes each batch's valid rows only if absent and accounts for
+//! every row (inserted, duplicate, conflict, rejected) in the report and the error list.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use object_store::path::Path as ObjectPath;
+use ward_domain::visit::VisitRules;
+use ward_domain::{UploadId, UtcInstant};
+use ward_ports::visits::{RecordSource, StoredSource};
+use ward_ports::{ProcessError, RowProblem, Upload, UploadReport};
+use ward_store::{PutOutcome, StoreError};
+
+use crate::context::IngestContext;
+use crate::errors_file::ErrorsFile;
+use crate::key_order::{SortSettings, parse_file_in_key_order};
+use crate::parse::{ParsedBatch, ParsedRow, ParserMessage, object_reader, parse_file};
+use crate::visit_csv::FileError;
+
+/// Streams the file through the parser (a blocking thread) and writes batches (this task).
+pub(crate) async fn ingest_rows(
+    ctx: &IngestContext,
+    upload: &Upload,
+    processing: &ObjectPath,
+    errors_path: &ObjectPath,
+    csv_file: &str,
+    rules: VisitRules,
+) -> Result<Result<(UploadReport, u64), FileError>, ProcessError> {
+    let (provider, upload_id) = (&upload.provider, &upload.id);
+    let reader = object_reader(
+        ctx.objects.as_ref(),
+        processing,
+        Some(Arc::clone(&ctx.progress_bytes)),
+    )
+    .await?;
+    // Two parsed batches ahead of the writer keep both cores busy; more only costs memory.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<ParserMessage>(2);
+    let processed_at = UtcInstant::now().rfc3339_seconds();
+    let source_provider = provider.clone();
+    let source_upload = upload_id.clone();
+    let source_file = csv_file.to_owned();
+    let source_file_name = upload
+        .file_name
+        .as_ref()
+        .map(|name| name.as_str().to_owned());
+    let batch_rows = ctx.settings.batch_rows;
+    let sort = ctx.key_order().then(|| SortSettings {
+        dir: ctx
+            .settings
+            .sort_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir),
+        buffer_bytes: ctx.settings.sort_buffer_bytes,
+    });
+    let errors_sort = sort.clone();
+    let overlap_batches = sort.is_some();
+    let sorted_rows = Arc::clone(&ctx.progress_sorted_rows);
+    let parser = tokio::task::spawn_blocking(move || {
+        let source = RecordSource {
+            provider: &source_provider,
+            upload: &source_upload,
+            csv_file: &source_file,
+            processed_at: &processed_at,
+            file_name: source_file_name.as_deref(),
+        };
+        match sort {
+            Some(sort) => parse_file_in_key_order(
+                reader,
+                &rules,
+                &source,
+                batch_rows,
+                sort,
+                &sorted_rows,
+                &sender,
+            ),
+            None => parse_file(reader, &rules, &source, batch_rows, &sender),
+        }
+    });
+
+    let mut report = UploadReport::default();
+    // Rejections a later run could decide otherwise (a date too far ahead).
+    let mut n_time_dependent = 0;
+    // In key order, conflicts arrive after every rejection, so the error list is sorted
+    // back into line order before it is written.
+    let mut errors = ErrorsFile::new(ctx.objects.clone(), errors_path.clone(), errors_sort);
+    let mut file_error = None;
+    // In key order, no identity spans two batches (the parser cuts between identities), so
+    // the next batch's writes may start before the last one's end: which is written first
+    // changes no outcome. In file order a later batch may repeat a key of an earlier one,
+    // and the earlier line must win, so each batch waits for the one before.
+    let mut in_flight: Option<BatchInFlight> = None;
+    while let Some(message) = receiver.recv().await {
+        match message {
+            ParserMessage::Header {
+                unknown_columns,
+                n_unknown_columns,
+            } => {
+                report.unknown_columns = unknown_columns;
+                report.unknown_column_count = n_unknown_columns;
+            }
+            ParserMessage::FileFailed(error) => file_error = Some(error),
+            ParserMessage::Batch(batch) => {
+                n_time_dependent += batch.n_time_dependent;
+                let previous = in_flight.take();
+                let current = BatchInFlight::start(ctx, batch, &mut report);
+                let mut result = match previous {
+                    Some(previous) => {
+                        finish_batch(ctx, upload_id, previous, &mut report, &mut errors).await
+                    }
+                    None => Ok(()),
+                };
+                if result.is_err() {
+                    current.abandon().await;
+                } else if overlap_batches {
+                    in_flight = Some(current);
+                } else {
+                    result = finish_batch(ctx, upload_id, current, &mut report, &mut errors).await;
+                }
+                if let Err(error) = result {
+                    drop(receiver);
+                    errors.abort().await;
+                    let _ = parser.await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+    if let Some(last) = in_flight.take()
+        && let Err(error) = finish_batch(ctx, upload_id, last, &mut report, &mut errors).await
+    {
+        errors.abort().await;
+        let _ = parser.await;
+        return Err(error);
+    }
+    parser
+        .await
+        .map_err(|e| ProcessError::Internal(format!("parser task: {e}")))?;
+    match file_error {
+        Some(FileError::Io(message)) => {
+            errors.abort().await;
+            Err(ProcessError::Read(message))
+        }
+        Some(error) => {
+            errors.abort().await;
+            Ok(Err(error))
+        }
+        None => {
+            errors.finish().await?;
+            report.first_problems.sort_by_key(|problem| problem.line);
+            Ok(Ok((report, n_time_dependent)))
+        }
+    }
+}
+
+/// A batch whose valid rows are being written, with what accounting them needs.
+pub(crate) struct BatchInFlight {
+    write: tokio::task::JoinHandle<Result<Vec<PutOutcome>, StoreError>>,
+    /// Line, content hash, raw MRN and raw date of each valid row, in the order written.
+    rows: Vec<(u64, String, String, String)>,
+    /// Rejected rows (conflicts join them when the outcomes are in).
+    problems: Vec<(RowProblem, String, String)>,
+    n_rows: u64,
+}
+
+impl BatchInFlight {
+    /// Starts writing the valid rows of `batch` (on a task of its own, so that the next
+    /// batch can be prepared meanwhile) and counts its rejected rows.
+    fn start(ctx: &IngestContext, batch: ParsedBatch, report: &mut UploadReport) -> Self {
+        let mut items = Vec::with_capacity(batch.rows.len());
+        let mut rows = Vec::with_capacity(batch.rows.len());
+        let mut problems = Vec::new();
+        for row in batch.rows {
+            match row {
+                ParsedRow::Valid {
+                    item,
+                    line,
+                    hash,
+                    raw_mrn,
+                    raw_date_time,
+                } => {
+                    items.push(item);
+                    rows.push((line, hash, raw_mrn, raw_date_time));
+                }
+                ParsedRow::Rejected {
+                    problem,
+                    raw_mrn,
+                    raw_date_time,
+                } => {
+                    report.counts.rejected += 1;
+                    problems.push((problem, raw_mrn, raw_date_time));
+                }
+            }
+        }
+        let table = Arc::clone(&ctx.table);
+        let write = tokio::spawn(async move { table.put_many_if_absent(items).await });
+        Self {
+            write,
+            rows,
+            problems,
+            n_rows: batch.n_rows,
+        }
+    }
+
+    /// Waits for the write to end, whatever its result (before giving up on an attempt, so
+    /// that no write of it outlives it).
+    async fn abandon(self) {
+        let _ = self.write.await;
+    }
+}
+
+/// Waits for a batch's writes and accounts for its rows: the report's counts, conflicts and
+/// rejections in the error list, progress, and the injected fault of the tests.
+pub(crate) async fn finish_batch(
+    ctx: &IngestContext,
+    upload_id: &UploadId,
+    batch: BatchInFlight,
+    report: &mut UploadReport,
+    errors: &mut ErrorsFile,
+) -> Result<(), ProcessError> {
+    let BatchInFlight {
+        write,
+        rows,
+        mut problems,
+        n_rows,
+    } = batch;
+    let outcomes = write
+        .await
+        .map_err(|e| ProcessError::Internal(format!("store task: {e}")))??;
+    ctx.progress_valid_rows
+        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+    let mut outcomes = outcomes.into_iter();
+    for (line, hash, raw_mrn, raw_date_time) in rows {
+        let outcome = outcomes
+            .next()
+            .ok_or_else(|| ProcessError::Internal("store returned too few outcomes".into()))?;
+        match outcome {
+            PutOutcome::Written => report.counts.inserted += 1,
+            PutOutcome::Exists(existing) => {
+                let stored = StoredSource::of(&existing);
+                let same_source = stored.upload_id == upload_id.as_str()
+                    && stored.source_line == Some(line as i64);
+                if same_source {
+                    report.counts.inserted += 1;
+                } else if stored.content_hash == hash {
+                    report.counts.duplicate += 1;
+                } else {
+                    report.counts.conflict += 1;
+                    let problem = RowProblem {
+                        line,
+                        index: None,
+                        outcome: "conflict".into(),
+                        column: "row".into(),
+                        reason: format!(
+                            "a different record for this patient and time already exists (from {} line {}); the stored record was kept",
+                            stored.csv_file,
+                            stored.source_line.unwrap_or_default()
+                        ),
+                    };
+                    problems.push((problem, raw_mrn, raw_date_time));
+                }
+            }
+        }
+    }
+    // Rejected rows and conflicts, in line order, in the error list and the report.
+    problems.sort_by_key(|(problem, _, _)| problem.line);
+    for (problem, raw_mrn, raw_date_time) in problems {
+        errors.push(&problem, &raw_mrn, &raw_date_time)?;
+        keep_first_problems(&mut report.first_problems, problem);
+    }
+    errors.flush().await?;
+    report.counts.rows += n_rows;
+    let rows_so_far = ctx.progress_rows.fetch_add(n_rows, Ordering::Relaxed) + n_rows;
+    if let Some(limit) = ctx.settings.fault_after_rows
+        && report.counts.rows >= limit
+        && ctx.faults_fired.fetch_add(1, Ordering::SeqCst) < ctx.settings.fault_times
+    {
+        if ctx.settings.fault_panics {
+            panic!("injected panic after {rows_so_far} rows");
+        }
+        return Err(ProcessError::Injected(rows_so_far));
+    }
+    Ok(())
+}
+
+/// Keeps the [`UploadReport::MAX_PROBLEMS`] problems with the lowest lines, whatever
+/// order they come in (in key order, conflicts come after every rejection).
+pub(crate) fn keep_first_problems(first: &mut Vec<RowProblem>, problem: RowProblem) {
+    if first.len() < UploadReport::MAX_PROBLEMS {
+        first.push(problem);
+        return;
+    }
+    if let Some((highest, kept)) = first
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, kept)| kept.line)
+        .map(|(index, kept)| (index, kept.line))
+        && problem.line < kept
+    {
+        first[highest] = problem;
+    }
+}
