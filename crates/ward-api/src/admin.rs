@@ -9,7 +9,7 @@ use serde_json::json;
 use ward_domain::ProviderId;
 use ward_domain::time::ProviderTimeZone;
 
-use crate::auth::{self, Operator};
+use crate::principal::Principal;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -21,19 +21,21 @@ pub(crate) struct NewProvider {
 
 pub(crate) async fn create_provider(
     State(state): State<AppState>,
-    _operator: Operator,
+    principal: Principal,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    principal.operator()?;
     let body: NewProvider = crate::problem::small_json_body(&headers, &body, false, "provider")?
         .ok_or_else(|| ApiError::invalid("body", "is required"))?;
     let provider =
         ProviderId::parse(&body.provider_id).map_err(|e| ApiError::invalid("providerId", e))?;
-    if let Some(zone) = &body.time_zone {
-        ProviderTimeZone::parse(zone).map_err(|e| ApiError::invalid("timeZone", e))?;
-    }
-    let key =
-        auth::create_provider(state.table.as_ref(), &provider, body.time_zone.as_deref()).await?;
+    let zone = body
+        .time_zone
+        .as_deref()
+        .map(|zone| ProviderTimeZone::parse(zone).map_err(|e| ApiError::invalid("timeZone", e)))
+        .transpose()?;
+    let key = state.tenants.create(&provider, zone.as_ref()).await?;
     tracing::info!(provider_id = %provider, "provider created");
     Ok((
         StatusCode::CREATED,
@@ -44,12 +46,13 @@ pub(crate) async fn create_provider(
 
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
-    _operator: Operator,
+    principal: Principal,
     Path(provider_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    principal.operator()?;
     let provider =
         ProviderId::parse(&provider_id).map_err(|_| ApiError::NotFound("the provider"))?;
-    let key = auth::rotate_key(state.table.as_ref(), &provider).await?;
+    let key = state.tenants.rotate_key(&provider).await?;
     tracing::info!(provider_id = %provider, "provider key rotated");
     Ok((
         StatusCode::CREATED,
@@ -60,8 +63,9 @@ pub(crate) async fn rotate_key(
 
 pub(crate) async fn list_dead(
     State(state): State<AppState>,
-    _operator: Operator,
+    principal: Principal,
 ) -> Result<Response, ApiError> {
+    principal.operator()?;
     let dead = state
         .ctx
         .queue
@@ -73,9 +77,10 @@ pub(crate) async fn list_dead(
 
 pub(crate) async fn replay(
     State(state): State<AppState>,
-    _operator: Operator,
+    principal: Principal,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    principal.operator()?;
     match ward_ingest::replay_dead_job(&state.ctx, &job_id).await {
         Ok(Some(job)) => Ok(Json(json!({ "replayed": job.id() })).into_response()),
         Ok(None) => Err(ApiError::NotFound("the dead-lettered job")),

@@ -10,8 +10,9 @@ use serde_json::{Value as Json_, json};
 use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ports::{AnalyticsRun, Job, NO_ANALYTICS, RunRequest, SqlError};
 
-use crate::auth::Caller;
-use crate::uploads::{PageParams, cursor_of, download, limit_of};
+use crate::paging::{PageParams, cursor_of, limit_of};
+use crate::principal::Principal;
+use crate::uploads::download;
 use crate::{ApiError, AppState};
 
 fn run_view(run: &AnalyticsRun) -> Json_ {
@@ -66,10 +67,11 @@ pub(crate) struct StartRun {
 
 pub(crate) async fn start(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let provider = principal.provider()?.clone();
     // The request is read first: a malformed one is the caller's to fix in any build.
     let request: StartRun =
         crate::problem::small_json_body(&headers, &body, true, "run request")?.unwrap_or_default();
@@ -120,9 +122,10 @@ pub(crate) async fn start(
 
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let provider = principal.provider()?.clone();
     let limit = limit_of(params.limit, 50)?;
     let cursor = cursor_of(params.cursor.as_deref())?;
     let (runs, next) = state.ctx.runs.list(&provider, limit, cursor).await?;
@@ -144,18 +147,20 @@ async fn load(state: &AppState, provider: &ProviderId, id: &str) -> Result<Analy
 
 pub(crate) async fn show(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     Path(run_id): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
+    let provider = principal.provider()?.clone();
     let run = load(&state, &provider, &run_id).await?;
     Ok(Json(run_view(&run)))
 }
 
 pub(crate) async fn result_file(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     Path((run_id, file)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let provider = principal.provider()?.clone();
     let run = load(&state, &provider, &run_id).await?;
     let (query, extension) = file
         .rsplit_once('.')
@@ -184,10 +189,11 @@ pub(crate) struct SqlRequest {
 
 pub(crate) async fn sql(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Json_>, ApiError> {
+    let provider = principal.provider()?.clone();
     let request: SqlRequest = crate::problem::small_json_body(
         &headers,
         &body,

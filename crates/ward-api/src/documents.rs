@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant, key_layout};
 use ward_emr::{Actor, DOCUMENT_UPLOAD_WINDOW_SECONDS, Kind, Stored};
 
-use crate::emr::EmrCaller;
+use crate::principal::Principal;
 use crate::{ApiError, AppState};
 
 /// How long a download URL lasts.
@@ -154,9 +154,10 @@ async fn check_object(
 /// object storage (the AWS shape).
 pub(crate) async fn check(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path((mrn, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let stored = check_object(&state, &actor, &mrn, &id, &["PENDING_UPLOAD"]).await?;
     Ok(axum::Json(stored.json).into_response())
 }
@@ -164,9 +165,10 @@ pub(crate) async fn check(
 /// `GET /v1/patients/{mrn}/documents/{id}/content`: a 303 to a short-lived signed URL.
 pub(crate) async fn content(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path((mrn, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let stored = state
         .emr
         .get_child(&actor, Kind::Document, &mrn, &id)

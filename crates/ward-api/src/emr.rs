@@ -3,12 +3,9 @@
 //! timeline and the audit trail. Every handler turns the request into one call of
 //! `ward_emr::Emr`, which audits it; the provider always comes from the API key.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -19,73 +16,9 @@ use ward_emr::audit::{AuditQuery, MAX_AUDIT_DAYS};
 use ward_emr::{Actor, EmrError, Idempotency, Kind, ListFilter, Listed, Stored};
 use ward_store::Order;
 
-use crate::auth::Caller;
-use crate::uploads::limit_of;
+use crate::paging::limit_of;
+use crate::principal::Principal;
 use crate::{ApiError, AppState};
-
-/// The caller as the audit trail names it.
-pub(crate) struct EmrCaller(pub Actor);
-
-impl FromRequestParts<AppState> for EmrCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Caller(provider) = Caller::from_request_parts(parts, state).await?;
-        // `ward.{provider}.{keyId}.{secret}`: the key id names the actor, never the secret.
-        let key_id = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split('.').nth(2))
-            .filter(|id| id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .unwrap_or("unknown")
-            .to_owned();
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(str::to_owned);
-        let client_address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self(Actor {
-            provider,
-            actor: format!("key:{key_id}"),
-            request_id,
-            client_address,
-        }))
-    }
-}
-
-/// Appends the audit event of a read outside the EMR service (CSV visits, upload
-/// reports and error lists): `result` decides the outcome.
-pub(crate) async fn audit_read<T>(
-    state: &AppState,
-    actor: &Actor,
-    action: &str,
-    resource_type: &str,
-    resource_id: &str,
-    patient: Option<&str>,
-    result: Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    let outcome = match &result {
-        Ok(_) => "SUCCESS",
-        Err(ApiError::NotFound(_)) => "NOT_FOUND",
-        Err(ApiError::Invalid { .. } | ApiError::Fields(_)) => "INVALID",
-        Err(ApiError::NotReady(_)) => "NOT_READY",
-        Err(_) => "ERROR",
-    };
-    state
-        .emr
-        .audit_log()
-        .record(actor.event(action, resource_type, Some(resource_id), patient, outcome))
-        .await;
-    result
-}
 
 impl From<EmrError> for ApiError {
     fn from(error: EmrError) -> Self {
@@ -280,7 +213,7 @@ pub(crate) fn collection_routes(
             &format!("/v1/patients/{{mrn}}/{segment}"),
             get(
                 move |state: State<AppState>,
-                      caller: EmrCaller,
+                      caller: Principal,
                       path: Path<String>,
                       query: Query<ListParams>| {
                     list_children(kind, state, caller, path, query)
@@ -288,7 +221,7 @@ pub(crate) fn collection_routes(
             )
             .post(
                 move |state: State<AppState>,
-                      caller: EmrCaller,
+                      caller: Principal,
                       path: Path<String>,
                       headers: HeaderMap,
                       body: BodyBytes| {
@@ -299,13 +232,13 @@ pub(crate) fn collection_routes(
         .route(
             &format!("/v1/patients/{{mrn}}/{segment}/{{id}}"),
             get(
-                move |state: State<AppState>, caller: EmrCaller, path: Path<(String, String)>| {
+                move |state: State<AppState>, caller: Principal, path: Path<(String, String)>| {
                     get_child(kind, state, caller, path)
                 },
             )
             .patch(
                 move |state: State<AppState>,
-                      caller: EmrCaller,
+                      caller: Principal,
                       path: Path<(String, String)>,
                       headers: HeaderMap,
                       body: BodyBytes| {
@@ -318,7 +251,7 @@ pub(crate) fn collection_routes(
             &format!("/v1/clinicians/{{id}}/{segment}"),
             get(
                 move |state: State<AppState>,
-                      caller: EmrCaller,
+                      caller: Principal,
                       path: Path<String>,
                       query: Query<ListParams>| {
                     clinician_items(kind, state, caller, path, query)
@@ -333,10 +266,11 @@ pub(crate) fn collection_routes(
 
 pub(crate) async fn create_patient(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let body = bytes_of(body)?;
     let idem = idempotency(&headers, &Method::POST, "/v1/patients", &body)?;
     let stored = state
@@ -353,9 +287,10 @@ pub(crate) async fn create_patient(
 /// `?email=` finds one patient; `?clinic=` lists a clinic's patients.
 pub(crate) async fn find_patients(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     match (&params.email, &params.clinic) {
         (Some(email), None) => {
             let stored = state.emr.patient_by_email(&actor, email).await?;
@@ -382,19 +317,21 @@ pub(crate) async fn find_patients(
 
 pub(crate) async fn get_patient(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(mrn): Path<String>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     Ok(one(state.emr.get_patient(&actor, &mrn).await?))
 }
 
 pub(crate) async fn patch_patient(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(mrn): Path<String>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let body = bytes_of(body)?;
     let version = if_match(&headers)?;
     let patch = body_json(&headers, &body)?;
@@ -406,10 +343,11 @@ pub(crate) async fn patch_patient(
 
 pub(crate) async fn timeline(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(mrn): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     Ok(page(
         state.emr.timeline(&actor, &mrn, params.filter()?).await?,
     ))
@@ -420,11 +358,12 @@ pub(crate) async fn timeline(
 async fn create_child(
     kind: Kind,
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(mrn): Path<String>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let body = bytes_of(body)?;
     let segment = segment_of(kind);
     let path = format!("/v1/patients/{mrn}/{segment}");
@@ -450,10 +389,11 @@ async fn create_child(
 async fn list_children(
     kind: Kind,
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(mrn): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     Ok(page(
         state
             .emr
@@ -465,20 +405,22 @@ async fn list_children(
 async fn get_child(
     kind: Kind,
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path((mrn, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     Ok(one(state.emr.get_child(&actor, kind, &mrn, &id).await?))
 }
 
 async fn patch_child(
     kind: Kind,
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path((mrn, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let body = bytes_of(body)?;
     let version = if_match(&headers)?;
     let patch = body_json(&headers, &body)?;
@@ -492,10 +434,11 @@ async fn patch_child(
 
 pub(crate) async fn create_clinician(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let body = bytes_of(body)?;
     let idem = idempotency(&headers, &Method::POST, "/v1/clinicians", &body)?;
     let stored = state
@@ -511,9 +454,10 @@ pub(crate) async fn create_clinician(
 
 pub(crate) async fn list_clinicians(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let limit = limit_of(params.limit, 50)?;
     Ok(page(
         state
@@ -525,19 +469,21 @@ pub(crate) async fn list_clinicians(
 
 pub(crate) async fn get_clinician(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     Ok(one(state.emr.get_clinician(&actor, &id).await?))
 }
 
 pub(crate) async fn patch_clinician(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let body = bytes_of(body)?;
     let version = if_match(&headers)?;
     let patch = body_json(&headers, &body)?;
@@ -550,10 +496,11 @@ pub(crate) async fn patch_clinician(
 async fn clinician_items(
     kind: Kind,
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(id): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     Ok(page(
         state
             .emr
@@ -566,10 +513,11 @@ async fn clinician_items(
 
 pub(crate) async fn clinic_appointments(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(clinic): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let date = params.date.as_deref().ok_or_else(|| {
         ApiError::invalid("date", "is required (YYYY-MM-DD, the clinic's local day)")
     })?;
@@ -584,10 +532,11 @@ pub(crate) async fn clinic_appointments(
 
 pub(crate) async fn clinic_patients(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(clinic): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let limit = limit_of(params.limit, 50)?;
     Ok(page(
         state
@@ -616,17 +565,19 @@ async fn by_type(
 
 pub(crate) async fn records_by_type(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     by_type(&state, &actor, Kind::ClinicalRecord, params).await
 }
 
 pub(crate) async fn documents_by_type(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     by_type(&state, &actor, Kind::Document, params).await
 }
 
@@ -636,9 +587,10 @@ pub(crate) async fn documents_by_type(
 /// day and spans at most 31 days.
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let to = instant_param("to", &params.to)?.unwrap_or_else(UtcInstant::now);
     let from = instant_param("from", &params.from)?.unwrap_or(to.plus_seconds(-86_400));
     if from > to {

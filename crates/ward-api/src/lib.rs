@@ -7,10 +7,12 @@
 
 mod admin;
 mod analytics;
-pub mod auth;
 mod documents;
 mod emr;
+mod paging;
+pub mod principal;
 pub mod problem;
+mod reads;
 mod records;
 pub mod signing;
 mod uploads;
@@ -126,6 +128,8 @@ pub struct AppState {
     pub ctx: Arc<IngestContext>,
     /// The table (same as `ctx.table`).
     pub table: Arc<dyn Table>,
+    /// Providers and their API keys.
+    pub tenants: ward_ports::Tenants,
     /// Every read of stored visits.
     pub visits: ward_ports::VisitRepository,
     /// Verifies the signed PUT endpoint's URLs; `None` where clients upload elsewhere (S3).

@@ -161,6 +161,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ward_ports::TenantError> for ApiError {
+    fn from(error: ward_ports::TenantError) -> Self {
+        match error {
+            ward_ports::TenantError::Exists(provider) => {
+                Self::Conflict(format!("provider {provider} already exists"))
+            }
+            ward_ports::TenantError::NotFound => Self::NotFound("the provider"),
+            ward_ports::TenantError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -8,8 +8,10 @@ use ward_domain::{Mrn, UtcInstant};
 use ward_ports::visits::{VisitRange, VisitReadError};
 use ward_store::Order;
 
-use crate::emr::{EmrCaller, audit_read};
-use crate::uploads::{limit_of, load};
+use crate::paging::limit_of;
+use crate::principal::Principal;
+use crate::reads::audit_read;
+use crate::uploads::load;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -24,10 +26,11 @@ pub(crate) struct PatientParams {
 /// A patient's visits (audited).
 pub(crate) async fn by_patient(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(mrn): Path<String>,
     Query(params): Query<PatientParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let result = patient_visits(&state, &actor.provider, &mrn, params).await;
     audit_read(&state, &actor, "LIST", "VISIT", &mrn, Some(&mrn), result).await
 }
@@ -95,10 +98,11 @@ pub(crate) struct UploadRecordParams {
 /// The records an upload created (audited).
 pub(crate) async fn by_upload(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(upload_id): Path<String>,
     Query(params): Query<UploadRecordParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let result = upload_records(&state, &actor.provider, &upload_id, params).await;
     audit_read(
         &state,

@@ -17,8 +17,9 @@ use ward_domain::key_layout::{self, ObjectStage, UploadKind};
 use ward_domain::{ProviderId, SourceFileName, UploadId, UtcInstant};
 use ward_ports::{Job, Upload, UploadStatus};
 
-use crate::auth::Caller;
-use crate::emr::{EmrCaller, audit_read};
+use crate::paging::{PageParams, cursor_of, limit_of};
+use crate::principal::Principal;
+use crate::reads::audit_read;
 use crate::{ApiError, AppState};
 
 /// The JSON view of an upload.
@@ -74,10 +75,11 @@ pub(crate) struct CreateUpload {
 
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let provider = principal.provider()?.clone();
     let request: CreateUpload =
         crate::problem::small_json_body(&headers, &body, true, "upload request")?
             .unwrap_or_default();
@@ -129,32 +131,12 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct PageParams {
-    pub(crate) limit: Option<usize>,
-    pub(crate) cursor: Option<String>,
-}
-
-/// Reads an opaque page cursor from a query parameter.
-pub(crate) fn cursor_of(token: Option<&str>) -> Result<Option<ward_store::Cursor>, ApiError> {
-    token
-        .map(ward_store::Cursor::decode)
-        .transpose()
-        .map_err(|_| ApiError::invalid("cursor", "is not valid for this request"))
-}
-
-pub(crate) fn limit_of(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
-    match limit.unwrap_or(default) {
-        limit @ 1..=1000 => Ok(limit),
-        _ => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
-    }
-}
-
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Caller(provider): Caller,
+    principal: Principal,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Json_>, ApiError> {
+    let provider = principal.provider()?.clone();
     let limit = limit_of(params.limit, 50)?;
     let cursor = cursor_of(params.cursor.as_deref())?;
     let (uploads, next) = state.ctx.uploads.list(&provider, limit, cursor).await?;
@@ -167,9 +149,10 @@ pub(crate) async fn list(
 /// An upload's status and report (the report's problems quote rows: audited).
 pub(crate) async fn show(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(upload_id): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
     let result = load(&state, &actor.provider, &upload_id)
         .await
         .map(|upload| Json(upload_view(&upload)));
@@ -188,9 +171,10 @@ pub(crate) async fn show(
 /// Every rejected or conflicting row of an upload (patient data: audited).
 pub(crate) async fn errors_csv(
     State(state): State<AppState>,
-    EmrCaller(actor): EmrCaller,
+    principal: Principal,
     Path(upload_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let actor = principal.actor()?;
     let result = errors_csv_of(&state, &actor.provider, &upload_id).await;
     audit_read(
         &state,

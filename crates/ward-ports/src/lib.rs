@@ -4,7 +4,8 @@
 //! queue adapter runs), the upload URL port ([`upload_urls`]), the analytics port
 //! ([`analytics`]: facility files, runs, ad hoc SQL), and the records that more than one
 //! crate reads or writes: the upload item and its state machine ([`uploads`]), the visit
-//! schema and every visit read ([`visits`]), audit events ([`audit`]).
+//! schema and every visit read ([`visits`]), tenants and their API keys ([`tenants`]),
+//! audit events ([`audit`]).
 //! Deliberately does not: process anything (the pipeline is `ward-ingest`, the EMR
 //! `ward-emr`, the engine `ward-analytics`), know HTTP, or name a concrete adapter.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod queue;
 pub mod queue_conformance;
 pub mod s3_events;
+pub mod tenants;
 pub mod upload_urls;
 pub mod uploads;
 pub mod visits;
@@ -30,6 +32,7 @@ pub use analytics::{
 pub use audit::AuditEvent;
 pub use error::ProcessError;
 pub use queue::{DeadJob, Delivery, Job, JobQueue, QueueError, TableJobQueue};
+pub use tenants::{IssuedKey, TenantError, Tenants};
 pub use upload_urls::{PresignError, PresignedPut, UploadUrls};
 pub use uploads::{
     OutcomeCounts, RowProblem, Upload, UploadReport, UploadRepository, UploadStatus,

@@ -47,7 +47,8 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     let running = server::start(options(ward_ingest::IngestSettings::default())).await?;
     let ctx = running.state.ctx.clone();
     let provider = ProviderId::parse("PROV001").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let key = ward_api::auth::create_provider(ctx.table.as_ref(), &provider, None)
+    let key = ward_ports::Tenants::new(ctx.table.clone())
+        .create(&provider, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -356,7 +357,8 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
         })
         .await?;
         let ctx = running.state.ctx.clone();
-        ward_api::auth::create_provider(ctx.table.as_ref(), &provider, None)
+        ward_ports::Tenants::new(ctx.table.clone())
+            .create(&provider, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         eprintln!("ingest, audit {}...", if audit_on { "on" } else { "off" });

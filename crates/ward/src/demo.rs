@@ -59,16 +59,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let base_url = running.base_url.clone();
     println!("  server        {base_url}");
     let provider = ProviderId::parse("PROV001").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let api_key = match ward_api::auth::create_provider(
-        running.state.table.as_ref(),
-        &provider,
-        None,
-    )
-    .await
+    let api_key = match ward_ports::Tenants::new(running.state.table.clone())
+        .create(&provider, None)
+        .await
     {
         Ok(key) => key.0,
         Err(_) => {
-            ward_api::auth::rotate_key(running.state.table.as_ref(), &provider)
+            ward_ports::Tenants::new(running.state.table.clone())
+                .rotate_key(&provider)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .0

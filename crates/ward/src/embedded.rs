@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rand::RngCore;
-use ward_api::auth::hash_secret;
 use ward_ingest::{IngestContext, IngestSettings};
 use ward_ports::TableJobQueue;
+use ward_ports::tenants::hash_secret;
 use ward_store::{Condition, Item, Key, PK, SK, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable, OpenError};
 

@@ -23,7 +23,8 @@ pub async fn ensure_provider(ctx: &IngestContext, provider: &ProviderId) -> anyh
     if ctx.table.get(&key).await?.is_some() {
         return Ok(false);
     }
-    ward_api::auth::create_provider(ctx.table.as_ref(), provider, None)
+    ward_ports::Tenants::new(ctx.table.clone())
+        .create(provider, None)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create provider {provider}: {e}"))?;
     Ok(true)

@@ -423,19 +423,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let embedded = embedded::open(&data.data_dir, Default::default(), &Default::default())?;
             let key = match &action {
                 TenantAction::Create { time_zone, .. } => {
-                    if let Some(zone) = time_zone {
-                        ward_domain::time::ProviderTimeZone::parse(zone)
-                            .map_err(|e| anyhow::anyhow!(e))?;
-                    }
-                    ward_api::auth::create_provider(
-                        embedded.table.as_ref(),
-                        &provider,
-                        time_zone.as_deref(),
-                    )
-                    .await
+                    let zone = time_zone
+                        .as_deref()
+                        .map(ward_domain::time::ProviderTimeZone::parse)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    ward_ports::Tenants::new(embedded.table.clone())
+                        .create(&provider, zone.as_ref())
+                        .await
                 }
                 TenantAction::Rotate { .. } => {
-                    ward_api::auth::rotate_key(embedded.table.as_ref(), &provider).await
+                    ward_ports::Tenants::new(embedded.table.clone())
+                        .rotate_key(&provider)
+                        .await
                 }
             }
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -108,6 +108,7 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
     let state = AppState {
         ctx: Arc::clone(&backend.ctx),
         table: Arc::clone(&backend.table),
+        tenants: ward_ports::Tenants::new(Arc::clone(&backend.table)),
         visits: ward_ports::VisitRepository::new(Arc::clone(&backend.table)),
         upload_urls,
         signer,

@@ -139,10 +139,10 @@ async fn spawn_aws_app() -> TestApp {
     let table = running.state.table.clone();
     let mut keys = Vec::new();
     for id in ["PROV001", "PROV002"] {
-        let key =
-            ward_api::auth::create_provider(table.as_ref(), &ProviderId::parse(id).unwrap(), None)
-                .await
-                .unwrap();
+        let key = ward_ports::Tenants::new(table.clone())
+            .create(&ProviderId::parse(id).unwrap(), None)
+            .await
+            .unwrap();
         keys.push(key.0);
     }
     TestApp {
@@ -281,7 +281,8 @@ async fn the_lambda_worker_processes_sqs_events_retries_failures_and_dead_letter
     .unwrap();
     let ctx = backend.ctx.clone();
     let provider = ProviderId::parse("PROV001").unwrap();
-    ward_api::auth::create_provider(backend.table.as_ref(), &provider, None)
+    ward_ports::Tenants::new(backend.table.clone())
+        .create(&provider, None)
         .await
         .unwrap();
     let now = ward_domain::UtcInstant::now();

@@ -223,7 +223,8 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
     let running = start_server(data_dir, Options::default()).await;
     let table = running.state.table.clone();
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
-    let key = ward_api::auth::rotate_key(table.as_ref(), &provider)
+    let key = ward_ports::Tenants::new(table.clone())
+        .rotate_key(&provider)
         .await
         .unwrap()
         .0;

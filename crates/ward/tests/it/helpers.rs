@@ -85,22 +85,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let running = start_server(data_dir.path(), options).await;
     let table = running.state.table.clone();
-    let key = ward_api::auth::create_provider(
-        table.as_ref(),
-        &ProviderId::parse("PROV001").unwrap(),
-        None,
-    )
-    .await
-    .unwrap()
-    .0;
-    let other_key = ward_api::auth::create_provider(
-        table.as_ref(),
-        &ProviderId::parse("PROV002").unwrap(),
-        None,
-    )
-    .await
-    .unwrap()
-    .0;
+    let key = ward_ports::Tenants::new(table.clone())
+        .create(&ProviderId::parse("PROV001").unwrap(), None)
+        .await
+        .unwrap()
+        .0;
+    let other_key = ward_ports::Tenants::new(table.clone())
+        .create(&ProviderId::parse("PROV002").unwrap(), None)
+        .await
+        .unwrap()
+        .0;
     TestApp {
         base_url: running.base_url.clone(),
         key,
