@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant, key_layout};
+use ward_emr::model::DocumentStatus;
 use ward_emr::{Actor, DOCUMENT_UPLOAD_WINDOW_SECONDS, Kind, Stored};
 
 use crate::principal::Principal;
@@ -95,7 +96,7 @@ async fn check_object(
     actor: &Actor,
     mrn: &str,
     id: &str,
-    from: &[&str],
+    from: &[DocumentStatus],
 ) -> Result<Stored, ApiError> {
     let item = state.emr.child_item(actor, Kind::Document, mrn, id).await?;
     let document = ward_emr::representation(&item);
@@ -138,8 +139,8 @@ async fn check_object(
         }
     };
     let (status, rejection) = match &verdict {
-        Ok(()) => ("AVAILABLE", None),
-        Err(reason) => ("REJECTED", Some(reason.clone())),
+        Ok(()) => (DocumentStatus::Available, None),
+        Err(reason) => (DocumentStatus::Rejected, Some(reason.clone())),
     };
     if verdict.is_err() {
         let _ = state.ctx.objects.delete(&path).await;
@@ -158,7 +159,7 @@ pub(crate) async fn check(
     Path((mrn, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let actor = principal.actor()?;
-    let stored = check_object(&state, &actor, &mrn, &id, &["PENDING_UPLOAD"]).await?;
+    let stored = check_object(&state, &actor, &mrn, &id, &[DocumentStatus::PendingUpload]).await?;
     Ok(axum::Json(stored.json).into_response())
 }
 
@@ -173,7 +174,7 @@ pub(crate) async fn content(
         .emr
         .get_child(&actor, Kind::Document, &mrn, &id)
         .await?;
-    if stored.json["status"] != "AVAILABLE" {
+    if stored.json["status"] != DocumentStatus::Available.as_str() {
         return Err(ApiError::NotReady(
             "the document's file has not been uploaded and checked",
         ));
@@ -264,20 +265,35 @@ pub(crate) async fn receive(
     // Claim the document: a second PUT is refused.
     state
         .emr
-        .document_status(&actor, &mrn, &id, &["PENDING_UPLOAD"], "RECEIVING", None)
+        .document_status(
+            &actor,
+            &mrn,
+            &id,
+            &[DocumentStatus::PendingUpload],
+            DocumentStatus::Receiving,
+            None,
+        )
         .await
         .map_err(|_| ApiError::AlreadyUploaded)?;
     let path = ObjectPath::from(object_key(&actor, &mrn, &id)?);
     match crate::uploads::stream_to_object(&state, &path, body, limit).await {
         Ok(_) => {
-            let stored = check_object(&state, &actor, &mrn, &id, &["RECEIVING"]).await?;
+            let stored =
+                check_object(&state, &actor, &mrn, &id, &[DocumentStatus::Receiving]).await?;
             Ok(axum::Json(stored.json).into_response())
         }
         Err(error) => {
             let _ = state.ctx.objects.delete(&path).await;
             let _ = state
                 .emr
-                .document_status(&actor, &mrn, &id, &["RECEIVING"], "PENDING_UPLOAD", None)
+                .document_status(
+                    &actor,
+                    &mrn,
+                    &id,
+                    &[DocumentStatus::Receiving],
+                    DocumentStatus::PendingUpload,
+                    None,
+                )
                 .await;
             Err(error)
         }

@@ -26,7 +26,7 @@ impl From<EmrError> for ApiError {
             EmrError::Invalid(errors) => Self::Fields(errors),
             EmrError::NotFound(what) => Self::NotFound(what),
             EmrError::PreconditionFailed { current } => Self::PreconditionFailed { current },
-            EmrError::Conflict(message) => Self::Conflict(message),
+            EmrError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
             EmrError::Store(error) => error.into(),
         }
     }

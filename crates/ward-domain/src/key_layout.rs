@@ -13,6 +13,40 @@ use crate::time::UtcInstant;
 /// index partitions.
 pub const UPLOAD_RECORD_SHARDS: u32 = 16;
 
+/// A secondary index of the table: its name and the attributes that key it (see
+/// `ward_store::INDEX_KEY_ATTRIBUTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexKeys {
+    /// The index's name.
+    pub name: &'static str,
+    /// The attribute holding an item's partition key in the index.
+    pub pk: &'static str,
+    /// The attribute holding an item's sort key in the index.
+    pub sk: &'static str,
+}
+
+/// `GSI1`, as the EMR uses it: a clinician's appointments and clinical records by time
+/// (partition [`clinician_pk`], sort key `{kind prefix}{id}`). CSV visits use the same
+/// index by upload ([`BY_UPLOAD_INDEX`]).
+pub const CLINICIAN_INDEX: IndexKeys = IndexKeys {
+    name: "GSI1",
+    pk: "GSI1PK",
+    sk: "GSI1SK",
+};
+/// `GSI2`: lists of a provider's entities (its clinicians, a clinic's patients, a clinic's
+/// appointments of one day).
+pub const LIST_INDEX: IndexKeys = IndexKeys {
+    name: "GSI2",
+    pk: "GSI2PK",
+    sk: "GSI2SK",
+};
+/// `GSI3`: clinical records and documents by type, sharded.
+pub const TYPE_INDEX: IndexKeys = IndexKeys {
+    name: "GSI3",
+    pk: "GSI3PK",
+    sk: "GSI3SK",
+};
+
 /// The name of the records-by-upload secondary index.
 pub const BY_UPLOAD_INDEX: &str = "GSI1";
 /// The attribute that holds an item's [`BY_UPLOAD_INDEX`] partition key.

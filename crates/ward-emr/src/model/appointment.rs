@@ -31,19 +31,66 @@ pub const SLOT_MINUTES: i64 = 5;
 /// transaction: one busy-slot item per 5 minutes).
 pub const MAX_APPOINTMENT_MINUTES: i64 = 240;
 
-/// Whether an appointment may move from `from` to `to`.
-pub fn appointment_transition_allowed(from: &str, to: &str) -> bool {
-    from == to
-        || matches!(
-            (from, to),
-            ("SCHEDULED", "CHECKED_IN" | "CANCELLED" | "NO_SHOW")
-                | ("CHECKED_IN", "COMPLETED" | "CANCELLED")
-        )
+/// Where an appointment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppointmentStatus {
+    /// Booked.
+    Scheduled,
+    /// The patient has arrived.
+    CheckedIn,
+    /// Seen.
+    Completed,
+    /// Called off (frees the clinician's time).
+    Cancelled,
+    /// The patient did not come (frees the clinician's time).
+    NoShow,
 }
 
-/// Whether an appointment in this state holds its clinician's time.
-pub fn appointment_holds_slot(status: &str) -> bool {
-    !matches!(status, "CANCELLED" | "NO_SHOW")
+impl AppointmentStatus {
+    /// The status as the API and the stored item write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "SCHEDULED",
+            Self::CheckedIn => "CHECKED_IN",
+            Self::Completed => "COMPLETED",
+            Self::Cancelled => "CANCELLED",
+            Self::NoShow => "NO_SHOW",
+        }
+    }
+
+    /// The status written `text` (one of [`APPOINTMENT_STATUSES`]).
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "SCHEDULED" => Self::Scheduled,
+            "CHECKED_IN" => Self::CheckedIn,
+            "COMPLETED" => Self::Completed,
+            "CANCELLED" => Self::Cancelled,
+            "NO_SHOW" => Self::NoShow,
+            _ => return None,
+        })
+    }
+
+    /// Whether an appointment may move from this status to `to`.
+    pub fn can_become(self, to: Self) -> bool {
+        use AppointmentStatus::*;
+        self == to
+            || matches!(
+                (self, to),
+                (Scheduled, CheckedIn | Cancelled | NoShow) | (CheckedIn, Completed | Cancelled)
+            )
+    }
+
+    /// Whether an appointment in this status holds its clinician's time.
+    pub fn holds_slot(self) -> bool {
+        !matches!(self, Self::Cancelled | Self::NoShow)
+    }
+}
+
+impl std::fmt::Display for AppointmentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An appointment of a patient with a clinician.
@@ -66,8 +113,8 @@ pub struct Appointment {
     location: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
-    /// `SCHEDULED`, `CHECKED_IN`, `COMPLETED`, `CANCELLED` or `NO_SHOW`.
-    pub status: &'static str,
+    /// Where it is in its life.
+    pub status: AppointmentStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment: Option<Payment>,
 }
@@ -120,7 +167,8 @@ pub fn appointment(check: &mut Check, obj: &Obj<'_>) -> Option<Appointment> {
     let reason = check.field(obj, "reason", false, text(1000));
     let status = check
         .field(obj, "status", false, one_of(APPOINTMENT_STATUSES))
-        .unwrap_or("SCHEDULED");
+        .and_then(AppointmentStatus::parse)
+        .unwrap_or(AppointmentStatus::Scheduled);
     let payment = check.object(obj, "payment", false, payment);
     Some(Appointment {
         clinician_id: clinician_id?,

@@ -27,6 +27,58 @@ pub const DOCUMENT_MEDIA_TYPES: &[&str] = &[
 /// The largest document, in bytes.
 pub const MAX_DOCUMENT_BYTES: i64 = 100 * 1024 * 1024;
 
+/// Where a document's file is: `PENDING_UPLOAD` (the upload session is open, the item
+/// expires unless the file arrives), `RECEIVING` (one upload is storing it), then
+/// `AVAILABLE` (its size and SHA-256 matched; indexed by type, no longer expiring) or
+/// `REJECTED` (with the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DocumentStatus {
+    /// Waiting for the file.
+    PendingUpload,
+    /// The file is arriving.
+    Receiving,
+    /// The file is stored and checked.
+    Available,
+    /// The file did not match its metadata.
+    Rejected,
+}
+
+impl DocumentStatus {
+    /// The status as the API and the stored item write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingUpload => "PENDING_UPLOAD",
+            Self::Receiving => "RECEIVING",
+            Self::Available => "AVAILABLE",
+            Self::Rejected => "REJECTED",
+        }
+    }
+
+    /// The status written `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "PENDING_UPLOAD" => Self::PendingUpload,
+            "RECEIVING" => Self::Receiving,
+            "AVAILABLE" => Self::Available,
+            "REJECTED" => Self::Rejected,
+            _ => return None,
+        })
+    }
+
+    /// Whether the upload session is still open (the item expires unless the file
+    /// arrives).
+    pub fn awaits_file(self) -> bool {
+        matches!(self, Self::PendingUpload | Self::Receiving)
+    }
+}
+
+impl std::fmt::Display for DocumentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A document's metadata; its bytes live in object storage.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

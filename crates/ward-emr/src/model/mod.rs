@@ -213,9 +213,10 @@ mod tests {
         let errors = parse(&body("2025-06-15T14:02:00Z", 31), appointment).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["start", "durationMinutes"]);
-        assert!(appointment_transition_allowed("SCHEDULED", "CANCELLED"));
-        assert!(!appointment_transition_allowed("CANCELLED", "SCHEDULED"));
-        assert!(!appointment_transition_allowed("COMPLETED", "NO_SHOW"));
+        let status = |text| AppointmentStatus::parse(text).unwrap();
+        assert!(status("SCHEDULED").can_become(status("CANCELLED")));
+        assert!(!status("CANCELLED").can_become(status("SCHEDULED")));
+        assert!(!status("COMPLETED").can_become(status("NO_SHOW")));
     }
 
     #[test]

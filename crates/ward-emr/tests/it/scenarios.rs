@@ -192,7 +192,10 @@ pub async fn one_profile_per_mrn_and_one_owner_per_email_under_concurrency(f: Fi
                 won += 1;
                 winner_email = stored.json["email"].as_str().map(str::to_owned);
             }
-            Err(EmrError::Conflict(message)) => assert!(message.contains("MRN7"), "{message}"),
+            Err(EmrError::Conflict(conflict)) => {
+                let message = conflict.to_string();
+                assert!(message.contains("MRN7"), "{message}")
+            }
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -233,7 +236,10 @@ pub async fn one_profile_per_mrn_and_one_owner_per_email_under_concurrency(f: Fi
     for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap() {
             Ok(_) => won.push(i),
-            Err(EmrError::Conflict(message)) => assert!(message.contains("email"), "{message}"),
+            Err(EmrError::Conflict(conflict)) => {
+                let message = conflict.to_string();
+                assert!(message.contains("email"), "{message}")
+            }
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -335,7 +341,10 @@ pub async fn a_clinician_cannot_be_double_booked(f: Fixture) {
         )
         .await;
     match overlap {
-        Err(EmrError::Conflict(message)) => assert!(message.contains(&first_id), "{message}"),
+        Err(EmrError::Conflict(conflict)) => {
+            let message = conflict.to_string();
+            assert!(message.contains(&first_id), "{message}")
+        }
         other => panic!("overlap must be refused: {other:?}"),
     }
     // Back to back is fine.
@@ -1140,8 +1149,8 @@ pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture)
             &f.actor,
             "MRN1",
             &id,
-            &["PENDING_UPLOAD"],
-            "AVAILABLE",
+            &[ward_emr::model::DocumentStatus::PendingUpload],
+            ward_emr::model::DocumentStatus::Available,
             None,
         )
         .await

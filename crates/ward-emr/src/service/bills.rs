@@ -1,0 +1,49 @@
+//! Bills with their services, filed under their issue time.
+
+use serde_json::Value as Json;
+use ward_domain::{Mrn, ProviderId, UploadId};
+use ward_store::WriteOp;
+
+use super::children::{Changing, NewChild};
+use super::{Draft, Emr, EmrError, child_draft, random_bits};
+use crate::model::{self, Kind};
+
+/// A new bill.
+pub(super) fn new_bill(
+    provider: &ProviderId,
+    mrn: &Mrn,
+    body: &Json,
+) -> Result<NewChild, EmrError> {
+    let bill = model::parse(body, model::bill).map_err(EmrError::Invalid)?;
+    let id = UploadId::new(bill.instant(), random_bits());
+    Ok(NewChild::alone(bill_draft(provider, mrn, &id, &bill)))
+}
+
+/// A changed bill: its issue time is fixed.
+pub(super) fn changed_bill(
+    item: &Changing<'_>,
+    if_match: i64,
+    patch: &Json,
+) -> Result<(Draft, Vec<WriteOp>), EmrError> {
+    let after = Emr::patched(
+        item.current,
+        patch,
+        if_match,
+        &[("issuedAt", "a bill is filed under its issue time")],
+    )?;
+    let bill = model::parse(&after, model::bill).map_err(EmrError::Invalid)?;
+    Ok((bill_draft(item.provider, item.mrn, item.id, &bill), vec![]))
+}
+
+fn bill_draft(provider: &ProviderId, mrn: &Mrn, id: &UploadId, bill: &model::Bill) -> Draft {
+    child_draft(
+        provider,
+        mrn,
+        Kind::Bill,
+        id,
+        serde_json::to_value(bill).unwrap_or_default(),
+        None,
+        None,
+        vec![],
+    )
+}

@@ -1,0 +1,291 @@
+//! Reads across a patient's, a clinician's or a clinic's items: one partition, or index
+//! shards merged into one ordered list with one cursor (`ward_store::merge`).
+
+use ward_domain::key_layout::{
+    self as keys, CLINICIAN_INDEX, EMR_INDEX_SHARDS, LIST_INDEX, TYPE_INDEX,
+};
+use ward_store::merge::{self, Merged, Stream};
+use ward_store::{Item, Order, Query, SK, SkCondition};
+
+use super::{
+    Emr, EmrError, ListFilter, Listed, check_identifier, child_prefix, compact, invalid, parse_mrn,
+    representation, s,
+};
+use crate::audit::Actor;
+use crate::model::{self, Kind};
+
+impl Emr {
+    /// A patient's items of one kind in time order, with time, type and status filters.
+    pub async fn list_children(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        mrn: &str,
+        filter: ListFilter,
+    ) -> Result<Listed, EmrError> {
+        let result = async {
+            let mrn_id = parse_mrn(mrn)?;
+            let prefix = child_prefix(kind);
+            let (low, high) = time_range(prefix, &filter)?;
+            let after = filter
+                .cursor
+                .as_deref()
+                .map(merge::decode_cursor)
+                .transpose()?;
+            let keep = attribute_filter(&filter);
+            let stream = range_stream(
+                None,
+                keys::patient_pk(&actor.provider, &mrn_id),
+                SK,
+                low,
+                high,
+                filter.order,
+                filter.limit,
+                after,
+                keep,
+            );
+            self.merged(vec![stream], filter.order, filter.limit, SK)
+                .await
+        }
+        .await;
+        self.audited(actor, "LIST", kind, None, Some(mrn), result)
+            .await
+    }
+
+    /// A clinician's appointments or clinical records in time order (`GSI1`).
+    pub async fn clinician_items(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        clinician: &str,
+        filter: ListFilter,
+    ) -> Result<Listed, EmrError> {
+        let result = async {
+            check_identifier("id", clinician)?;
+            let prefix = child_prefix(kind);
+            let (low, high) = time_range(prefix, &filter)?;
+            let after = filter
+                .cursor
+                .as_deref()
+                .map(merge::decode_cursor)
+                .transpose()?;
+            let stream = range_stream(
+                Some(CLINICIAN_INDEX.name),
+                keys::clinician_pk(&actor.provider, clinician),
+                CLINICIAN_INDEX.sk,
+                low,
+                high,
+                filter.order,
+                filter.limit,
+                after,
+                attribute_filter(&filter),
+            );
+            self.merged(vec![stream], filter.order, filter.limit, CLINICIAN_INDEX.sk)
+                .await
+        }
+        .await;
+        self.audited(actor, "LIST", kind, Some(clinician), None, result)
+            .await
+    }
+
+    /// A clinic's appointments on one local day, in time order (`GSI2`).
+    pub async fn clinic_day(
+        &self,
+        actor: &Actor,
+        clinic: &str,
+        day: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Listed, EmrError> {
+        let result = async {
+            check_identifier("clinic", clinic)?;
+            if ward_domain::time::parse_date(day).is_none() {
+                return Err(invalid("date", "must be a real date written YYYY-MM-DD"));
+            }
+            self.gsi2_partition(
+                keys::clinic_day_pk(&actor.provider, clinic, day),
+                limit,
+                cursor,
+            )
+            .await
+        }
+        .await;
+        self.audited(actor, "LIST", Kind::Appointment, Some(clinic), None, result)
+            .await
+    }
+
+    /// Clinical records or documents of one type across the provider, in time order: the
+    /// type's index shards (`GSI3`) merged.
+    pub async fn by_type(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        item_type: &str,
+        filter: ListFilter,
+    ) -> Result<Listed, EmrError> {
+        let result = async {
+            let allowed = match kind {
+                Kind::ClinicalRecord => model::RECORD_TYPES,
+                _ => model::DOCUMENT_TYPES,
+            };
+            if !allowed.contains(&item_type) {
+                return Err(invalid(
+                    "type",
+                    format!("must be one of {}", allowed.join(", ")),
+                ));
+            }
+            let (low, high) = time_range("", &filter)?;
+            let after = filter
+                .cursor
+                .as_deref()
+                .map(merge::decode_cursor)
+                .transpose()?;
+            let streams = (0..EMR_INDEX_SHARDS)
+                .map(|shard| {
+                    let pk = match kind {
+                        Kind::ClinicalRecord => {
+                            keys::records_by_type_pk(&actor.provider, item_type, shard)
+                        }
+                        _ => keys::documents_by_type_pk(&actor.provider, item_type, shard),
+                    };
+                    range_stream(
+                        Some(TYPE_INDEX.name),
+                        pk,
+                        TYPE_INDEX.sk,
+                        low.clone(),
+                        high.clone(),
+                        filter.order,
+                        filter.limit,
+                        after.clone(),
+                        |_| true,
+                    )
+                })
+                .collect();
+            self.merged(streams, filter.order, filter.limit, TYPE_INDEX.sk)
+                .await
+        }
+        .await;
+        self.audited(actor, "LIST", kind, Some(item_type), None, result)
+            .await
+    }
+
+    /// `streams` merged by the sort-key attribute `sk_attr`, as a page of representations.
+    pub(super) async fn merged(
+        &self,
+        streams: Vec<Stream>,
+        order: Order,
+        limit: usize,
+        sk_attr: &'static str,
+    ) -> Result<Listed, EmrError> {
+        let merged = merge::merge(self.table.as_ref(), streams, order, limit, |item| {
+            s(item, sk_attr).unwrap_or_default()
+        })
+        .await?;
+        Ok(listed(merged))
+    }
+
+    /// Every item of one `GSI2` partition in `GSI2SK` order, paged.
+    pub(super) async fn gsi2_partition(
+        &self,
+        pk: String,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Listed, EmrError> {
+        let after = cursor.map(merge::decode_cursor).transpose()?;
+        let stream = range_stream(
+            Some(LIST_INDEX.name),
+            pk,
+            LIST_INDEX.sk,
+            String::new(),
+            "~".into(),
+            Order::Forward,
+            limit,
+            after,
+            |_| true,
+        );
+        self.merged(vec![stream], Order::Forward, limit, LIST_INDEX.sk)
+            .await
+    }
+}
+
+fn listed(merged: Merged) -> Listed {
+    Listed {
+        items: merged.items.iter().map(representation).collect(),
+        next: merged.next,
+    }
+}
+
+/// Sort-key bounds of `{prefix}{id}` items between the filter's times.
+fn time_range(prefix: &str, filter: &ListFilter) -> Result<(String, String), EmrError> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(invalid("from", "is after to"));
+    }
+    let low = match filter.from {
+        Some(from) => format!("{prefix}{}", compact(from)),
+        None => prefix.to_owned(),
+    };
+    let high = match filter.to {
+        Some(to) => format!("{prefix}{}~", compact(to)),
+        None => format!("{prefix}~"),
+    };
+    Ok((low, high))
+}
+
+fn attribute_filter(filter: &ListFilter) -> impl Fn(&Item) -> bool + Send + Sync + 'static {
+    let (item_type, status) = (filter.item_type.clone(), filter.status.clone());
+    move |item| {
+        item_type
+            .as_deref()
+            .is_none_or(|t| s(item, "itemType").as_deref() == Some(t))
+            && status
+                .as_deref()
+                .is_none_or(|st| s(item, "status").as_deref() == Some(st))
+    }
+}
+
+/// One partition read between `low` and `high` (sort-key attribute `sk_attr`), resuming
+/// after the merge key `after`, keeping what `keep` accepts.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn range_stream(
+    index: Option<&'static str>,
+    pk: String,
+    sk_attr: &'static str,
+    low: String,
+    high: String,
+    order: Order,
+    limit: usize,
+    after: Option<String>,
+    keep: impl Fn(&Item) -> bool + Send + Sync + 'static,
+) -> Stream {
+    let (low, high) = match (&after, order) {
+        (Some(after), Order::Forward) if *after > low => (after.clone(), high),
+        (Some(after), Order::Reverse) if *after < high => (low, after.clone()),
+        _ => (low, high),
+    };
+    // DynamoDB refuses an empty key value, even as a bound.
+    let sk = if low.is_empty() {
+        SkCondition::Le(high)
+    } else {
+        SkCondition::Between(low, high)
+    };
+    Stream {
+        query: Query {
+            index,
+            pk,
+            sk,
+            order,
+            limit,
+            cursor: None,
+        },
+        keep: Box::new(move |item| {
+            let key = s(item, sk_attr).unwrap_or_default();
+            keep(item)
+                && after.as_deref().is_none_or(|after| match order {
+                    Order::Forward => key.as_str() > after,
+                    Order::Reverse => key.as_str() < after,
+                })
+        }),
+    }
+}

@@ -1,0 +1,141 @@
+//! A patient's timeline: everything filed for the patient (CSV visits, appointments,
+//! clinical records, documents, bills), merged by time from the kinds of item in the
+//! patient's partition.
+
+use serde_json::json;
+use ward_domain::key_layout as keys;
+use ward_domain::{UploadId, UtcInstant};
+use ward_store::merge::{self, Stream};
+use ward_store::{Item, Order, Query, SK, SkCondition};
+
+use super::{Emr, EmrError, ListFilter, Listed, compact, parse_mrn, representation, s};
+use crate::audit::Actor;
+use crate::model::Kind;
+
+impl Emr {
+    /// One timeline of everything filed for a patient (CSV visits, appointments, clinical
+    /// records, documents, bills), merged by time from the patient partition's item kinds.
+    /// Each entry is `{"kind", "at", "item"}`.
+    pub async fn timeline(
+        &self,
+        actor: &Actor,
+        mrn: &str,
+        filter: ListFilter,
+    ) -> Result<Listed, EmrError> {
+        let result = self.timeline_inner(actor, mrn, filter).await;
+        self.audited(actor, "LIST", Kind::Patient, Some(mrn), Some(mrn), result)
+            .await
+    }
+
+    async fn timeline_inner(
+        &self,
+        actor: &Actor,
+        mrn: &str,
+        filter: ListFilter,
+    ) -> Result<Listed, EmrError> {
+        let mrn_id = parse_mrn(mrn)?;
+        let pk = keys::patient_pk(&actor.provider, &mrn_id);
+        let after = filter
+            .cursor
+            .as_deref()
+            .map(merge::decode_cursor)
+            .transpose()?;
+        let from = filter.from.map(|at| at.sortable()).unwrap_or_default();
+        let to = filter
+            .to
+            .map(|at| at.sortable())
+            .unwrap_or_else(|| "~".into());
+        let kinds = [
+            (keys::VISIT_SK_PREFIX, "visit"),
+            (keys::APPOINTMENT_SK_PREFIX, "appointment"),
+            (keys::CLINICAL_RECORD_SK_PREFIX, "clinicalRecord"),
+            (keys::DOCUMENT_SK_PREFIX, "document"),
+            (keys::BILL_SK_PREFIX, "bill"),
+        ];
+        let streams = kinds
+            .iter()
+            .map(|(prefix, _)| {
+                let visits = *prefix == keys::VISIT_SK_PREFIX;
+                // Sort-key bounds a little wider than the range (ids are whole seconds);
+                // `keep` applies the exact range and the cursor on the merge key.
+                let bound = |instant: Option<UtcInstant>, high: bool| match instant {
+                    Some(at) if visits => keys::visit_sk(at) + if high { "~" } else { "" },
+                    Some(at) => format!("{prefix}{}{}", compact(at), if high { "~" } else { "" }),
+                    None if high => format!("{prefix}~"),
+                    None => (*prefix).to_owned(),
+                };
+                let low = bound(filter.from, false);
+                let high = bound(filter.to, true);
+                let (from, to, after) = (from.clone(), to.clone(), after.clone());
+                let order = filter.order;
+                Stream {
+                    query: Query {
+                        index: None,
+                        pk: pk.clone(),
+                        sk: SkCondition::Between(low, high),
+                        order,
+                        limit: filter.limit,
+                        cursor: None,
+                    },
+                    keep: Box::new(move |item| {
+                        let key = timeline_key(item);
+                        let instant = &key[..key.find('|').unwrap_or(key.len())];
+                        instant >= from.as_str()
+                            && instant <= to.as_str()
+                            && after.as_deref().is_none_or(|after| match order {
+                                Order::Forward => key.as_str() > after,
+                                Order::Reverse => key.as_str() < after,
+                            })
+                    }),
+                }
+            })
+            .collect();
+        let merged = merge::merge(
+            self.table.as_ref(),
+            streams,
+            filter.order,
+            filter.limit,
+            timeline_key,
+        )
+        .await?;
+        let items = merged
+            .items
+            .iter()
+            .map(|item| {
+                let sk = s(item, SK).unwrap_or_default();
+                let kind = kinds
+                    .iter()
+                    .find(|(prefix, _)| sk.starts_with(prefix))
+                    .map_or("unknown", |(_, name)| *name);
+                let key = timeline_key(item);
+                let at = key.split('|').next().unwrap_or_default().to_owned();
+                let body = if kind == "visit" {
+                    ward_ports::VisitRecord::from_item(item)
+                        .and_then(|record| serde_json::to_value(record).ok())
+                        .unwrap_or_default()
+                } else {
+                    representation(item)
+                };
+                json!({"kind": kind, "at": at, "item": body})
+            })
+            .collect();
+        Ok(Listed {
+            items,
+            next: merged.next,
+        })
+    }
+}
+
+/// The timeline's merge key: `{sortable instant}|{sort key}`.
+fn timeline_key(item: &Item) -> String {
+    let sk = s(item, SK).unwrap_or_default();
+    let instant = match sk.strip_prefix(keys::VISIT_SK_PREFIX) {
+        Some(sortable) => sortable.to_owned(),
+        None => sk
+            .split_once('#')
+            .and_then(|(_, id)| UploadId::parse(id).ok())
+            .map(|id| id.instant().sortable())
+            .unwrap_or_default(),
+    };
+    format!("{instant}|{sk}")
+}
