@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
 use tracing::info;
 use ward_domain::key_layout::{self, ObjectStage};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, RunId, UploadId, UtcInstant};
 use ward_ports::{
     Analytics, AnalyticsRun, AnalyticsSettings, FacilityOutcome, OutcomeCounts, ProcessError,
     QueryResult, RowProblem, SqlAnswer, SqlError, Storage, UploadReport,
@@ -181,7 +181,7 @@ impl Analytics for FacilityAnalytics {
     ) -> Result<Result<(String, Vec<QueryResult>), String>, ProcessError> {
         let bad = |what: &str| ProcessError::Internal(format!("the run has a bad {what}"));
         let provider = ProviderId::parse(&run.provider_id).map_err(|_| bad("provider"))?;
-        let run_id = UploadId::parse(&run.run_id).map_err(|_| bad("id"))?;
+        let run_id = RunId::parse(&run.run_id).map_err(|_| bad("id"))?;
         if facility::parse_date(&run.request.as_of).is_none() {
             return Ok(Err(format!(
                 "the run date {:?} is not a date (YYYY-MM-DD)",

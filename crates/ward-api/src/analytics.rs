@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, RunId, UtcInstant};
 use ward_ports::{AnalyticsRun, Job, NO_ANALYTICS, RunRequest, SqlError};
 
 use crate::paging::{PageParams, cursor_of, limit_of};
@@ -97,7 +97,7 @@ pub(crate) async fn start(
             ));
         }
     };
-    let id = UploadId::new(now, rand::random());
+    let id = RunId::new(now, rand::random());
     let run = AnalyticsRun::queued(
         &provider,
         &id,
@@ -109,8 +109,8 @@ pub(crate) async fn start(
     );
     state.ctx.runs.create(&run).await?;
     let job = Job::AnalyticsRun {
-        provider: provider.to_string(),
-        run: id.to_string(),
+        provider: provider.clone(),
+        run: id.clone(),
     };
     if let Err(error) = state.ctx.queue.enqueue(job).await {
         tracing::error!(provider_id = %provider, run_id = %id, error = %error, "could not queue the run");
@@ -136,7 +136,7 @@ pub(crate) async fn list(
 }
 
 async fn load(state: &AppState, provider: &ProviderId, id: &str) -> Result<AnalyticsRun, ApiError> {
-    let id = UploadId::parse(id).map_err(|_| ApiError::NotFound("the run"))?;
+    let id = RunId::parse(id).map_err(|_| ApiError::NotFound("the run"))?;
     state
         .ctx
         .runs

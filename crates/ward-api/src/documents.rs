@@ -17,7 +17,7 @@ use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant, key_layout};
+use ward_domain::{DocumentId, Mrn, ProviderId, UtcInstant, key_layout};
 use ward_emr::model::DocumentStatus;
 use ward_emr::{Actor, DOCUMENT_UPLOAD_WINDOW_SECONDS, Kind, Stored};
 
@@ -29,7 +29,7 @@ const DOWNLOAD_URL_SECONDS: i64 = 300;
 
 fn object_key(actor: &Actor, mrn: &str, id: &str) -> Result<String, ApiError> {
     let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid("mrn", e))?;
-    let id = UploadId::parse(id).map_err(|_| ApiError::NotFound("the document"))?;
+    let id = DocumentId::parse(id).map_err(|_| ApiError::NotFound("the document"))?;
     Ok(key_layout::document_object_key(&actor.provider, &mrn, &id))
 }
 
@@ -215,7 +215,7 @@ fn verify(
     let expires: i64 = expires.parse().map_err(|_| ApiError::BadSignature)?;
     let provider = ProviderId::parse(provider).map_err(|_| ApiError::BadSignature)?;
     let mrn_id = Mrn::parse(mrn).map_err(|_| ApiError::BadSignature)?;
-    let doc = UploadId::parse(id).map_err(|_| ApiError::BadSignature)?;
+    let doc = DocumentId::parse(id).map_err(|_| ApiError::BadSignature)?;
     let key = key_layout::document_object_key(&provider, &mrn_id, &doc);
     if !signer.verify(method, &key, expires, signature) {
         return Err(ApiError::BadSignature);

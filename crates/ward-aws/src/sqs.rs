@@ -421,8 +421,8 @@ mod tests {
     #[test]
     fn a_message_is_a_ward_job_or_an_s3_notification() {
         let job = Job::CsvUpload {
-            provider: "PROV001".into(),
-            upload: "20250101T000000Z-0000000000000001".into(),
+            provider: ward_domain::ProviderId::parse("PROV001").unwrap(),
+            upload: ward_domain::UploadId::parse("20250101T000000Z-0000000000000001").unwrap(),
         };
         let body = serde_json::to_string(&job).unwrap();
         assert_eq!(jobs_of_message(&body).unwrap(), vec![job.clone()]);

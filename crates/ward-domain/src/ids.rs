@@ -1,4 +1,5 @@
-//! Identifiers: provider, medical record number, upload.
+//! Identifiers: provider, medical record number, clinician, clinic, and the time-ordered
+//! ids Ward chooses (uploads, runs, appointments, clinical records, documents, bills).
 //!
 //! Every identifier that becomes part of a table key excludes `#` (the key separator) and
 //! `/` (the object path separator), so no value can forge another key or path.
@@ -23,6 +24,12 @@ pub enum IdError {
         /// The first character that is not allowed.
         found: char,
     },
+}
+
+/// Checks the rule of a text identifier in a key (1-64 characters of
+/// `A-Z a-z 0-9 . _ -`), the rule of [`Mrn`], [`ClinicianId`] and [`ClinicName`].
+pub fn check_key_identifier(value: &str) -> Result<(), IdError> {
+    check_id(value, 64, true)
 }
 
 fn check_id(value: &str, max: usize, allow_dot: bool) -> Result<(), IdError> {
@@ -69,85 +76,73 @@ impl fmt::Display for ProviderId {
     }
 }
 
-/// A medical record number: the provider's own patient id, 1-64 characters of
-/// `A-Z a-z 0-9 . _ -`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mrn(String);
+/// A text identifier that becomes part of a key: 1-64 characters of `A-Z a-z 0-9 . _ -`.
+macro_rules! key_identifier {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
 
-impl Mrn {
-    /// The longest MRN, in characters.
-    pub const MAX_LEN: usize = 64;
+        impl $name {
+            /// The longest value, in characters.
+            pub const MAX_LEN: usize = 64;
 
-    /// Parses an MRN (the caller trims).
-    pub fn parse(value: &str) -> Result<Self, IdError> {
-        check_id(value, Self::MAX_LEN, true)?;
-        Ok(Self(value.to_owned()))
-    }
+            #[doc = concat!("Parses ", $what, " (the caller trims).")]
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                check_id(value, Self::MAX_LEN, true)?;
+                Ok(Self(value.to_owned()))
+            }
 
-    /// The MRN as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Mrn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An upload's id: `{UTC yyyymmddThhmmssZ}-{16 lowercase hex}`, chosen by Ward: the hex is
-/// the microsecond within that second (5 digits) then 44 random bits, so ids sort by
-/// creation time and no client can pick or predict one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UploadId(String);
-
-impl UploadId {
-    /// Builds a new id from the creation instant and random bits (the low 44 are used).
-    pub fn new(created: crate::UtcInstant, random: u64) -> Self {
-        let micros = created.subsec_nanos() / 1000;
-        let random = random & ((1 << 44) - 1);
-        Self(format!(
-            "{}-{micros:05x}{random:011x}",
-            created.compact_seconds()
-        ))
-    }
-
-    /// Parses an id received from a caller.
-    pub fn parse(value: &str) -> Result<Self, IdError> {
-        let bytes = value.as_bytes();
-        let well_formed = bytes.len() == 33
-            && bytes[..8].iter().all(u8::is_ascii_digit)
-            && bytes[8] == b'T'
-            && bytes[9..15].iter().all(u8::is_ascii_digit)
-            && bytes[15] == b'Z'
-            && bytes[16] == b'-'
-            && bytes[17..]
-                .iter()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
-        if !well_formed {
-            return Err(
-                match value
-                    .chars()
-                    .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
-                {
-                    Some(found) => IdError::BadCharacter { found },
-                    None if value.is_empty() => IdError::Empty,
-                    None => IdError::TooLong { max: 33 },
-                },
-            );
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-        Ok(Self(value.to_owned()))
-    }
 
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+key_identifier!(
+    /// A medical record number: the provider's own patient id, 1-64 characters of
+    /// `A-Z a-z 0-9 . _ -`.
+    Mrn,
+    "an MRN"
+);
+key_identifier!(
+    /// A clinician's id, chosen by the provider: 1-64 characters of `A-Z a-z 0-9 . _ -`.
+    ClinicianId,
+    "a clinician id"
+);
+key_identifier!(
+    /// A clinic's name as the provider writes it (the clinic lists are keyed by it): 1-64
+    /// characters of `A-Z a-z 0-9 . _ -`.
+    ClinicName,
+    "a clinic name"
+);
+
+/// An id Ward chose: `{UTC yyyymmddThhmmssZ}-{16 lowercase hex}`, where the hex is the
+/// microsecond within that second (5 digits) then 44 random bits, so ids sort by creation
+/// time and no client can pick or predict one. Each kind of entity has its own type of
+/// this form ([`UploadId`], [`RunId`], [`AppointmentId`], [`ClinicalRecordId`],
+/// [`DocumentId`], [`BillId`]); code over any of them takes this trait.
+pub trait TimeOrderedId: fmt::Display {
     /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+    fn as_str(&self) -> &str;
 
     /// The whole-second UTC instant the id starts with.
-    pub fn instant(&self) -> crate::UtcInstant {
-        let b = &self.0;
+    fn instant(&self) -> crate::UtcInstant {
+        let b = self.as_str();
         let text = format!(
             "{}-{}-{}T{}:{}:{}Z",
             &b[0..4],
@@ -163,9 +158,118 @@ impl UploadId {
     }
 }
 
-impl fmt::Display for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+fn new_time_ordered(created: crate::UtcInstant, random: u64) -> String {
+    let micros = created.subsec_nanos() / 1000;
+    let random = random & ((1 << 44) - 1);
+    format!("{}-{micros:05x}{random:011x}", created.compact_seconds())
+}
+
+fn parse_time_ordered(value: &str) -> Result<String, IdError> {
+    let bytes = value.as_bytes();
+    let well_formed = bytes.len() == 33
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15] == b'Z'
+        && bytes[16] == b'-'
+        && bytes[17..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    if !well_formed {
+        return Err(
+            match value
+                .chars()
+                .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
+            {
+                Some(found) => IdError::BadCharacter { found },
+                None if value.is_empty() => IdError::Empty,
+                None => IdError::TooLong { max: 33 },
+            },
+        );
+    }
+    Ok(value.to_owned())
+}
+
+macro_rules! time_ordered_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Builds a new id from the creation instant and random bits (the low 44 are
+            /// used).
+            pub fn new(created: crate::UtcInstant, random: u64) -> Self {
+                Self(new_time_ordered(created, random))
+            }
+
+            /// Parses an id received from a caller.
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                parse_time_ordered(value).map(Self)
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The whole-second UTC instant the id starts with.
+            pub fn instant(&self) -> crate::UtcInstant {
+                TimeOrderedId::instant(self)
+            }
+        }
+
+        impl TimeOrderedId for $name {
+            fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+time_ordered_id!(
+    /// An upload's id (see [`TimeOrderedId`]).
+    UploadId
+);
+time_ordered_id!(
+    /// An analytics run's id (see [`TimeOrderedId`]); a run a facility upload started has
+    /// the upload's id ([`RunId::of_upload`]).
+    RunId
+);
+time_ordered_id!(
+    /// An appointment's id: its start instant, then random bits.
+    AppointmentId
+);
+time_ordered_id!(
+    /// A clinical record's id: its visit's instant, then random bits.
+    ClinicalRecordId
+);
+time_ordered_id!(
+    /// A document's id: its creation instant, then random bits.
+    DocumentId
+);
+time_ordered_id!(
+    /// A bill's id: its issue instant, then random bits.
+    BillId
+);
+
+impl RunId {
+    /// The run a facility upload starts: the upload's own id, so a retried upload queues
+    /// the same run.
+    pub fn of_upload(upload: &UploadId) -> Self {
+        Self(upload.0.clone())
     }
 }
 

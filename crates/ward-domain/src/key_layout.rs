@@ -6,7 +6,9 @@
 //! sharded. Platform items (queue, operator) start with `PLATFORM#`. Identifiers cannot
 //! hold `#` or `/`, so no value can forge another key or path.
 
-use crate::ids::{Mrn, ProviderId, UploadId};
+use crate::ids::{
+    ClinicName, ClinicianId, DocumentId, Mrn, ProviderId, RunId, TimeOrderedId, UploadId,
+};
 use crate::time::UtcInstant;
 
 /// Shards of the records-by-upload index: one upload's writes spread over this many
@@ -259,7 +261,7 @@ pub const FACILITY_DATASET_SK: &str = "DATASET#facilities";
 
 /// `RUN#{runId}`: one analytics run (run ids have the upload id's form, so they sort by
 /// time).
-pub fn analytics_run_sk(run: &UploadId) -> String {
+pub fn analytics_run_sk(run: &RunId) -> String {
     format!("RUN#{run}")
 }
 
@@ -276,7 +278,7 @@ pub fn facility_dataset_object_key(
 /// `{p}/results/{runId}/{queryId}.{json|csv}`: one query's result in one run.
 pub fn result_object_key(
     provider: &ProviderId,
-    run: &UploadId,
+    run: &RunId,
     query: &str,
     extension: &str,
 ) -> String {
@@ -285,7 +287,7 @@ pub fn result_object_key(
 
 // ---- The EMR model (SPEC section 5, `docs/data-model.md` patterns 14-30) ----
 //
-// Entity ids have the upload id's form (`{UTC yyyymmddThhmmssZ}-{16 hex}`), built from the
+// Entity ids are time-ordered (`TimeOrderedId`: `{UTC yyyymmddThhmmssZ}-{16 hex}`), built from the
 // entity's own time (appointment start, visit time, document creation, bill issue), so a
 // sort key `APPT#{id}` is in time order and an id alone locates its item.
 
@@ -303,7 +305,7 @@ pub const DOCUMENT_SK_PREFIX: &str = "DOC#";
 pub const BILL_SK_PREFIX: &str = "BILL#";
 
 /// `{prefix}{id}` for an item of the patient partition.
-pub fn emr_sk(prefix: &str, id: &UploadId) -> String {
+pub fn emr_sk(prefix: &str, id: &impl TimeOrderedId) -> String {
     format!("{prefix}{id}")
 }
 
@@ -326,7 +328,7 @@ pub fn shard_of(text: &str, shards: u32) -> u32 {
 
 /// A clinician's partition (profile): `PROV#{p}#CLIN#{clinicianId}`; also the `GSI1`
 /// partition of the clinician's appointments and records.
-pub fn clinician_pk(provider: &ProviderId, clinician: &str) -> String {
+pub fn clinician_pk(provider: &ProviderId, clinician: &ClinicianId) -> String {
     format!("PROV#{provider}#CLIN#{clinician}")
 }
 
@@ -340,13 +342,13 @@ pub fn clinicians_pk(provider: &ProviderId) -> String {
 
 /// `GSI2` partition of one shard of a clinic's patients (`GSI2SK` = MRN):
 /// `PROV#{p}#CLINIC#{clinic}#PATIENTS#S{nn}`.
-pub fn clinic_patients_pk(provider: &ProviderId, clinic: &str, shard: u32) -> String {
+pub fn clinic_patients_pk(provider: &ProviderId, clinic: &ClinicName, shard: u32) -> String {
     format!("PROV#{provider}#CLINIC#{clinic}#PATIENTS#S{shard:02}")
 }
 
 /// `GSI2` partition of a clinic's appointments on one local day (`GSI2SK` = appointment
 /// id): `PROV#{p}#CLINIC#{clinic}#DAY#{yyyy-mm-dd}`.
-pub fn clinic_day_pk(provider: &ProviderId, clinic: &str, day: &str) -> String {
+pub fn clinic_day_pk(provider: &ProviderId, clinic: &ClinicName, day: &str) -> String {
     format!("PROV#{provider}#CLINIC#{clinic}#DAY#{day}")
 }
 
@@ -373,7 +375,7 @@ pub const EMAIL_CLAIM_SK: &str = "EMAIL";
 
 /// The busy slots of a clinician on one UTC day: `PROV#{p}#CLIN#{c}#BUSY#{yyyy-mm-dd}`,
 /// one item per slot (`SLOT#{hhmm}`), written with the appointment in one transaction.
-pub fn busy_slots_pk(provider: &ProviderId, clinician: &str, utc_day: &str) -> String {
+pub fn busy_slots_pk(provider: &ProviderId, clinician: &ClinicianId, utc_day: &str) -> String {
     format!("PROV#{provider}#CLIN#{clinician}#BUSY#{utc_day}")
 }
 
@@ -397,7 +399,7 @@ pub fn idempotency_pk(provider: &ProviderId, key_sha256_hex: &str) -> String {
 pub const IDEMPOTENCY_SK: &str = "IDEM";
 
 /// `{p}/documents/{mrn}/{documentId}`: a document's bytes.
-pub fn document_object_key(provider: &ProviderId, mrn: &Mrn, document: &UploadId) -> String {
+pub fn document_object_key(provider: &ProviderId, mrn: &Mrn, document: &DocumentId) -> String {
     format!("{provider}/documents/{mrn}/{document}")
 }
 
@@ -465,7 +467,7 @@ mod tests {
         );
         assert_eq!(analytics_pk(&provider), "PROV#PROV001#ANALYTICS");
         assert_eq!(
-            analytics_run_sk(&upload),
+            analytics_run_sk(&RunId::of_upload(&upload)),
             "RUN#20250326T181500Z-0123456789abcdef"
         );
         assert_eq!(
@@ -473,7 +475,7 @@ mod tests {
             "PROV001/datasets/facilities/0000000007-20250326T181500Z-0123456789abcdef.parquet"
         );
         assert_eq!(
-            result_object_key(&provider, &upload, "per_state", "csv"),
+            result_object_key(&provider, &RunId::of_upload(&upload), "per_state", "csv"),
             "PROV001/results/20250326T181500Z-0123456789abcdef/per_state.csv"
         );
         assert_eq!(
@@ -481,7 +483,11 @@ mod tests {
             "APPT#20250326T181500Z-0123456789abcdef"
         );
         assert_eq!(
-            clinic_day_pk(&provider, "NORTH", "2025-03-26"),
+            clinic_day_pk(
+                &provider,
+                &ClinicName::parse("NORTH").unwrap(),
+                "2025-03-26"
+            ),
             "PROV#PROV001#CLINIC#NORTH#DAY#2025-03-26"
         );
         assert_eq!(

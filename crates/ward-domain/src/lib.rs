@@ -11,7 +11,10 @@ pub mod text;
 pub mod time;
 pub mod visit;
 
-pub use ids::{FileNameError, IdError, Mrn, ProviderId, SourceFileName, UploadId};
+pub use ids::{
+    AppointmentId, BillId, ClinicName, ClinicalRecordId, ClinicianId, DocumentId, FileNameError,
+    IdError, Mrn, ProviderId, RunId, SourceFileName, TimeOrderedId, UploadId,
+};
 pub use text::spreadsheet_safe;
 pub use time::{TimeError, UtcInstant, VisitTime};
 pub use visit::{FieldError, VisitFields, VisitRow, VisitRules};

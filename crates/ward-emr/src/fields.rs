@@ -283,15 +283,14 @@ pub fn boolean() -> Parser<bool> {
     })
 }
 
-/// An identifier that can be part of a key: 1-64 of `A-Z a-z 0-9 . _ -`.
-pub fn identifier() -> Parser<String> {
-    Box::new(|_, _, value| {
+/// An identifier that can be part of a key (1-64 of `A-Z a-z 0-9 . _ -`), read with its
+/// type's `parse` (`Mrn::parse`, `ClinicianId::parse`, `ClinicName::parse`).
+pub fn identifier<T: 'static>(parse: fn(&str) -> Result<T, ward_domain::IdError>) -> Parser<T> {
+    Box::new(move |_, _, value| {
         let Value::String(raw) = value else {
             return Err("must be a string".into());
         };
-        ward_domain::Mrn::parse(raw)
-            .map(|id| id.as_str().to_owned())
-            .map_err(|e| e.to_string())
+        parse(raw).map_err(|e| e.to_string())
     })
 }
 

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use object_store::path::Path as ObjectPath;
-use ward_domain::UtcInstant;
 use ward_domain::key_layout::{self, ObjectStage};
+use ward_domain::{RunId, UtcInstant};
 use ward_ports::{
     AnalyticsRun, FacilityOutcome, Job, NO_ANALYTICS, ProcessError, RunRequest, Upload,
     UploadStatus,
@@ -37,9 +37,10 @@ pub(crate) async fn process_facilities(
             return fail_file(ctx, upload, processing, report).await;
         }
     };
+    let run_id = RunId::of_upload(&upload.id);
     let run = AnalyticsRun::queued(
         &upload.provider,
-        &upload.id,
+        &run_id,
         RunRequest {
             as_of: UtcInstant::now().civil_date(),
             months_ahead: 6,
@@ -49,8 +50,8 @@ pub(crate) async fn process_facilities(
     ctx.runs.create(&run).await?;
     ctx.queue
         .enqueue(Job::AnalyticsRun {
-            provider: upload.provider.to_string(),
-            run: upload.id.to_string(),
+            provider: upload.provider.clone(),
+            run: run_id,
         })
         .await
         .map_err(queue_error)?;

@@ -4,7 +4,7 @@
 
 use object_store::ObjectStoreExt;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, RunId, UploadId, UtcInstant};
 use ward_ports::{Job, ProcessError, RunStatus, UploadReport, UploadStatus};
 use ward_store::Value;
 
@@ -15,7 +15,7 @@ use crate::outcome::finish;
 pub(crate) async fn mark_run_dead_lettered(
     ctx: &IngestContext,
     provider: &ProviderId,
-    run_id: &UploadId,
+    run_id: &RunId,
     reason: &str,
 ) -> Result<(), ProcessError> {
     let Some(run) = ctx.runs.get(provider, run_id).await? else {
@@ -144,8 +144,7 @@ pub async fn resume_received_uploads(
 pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job>, ProcessError> {
     let job = ctx.queue.replay(id).await.map_err(queue_error)?;
     if let Some(Job::AnalyticsRun { provider, run }) = &job
-        && let (Ok(provider), Ok(run_id)) = (ProviderId::parse(provider), UploadId::parse(run))
-        && let Some(stored) = ctx.runs.get(&provider, &run_id).await?
+        && let Some(stored) = ctx.runs.get(provider, run).await?
         && stored.status == RunStatus::Failed
     {
         let mut next = stored.clone();
@@ -158,9 +157,7 @@ pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job
             .map_err(concurrent)?;
     }
     if let Some((provider, upload)) = job.as_ref().and_then(Job::upload)
-        && let (Ok(provider), Ok(upload_id)) =
-            (ProviderId::parse(provider), UploadId::parse(upload))
-        && let Some(stored) = ctx.uploads.get(&provider, &upload_id).await?
+        && let Some(stored) = ctx.uploads.get(provider, upload).await?
         && matches!(
             stored.status,
             UploadStatus::Failed | UploadStatus::Interrupted
@@ -186,16 +183,10 @@ pub async fn mark_job_dead_lettered(
 ) -> Result<(), ProcessError> {
     match job {
         Job::CsvUpload { provider, upload } | Job::FacilityUpload { provider, upload } => {
-            if let (Ok(provider), Ok(upload)) =
-                (ProviderId::parse(provider), UploadId::parse(upload))
-            {
-                mark_dead_lettered(ctx, &provider, &upload, reason).await?;
-            }
+            mark_dead_lettered(ctx, provider, upload, reason).await?;
         }
         Job::AnalyticsRun { provider, run } => {
-            if let (Ok(provider), Ok(run)) = (ProviderId::parse(provider), UploadId::parse(run)) {
-                mark_run_dead_lettered(ctx, &provider, &run, reason).await?;
-            }
+            mark_run_dead_lettered(ctx, provider, run, reason).await?;
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! An analytics run's job: the standard queries, through the analytics port.
 
 use tracing::{info, instrument};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, RunId, UtcInstant};
 use ward_ports::{NO_ANALYTICS, ProcessError, RunStatus};
 
 use crate::context::{IngestContext, concurrent};
@@ -12,7 +12,7 @@ use crate::context::{IngestContext, concurrent};
 pub async fn process_run(
     ctx: &IngestContext,
     provider: &ProviderId,
-    run_id: &UploadId,
+    run_id: &RunId,
     attempt: u32,
 ) -> Result<RunStatus, ProcessError> {
     let Some(mut run) = ctx.runs.get(provider, run_id).await? else {

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tracing::warn;
-use ward_domain::{ProviderId, UploadId};
 use ward_ports::{Job, ProcessError, QueueError, RunStatus, UploadStatus};
 
 use crate::context::IngestContext;
@@ -144,21 +143,13 @@ pub async fn run_job(
     job: &Job,
     attempt: u32,
 ) -> Result<JobStatus, ProcessError> {
-    let provider_of = |provider: &str| {
-        ProviderId::parse(provider)
-            .map_err(|_| ProcessError::Internal("job names an invalid provider".into()))
-    };
-    let id_of = |id: &str| {
-        UploadId::parse(id).map_err(|_| ProcessError::Internal("job names an invalid id".into()))
-    };
     match job {
         Job::CsvUpload { provider, upload } | Job::FacilityUpload { provider, upload } => {
-            let done =
-                process_upload(ctx, &provider_of(provider)?, &id_of(upload)?, attempt).await?;
+            let done = process_upload(ctx, provider, upload, attempt).await?;
             Ok(JobStatus::Upload(done.status))
         }
         Job::AnalyticsRun { provider, run } => {
-            let status = process_run(ctx, &provider_of(provider)?, &id_of(run)?, attempt).await?;
+            let status = process_run(ctx, provider, run, attempt).await?;
             Ok(JobStatus::Run(status))
         }
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 use ward_domain::key_layout;
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, RunId, UploadId, UtcInstant};
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, VERSION, Value};
 
 use crate::Storage;
@@ -131,7 +131,7 @@ impl AnalyticsRun {
     /// A queued run.
     pub fn queued(
         provider: &ProviderId,
-        run: &UploadId,
+        run: &RunId,
         request: RunRequest,
         source_upload: Option<&UploadId>,
     ) -> Self {
@@ -151,7 +151,7 @@ impl AnalyticsRun {
         }
     }
 
-    fn key(provider: &ProviderId, run: &UploadId) -> Key {
+    fn key(provider: &ProviderId, run: &RunId) -> Key {
         Key::new(
             key_layout::analytics_pk(provider),
             key_layout::analytics_run_sk(run),
@@ -161,7 +161,7 @@ impl AnalyticsRun {
     fn to_item(&self) -> Result<Item, StoreError> {
         let provider = ProviderId::parse(&self.provider_id)
             .map_err(|_| StoreError::Internal("run with a bad provider".into()))?;
-        let run = UploadId::parse(&self.run_id)
+        let run = RunId::parse(&self.run_id)
             .map_err(|_| StoreError::Internal("run with a bad id".into()))?;
         let key = Self::key(&provider, &run);
         let mut item = Item::new();
@@ -220,7 +220,7 @@ impl RunRepository {
     pub async fn get(
         &self,
         provider: &ProviderId,
-        run: &UploadId,
+        run: &RunId,
     ) -> Result<Option<AnalyticsRun>, StoreError> {
         let item = self.table.get(&AnalyticsRun::key(provider, run)).await?;
         item.as_ref().map(AnalyticsRun::from_item).transpose()

@@ -11,36 +11,97 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use ward_domain::key_layout::UploadKind;
-use ward_domain::{ProviderId, UploadId};
+use ward_domain::{ProviderId, RunId, UploadId};
 use ward_store::{
     Condition, Item, Key, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value, WriteOp,
 };
 
-/// A unit of work.
+/// A unit of work. Its ids are parsed once, when the job is read from the queue: a job
+/// whose provider or id is malformed is not a job (the queue reports it corrupt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(try_from = "JobText", into = "JobText")]
 pub enum Job {
     /// Process an uploaded visit CSV.
     CsvUpload {
         /// The tenant (taken from the object key Ward wrote).
-        provider: String,
+        provider: ProviderId,
         /// The upload.
-        upload: String,
+        upload: UploadId,
     },
     /// Process an uploaded facility file (JSON).
     FacilityUpload {
         /// The tenant (taken from the object key Ward wrote).
-        provider: String,
+        provider: ProviderId,
         /// The upload.
-        upload: String,
+        upload: UploadId,
     },
     /// Run the standard facility analytics.
     AnalyticsRun {
         /// The tenant.
-        provider: String,
+        provider: ProviderId,
         /// The run (its item says the run date and what started it).
-        run: String,
+        run: RunId,
     },
+}
+
+/// A job as stored and sent (JSON with a `kind` tag).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum JobText {
+    CsvUpload { provider: String, upload: String },
+    FacilityUpload { provider: String, upload: String },
+    AnalyticsRun { provider: String, run: String },
+}
+
+impl From<Job> for JobText {
+    fn from(job: Job) -> Self {
+        match job {
+            Job::CsvUpload { provider, upload } => Self::CsvUpload {
+                provider: provider.to_string(),
+                upload: upload.to_string(),
+            },
+            Job::FacilityUpload { provider, upload } => Self::FacilityUpload {
+                provider: provider.to_string(),
+                upload: upload.to_string(),
+            },
+            Job::AnalyticsRun { provider, run } => Self::AnalyticsRun {
+                provider: provider.to_string(),
+                run: run.to_string(),
+            },
+        }
+    }
+}
+
+impl TryFrom<JobText> for Job {
+    type Error = String;
+
+    fn try_from(text: JobText) -> Result<Self, String> {
+        let provider = |p: &str| {
+            ProviderId::parse(p).map_err(|e| format!("job names an invalid provider: {e}"))
+        };
+        let upload =
+            |u: &str| UploadId::parse(u).map_err(|e| format!("job names an invalid upload: {e}"));
+        Ok(match text {
+            JobText::CsvUpload {
+                provider: p,
+                upload: u,
+            } => Self::CsvUpload {
+                provider: provider(&p)?,
+                upload: upload(&u)?,
+            },
+            JobText::FacilityUpload {
+                provider: p,
+                upload: u,
+            } => Self::FacilityUpload {
+                provider: provider(&p)?,
+                upload: upload(&u)?,
+            },
+            JobText::AnalyticsRun { provider: p, run } => Self::AnalyticsRun {
+                provider: provider(&p)?,
+                run: RunId::parse(&run).map_err(|e| format!("job names an invalid run: {e}"))?,
+            },
+        })
+    }
 }
 
 impl Job {
@@ -57,7 +118,7 @@ impl Job {
 
     /// The job that processes an upload of this kind.
     pub fn for_upload(provider: &ProviderId, upload: &UploadId, kind: UploadKind) -> Self {
-        let (provider, upload) = (provider.to_string(), upload.to_string());
+        let (provider, upload) = (provider.clone(), upload.clone());
         match kind {
             UploadKind::Visits => Self::CsvUpload { provider, upload },
             UploadKind::Facilities => Self::FacilityUpload { provider, upload },
@@ -65,7 +126,7 @@ impl Job {
     }
 
     /// The provider and upload of an upload job (`None` for other jobs).
-    pub fn upload(&self) -> Option<(&str, &str)> {
+    pub fn upload(&self) -> Option<(&ProviderId, &UploadId)> {
         match self {
             Self::CsvUpload { provider, upload } | Self::FacilityUpload { provider, upload } => {
                 Some((provider, upload))

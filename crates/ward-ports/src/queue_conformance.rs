@@ -56,8 +56,9 @@ const VISIBILITY_SLACK: Duration = Duration::from_secs(30);
 /// The test job number `n`.
 pub fn job(n: u32) -> Job {
     Job::CsvUpload {
-        provider: "PROV001".into(),
-        upload: format!("20250101T000000Z-{n:016x}"),
+        provider: ward_domain::ProviderId::parse("PROV001").expect("a valid provider"),
+        upload: ward_domain::UploadId::parse(&format!("20250101T000000Z-{n:016x}"))
+            .expect("a valid upload id"),
     }
 }
 

@@ -102,6 +102,7 @@ fn form_decode(text: &str) -> Result<String, EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ward_domain::{ProviderId, UploadId};
 
     const AWS_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
         "eventTime":"2025-03-26T18:15:00.000Z","eventName":"ObjectCreated:Put",
@@ -113,16 +114,16 @@ mod tests {
         assert_eq!(
             jobs_of_notification(AWS_EVENT).unwrap(),
             vec![Job::CsvUpload {
-                provider: "PROV001".into(),
-                upload: "20250326T181500Z-0123456789abcdef".into(),
+                provider: ProviderId::parse("PROV001").unwrap(),
+                upload: UploadId::parse("20250326T181500Z-0123456789abcdef").unwrap(),
             }]
         );
         let facilities = AWS_EVENT.replace(".csv\"", ".json\"");
         assert_eq!(
             jobs_of_notification(&facilities).unwrap(),
             vec![Job::FacilityUpload {
-                provider: "PROV001".into(),
-                upload: "20250326T181500Z-0123456789abcdef".into(),
+                provider: ProviderId::parse("PROV001").unwrap(),
+                upload: UploadId::parse("20250326T181500Z-0123456789abcdef").unwrap(),
             }]
         );
         let objects = parse_notification(AWS_EVENT).unwrap();

@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 use ward_analytics::FacilityAnalytics;
 use ward_domain::key_layout::{self, ObjectStage, UploadKind};
-use ward_domain::{ProviderId, UploadId, UtcInstant};
+use ward_domain::{ProviderId, RunId, UploadId, UtcInstant};
 use ward_ingest::{IngestContext, IngestSettings, Worker};
 use ward_ports::{
     AnalyticsRun, AnalyticsSettings, Job, RunRequest, RunStatus, TableJobQueue, Upload,
@@ -102,7 +102,7 @@ pub async fn drain(fx: &Fixture) {
 
 /// Runs the standard queries on demand for a run date; returns the finished run.
 pub async fn run_on(fx: &Fixture, provider: &ProviderId, as_of: &str, months: u32) -> AnalyticsRun {
-    let id = UploadId::new(UtcInstant::now(), rand_bits(as_of.as_bytes()) ^ 1);
+    let id = RunId::new(UtcInstant::now(), rand_bits(as_of.as_bytes()) ^ 1);
     let run = AnalyticsRun::queued(
         provider,
         &id,
@@ -116,8 +116,8 @@ pub async fn run_on(fx: &Fixture, provider: &ProviderId, as_of: &str, months: u3
     fx.ctx
         .queue
         .enqueue(Job::AnalyticsRun {
-            provider: provider.to_string(),
-            run: id.to_string(),
+            provider: provider.clone(),
+            run: id.clone(),
         })
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn the_seed_sample_gives_the_hand_computed_answers() {
         .runs
         .get(
             &p,
-            &UploadId::parse(report.analytics_run.as_deref().unwrap()).unwrap(),
+            &RunId::parse(report.analytics_run.as_deref().unwrap()).unwrap(),
         )
         .await
         .unwrap()
@@ -596,7 +596,7 @@ async fn a_run_without_data_fails_and_a_broken_dataset_is_retried_then_dead_lett
     );
     let dead = fx.ctx.queue.list_dead(10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(matches!(&dead[0].job, Job::AnalyticsRun { run: id, .. } if *id == run.run_id));
+    assert!(matches!(&dead[0].job, Job::AnalyticsRun { run: id, .. } if id.as_str() == run.run_id));
     assert_eq!(dead[0].attempts, 3);
     // Put the data back and replay: the run completes.
     fx.ctx.objects.put(&dataset, bytes.into()).await.unwrap();
@@ -605,7 +605,7 @@ async fn a_run_without_data_fails_and_a_broken_dataset_is_retried_then_dead_lett
         .unwrap()
         .unwrap();
     drain(&fx).await;
-    let id = UploadId::parse(&run.run_id).unwrap();
+    let id = RunId::parse(&run.run_id).unwrap();
     let replayed = fx.ctx.runs.get(&p, &id).await.unwrap().unwrap();
     assert_eq!(
         replayed.status,

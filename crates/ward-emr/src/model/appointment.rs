@@ -3,7 +3,7 @@
 use super::payment::{Payment, payment};
 use crate::fields::{Check, Obj, identifier, instant, integer, one_of, text};
 use serde::Serialize;
-use ward_domain::UtcInstant;
+use ward_domain::{ClinicName, ClinicianId, UtcInstant};
 
 /// Appointment states.
 pub const APPOINTMENT_STATUSES: &[&str] = &[
@@ -98,7 +98,8 @@ impl std::fmt::Display for AppointmentStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Appointment {
     /// The clinician seen.
-    pub clinician_id: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub clinician_id: ClinicianId,
     /// When it starts (UTC, RFC 3339).
     pub start: String,
     /// How long it lasts.
@@ -107,7 +108,8 @@ pub struct Appointment {
     #[serde(rename = "type")]
     pub appointment_type: &'static str,
     /// The clinic (the clinic-day index); defaults to the patient's clinic.
-    pub clinic: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub clinic: ClinicName,
     mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     location: Option<String>,
@@ -143,7 +145,7 @@ pub fn appointment(check: &mut Check, obj: &Obj<'_>) -> Option<Appointment> {
             "payment",
         ],
     );
-    let clinician_id = check.field(obj, "clinicianId", true, identifier());
+    let clinician_id = check.field(obj, "clinicianId", true, identifier(ClinicianId::parse));
     let start = check.field(obj, "start", true, |check, path, value| {
         let start = instant()(check, path, value)?;
         if start.subsec_nanos() != 0 || start.unix_seconds() % (SLOT_MINUTES * 60) != 0 {
@@ -161,7 +163,7 @@ pub fn appointment(check: &mut Check, obj: &Obj<'_>) -> Option<Appointment> {
         Ok(minutes)
     });
     let appointment_type = check.field(obj, "type", true, one_of(APPOINTMENT_TYPES));
-    let clinic = check.field(obj, "clinic", true, identifier());
+    let clinic = check.field(obj, "clinic", true, identifier(ClinicName::parse));
     let mode = check.field(obj, "mode", true, one_of(APPOINTMENT_MODES));
     let location = check.field(obj, "location", false, text(200));
     let reason = check.field(obj, "reason", false, text(1000));

@@ -4,7 +4,7 @@ use super::entity_id;
 use super::payment::MAX_AMOUNT_MINOR;
 use crate::fields::{Check, Obj, currency, date, instant, integer, one_of, text};
 use serde::Serialize;
-use ward_domain::UtcInstant;
+use ward_domain::{AppointmentId, UtcInstant};
 
 /// Bill states.
 pub const BILL_STATUSES: &[&str] = &["DRAFT", "ISSUED", "PAID", "VOID", "REFUNDED"];
@@ -29,8 +29,11 @@ pub struct Bill {
     amount_minor: i64,
     currency: String,
     status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    appointment_id: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::as_optional_text"
+    )]
+    appointment_id: Option<AppointmentId>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<Service>,
 }
@@ -59,7 +62,7 @@ pub fn bill(check: &mut Check, obj: &Obj<'_>) -> Option<Bill> {
     let amount_minor = check.field(obj, "amountMinor", true, integer(0, MAX_AMOUNT_MINOR));
     let currency = check.field(obj, "currency", true, currency());
     let status = check.field(obj, "status", true, one_of(BILL_STATUSES));
-    let appointment_id = check.field(obj, "appointmentId", false, entity_id());
+    let appointment_id = check.field(obj, "appointmentId", false, entity_id(AppointmentId::parse));
     let services = check.list(obj, "services", 100, |check, path, value| {
         check.element(path, value, |check, obj| {
             check.only(obj, &["code", "description", "date", "amountMinor"]);

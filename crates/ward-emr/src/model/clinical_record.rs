@@ -5,7 +5,7 @@ use crate::fields::{
     Check, Obj, boolean, identifier, instant, integer, is_icd10cm_form, number, one_of, text,
 };
 use serde::Serialize;
-use ward_domain::UtcInstant;
+use ward_domain::{AppointmentId, ClinicianId, UtcInstant};
 
 /// Clinical record types (the records-by-type index).
 pub const RECORD_TYPES: &[&str] = &[
@@ -188,10 +188,14 @@ pub struct ClinicalRecord {
     #[serde(rename = "type")]
     pub record_type: &'static str,
     /// The clinician who wrote it.
-    pub clinician_id: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub clinician_id: ClinicianId,
     /// The appointment it documents, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub appointment_id: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::as_optional_text"
+    )]
+    pub appointment_id: Option<AppointmentId>,
     /// The visit; its date is the record's time.
     pub visit: Visit,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,8 +248,9 @@ pub fn clinical_record(
             ],
         );
         let record_type = check.field(obj, "type", true, one_of(RECORD_TYPES));
-        let clinician_id = check.field(obj, "clinicianId", true, identifier());
-        let appointment_id = check.field(obj, "appointmentId", false, entity_id());
+        let clinician_id = check.field(obj, "clinicianId", true, identifier(ClinicianId::parse));
+        let appointment_id =
+            check.field(obj, "appointmentId", false, entity_id(AppointmentId::parse));
         let visit = check.object(obj, "visit", true, |check, obj| {
             check.only(obj, &["date", "type", "durationMinutes", "location"]);
             let date = check.field(obj, "date", true, |check, path, value| {

@@ -2,6 +2,7 @@
 
 use crate::fields::{Check, Obj, identifier, phone, text, time_of_day};
 use serde::Serialize;
+use ward_domain::ClinicianId;
 
 /// The days of a week, as working-hours keys.
 pub const WEEKDAYS: &[&str] = &[
@@ -26,7 +27,8 @@ pub struct Hours {
 #[serde(rename_all = "camelCase")]
 pub struct Clinician {
     /// The clinician's id within the provider.
-    pub id: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub id: ClinicianId,
     first_name: String,
     last_name: String,
     /// Unique within the provider, across patients and clinicians.
@@ -57,7 +59,7 @@ pub fn clinician(check: &mut Check, obj: &Obj<'_>) -> Option<Clinician> {
             "workingHours",
         ],
     );
-    let id = check.field(obj, "id", true, identifier());
+    let id = check.field(obj, "id", true, identifier(ClinicianId::parse));
     let first_name = check.field(obj, "firstName", true, text(100));
     let last_name = check.field(obj, "lastName", true, text(100));
     let email = check.field(obj, "email", true, crate::fields::email());

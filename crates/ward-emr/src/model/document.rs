@@ -3,6 +3,7 @@
 use super::entity_id;
 use crate::fields::{Check, Obj, integer, one_of, sha256_hex, text};
 use serde::Serialize;
+use ward_domain::ClinicalRecordId;
 
 /// Document types (the documents-by-type index).
 pub const DOCUMENT_TYPES: &[&str] = &[
@@ -96,8 +97,11 @@ pub struct DocumentInfo {
     pub size_bytes: i64,
     /// The SHA-256 the upload must have.
     pub sha256: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record_id: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::as_optional_text"
+    )]
+    record_id: Option<ClinicalRecordId>,
 }
 
 /// Reads a document's metadata.
@@ -128,7 +132,7 @@ pub fn document(check: &mut Check, obj: &Obj<'_>) -> Option<DocumentInfo> {
     let media_type = check.field(obj, "mediaType", true, one_of(DOCUMENT_MEDIA_TYPES));
     let size_bytes = check.field(obj, "sizeBytes", true, integer(1, MAX_DOCUMENT_BYTES));
     let sha256 = check.field(obj, "sha256", true, sha256_hex());
-    let record_id = check.field(obj, "recordId", false, entity_id());
+    let record_id = check.field(obj, "recordId", false, entity_id(ClinicalRecordId::parse));
     Some(DocumentInfo {
         document_type: document_type?,
         title: title?,

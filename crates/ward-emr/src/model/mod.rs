@@ -85,15 +85,35 @@ fn today_days(now: UtcInstant) -> i32 {
     now.unix_seconds().div_euclid(86_400) as i32
 }
 
-/// An entity id (`{yyyymmddThhmmssZ}-{16 hex}`).
-pub fn entity_id() -> crate::fields::Parser<String> {
-    Box::new(|_, _, value| {
+/// An entity id (`{yyyymmddThhmmssZ}-{16 hex}`), read with its type's `parse`.
+pub fn entity_id<T: 'static>(
+    parse: fn(&str) -> Result<T, ward_domain::IdError>,
+) -> crate::fields::Parser<T> {
+    Box::new(move |_, _, value| {
         value
             .as_str()
-            .and_then(|raw| ward_domain::UploadId::parse(raw).ok())
-            .map(|id| id.as_str().to_owned())
+            .and_then(|raw| parse(raw).ok())
             .ok_or_else(|| "must be an id such as 20250601T103000Z-00000a1b2c3d4e5f".into())
     })
+}
+
+/// Writes a typed id as its text (the model's ids are `ward_domain` types).
+pub(crate) fn as_text<S: serde::Serializer>(
+    id: &impl AsRef<str>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(id.as_ref())
+}
+
+/// Writes an optional typed id as its text (the field is skipped when absent).
+pub(crate) fn as_optional_text<S: serde::Serializer, T: AsRef<str>>(
+    id: &Option<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => serializer.serialize_str(id.as_ref()),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// RFC 7396 JSON merge patch: `patch` applied to `target`.

@@ -3,7 +3,7 @@
 use super::today_days;
 use crate::fields::{Check, Obj, country, date, identifier, one_of, text};
 use serde::Serialize;
-use ward_domain::UtcInstant;
+use ward_domain::{ClinicName, Mrn, UtcInstant};
 
 /// Sex as recorded administratively.
 pub const SEXES: &[&str] = &["FEMALE", "MALE", "OTHER", "UNKNOWN"];
@@ -65,7 +65,8 @@ pub struct Insurance {
 #[serde(rename_all = "camelCase")]
 pub struct Patient {
     /// The medical record number.
-    pub mrn: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub mrn: Mrn,
     first_name: String,
     last_name: String,
     date_of_birth: String,
@@ -78,7 +79,8 @@ pub struct Patient {
     #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<Address>,
     /// The clinic the patient belongs to (patients-of-a-clinic index).
-    pub clinic: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub clinic: ClinicName,
     #[serde(skip_serializing_if = "Option::is_none")]
     blood_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -110,7 +112,7 @@ pub fn patient(now: UtcInstant) -> impl FnOnce(&mut Check, &Obj<'_>) -> Option<P
                 "insurance",
             ],
         );
-        let mrn = check.field(obj, "mrn", true, identifier());
+        let mrn = check.field(obj, "mrn", true, identifier(Mrn::parse));
         let first_name = check.field(obj, "firstName", true, text(100));
         let last_name = check.field(obj, "lastName", true, text(100));
         let date_of_birth = check.field(obj, "dateOfBirth", true, date(Some(today_days(now))));
@@ -118,7 +120,7 @@ pub fn patient(now: UtcInstant) -> impl FnOnce(&mut Check, &Obj<'_>) -> Option<P
         let email = check.field(obj, "email", false, crate::fields::email());
         let phone = check.field(obj, "phone", false, crate::fields::phone());
         let address = check.object(obj, "address", false, address);
-        let clinic = check.field(obj, "clinic", true, identifier());
+        let clinic = check.field(obj, "clinic", true, identifier(ClinicName::parse));
         let blood_type = check.field(obj, "bloodType", false, one_of(BLOOD_TYPES));
         let allergies = check.list(obj, "allergies", 50, |c, p, v| c.element_text(p, v, 200));
         let emergency_contact = check.object(obj, "emergencyContact", false, |check, obj| {

@@ -5,7 +5,7 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout::{self as keys, CLINICIAN_INDEX, LIST_INDEX};
-use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
+use ward_domain::{AppointmentId, ClinicianId, Mrn, ProviderId, TimeOrderedId, UtcInstant};
 use ward_store::{Condition, Item, Key, PK, SK, Value, WriteOp};
 
 use super::children::{Changing, NewChild};
@@ -39,7 +39,7 @@ impl Emr {
             return Err(invalid("status", "a new appointment is SCHEDULED"));
         }
         let start = appointment.start_instant();
-        let id = UploadId::new(start, random_bits());
+        let id = AppointmentId::new(start, random_bits());
         let checks = vec![WriteOp::Check {
             key: clinician_key(provider, &appointment.clinician_id),
             condition: Condition::Exists,
@@ -133,7 +133,7 @@ pub(super) fn busy_slot_put(slot: &Key, appointment: &str) -> WriteOp {
 /// The busy slots an appointment holds: (partition, sort key) per 5 minutes.
 pub(super) fn busy_slots(
     provider: &ProviderId,
-    clinician: &str,
+    clinician: &ClinicianId,
     start: UtcInstant,
     minutes: i64,
 ) -> Vec<Key> {
@@ -155,7 +155,7 @@ pub(super) fn busy_slots(
 fn appointment_draft(
     provider: &ProviderId,
     mrn: &Mrn,
-    id: &UploadId,
+    id: &impl TimeOrderedId,
     appointment: &model::Appointment,
     day: &str,
 ) -> Draft {

@@ -1,7 +1,7 @@
 //! Bills with their services, filed under their issue time.
 
 use serde_json::Value as Json;
-use ward_domain::{Mrn, ProviderId, UploadId};
+use ward_domain::{BillId, Mrn, ProviderId, TimeOrderedId};
 use ward_store::WriteOp;
 
 use super::children::{Changing, NewChild};
@@ -15,7 +15,7 @@ pub(super) fn new_bill(
     body: &Json,
 ) -> Result<NewChild, EmrError> {
     let bill = model::parse(body, model::bill).map_err(EmrError::Invalid)?;
-    let id = UploadId::new(bill.instant(), random_bits());
+    let id = BillId::new(bill.instant(), random_bits());
     Ok(NewChild::alone(bill_draft(provider, mrn, &id, &bill)))
 }
 
@@ -35,7 +35,12 @@ pub(super) fn changed_bill(
     Ok((bill_draft(item.provider, item.mrn, item.id, &bill), vec![]))
 }
 
-fn bill_draft(provider: &ProviderId, mrn: &Mrn, id: &UploadId, bill: &model::Bill) -> Draft {
+fn bill_draft(
+    provider: &ProviderId,
+    mrn: &Mrn,
+    id: &impl TimeOrderedId,
+    bill: &model::Bill,
+) -> Draft {
     child_draft(
         provider,
         mrn,

@@ -3,12 +3,12 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout as keys;
-use ward_domain::{Mrn, ProviderId, UploadId};
+use ward_domain::{Mrn, ProviderId};
 use ward_store::{Condition, Item, Key, WriteOp};
 
 use super::{
-    Conflict, Draft, Emr, EmrError, Idempotency, Stored, child_prefix, invalid, parse_entity_id,
-    parse_mrn, patient_key, s, stored,
+    ChildId, Conflict, Draft, Emr, EmrError, Idempotency, Stored, child_prefix, invalid,
+    parse_entity_id, parse_mrn, patient_key, s, stored,
 };
 use crate::audit::Actor;
 use crate::model::Kind;
@@ -42,7 +42,7 @@ pub(super) struct Changing<'a> {
     /// The patient.
     pub(super) mrn: &'a Mrn,
     /// The item's id.
-    pub(super) id: &'a UploadId,
+    pub(super) id: &'a ChildId,
     /// The item as stored.
     pub(super) current: &'a Item,
 }

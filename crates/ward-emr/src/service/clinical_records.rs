@@ -3,11 +3,11 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout::{self as keys, CLINICIAN_INDEX, EMR_INDEX_SHARDS, TYPE_INDEX};
-use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
+use ward_domain::{ClinicalRecordId, Mrn, ProviderId, TimeOrderedId, UtcInstant};
 use ward_store::{Condition, Key, WriteOp};
 
 use super::children::{Changing, NewChild};
-use super::{Draft, Emr, EmrError, child_draft, clinician_key, invalid, random_bits, s};
+use super::{Draft, Emr, EmrError, child_draft, clinician_key, random_bits, s};
 use crate::model::{self, Kind};
 
 /// A new clinical record: its clinician checked, and the appointment it names (of the
@@ -19,18 +19,16 @@ pub(super) fn new_record(
 ) -> Result<NewChild, EmrError> {
     let record =
         model::parse(body, model::clinical_record(UtcInstant::now())).map_err(EmrError::Invalid)?;
-    let id = UploadId::new(record.instant(), random_bits());
+    let id = ClinicalRecordId::new(record.instant(), random_bits());
     let mut checks = vec![WriteOp::Check {
         key: clinician_key(provider, &record.clinician_id),
         condition: Condition::Exists,
     }];
     if let Some(appointment) = &record.appointment_id {
-        let appointment = UploadId::parse(appointment)
-            .map_err(|_| invalid("appointmentId", "is not an appointment id"))?;
         checks.push(WriteOp::Check {
             key: Key::new(
                 keys::patient_pk(provider, mrn),
-                keys::emr_sk(keys::APPOINTMENT_SK_PREFIX, &appointment),
+                keys::emr_sk(keys::APPOINTMENT_SK_PREFIX, appointment),
             ),
             condition: Condition::Exists,
         });
@@ -79,7 +77,7 @@ pub(super) fn changed_record(
 fn record_draft(
     provider: &ProviderId,
     mrn: &Mrn,
-    id: &UploadId,
+    id: &impl TimeOrderedId,
     record: &model::ClinicalRecord,
 ) -> Draft {
     child_draft(

@@ -6,8 +6,8 @@ use ward_domain::key_layout::{self as keys, LIST_INDEX};
 use ward_store::{Condition, WriteOp};
 
 use super::{
-    Conflict, Draft, Emr, EmrError, Idempotency, Listed, Stored, check_identifier, clinician_key,
-    email_claim, email_claim_key, s, stored,
+    Conflict, Draft, Emr, EmrError, Idempotency, Listed, Stored, clinician_key, email_claim,
+    email_claim_key, parse_clinician, s, stored,
 };
 use crate::audit::Actor;
 use crate::model::{self, Kind};
@@ -18,14 +18,14 @@ impl Emr {
             pk: keys::clinician_pk(provider, &clinician.id),
             sk: keys::CLINICIAN_PROFILE_SK.into(),
             kind: Kind::Clinician,
-            id: clinician.id.clone(),
+            id: clinician.id.to_string(),
             patient: None,
             data: serde_json::to_value(clinician).unwrap_or_default(),
             item_type: None,
             status: None,
             index: vec![
                 (LIST_INDEX.pk, keys::clinicians_pk(provider)),
-                (LIST_INDEX.sk, clinician.id.clone()),
+                (LIST_INDEX.sk, clinician.id.to_string()),
             ],
             expires_at: None,
         }
@@ -59,7 +59,7 @@ impl Emr {
                 &actor.provider,
                 &clinician.email,
                 Kind::Clinician,
-                &clinician.id,
+                clinician.id.as_str(),
             ),
             condition: Condition::NotExists,
         }];
@@ -74,9 +74,9 @@ impl Emr {
     /// A clinician's profile.
     pub async fn get_clinician(&self, actor: &Actor, id: &str) -> Result<Stored, EmrError> {
         let result = async {
-            check_identifier("id", id)?;
+            let clinician = parse_clinician("id", id)?;
             let item = self
-                .load(&clinician_key(&actor.provider, id), Kind::Clinician)
+                .load(&clinician_key(&actor.provider, &clinician), Kind::Clinician)
                 .await?;
             Ok(stored(&item))
         }
@@ -94,9 +94,12 @@ impl Emr {
         patch: &Json,
     ) -> Result<Stored, EmrError> {
         let result = async {
-            check_identifier("id", id)?;
+            let clinician_id = parse_clinician("id", id)?;
             let current = self
-                .load(&clinician_key(&actor.provider, id), Kind::Clinician)
+                .load(
+                    &clinician_key(&actor.provider, &clinician_id),
+                    Kind::Clinician,
+                )
                 .await?;
             let after = Self::patched(
                 &current,

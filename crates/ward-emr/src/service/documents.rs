@@ -4,7 +4,7 @@
 
 use serde_json::{Value as Json, json};
 use ward_domain::key_layout::{self as keys, EMR_INDEX_SHARDS, TYPE_INDEX};
-use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
+use ward_domain::{DocumentId, Mrn, ProviderId, TimeOrderedId, UtcInstant};
 use ward_store::{EXPIRES_AT, VERSION, Value, WriteOp};
 
 use super::children::{Changing, NewChild};
@@ -26,7 +26,7 @@ pub(super) fn new_document(
 ) -> Result<NewChild, EmrError> {
     let now = UtcInstant::now();
     let info = model::parse(body, model::document).map_err(EmrError::Invalid)?;
-    let id = UploadId::new(now, random_bits());
+    let id = DocumentId::new(now, random_bits());
     let status = DocumentStatus::PendingUpload;
     let mut data = serde_json::to_value(&info).unwrap_or_default();
     data["status"] = json!(status.as_str());
@@ -93,7 +93,7 @@ pub(super) fn changed_document(
 /// A document is in the documents-by-type index once its file is checked.
 fn document_index(
     provider: &ProviderId,
-    id: &UploadId,
+    id: &impl TimeOrderedId,
     document_type: &str,
     status: DocumentStatus,
 ) -> Vec<(&'static str, String)> {

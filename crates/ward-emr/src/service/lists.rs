@@ -8,8 +8,8 @@ use ward_store::merge::{self, Merged, Stream};
 use ward_store::{Item, Order, Query, SK, SkCondition};
 
 use super::{
-    Emr, EmrError, ListFilter, Listed, check_identifier, child_prefix, compact, invalid, parse_mrn,
-    representation, s,
+    Emr, EmrError, ListFilter, Listed, child_prefix, compact, invalid, parse_clinic,
+    parse_clinician, parse_mrn, representation, s,
 };
 use crate::audit::Actor;
 use crate::model::{self, Kind};
@@ -61,7 +61,7 @@ impl Emr {
         filter: ListFilter,
     ) -> Result<Listed, EmrError> {
         let result = async {
-            check_identifier("id", clinician)?;
+            let clinician_id = parse_clinician("id", clinician)?;
             let prefix = child_prefix(kind);
             let (low, high) = time_range(prefix, &filter)?;
             let after = filter
@@ -71,7 +71,7 @@ impl Emr {
                 .transpose()?;
             let stream = range_stream(
                 Some(CLINICIAN_INDEX.name),
-                keys::clinician_pk(&actor.provider, clinician),
+                keys::clinician_pk(&actor.provider, &clinician_id),
                 CLINICIAN_INDEX.sk,
                 low,
                 high,
@@ -98,12 +98,12 @@ impl Emr {
         cursor: Option<&str>,
     ) -> Result<Listed, EmrError> {
         let result = async {
-            check_identifier("clinic", clinic)?;
+            let clinic_name = parse_clinic(clinic)?;
             if ward_domain::time::parse_date(day).is_none() {
                 return Err(invalid("date", "must be a real date written YYYY-MM-DD"));
             }
             self.gsi2_partition(
-                keys::clinic_day_pk(&actor.provider, clinic, day),
+                keys::clinic_day_pk(&actor.provider, &clinic_name, day),
                 limit,
                 cursor,
             )

@@ -26,7 +26,10 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use ward_domain::key_layout::{self as keys};
 use ward_domain::time::ProviderTimeZone;
-use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
+use ward_domain::{
+    AppointmentId, BillId, ClinicName, ClinicalRecordId, ClinicianId, DocumentId, Mrn, ProviderId,
+    TimeOrderedId, UtcInstant,
+};
 use ward_store::{
     Condition, EXPIRES_AT, Item, Key, Order, PK, SK, StoreError, Table, VERSION, Value, WriteOp,
 };
@@ -81,10 +84,10 @@ impl EmrError {
 pub enum Conflict {
     /// A patient has this MRN already.
     #[error("a patient with MRN {0} already exists")]
-    PatientExists(String),
+    PatientExists(Mrn),
     /// A clinician has this id already.
     #[error("a clinician with id {0} already exists")]
-    ClinicianExists(String),
+    ClinicianExists(ClinicianId),
     /// Another patient or clinician claims this email address.
     #[error("the email address is already in use by another patient or clinician")]
     EmailInUse,
@@ -335,26 +338,65 @@ fn patient_key(provider: &ProviderId, mrn: &Mrn) -> Key {
     Key::new(keys::patient_pk(provider, mrn), keys::PATIENT_PROFILE_SK)
 }
 
-fn clinician_key(provider: &ProviderId, clinician: &str) -> Key {
+fn clinician_key(provider: &ProviderId, clinician: &ClinicianId) -> Key {
     Key::new(
         keys::clinician_pk(provider, clinician),
         keys::CLINICIAN_PROFILE_SK,
     )
 }
 
-/// A path identifier that becomes part of a key (clinician id, clinic): no `#`, no `/`.
-fn check_identifier(field: &str, value: &str) -> Result<(), EmrError> {
-    Mrn::parse(value)
-        .map(|_| ())
-        .map_err(|e| invalid(field, e.to_string()))
+/// A clinician id from the path.
+fn parse_clinician(field: &str, value: &str) -> Result<ClinicianId, EmrError> {
+    ClinicianId::parse(value).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// A clinic name from the path.
+fn parse_clinic(value: &str) -> Result<ClinicName, EmrError> {
+    ClinicName::parse(value).map_err(|e| invalid("clinic", e.to_string()))
 }
 
 fn parse_mrn(mrn: &str) -> Result<Mrn, EmrError> {
     Mrn::parse(mrn).map_err(|e| invalid("mrn", e.to_string()))
 }
 
-fn parse_entity_id(id: &str, kind: Kind) -> Result<UploadId, EmrError> {
-    UploadId::parse(id).map_err(|_| EmrError::NotFound(kind.noun()))
+/// The id of one of a patient's items, of its kind's own type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChildId {
+    Appointment(AppointmentId),
+    ClinicalRecord(ClinicalRecordId),
+    Document(DocumentId),
+    Bill(BillId),
+}
+
+impl std::fmt::Display for ChildId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(TimeOrderedId::as_str(self))
+    }
+}
+
+impl TimeOrderedId for ChildId {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Appointment(id) => id.as_str(),
+            Self::ClinicalRecord(id) => id.as_str(),
+            Self::Document(id) => id.as_str(),
+            Self::Bill(id) => id.as_str(),
+        }
+    }
+}
+
+/// An item id from the path: one that cannot exist is simply not found.
+fn parse_entity_id(id: &str, kind: Kind) -> Result<ChildId, EmrError> {
+    let not_found = |_| EmrError::NotFound(kind.noun());
+    Ok(match kind {
+        Kind::Appointment => ChildId::Appointment(AppointmentId::parse(id).map_err(not_found)?),
+        Kind::ClinicalRecord => {
+            ChildId::ClinicalRecord(ClinicalRecordId::parse(id).map_err(not_found)?)
+        }
+        Kind::Document => ChildId::Document(DocumentId::parse(id).map_err(not_found)?),
+        Kind::Bill => ChildId::Bill(BillId::parse(id).map_err(not_found)?),
+        Kind::Patient | Kind::Clinician => return Err(not_found(ward_domain::IdError::Empty)),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -362,7 +404,7 @@ fn child_draft(
     provider: &ProviderId,
     mrn: &Mrn,
     kind: Kind,
-    id: &UploadId,
+    id: &impl TimeOrderedId,
     data: Json,
     item_type: Option<String>,
     status: Option<String>,

@@ -9,20 +9,20 @@ use ward_store::{Condition, Order, WriteOp};
 
 use super::lists::range_stream;
 use super::{
-    Conflict, Draft, Emr, EmrError, Idempotency, Listed, Stored, check_identifier, email_claim,
-    email_claim_key, parse_mrn, patient_key, s, stored,
+    Conflict, Draft, Emr, EmrError, Idempotency, Listed, Stored, email_claim, email_claim_key,
+    parse_clinic, parse_mrn, patient_key, s, stored,
 };
 use crate::audit::Actor;
 use crate::model::{self, Kind};
 
 impl Emr {
     fn patient_draft(provider: &ProviderId, patient: &model::Patient) -> Result<Draft, EmrError> {
-        let mrn = parse_mrn(&patient.mrn)?;
+        let mrn = &patient.mrn;
         Ok(Draft {
-            pk: keys::patient_pk(provider, &mrn),
+            pk: keys::patient_pk(provider, mrn),
             sk: keys::PATIENT_PROFILE_SK.into(),
             kind: Kind::Patient,
-            id: patient.mrn.clone(),
+            id: mrn.to_string(),
             patient: None,
             data: serde_json::to_value(patient).unwrap_or_default(),
             item_type: None,
@@ -33,10 +33,10 @@ impl Emr {
                     keys::clinic_patients_pk(
                         provider,
                         &patient.clinic,
-                        keys::shard_of(&patient.mrn, EMR_INDEX_SHARDS),
+                        keys::shard_of(mrn.as_str(), EMR_INDEX_SHARDS),
                     ),
                 ),
-                (LIST_INDEX.sk, patient.mrn.clone()),
+                (LIST_INDEX.sk, mrn.to_string()),
             ],
             expires_at: None,
         })
@@ -63,7 +63,7 @@ impl Emr {
             .email
             .iter()
             .map(|email| WriteOp::Put {
-                item: email_claim(&actor.provider, email, Kind::Patient, &patient.mrn),
+                item: email_claim(&actor.provider, email, Kind::Patient, patient.mrn.as_str()),
                 condition: Condition::NotExists,
             })
             .collect();
@@ -188,13 +188,13 @@ impl Emr {
         cursor: Option<&str>,
     ) -> Result<Listed, EmrError> {
         let result = async {
-            check_identifier("clinic", clinic)?;
+            let clinic = parse_clinic(clinic)?;
             let after = cursor.map(merge::decode_cursor).transpose()?;
             let streams = (0..EMR_INDEX_SHARDS)
                 .map(|shard| {
                     range_stream(
                         Some(LIST_INDEX.name),
-                        keys::clinic_patients_pk(&actor.provider, clinic, shard),
+                        keys::clinic_patients_pk(&actor.provider, &clinic, shard),
                         LIST_INDEX.sk,
                         String::new(),
                         "~".into(),

@@ -38,8 +38,8 @@ async fn the_table_queue_keeps_one_copy_of_a_job_enqueued_twice() {
 async fn jobs_leased_by_a_process_that_died_resume_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let job = Job::CsvUpload {
-        provider: "PROV001".into(),
-        upload: "20250101T000000Z-0000000000000004".into(),
+        provider: ward_domain::ProviderId::parse("PROV001").unwrap(),
+        upload: ward_domain::UploadId::parse("20250101T000000Z-0000000000000004").unwrap(),
     };
     {
         let queue = open(&dir);

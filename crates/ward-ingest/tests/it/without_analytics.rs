@@ -46,7 +46,7 @@ async fn facility_work_fails_with_how_to_build_it() {
         .enqueue(Job::for_upload(&provider, &id, upload.kind))
         .await
         .unwrap();
-    let run_id = UploadId::new(now, 8);
+    let run_id = ward_domain::RunId::new(now, 8);
     let request = RunRequest {
         as_of: "2025-11-20".into(),
         months_ahead: 6,
@@ -57,8 +57,8 @@ async fn facility_work_fails_with_how_to_build_it() {
         .unwrap();
     ctx.queue
         .enqueue(Job::AnalyticsRun {
-            provider: provider.to_string(),
-            run: run_id.to_string(),
+            provider: provider.clone(),
+            run: run_id.clone(),
         })
         .await
         .unwrap();
