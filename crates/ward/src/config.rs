@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -40,14 +41,17 @@ pub struct Settings {
     /// The job queue: `kind = "embedded"` (default, in the store) or `"sqs"`.
     #[serde(default)]
     pub events: EventsSettings,
+    /// Where the AWS services are (the AWS shape only).
+    #[serde(default)]
+    pub aws: AwsSettings,
 }
 
 /// `[store]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
-    /// `embedded` (default) or `dynamodb`.
-    pub kind: Option<String>,
+    /// Which store.
+    pub kind: Option<StoreKind>,
     /// Page cache of the embedded store, in MiB. Default 16 (with `ingest.batch_rows` =
     /// 1024, peak memory stays under 150 MiB for a 1M-row file; 32 and 2048 ingest ~35%
     /// faster at ~200 MiB, see docs/benchmarks.md).
@@ -57,63 +61,123 @@ pub struct StoreSettings {
     /// DynamoDB: create the table (with its indexes) if it is missing. Default false
     /// (CloudFormation creates it on AWS).
     pub create_table: Option<bool>,
-    /// AWS region (default `AWS_REGION`).
-    pub region: Option<String>,
-    /// Endpoint override for a local server, e.g. `http://127.0.0.1:8000`.
-    pub endpoint: Option<String>,
-    /// Access key id, for a local server only (on AWS the standard credential chain).
-    pub access_key_id: Option<String>,
-    /// Its secret, for a local server only (never printed).
-    #[serde(default)]
-    pub secret_access_key: Secret,
+}
+
+/// `[store] kind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One redb file in the data folder (the default).
+    #[default]
+    Embedded,
+    /// DynamoDB (the AWS shape).
+    Dynamodb,
 }
 
 /// `[objects]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectsSettings {
-    /// `local` (default) or `s3`.
-    pub kind: Option<String>,
+    /// Which object storage.
+    pub kind: Option<ObjectsKind>,
     /// S3: the uploads bucket.
     pub bucket: Option<String>,
-    /// AWS region (default `AWS_REGION`).
-    pub region: Option<String>,
-    /// Endpoint override for a local server, e.g. `http://127.0.0.1:8000`.
-    pub endpoint: Option<String>,
-    /// Access key id, for a local server only (on AWS the standard credential chain).
-    pub access_key_id: Option<String>,
-    /// Its secret, for a local server only (never printed).
-    #[serde(default)]
-    pub secret_access_key: Secret,
+}
+
+/// `[objects] kind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectsKind {
+    /// A folder under the data folder (the default).
+    #[default]
+    Local,
+    /// An S3 bucket (the AWS shape).
+    S3,
 }
 
 /// `[events]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsSettings {
-    /// `embedded` (default) or `sqs`.
-    pub kind: Option<String>,
+    /// Which job queue.
+    pub kind: Option<EventsKind>,
     /// SQS: the queue S3 notifications go to.
     pub queue_url: Option<String>,
     /// SQS: its dead-letter queue (the redrive target).
     pub dead_letter_queue_url: Option<String>,
     /// SQS: how long one receive long-polls, in seconds (0-20). Default 20.
     pub wait_seconds: Option<u64>,
-    /// AWS region (default `AWS_REGION`).
+}
+
+/// `[events] kind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsKind {
+    /// The queue kept in the store (the default).
+    #[default]
+    Embedded,
+    /// SQS (the AWS shape).
+    Sqs,
+}
+
+macro_rules! kind_names {
+    ($($kind:ty { $($variant:ident => $name:literal),* })*) => {$(
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $(Self::$variant => $name),* })
+            }
+        }
+    )*};
+}
+kind_names! {
+    StoreKind { Embedded => "embedded", Dynamodb => "dynamodb" }
+    ObjectsKind { Local => "local", S3 => "s3" }
+    EventsKind { Embedded => "embedded", Sqs => "sqs" }
+}
+
+/// `[aws]`: where the AWS services of the AWS shape are, for all three of them. On AWS
+/// only the region is needed (or none: `AWS_REGION`) and credentials come from the
+/// standard chain (environment, profile, the Lambda or instance role); the endpoints and
+/// keys are for local servers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// The region.
     pub region: Option<String>,
-    /// Endpoint override for a local server, e.g. `http://127.0.0.1:8000`.
-    pub endpoint: Option<String>,
-    /// Access key id, for a local server only (on AWS the standard credential chain).
+    /// Access key id, for a local server only.
     pub access_key_id: Option<String>,
     /// Its secret, for a local server only (never printed).
     #[serde(default)]
     pub secret_access_key: Secret,
+    /// Endpoint overrides, per service.
+    #[serde(default)]
+    pub endpoints: AwsEndpoints,
 }
 
-/// Where an AWS service is (from one of `[store]`, `[objects]`, `[events]`). On AWS only
-/// the region is needed (or none: `AWS_REGION`); the endpoint and keys are for local
-/// servers, credentials otherwise come from the standard chain (environment, profile, the
-/// Lambda or instance role).
+/// `[aws.endpoints]`: a local server per service, e.g. `dynamodb = "http://127.0.0.1:8000"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsEndpoints {
+    /// DynamoDB's.
+    pub dynamodb: Option<String>,
+    /// S3's.
+    pub s3: Option<String>,
+    /// SQS's.
+    pub sqs: Option<String>,
+}
+
+/// The AWS services Ward talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsService {
+    /// The record store.
+    Dynamodb,
+    /// Object storage.
+    S3,
+    /// The job queue.
+    Sqs,
+}
+
+/// Where one AWS service is.
 #[derive(Debug, Clone, Default)]
 pub struct AwsEndpoint {
     /// The region.
@@ -124,24 +188,24 @@ pub struct AwsEndpoint {
     pub keys: Option<(String, Secret)>,
 }
 
-macro_rules! aws_endpoint_of {
-    ($($section:ty),*) => {$(
-        impl $section {
-            /// The AWS endpoint settings of this section.
-            pub fn aws(&self) -> AwsEndpoint {
-                AwsEndpoint {
-                    region: self.region.clone(),
-                    endpoint: self.endpoint.clone(),
-                    keys: match (&self.access_key_id, self.secret_access_key.expose()) {
-                        (Some(id), Some(_)) => Some((id.clone(), self.secret_access_key.clone())),
-                        _ => None,
-                    },
-                }
-            }
+impl AwsSettings {
+    /// Where `service` is.
+    pub fn endpoint(&self, service: AwsService) -> AwsEndpoint {
+        let endpoint = match service {
+            AwsService::Dynamodb => &self.endpoints.dynamodb,
+            AwsService::S3 => &self.endpoints.s3,
+            AwsService::Sqs => &self.endpoints.sqs,
+        };
+        AwsEndpoint {
+            region: self.region.clone(),
+            endpoint: endpoint.clone(),
+            keys: match (&self.access_key_id, self.secret_access_key.expose()) {
+                (Some(id), Some(_)) => Some((id.clone(), self.secret_access_key.clone())),
+                _ => None,
+            },
         }
-    )*};
+    }
 }
-aws_endpoint_of!(StoreSettings, ObjectsSettings, EventsSettings);
 
 /// `[uploads]`
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -209,11 +273,11 @@ impl Settings {
             var("WARD_QUEUE_URL"),
             var("WARD_DEAD_LETTER_QUEUE_URL"),
         ) {
-            self.store.kind = Some("dynamodb".into());
+            self.store.kind = Some(StoreKind::Dynamodb);
             self.store.table = Some(table);
-            self.objects.kind = Some("s3".into());
+            self.objects.kind = Some(ObjectsKind::S3);
             self.objects.bucket = Some(bucket);
-            self.events.kind = Some("sqs".into());
+            self.events.kind = Some(EventsKind::Sqs);
             self.events.queue_url = Some(queue);
             self.events.dead_letter_queue_url = Some(dead);
         }
@@ -228,6 +292,109 @@ impl Settings {
             .with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text)
             .with_context(|| format!("{} is not a valid Ward settings file", path.display()))
+    }
+}
+
+/// The runtime settings a settings file makes: its values where it has them, the
+/// defaults (and the bounds) of each setting where it is silent or out of range. Flags
+/// and `WARD_*` variables override these at the call site.
+impl Settings {
+    /// The pipeline's settings (defaults where the file is silent).
+    pub fn ingest(&self) -> ward_ingest::IngestSettings {
+        let settings = self;
+        let ingest_defaults = ward_ingest::IngestSettings::default();
+        ward_ingest::IngestSettings {
+            max_notes_chars: settings
+                .ingest
+                .max_notes_chars
+                .unwrap_or(ingest_defaults.max_notes_chars),
+            batch_rows: settings
+                .ingest
+                .batch_rows
+                .unwrap_or(ingest_defaults.batch_rows)
+                .clamp(1, 100_000),
+            reuse_identical_files: settings
+                .ingest
+                .reuse_identical_files
+                .unwrap_or(ingest_defaults.reuse_identical_files),
+            sort_buffer_bytes: settings
+                .ingest
+                .sort_buffer_mib
+                .map_or(ingest_defaults.sort_buffer_bytes, |mib| {
+                    mib.clamp(1, 4096) * 1024 * 1024
+                }),
+            analytics: ward_ports::AnalyticsSettings {
+                query_timeout: settings
+                    .analytics
+                    .query_timeout_seconds
+                    .map_or(ingest_defaults.analytics.query_timeout, |s| {
+                        Duration::from_secs(s.clamp(1, 24 * 3600))
+                    }),
+                max_sql_rows: settings
+                    .analytics
+                    .max_sql_rows
+                    .unwrap_or(ingest_defaults.analytics.max_sql_rows)
+                    .clamp(1, 1_000_000),
+                query_memory_bytes: settings
+                    .analytics
+                    .query_memory_mib
+                    .map_or(ingest_defaults.analytics.query_memory_bytes, |mib| {
+                        mib.max(16) << 20
+                    }),
+                max_sql_per_provider: settings
+                    .analytics
+                    .max_sql_per_provider
+                    .unwrap_or(ingest_defaults.analytics.max_sql_per_provider)
+                    .max(1),
+                max_sql_queries: settings
+                    .analytics
+                    .max_sql_queries
+                    .unwrap_or(ingest_defaults.analytics.max_sql_queries)
+                    .max(1),
+                sql_sandbox_program: None,
+            },
+            ..ingest_defaults.clone()
+        }
+    }
+
+    /// The embedded store's tuning.
+    pub fn embedded_store(&self) -> ward_store_embedded::EmbeddedOptions {
+        let settings = self;
+        ward_store_embedded::EmbeddedOptions {
+            cache_bytes: settings.store.cache_mib.map_or(
+                ward_store_embedded::EmbeddedOptions::default().cache_bytes,
+                |mib| mib.max(1) << 20,
+            ),
+        }
+    }
+
+    /// The API's settings.
+    pub fn api(&self) -> ward_api::ApiSettings {
+        let defaults = ward_api::ApiSettings::default();
+        ward_api::ApiSettings {
+            max_upload_bytes: self.uploads.max_bytes.unwrap_or(defaults.max_upload_bytes),
+            upload_url_ttl_seconds: self
+                .uploads
+                .url_ttl_seconds
+                .unwrap_or(defaults.upload_url_ttl_seconds),
+            ..defaults
+        }
+    }
+
+    /// How long objects are kept.
+    pub fn retention(&self) -> ward_ingest::retention::RetentionPolicy {
+        let defaults = ward_ingest::retention::RetentionPolicy::default();
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        ward_ingest::retention::RetentionPolicy {
+            completed: self
+                .retention
+                .completed_days
+                .map_or(defaults.completed, |d| hours(d * 24)),
+            stale_uploaded: self
+                .retention
+                .stale_upload_hours
+                .map_or(defaults.stale_uploaded, hours),
+        }
     }
 }
 
@@ -275,6 +442,24 @@ mod tests {
         assert_eq!(ok.uploads.max_bytes, Some(10));
         let typo = toml::from_str::<Settings>("[uploads]\nmax_byte = 10\n").unwrap_err();
         assert!(typo.to_string().contains("max_byte"), "{typo}");
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused_with_the_kinds_there_are() {
+        let error = toml::from_str::<Settings>("[store]\nkind = \"dynamo\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("`embedded` or `dynamodb`"),
+            "{error}"
+        );
+        let aws: Settings = toml::from_str(
+            "[store]\nkind = \"dynamodb\"\n[aws]\nregion = \"eu-west-1\"\n[aws.endpoints]\nsqs = \"http://127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        assert_eq!(aws.store.kind, Some(StoreKind::Dynamodb));
+        let sqs = aws.aws.endpoint(AwsService::Sqs);
+        assert_eq!(sqs.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(sqs.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(aws.aws.endpoint(AwsService::S3).endpoint, None);
     }
 
     #[test]

@@ -10,7 +10,6 @@ use ward::client::Client;
 use ward::config::{Secret, Settings};
 use ward::{bench, demo, embedded, local_ingest, server, synthetic};
 use ward_domain::ProviderId;
-use ward_ingest::retention::RetentionPolicy;
 
 // mimalloc: glibc's per-thread arenas grew the ingest's peak RSS by ~80 MiB and its
 // malloc/free took ~20% of ingest CPU (docs/benchmarks.md). Built with `no_thp`: with
@@ -482,10 +481,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // A local file: no upload size limit applies.
             let settings = ward_ingest::IngestSettings {
                 max_file_bytes: u64::MAX,
-                ..ingest_settings(&file_settings)
+                ..file_settings.ingest()
             };
             let embedded =
-                embedded::open(&data.data_dir, settings, &store_options(&file_settings))?;
+                embedded::open(&data.data_dir, settings, &file_settings.embedded_store())?;
             if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
                 eprintln!(
                     "provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)"
@@ -616,9 +615,10 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     let shape = ward::shape::Shape::from_settings(&settings)?;
-    let api_defaults = ward_api::ApiSettings::default();
-    let retention_defaults = RetentionPolicy::default();
-    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let mut api = settings.api();
+    if let Some(max) = max_upload_bytes {
+        api.max_upload_bytes = max;
+    }
     let options = server::ServerOptions {
         data_dir: data_dir
             .or(settings.data_dir.clone())
@@ -627,29 +627,11 @@ async fn serve(
             .or(settings.listen)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
         public_url: public_url.or(settings.public_url.clone()),
-        api: ward_api::ApiSettings {
-            max_upload_bytes: max_upload_bytes
-                .or(settings.uploads.max_bytes)
-                .unwrap_or(api_defaults.max_upload_bytes),
-            upload_url_ttl_seconds: settings
-                .uploads
-                .url_ttl_seconds
-                .unwrap_or(api_defaults.upload_url_ttl_seconds),
-            ..api_defaults
-        },
-        ingest: ingest_settings(&settings),
+        api,
+        ingest: settings.ingest(),
         operator_key: Secret::new(std::env::var("WARD_OPERATOR_KEY").ok()),
-        store: store_options(&settings),
-        retention: RetentionPolicy {
-            completed: settings
-                .retention
-                .completed_days
-                .map_or(retention_defaults.completed, |d| hours(d * 24)),
-            stale_uploaded: settings
-                .retention
-                .stale_upload_hours
-                .map_or(retention_defaults.stale_uploaded, hours),
-        },
+        store: settings.embedded_store(),
+        retention: settings.retention(),
         shape,
         table_layer: None,
     };
@@ -662,73 +644,6 @@ async fn serve(
         println!("operator key (shown once; set WARD_OPERATOR_KEY to choose your own): {key}");
     }
     running.run_until_signal().await
-}
-
-/// The pipeline's settings from a settings file (defaults where it is silent).
-fn ingest_settings(settings: &Settings) -> ward_ingest::IngestSettings {
-    let ingest_defaults = ward_ingest::IngestSettings::default();
-    ward_ingest::IngestSettings {
-        max_notes_chars: settings
-            .ingest
-            .max_notes_chars
-            .unwrap_or(ingest_defaults.max_notes_chars),
-        batch_rows: settings
-            .ingest
-            .batch_rows
-            .unwrap_or(ingest_defaults.batch_rows)
-            .clamp(1, 100_000),
-        reuse_identical_files: settings
-            .ingest
-            .reuse_identical_files
-            .unwrap_or(ingest_defaults.reuse_identical_files),
-        sort_buffer_bytes: settings
-            .ingest
-            .sort_buffer_mib
-            .map_or(ingest_defaults.sort_buffer_bytes, |mib| {
-                mib.clamp(1, 4096) * 1024 * 1024
-            }),
-        analytics: ward_ports::AnalyticsSettings {
-            query_timeout: settings
-                .analytics
-                .query_timeout_seconds
-                .map_or(ingest_defaults.analytics.query_timeout, |s| {
-                    Duration::from_secs(s.clamp(1, 24 * 3600))
-                }),
-            max_sql_rows: settings
-                .analytics
-                .max_sql_rows
-                .unwrap_or(ingest_defaults.analytics.max_sql_rows)
-                .clamp(1, 1_000_000),
-            query_memory_bytes: settings
-                .analytics
-                .query_memory_mib
-                .map_or(ingest_defaults.analytics.query_memory_bytes, |mib| {
-                    mib.max(16) << 20
-                }),
-            max_sql_per_provider: settings
-                .analytics
-                .max_sql_per_provider
-                .unwrap_or(ingest_defaults.analytics.max_sql_per_provider)
-                .max(1),
-            max_sql_queries: settings
-                .analytics
-                .max_sql_queries
-                .unwrap_or(ingest_defaults.analytics.max_sql_queries)
-                .max(1),
-            sql_sandbox_program: None,
-        },
-        ..ingest_defaults.clone()
-    }
-}
-
-/// The embedded store's tuning from a settings file.
-fn store_options(settings: &Settings) -> ward_store_embedded::EmbeddedOptions {
-    ward_store_embedded::EmbeddedOptions {
-        cache_bytes: settings.store.cache_mib.map_or(
-            ward_store_embedded::EmbeddedOptions::default().cache_bytes,
-            |mib| mib.max(1) << 20,
-        ),
-    }
 }
 
 fn print_summary(upload: &ward_ports::Upload, elapsed: Duration) {

@@ -11,9 +11,9 @@ use ward_ingest::{IngestContext, IngestSettings};
 use ward_ports::{TableJobQueue, UploadUrls};
 use ward_store::Table;
 
-use crate::config::Settings;
 #[cfg(feature = "aws")]
-use crate::config::{AwsEndpoint, Secret};
+use crate::config::{AwsEndpoint, AwsService, Secret};
+use crate::config::{EventsKind, ObjectsKind, Settings, StoreKind};
 use crate::embedded;
 
 /// The shape to run in.
@@ -103,31 +103,16 @@ impl Shape {
     /// The shape the settings file asks for. All three of `[store]`, `[objects]` and
     /// `[events]` name the same shape, or the settings are refused.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let store = settings.store.kind.as_deref().unwrap_or("embedded");
-        let objects = settings.objects.kind.as_deref().unwrap_or("local");
-        let events = settings.events.kind.as_deref().unwrap_or("embedded");
+        let store = settings.store.kind.unwrap_or_default();
+        let objects = settings.objects.kind.unwrap_or_default();
+        let events = settings.events.kind.unwrap_or_default();
         match (store, objects, events) {
-            ("embedded", "local", "embedded") => Ok(Self::Embedded),
-            ("dynamodb", "s3", "sqs") => aws_shape(settings),
-            (store, objects, events) => {
-                for (section, kind, known) in [
-                    ("store", store, ["embedded", "dynamodb"]),
-                    ("objects", objects, ["local", "s3"]),
-                    ("events", events, ["embedded", "sqs"]),
-                ] {
-                    if !known.contains(&kind) {
-                        anyhow::bail!(
-                            "[{section}] kind = {kind:?} is not known: use {:?} or {:?}",
-                            known[0],
-                            known[1]
-                        );
-                    }
-                }
-                anyhow::bail!(
-                    "[store], [objects] and [events] must name one shape: embedded, local, \
-                     embedded (the default) or dynamodb, s3, sqs; got {store}, {objects}, {events}"
-                )
-            }
+            (StoreKind::Embedded, ObjectsKind::Local, EventsKind::Embedded) => Ok(Self::Embedded),
+            (StoreKind::Dynamodb, ObjectsKind::S3, EventsKind::Sqs) => aws_shape(settings),
+            (store, objects, events) => anyhow::bail!(
+                "[store], [objects] and [events] must name one shape: embedded, local, \
+                 embedded (the default) or dynamodb, s3, sqs; got {store}, {objects}, {events}"
+            ),
         }
     }
 }
@@ -153,17 +138,17 @@ fn aws_shape(settings: &Settings) -> anyhow::Result<Shape> {
             .clone()
             .unwrap_or_else(|| "ward".into()),
         create_table: settings.store.create_table.unwrap_or(false),
-        dynamodb: connection(settings.store.aws()),
+        dynamodb: connection(settings.aws.endpoint(AwsService::Dynamodb)),
         s3: ward_aws::S3Settings {
             bucket: required(&settings.objects.bucket, "[objects] bucket")?,
-            connection: connection(settings.objects.aws()),
+            connection: connection(settings.aws.endpoint(AwsService::S3)),
         },
         queue_url: required(&settings.events.queue_url, "[events] queue_url")?,
         dead_letter_queue_url: required(
             &settings.events.dead_letter_queue_url,
             "[events] dead_letter_queue_url",
         )?,
-        sqs: connection(settings.events.aws()),
+        sqs: connection(settings.aws.endpoint(AwsService::Sqs)),
         wait: Duration::from_secs(settings.events.wait_seconds.unwrap_or(20).min(20)),
     })))
 }
