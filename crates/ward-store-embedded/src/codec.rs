@@ -12,71 +12,61 @@ use ward_store::{Item, Name, PK, SK, StoreError, Value};
 const FORMAT_V1: u8 = 1;
 /// Marks a name stored in full (length, then bytes).
 const NAME_IN_FULL: u8 = 0;
-/// Frequent attribute names, coded as `0x80 | index` (a name byte < 0x80 starts a length).
-/// [`name_code`] maps them back; a test checks the two agree.
-const NAMES: [&str; 27] = [
-    "GSI1PK",
-    "GSI1SK",
-    "GSI2PK",
-    "GSI2SK",
-    "GSI3PK",
-    "GSI3SK",
-    "entity",
-    "providerId",
-    "medicalRecordNumber",
-    "dateTime",
-    "dateTimeUtc",
-    "firstName",
-    "lastName",
-    "doctorsNotes",
-    "csvFile",
-    "dateTimeProcessed",
-    "uploadId",
-    "sourceLine",
-    "contentHash",
-    "version",
-    "expiresAt",
-    "status",
-    "createdAt",
-    "updatedAt",
-    "job",
-    "attempt",
-    "visibleAt",
-];
+/// Attribute names coded as one byte, `0x80 | position` (a name byte < 0x80 starts a
+/// length), supplied by whoever opens the store: the adapter knows no schema. The list is
+/// recorded in the file when it is created and may only ever be appended to, or stored
+/// items would change meaning (`EmbeddedTable::open` refuses another list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributeDictionary {
+    names: Vec<&'static str>,
+    /// `(name, code)` by name length: a lookup compares only names of the right length.
+    by_len: Vec<Vec<(&'static str, u8)>>,
+}
 
-/// The code of a frequent attribute name (its position in [`NAMES`]). A `match` rather
-/// than a search of the list: every attribute of every stored item goes through here.
-fn name_code(name: &str) -> Option<u8> {
-    Some(match name {
-        "GSI1PK" => 0,
-        "GSI1SK" => 1,
-        "GSI2PK" => 2,
-        "GSI2SK" => 3,
-        "GSI3PK" => 4,
-        "GSI3SK" => 5,
-        "entity" => 6,
-        "providerId" => 7,
-        "medicalRecordNumber" => 8,
-        "dateTime" => 9,
-        "dateTimeUtc" => 10,
-        "firstName" => 11,
-        "lastName" => 12,
-        "doctorsNotes" => 13,
-        "csvFile" => 14,
-        "dateTimeProcessed" => 15,
-        "uploadId" => 16,
-        "sourceLine" => 17,
-        "contentHash" => 18,
-        "version" => 19,
-        "expiresAt" => 20,
-        "status" => 21,
-        "createdAt" => 22,
-        "updatedAt" => 23,
-        "job" => 24,
-        "attempt" => 25,
-        "visibleAt" => 26,
-        _ => return None,
-    })
+impl AttributeDictionary {
+    /// The most names a dictionary codes.
+    pub const MAX_NAMES: usize = 128;
+
+    /// A dictionary of these names, in this order; `None` if there are more than
+    /// [`Self::MAX_NAMES`], or one repeats, is empty, or names a key attribute.
+    pub fn new(names: &[&'static str]) -> Option<Self> {
+        if names.len() > Self::MAX_NAMES {
+            return None;
+        }
+        let mut by_len: Vec<Vec<(&'static str, u8)>> = Vec::new();
+        for (code, name) in names.iter().enumerate() {
+            if name.is_empty() || *name == PK || *name == SK || names[..code].contains(name) {
+                return None;
+            }
+            if by_len.len() <= name.len() {
+                by_len.resize_with(name.len() + 1, Vec::new);
+            }
+            by_len[name.len()].push((name, code as u8));
+        }
+        Some(Self {
+            names: names.to_vec(),
+            by_len,
+        })
+    }
+
+    /// The names, in code order.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// The code of a name (its position in the list). Every attribute of every stored item
+    /// goes through here, so it compares only names of the same length.
+    fn code(&self, name: &str) -> Option<u8> {
+        self.by_len
+            .get(name.len())?
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, code)| *code)
+    }
+
+    fn name(&self, code: u8) -> Option<&'static str> {
+        self.names.get(usize::from(code)).copied()
+    }
 }
 
 const TAG_S: u8 = 1;
@@ -125,13 +115,13 @@ pub fn split_parts(bytes: &[u8]) -> Result<Vec<&str>, StoreError> {
 }
 
 /// Encodes an item (without its key attributes).
-pub fn encode_item(item: &Item) -> Vec<u8> {
+pub fn encode_item(item: &Item, dictionary: &AttributeDictionary) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.push(FORMAT_V1);
     let attributes = item.iter().filter(|(name, _)| *name != PK && *name != SK);
     put_len(&mut out, attributes.clone().count());
     for (name, value) in attributes {
-        match name_code(name) {
+        match dictionary.code(name) {
             Some(code) => out.push(0x80 | code),
             None => {
                 out.push(NAME_IN_FULL);
@@ -144,7 +134,12 @@ pub fn encode_item(item: &Item) -> Vec<u8> {
 }
 
 /// Decodes an item written by [`encode_item`], putting its key back.
-pub fn decode_item(bytes: &[u8], pk: &str, sk: &str) -> Result<Item, StoreError> {
+pub fn decode_item(
+    bytes: &[u8],
+    pk: &str,
+    sk: &str,
+    dictionary: &AttributeDictionary,
+) -> Result<Item, StoreError> {
     let mut reader = Reader { bytes, at: 0 };
     if reader.take(1)?[0] != FORMAT_V1 {
         return Err(corrupt("unknown item format"));
@@ -155,7 +150,7 @@ pub fn decode_item(bytes: &[u8], pk: &str, sk: &str) -> Result<Item, StoreError>
         let name = match reader.bytes.get(reader.at) {
             Some(&byte) if byte & 0x80 != 0 => {
                 reader.at += 1;
-                let known = NAMES.get(usize::from(byte & 0x7f));
+                let known = dictionary.name(byte & 0x7f);
                 Name::Borrowed(known.ok_or_else(|| corrupt("unknown attribute code"))?)
             }
             Some(&NAME_IN_FULL) => {
@@ -308,30 +303,55 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    fn dictionary() -> AttributeDictionary {
+        AttributeDictionary::new(&["GSI1PK", "GSI1SK", "entity", "version"]).unwrap()
+    }
+
     #[test]
     fn truncated_or_garbage_bytes_are_errors_not_panics() {
+        let dictionary = dictionary();
         let mut item = Item::new();
         item.insert("PK".into(), Value::s("a"));
         item.insert("L".into(), Value::L(vec![Value::n(1), Value::Null]));
         item.insert("SK".into(), Value::s("b"));
         item.insert("x".repeat(300).into(), Value::s("long name"));
         item.insert("version".into(), Value::n(3));
-        let bytes = encode_item(&item);
-        assert_eq!(decode_item(&bytes, "a", "b").unwrap(), item);
+        let bytes = encode_item(&item, &dictionary);
+        assert_eq!(decode_item(&bytes, "a", "b", &dictionary).unwrap(), item);
         for cut in 0..bytes.len() {
-            assert!(decode_item(&bytes[..cut], "a", "b").is_err());
+            assert!(decode_item(&bytes[..cut], "a", "b", &dictionary).is_err());
         }
-        assert!(decode_item(&[1, 255, 255, 255, 255, 255, 9], "a", "b").is_err());
-        assert!(decode_item(&[2, 0], "a", "b").is_err(), "unknown format");
+        assert!(decode_item(&[1, 255, 255, 255, 255, 255, 9], "a", "b", &dictionary).is_err());
+        assert!(
+            decode_item(&[2, 0], "a", "b", &dictionary).is_err(),
+            "unknown format"
+        );
     }
 
     #[test]
     fn name_codes_are_the_positions_in_the_list() {
-        for (position, name) in NAMES.iter().enumerate() {
-            assert_eq!(name_code(name), Some(position as u8), "{name}");
+        let dictionary = dictionary();
+        for (position, name) in dictionary.names().iter().enumerate() {
+            assert_eq!(dictionary.code(name), Some(position as u8), "{name}");
+            assert_eq!(dictionary.name(position as u8), Some(*name));
         }
-        assert_eq!(name_code("GSI1P"), None);
-        assert_eq!(name_code("notAName"), None);
+        assert_eq!(dictionary.code("GSI1P"), None);
+        assert_eq!(dictionary.code("notAName"), None);
+        assert_eq!(dictionary.name(4), None);
+        let mut item = Item::new();
+        item.insert("entity".into(), Value::s("VISIT"));
+        let coded = encode_item(&item, &dictionary);
+        let in_full = encode_item(&item, &AttributeDictionary::default());
+        assert_eq!(
+            coded.len() + 1 + "entity".len(),
+            in_full.len(),
+            "a coded name is one byte; a name in full, a marker, its length and its bytes"
+        );
+        assert!(
+            AttributeDictionary::new(&["a", "a"]).is_none()
+                && AttributeDictionary::new(&["PK"]).is_none()
+                && AttributeDictionary::new(&[""]).is_none()
+        );
     }
 
     #[test]

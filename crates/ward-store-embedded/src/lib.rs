@@ -25,6 +25,7 @@ use ward_store::{
     Table, VERSION, Value, WriteOp, index_key_attributes, item_is_expired,
 };
 
+pub use codec::AttributeDictionary;
 use codec::{check_key_part, decode_item, encode_item, join_parts, split_parts};
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -34,6 +35,9 @@ const INDEX_TABLES: [TableDefinition<&[u8], ()>; 3] = [
     TableDefinition::new("index:GSI3"),
 ];
 const MAX_QUERY_LIMIT: usize = 1000;
+/// The store's own records: the attribute dictionary it was created with.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const DICTIONARY_KEY: &str = "attribute-dictionary";
 
 /// Tuning of the embedded store.
 #[derive(Debug, Clone)]
@@ -41,12 +45,16 @@ pub struct EmbeddedOptions {
     /// Page cache, in bytes (default 16 MiB): with the ingest batch size, bounds the
     /// memory the store uses (docs/benchmarks.md).
     pub cache_bytes: usize,
+    /// The attribute names stored as one byte (default none: every name in full). Fixed
+    /// when the file is created; a later open may only extend it.
+    pub dictionary: AttributeDictionary,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
             cache_bytes: 16 * 1024 * 1024,
+            dictionary: AttributeDictionary::default(),
         }
     }
 }
@@ -55,6 +63,7 @@ impl Default for EmbeddedOptions {
 #[derive(Clone)]
 pub struct EmbeddedTable {
     db: Arc<Database>,
+    dictionary: Arc<AttributeDictionary>,
     /// Ingest batches written so far (every [`DURABLE_EVERY_BATCHES`]th is durable).
     ingest_batches: Arc<std::sync::atomic::AtomicU32>,
 }
@@ -73,6 +82,16 @@ pub enum OpenError {
     InUse {
         /// The database file.
         path: String,
+    },
+    /// The file was created with another attribute dictionary than the one given.
+    #[error(
+        "the store at {path} codes its attribute names with another dictionary ({why}); open it with the dictionary it was created with, or one that extends it"
+    )]
+    Dictionary {
+        /// The database file.
+        path: String,
+        /// How the two differ.
+        why: String,
     },
     /// The file could not be created or read.
     #[error("cannot open the store at {path}: {error}")]
@@ -110,10 +129,31 @@ impl EmbeddedTable {
             for definition in INDEX_TABLES {
                 txn.open_table(definition).map_err(|e| failed(e.into()))?;
             }
+            let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
+            let stored = meta
+                .get(DICTIONARY_KEY)
+                .map_err(|e| failed(e.into()))?
+                .map(|names| names.value().to_owned());
+            let given = options.dictionary.names();
+            let stored_names: Vec<&str> = stored
+                .as_deref()
+                .map(|text| text.split('\n').filter(|n| !n.is_empty()).collect())
+                .unwrap_or_default();
+            if stored.is_some() && !given.starts_with(&stored_names) {
+                return Err(OpenError::Dictionary {
+                    path: path_text,
+                    why: dictionary_difference(&stored_names, given),
+                });
+            }
+            if stored.is_none() || given.len() > stored_names.len() {
+                meta.insert(DICTIONARY_KEY, given.join("\n").as_str())
+                    .map_err(|e| failed(e.into()))?;
+            }
         }
         txn.commit().map_err(|e| failed(e.into()))?;
         Ok(Self {
             db: Arc::new(db),
+            dictionary: Arc::new(options.dictionary.clone()),
             ingest_batches: Arc::default(),
         })
     }
@@ -121,10 +161,11 @@ impl EmbeddedTable {
     async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Database) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Database, &AttributeDictionary) -> Result<R, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
+        let dictionary = Arc::clone(&self.dictionary);
+        tokio::task::spawn_blocking(move || work(&db, &dictionary))
             .await
             .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
     }
@@ -136,12 +177,13 @@ impl EmbeddedTable {
         condition: Condition,
         replacement: Option<(Vec<u8>, Item)>,
     ) -> Result<(), StoreError> {
-        self.write(move |db| {
+        self.write(move |db, dictionary| {
             let txn = db.begin_write().map_err(store_error)?;
             {
-                let mut tables = WriteTables::open(&txn)?;
+                let mut tables = WriteTables::open(&txn, dictionary)?;
                 let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                let existing = read_live(&tables.items, &key, &key_bytes, now_seconds())?;
+                let existing =
+                    read_live(&tables.items, &key, &key_bytes, now_seconds(), dictionary)?;
                 if !condition_holds(&condition, existing.as_ref()) {
                     return Err(StoreError::ConditionFailed {
                         existing: existing.map(Box::new),
@@ -224,7 +266,9 @@ impl EmbeddedTable {
                         return Err(StoreError::Internal("malformed item key".into()));
                     };
                     let value = items_table.get(key_bytes).map_err(store_error)?;
-                    let item = value.map(|v| decode_item(v.value(), pk, sk)).transpose()?;
+                    let item = value
+                        .map(|v| decode_item(v.value(), pk, sk, &self.dictionary))
+                        .transpose()?;
                     let key = Key::new(*pk, *sk);
                     Ok((cursor_of(&key.pk, &key.sk, key.clone()), item))
                 };
@@ -243,7 +287,9 @@ impl EmbeddedTable {
                     };
                     let item_key = join_parts(&[pk, sk]);
                     let value = items_table.get(item_key.as_slice()).map_err(store_error)?;
-                    let item = value.map(|v| decode_item(v.value(), pk, sk)).transpose()?;
+                    let item = value
+                        .map(|v| decode_item(v.value(), pk, sk, &self.dictionary))
+                        .transpose()?;
                     Ok((cursor_of(index_pk, index_sk, Key::new(*pk, *sk)), item))
                 };
                 let iter = index.range::<&[u8]>(range).map_err(store_error)?;
@@ -264,12 +310,18 @@ impl Table for EmbeddedTable {
         check_key_part(&key.sk)?;
         let txn = self.db.begin_read().map_err(store_error)?;
         let items = txn.open_table(ITEMS).map_err(store_error)?;
-        read_live(&items, key, &join_parts(&[&key.pk, &key.sk]), now_seconds())
+        read_live(
+            &items,
+            key,
+            &join_parts(&[&key.pk, &key.sk]),
+            now_seconds(),
+            &self.dictionary,
+        )
     }
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
         let key = checked_key(&item)?;
-        let encoded = checked_encoding(&item)?;
+        let encoded = checked_encoding(&item, &self.dictionary)?;
         self.write_one(key, condition, Some((encoded, item))).await
     }
 
@@ -296,7 +348,13 @@ impl Table for EmbeddedTable {
         for key in keys {
             check_key_part(&key.pk)?;
             check_key_part(&key.sk)?;
-            if let Some(item) = read_live(&items, &key, &join_parts(&[&key.pk, &key.sk]), now)? {
+            if let Some(item) = read_live(
+                &items,
+                &key,
+                &join_parts(&[&key.pk, &key.sk]),
+                now,
+                &self.dictionary,
+            )? {
                 found.push(item);
             }
         }
@@ -313,7 +371,10 @@ impl Table for EmbeddedTable {
         let mut seen = std::collections::HashSet::new();
         for op in ops {
             let (key, encoded) = match &op {
-                WriteOp::Put { item, .. } => (checked_key(item)?, Some(checked_encoding(item)?)),
+                WriteOp::Put { item, .. } => (
+                    checked_key(item)?,
+                    Some(checked_encoding(item, &self.dictionary)?),
+                ),
                 WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => {
                     check_key_part(&key.pk)?;
                     check_key_part(&key.sk)?;
@@ -325,10 +386,10 @@ impl Table for EmbeddedTable {
             }
             prepared.push((op, key, encoded));
         }
-        self.write(move |db| {
+        self.write(move |db, dictionary| {
             let txn = db.begin_write().map_err(store_error)?;
             {
-                let mut tables = WriteTables::open(&txn)?;
+                let mut tables = WriteTables::open(&txn, dictionary)?;
                 let now = now_seconds();
                 for (index, (op, key, _)) in prepared.iter().enumerate() {
                     let condition = match op {
@@ -337,7 +398,7 @@ impl Table for EmbeddedTable {
                         | WriteOp::Check { condition, .. } => condition,
                     };
                     let key_bytes = join_parts(&[&key.pk, &key.sk]);
-                    let existing = read_live(&tables.items, key, &key_bytes, now)?;
+                    let existing = read_live(&tables.items, key, &key_bytes, now, dictionary)?;
                     if !condition_holds(condition, existing.as_ref()) {
                         // Dropping the transaction without commit discards it.
                         return Err(StoreError::TransactionCanceled { index });
@@ -367,7 +428,7 @@ impl Table for EmbeddedTable {
         for item in items {
             let key = checked_key(&item)?;
             let key_bytes = join_parts(&[&key.pk, &key.sk]);
-            let encoded = checked_encoding(&item)?;
+            let encoded = checked_encoding(&item, &self.dictionary)?;
             // The item itself is dropped here, before the write: only its bytes and index
             // entries go on (a write transaction runs one at a time; this part need not).
             let index_entries = INDEXES.map(|name| index_entry(name, &item, &key));
@@ -381,7 +442,7 @@ impl Table for EmbeddedTable {
         let batch_number = self
             .ingest_batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.write(move |db| {
+        self.write(move |db, dictionary| {
             let mut txn = db.begin_write().map_err(store_error)?;
             // Most ingest batches skip the fsync: redb keeps a non-durable commit
             // crash-consistent (a crash rolls back to the last durable commit), and the next
@@ -400,7 +461,7 @@ impl Table for EmbeddedTable {
             let mut order: Vec<usize> = (0..prepared.len()).collect();
             order.sort_by(|a, b| prepared[*a].key_bytes.cmp(&prepared[*b].key_bytes));
             let outcomes = {
-                let mut tables = WriteTables::open(&txn)?;
+                let mut tables = WriteTables::open(&txn, dictionary)?;
                 tables.put_sorted_if_absent(&prepared, &order, now_seconds())?
             };
             txn.commit().map_err(store_error)?;
@@ -423,16 +484,24 @@ const DURABLE_EVERY_BATCHES: u32 = 64;
 struct WriteTables<'txn> {
     items: redb::Table<'txn, &'static [u8], &'static [u8]>,
     indexes: Vec<(&'static str, redb::Table<'txn, &'static [u8], ()>)>,
+    dictionary: &'txn AttributeDictionary,
 }
 
 impl<'txn> WriteTables<'txn> {
-    fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
+    fn open(
+        txn: &'txn redb::WriteTransaction,
+        dictionary: &'txn AttributeDictionary,
+    ) -> Result<Self, StoreError> {
         let items = txn.open_table(ITEMS).map_err(store_error)?;
         let mut indexes = Vec::with_capacity(INDEXES.len());
         for (name, definition) in INDEXES.iter().zip(INDEX_TABLES) {
             indexes.push((*name, txn.open_table(definition).map_err(store_error)?));
         }
-        Ok(Self { items, indexes })
+        Ok(Self {
+            items,
+            indexes,
+            dictionary,
+        })
     }
 
     /// Writes `item` at `key`, replacing any older item and its index entries.
@@ -447,7 +516,7 @@ impl<'txn> WriteTables<'txn> {
             .items
             .insert(key_bytes, encoded)
             .map_err(store_error)?
-            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk))
+            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk, self.dictionary))
             .transpose()?;
         for (name, index) in &mut self.indexes {
             if let Some(old) = &old
@@ -467,7 +536,7 @@ impl<'txn> WriteTables<'txn> {
             .items
             .remove(key_bytes)
             .map_err(store_error)?
-            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk))
+            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk, self.dictionary))
             .transpose()?;
         if let Some(old) = old {
             for (name, index) in &mut self.indexes {
@@ -509,7 +578,12 @@ impl<'txn> WriteTables<'txn> {
                 outcomes[position] = match &outcomes[earlier] {
                     PutOutcome::Written => {
                         let written = &prepared[earlier];
-                        let item = decode_item(&written.encoded, &written.key.pk, &written.key.sk)?;
+                        let item = decode_item(
+                            &written.encoded,
+                            &written.key.pk,
+                            &written.key.sk,
+                            self.dictionary,
+                        )?;
                         PutOutcome::Exists(item)
                     }
                     exists => exists.clone(),
@@ -528,7 +602,9 @@ impl<'txn> WriteTables<'txn> {
             }
             if next_stored.compare(&mut cursor, key)? == Ordering::Equal {
                 let existing = match cursor.peek_next().map_err(store_error)? {
-                    Some((_, value)) => decode_item(value.value(), &put.key.pk, &put.key.sk)?,
+                    Some((_, value)) => {
+                        decode_item(value.value(), &put.key.pk, &put.key.sk, self.dictionary)?
+                    }
                     None => return Err(StoreError::Internal("cursor lost its entry".into())),
                 };
                 if !item_is_expired(&existing, now) {
@@ -633,6 +709,7 @@ fn read_live<T>(
     key: &Key,
     key_bytes: &[u8],
     now: i64,
+    dictionary: &AttributeDictionary,
 ) -> Result<Option<Item>, StoreError>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
@@ -640,7 +717,7 @@ where
     let Some(guard) = items.get(key_bytes).map_err(store_error)? else {
         return Ok(None);
     };
-    let item = decode_item(guard.value(), &key.pk, &key.sk)?;
+    let item = decode_item(guard.value(), &key.pk, &key.sk, dictionary)?;
     Ok((!item_is_expired(&item, now)).then_some(item))
 }
 
@@ -672,8 +749,8 @@ fn checked_key(item: &Item) -> Result<Key, StoreError> {
     Ok(key)
 }
 
-fn checked_encoding(item: &Item) -> Result<Vec<u8>, StoreError> {
-    let encoded = encode_item(item);
+fn checked_encoding(item: &Item, dictionary: &AttributeDictionary) -> Result<Vec<u8>, StoreError> {
+    let encoded = encode_item(item, dictionary);
     if encoded.len() > MAX_ITEM_BYTES {
         return Err(invalid(format!(
             "item is larger than {MAX_ITEM_BYTES} bytes"
@@ -821,4 +898,19 @@ fn now_seconds() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64
+}
+
+/// Where a given dictionary departs from the stored one.
+fn dictionary_difference(stored: &[&str], given: &[&str]) -> String {
+    match stored.iter().zip(given).position(|(a, b)| a != b) {
+        Some(at) => format!(
+            "name {at} is {:?} in the file, {:?} given",
+            stored[at], given[at]
+        ),
+        None => format!(
+            "the file codes {} names, {} given",
+            stored.len(),
+            given.len()
+        ),
+    }
 }

@@ -255,7 +255,7 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
     // Reads: one store with the EMR demo dataset.
     let store_path = work_dir.join("emr.redb");
     let _ = std::fs::remove_file(&store_path);
-    let table: Arc<dyn ward_store::Table> = Arc::new(ward_store_embedded::EmbeddedTable::open(
+    let table: Arc<dyn ward_store::Table> = Arc::new(crate::embedded::open_table(
         &store_path,
         &Default::default(),
     )?);

@@ -357,14 +357,15 @@ impl Settings {
         }
     }
 
-    /// The embedded store's tuning.
+    /// The embedded store's tuning (its attribute dictionary is `embedded::open_table`'s).
     pub fn embedded_store(&self) -> ward_store_embedded::EmbeddedOptions {
-        let settings = self;
+        let defaults = ward_store_embedded::EmbeddedOptions::default();
         ward_store_embedded::EmbeddedOptions {
-            cache_bytes: settings.store.cache_mib.map_or(
-                ward_store_embedded::EmbeddedOptions::default().cache_bytes,
-                |mib| mib.max(1) << 20,
-            ),
+            cache_bytes: self
+                .store
+                .cache_mib
+                .map_or(defaults.cache_bytes, |mib| mib.max(1) << 20),
+            ..defaults
         }
     }
 

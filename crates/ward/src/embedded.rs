@@ -10,7 +10,7 @@ use ward_ingest::{IngestContext, IngestSettings};
 use ward_ports::TableJobQueue;
 use ward_ports::tenants::hash_secret;
 use ward_store::{Condition, Item, Key, PK, SK, Table, Value};
-use ward_store_embedded::{EmbeddedOptions, EmbeddedTable, OpenError};
+use ward_store_embedded::{AttributeDictionary, EmbeddedOptions, EmbeddedTable, OpenError};
 
 use crate::durable_objects::DurableLocalFileSystem;
 
@@ -33,7 +33,7 @@ pub fn open(
         .get_or_insert_with(|| data_dir.join("tmp"));
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let table = EmbeddedTable::open(&data_dir.join("ward.redb"), store).map_err(|error| match error {
+    let table = open_table(&data_dir.join("ward.redb"), store).map_err(|error| match error {
         OpenError::InUse { .. } => anyhow::anyhow!(
             "the data folder {} is in use by a running ward server; stop it, or use the HTTP API (ward upload, the admin routes)",
             data_dir.display()
@@ -51,6 +51,33 @@ pub fn open(
         settings,
     )));
     Ok(Embedded { table, queue, ctx })
+}
+
+/// Opens the store file at `path` with Ward's attribute dictionary.
+pub fn open_table(path: &Path, options: &EmbeddedOptions) -> Result<EmbeddedTable, OpenError> {
+    let options = EmbeddedOptions {
+        dictionary: attribute_dictionary(),
+        ..options.clone()
+    };
+    EmbeddedTable::open(path, &options)
+}
+
+/// The attribute names the embedded store writes as one byte: the most frequent ones of
+/// every schema (index keys, visits, versions and expiry, uploads, the queue). The file
+/// records this list when it is created; it may only ever be appended to.
+pub fn attribute_dictionary() -> AttributeDictionary {
+    let [
+        (_, gsi1pk, gsi1sk),
+        (_, gsi2pk, gsi2sk),
+        (_, gsi3pk, gsi3sk),
+    ] = ward_store::INDEX_KEY_ATTRIBUTES;
+    let mut names = vec![gsi1pk, gsi1sk, gsi2pk, gsi2sk, gsi3pk, gsi3sk];
+    names.extend(ward_ports::visits::attribute::ALL);
+    names.extend([ward_store::VERSION, ward_store::EXPIRES_AT]);
+    // Uploads and EMR entities; then the table-backed queue's items.
+    names.extend(["status", "createdAt", "updatedAt"]);
+    names.extend(["job", "attempt", "visibleAt"]);
+    AttributeDictionary::new(&names).expect("the attribute dictionary is well formed")
 }
 
 const SECRETS_PK: &str = "PLATFORM#SECRETS";
@@ -111,4 +138,46 @@ pub async fn operator_key(
     let hash = hash_secret(&operator_key);
     table.put(store(&hash), Condition::None).await?;
     Ok((hash, Some(operator_key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attribute_dictionary_keeps_the_order_files_were_written_with() {
+        // Every data folder written so far codes these names by position: the list may
+        // grow at its end, never change.
+        let historical = [
+            "GSI1PK",
+            "GSI1SK",
+            "GSI2PK",
+            "GSI2SK",
+            "GSI3PK",
+            "GSI3SK",
+            "entity",
+            "providerId",
+            "medicalRecordNumber",
+            "dateTime",
+            "dateTimeUtc",
+            "firstName",
+            "lastName",
+            "doctorsNotes",
+            "csvFile",
+            "dateTimeProcessed",
+            "uploadId",
+            "sourceLine",
+            "contentHash",
+            "version",
+            "expiresAt",
+            "status",
+            "createdAt",
+            "updatedAt",
+            "job",
+            "attempt",
+            "visibleAt",
+        ];
+        let names = attribute_dictionary().names().to_vec();
+        assert_eq!(&names[..historical.len()], &historical[..]);
+    }
 }

@@ -18,3 +18,45 @@ async fn committed_items_survive_reopen_and_the_file_is_exclusive() {
     let reopened = EmbeddedTable::open(&path, &EmbeddedOptions::default()).unwrap();
     assert_eq!(reopened.get(&Key::new("P", "S")).await.unwrap(), Some(item));
 }
+
+fn with_dictionary(names: &[&'static str]) -> EmbeddedOptions {
+    EmbeddedOptions {
+        dictionary: ward_store_embedded::AttributeDictionary::new(names).unwrap(),
+        ..EmbeddedOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_file_keeps_its_attribute_dictionary_and_may_only_extend_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ward.redb");
+    let mut item = Item::new();
+    item.insert(PK.into(), Value::s("P"));
+    item.insert(SK.into(), Value::s("S"));
+    item.insert("entity".into(), Value::s("VISIT"));
+    item.insert("status".into(), Value::s("DONE"));
+    let table = EmbeddedTable::open(&path, &with_dictionary(&["entity", "status"])).unwrap();
+    table.put(item.clone(), Condition::None).await.unwrap();
+    drop(table);
+    // Another order, or fewer names, would read the stored codes wrongly: refused.
+    for other in [&["status", "entity"][..], &["entity"][..], &[][..]] {
+        let refused = EmbeddedTable::open(&path, &with_dictionary(other));
+        match refused {
+            Err(OpenError::Dictionary { why, .. }) => assert!(!why.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Names appended at the end leave the stored codes as they were.
+    let extended =
+        EmbeddedTable::open(&path, &with_dictionary(&["entity", "status", "version"])).unwrap();
+    assert_eq!(
+        extended.get(&Key::new("P", "S")).await.unwrap(),
+        Some(item.clone())
+    );
+    drop(extended);
+    let shorter = EmbeddedTable::open(&path, &with_dictionary(&["entity", "status"]));
+    assert!(
+        matches!(shorter, Err(OpenError::Dictionary { .. })),
+        "{shorter:?}"
+    );
+}

@@ -245,8 +245,7 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
 async fn records_written(data_dir: &std::path::Path) -> usize {
     use ward_domain::key_layout::{self, BY_UPLOAD_INDEX, UPLOAD_RECORD_SHARDS};
     let table: std::sync::Arc<dyn ward_store::Table> = std::sync::Arc::new(
-        ward_store_embedded::EmbeddedTable::open(&data_dir.join("ward.redb"), &Default::default())
-            .unwrap(),
+        ward::embedded::open_table(&data_dir.join("ward.redb"), &Default::default()).unwrap(),
     );
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
     let uploads = ward_ports::uploads::UploadRepository::new(table.clone());
