@@ -10,9 +10,10 @@
 //! Writes run on the blocking pool (a commit waits for fsync); reads run inline (a point
 //! read or a page is microseconds).
 
+mod bounds;
 mod codec;
+mod write;
 
-use std::cmp::Ordering;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,15 +22,17 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use ward_store::{
     Condition, Cursor, INDEX_KEY_ATTRIBUTES, INDEXES, Item, Key, MAX_BATCH_GET_KEYS,
-    MAX_ITEM_BYTES, MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, SkCondition, StoreError,
-    Table, VERSION, Value, WriteOp, index_key_attributes, item_is_expired,
+    MAX_ITEM_BYTES, MAX_TRANSACTION_ITEMS, Order, Page, PutOutcome, Query, StoreError, Table,
+    VERSION, Value, WriteOp, item_is_expired,
 };
 
+use bounds::{as_slice_bound, bounds_empty, max_lower, min_upper, sort_key_bounds};
 pub use codec::AttributeDictionary;
 use codec::{check_key_part, decode_item, encode_item, join_parts, split_parts};
+use write::{PreparedPut, WriteTables, index_entry};
 
-const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
-const INDEX_TABLES: [TableDefinition<&[u8], ()>; 3] = [
+pub(crate) const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
+pub(crate) const INDEX_TABLES: [TableDefinition<&[u8], ()>; 3] = [
     TableDefinition::new("index:GSI1"),
     TableDefinition::new("index:GSI2"),
     TableDefinition::new("index:GSI3"),
@@ -480,231 +483,8 @@ impl Table for EmbeddedTable {
 /// One ingest batch in this many is committed durably (see `put_many_if_absent`).
 const DURABLE_EVERY_BATCHES: u32 = 64;
 
-/// The item table and the index tables of one write transaction.
-struct WriteTables<'txn> {
-    items: redb::Table<'txn, &'static [u8], &'static [u8]>,
-    indexes: Vec<(&'static str, redb::Table<'txn, &'static [u8], ()>)>,
-    dictionary: &'txn AttributeDictionary,
-}
-
-impl<'txn> WriteTables<'txn> {
-    fn open(
-        txn: &'txn redb::WriteTransaction,
-        dictionary: &'txn AttributeDictionary,
-    ) -> Result<Self, StoreError> {
-        let items = txn.open_table(ITEMS).map_err(store_error)?;
-        let mut indexes = Vec::with_capacity(INDEXES.len());
-        for (name, definition) in INDEXES.iter().zip(INDEX_TABLES) {
-            indexes.push((*name, txn.open_table(definition).map_err(store_error)?));
-        }
-        Ok(Self {
-            items,
-            indexes,
-            dictionary,
-        })
-    }
-
-    /// Writes `item` at `key`, replacing any older item and its index entries.
-    fn replace(
-        &mut self,
-        key: &Key,
-        key_bytes: &[u8],
-        encoded: &[u8],
-        item: &Item,
-    ) -> Result<(), StoreError> {
-        let old = self
-            .items
-            .insert(key_bytes, encoded)
-            .map_err(store_error)?
-            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk, self.dictionary))
-            .transpose()?;
-        for (name, index) in &mut self.indexes {
-            if let Some(old) = &old
-                && let Some(entry) = index_entry(name, old, key)
-            {
-                index.remove(entry.as_slice()).map_err(store_error)?;
-            }
-            if let Some(entry) = index_entry(name, item, key) {
-                index.insert(entry.as_slice(), ()).map_err(store_error)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn remove(&mut self, key: &Key, key_bytes: &[u8]) -> Result<(), StoreError> {
-        let old = self
-            .items
-            .remove(key_bytes)
-            .map_err(store_error)?
-            .map(|guard| decode_item(guard.value(), &key.pk, &key.sk, self.dictionary))
-            .transpose()?;
-        if let Some(old) = old {
-            for (name, index) in &mut self.indexes {
-                if let Some(entry) = index_entry(name, &old, key) {
-                    index.remove(entry.as_slice()).map_err(store_error)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Table::put_many_if_absent`] for `prepared` taken in `order` (ascending keys, equal
-    /// keys in the order given). Inserts go through one cursor per table, which redb
-    /// buffers into runs and packs into full leaves: a run of new keys written one `insert`
-    /// at a time would leave every leaf half full (each split divides a leaf in the middle,
-    /// and nothing is ever inserted left of the split again).
-    fn put_sorted_if_absent(
-        &mut self,
-        prepared: &[PreparedPut],
-        order: &[usize],
-        now: i64,
-    ) -> Result<Vec<PutOutcome>, StoreError> {
-        let mut outcomes = vec![PutOutcome::Written; prepared.len()];
-        let mut written = Vec::with_capacity(prepared.len());
-        let mut expired = Vec::new();
-        let first = &prepared[order[0]].key_bytes;
-        let mut cursor = self
-            .items
-            .lower_bound_mut(Bound::Included(first.as_slice()))
-            .map_err(store_error)?;
-        let mut next_stored = NextStored::default();
-        let mut previous: Option<usize> = None;
-        for &position in order {
-            let put = &prepared[position];
-            if let Some(earlier) = previous
-                && prepared[earlier].key_bytes == put.key_bytes
-            {
-                // The same key earlier in this call: what it left is what exists now.
-                outcomes[position] = match &outcomes[earlier] {
-                    PutOutcome::Written => {
-                        let written = &prepared[earlier];
-                        let item = decode_item(
-                            &written.encoded,
-                            &written.key.pk,
-                            &written.key.sk,
-                            self.dictionary,
-                        )?;
-                        PutOutcome::Exists(item)
-                    }
-                    exists => exists.clone(),
-                };
-                continue;
-            }
-            previous = Some(position);
-            let key = put.key_bytes.as_slice();
-            if next_stored.compare(&mut cursor, key)? == Ordering::Greater {
-                cursor.close().map_err(store_error)?;
-                cursor = self
-                    .items
-                    .lower_bound_mut(Bound::Included(key))
-                    .map_err(store_error)?;
-                next_stored = NextStored::default();
-            }
-            if next_stored.compare(&mut cursor, key)? == Ordering::Equal {
-                let existing = match cursor.peek_next().map_err(store_error)? {
-                    Some((_, value)) => {
-                        decode_item(value.value(), &put.key.pk, &put.key.sk, self.dictionary)?
-                    }
-                    None => return Err(StoreError::Internal("cursor lost its entry".into())),
-                };
-                if !item_is_expired(&existing, now) {
-                    outcomes[position] = PutOutcome::Exists(existing);
-                    continue;
-                }
-                cursor.remove_next().map_err(store_error)?;
-                next_stored = NextStored::default();
-                expired.push((existing, &put.key));
-            }
-            cursor
-                .insert_before(put.key_bytes.as_slice(), put.encoded.as_slice())
-                .map_err(store_error)?;
-            written.push(put);
-        }
-        cursor.close().map_err(store_error)?;
-        for (position, (name, index)) in self.indexes.iter_mut().enumerate() {
-            for (old, key) in &expired {
-                if let Some(entry) = index_entry(name, old, key) {
-                    index.remove(entry.as_slice()).map_err(store_error)?;
-                }
-            }
-            let mut entries: Vec<&[u8]> = written
-                .iter()
-                .filter_map(|put| put.index_entries[position].as_deref())
-                .collect();
-            entries.sort_unstable();
-            entries.dedup();
-            let Some(first) = entries.first() else {
-                continue;
-            };
-            let mut cursor = index
-                .lower_bound_mut(Bound::Included(*first))
-                .map_err(store_error)?;
-            let mut next_stored = NextStored::default();
-            for &entry in &entries {
-                if next_stored.compare(&mut cursor, entry)? == Ordering::Greater {
-                    cursor.close().map_err(store_error)?;
-                    cursor = index
-                        .lower_bound_mut(Bound::Included(entry))
-                        .map_err(store_error)?;
-                    next_stored = NextStored::default();
-                }
-                if next_stored.compare(&mut cursor, entry)? == Ordering::Less {
-                    cursor.insert_before(entry, ()).map_err(store_error)?;
-                }
-            }
-            cursor.close().map_err(store_error)?;
-        }
-        Ok(outcomes)
-    }
-}
-
-/// One item of a [`Table::put_many_if_absent`] call, checked and encoded.
-struct PreparedPut {
-    key: Key,
-    key_bytes: Vec<u8>,
-    encoded: Vec<u8>,
-    /// The item's entry in each index of [`INDEXES`], if it is in it.
-    index_entries: [Option<Vec<u8>>; INDEXES.len()],
-}
-
-/// The key of the first stored entry after a cursor's gap, read once per gap: inserting
-/// into the gap does not change it, and redb answers a peek inside an open run of inserts
-/// with a search from the root. Keys are visited in ascending order.
-#[derive(Default)]
-struct NextStored(Option<Option<Vec<u8>>>);
-
-impl NextStored {
-    /// `key` against that entry: `Less` (absent, and its place is the gap; also when no
-    /// entry follows), `Equal` (stored) or `Greater` (stored entries lie between: the
-    /// cursor must seek `key`, and this be reset).
-    fn compare<V: redb::Value + 'static>(
-        &mut self,
-        cursor: &mut redb::CursorMut<'_, &'static [u8], V>,
-        key: &[u8],
-    ) -> Result<Ordering, StoreError> {
-        if self.0.is_none() {
-            let next = cursor.peek_next().map_err(store_error)?;
-            self.0 = Some(next.map(|(next_key, _)| next_key.value().to_vec()));
-        }
-        Ok(match &self.0 {
-            Some(Some(next_key)) => key.cmp(next_key.as_slice()),
-            _ => Ordering::Less,
-        })
-    }
-}
-
-fn index_entry(index: &str, item: &Item, key: &Key) -> Option<Vec<u8>> {
-    let (pk_attribute, sk_attribute) = index_key_attributes(index)?;
-    match (item.get(pk_attribute), item.get(sk_attribute)) {
-        (Some(Value::S(index_pk)), Some(Value::S(index_sk))) => {
-            Some(join_parts(&[index_pk, index_sk, &key.pk, &key.sk]))
-        }
-        _ => None,
-    }
-}
-
 /// The unexpired item at `key` (`key_bytes` is its encoding).
-fn read_live<T>(
+pub(crate) fn read_live<T>(
     items: &T,
     key: &Key,
     key_bytes: &[u8],
@@ -721,7 +501,7 @@ where
     Ok((!item_is_expired(&item, now)).then_some(item))
 }
 
-fn condition_holds(condition: &Condition, existing: Option<&Item>) -> bool {
+pub(crate) fn condition_holds(condition: &Condition, existing: Option<&Item>) -> bool {
     match condition {
         Condition::None => true,
         Condition::NotExists => existing.is_none(),
@@ -775,118 +555,11 @@ fn cursor_of(pk: &str, sk: &str, table_key: Key) -> Cursor {
     }
 }
 
-/// The key range of a partition's entries whose sort key may meet `condition`. Works for
-/// item keys (`pk 0 sk`) and index keys (`pk 0 sk 0 ...`) alike, because key parts hold no
-/// NUL: every key with sort key `v` lies in `[P v, P v 0x01)`.
-fn sort_key_bounds(pk: &str, condition: &SkCondition) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-    let partition = {
-        let mut prefix = pk.as_bytes().to_vec();
-        prefix.push(0);
-        prefix
-    };
-    let at = |value: &str| {
-        let mut bytes = partition.clone();
-        bytes.extend_from_slice(value.as_bytes());
-        bytes
-    };
-    let just_after = |value: &str| {
-        let mut bytes = at(value);
-        bytes.push(1);
-        bytes
-    };
-    let partition_end = {
-        let mut bytes = pk.as_bytes().to_vec();
-        bytes.push(1);
-        bytes
-    };
-    let lower = match condition {
-        SkCondition::Eq(v) | SkCondition::Ge(v) | SkCondition::BeginsWith(v) => {
-            Bound::Included(at(v))
-        }
-        SkCondition::Between(low, _) => Bound::Included(at(low)),
-        SkCondition::Gt(v) => Bound::Included(just_after(v)),
-        SkCondition::Any | SkCondition::Lt(_) | SkCondition::Le(_) => Bound::Included(at("")),
-    };
-    let upper = match condition {
-        SkCondition::Eq(v) | SkCondition::Le(v) => Bound::Excluded(just_after(v)),
-        SkCondition::Between(_, high) => Bound::Excluded(just_after(high)),
-        SkCondition::Lt(v) => Bound::Excluded(at(v)),
-        SkCondition::BeginsWith(prefix) => match prefix_successor(prefix.as_bytes()) {
-            Some(successor) => {
-                let mut bytes = at("");
-                bytes.extend_from_slice(&successor);
-                Bound::Excluded(bytes)
-            }
-            None => Bound::Excluded(partition_end),
-        },
-        SkCondition::Any | SkCondition::Gt(_) | SkCondition::Ge(_) => {
-            Bound::Excluded(partition_end)
-        }
-    };
-    (lower, upper)
-}
-
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut successor = prefix.to_vec();
-    while let Some(last) = successor.pop() {
-        if last < u8::MAX {
-            successor.push(last + 1);
-            return Some(successor);
-        }
-    }
-    None
-}
-
-fn max_lower(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
-    match (&a, &b) {
-        (Bound::Unbounded, _) => b,
-        (_, Bound::Unbounded) => a,
-        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
-            if x > y || (x == y && matches!(a, Bound::Excluded(_))) {
-                a
-            } else {
-                b
-            }
-        }
-    }
-}
-
-fn min_upper(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
-    match (&a, &b) {
-        (Bound::Unbounded, _) => b,
-        (_, Bound::Unbounded) => a,
-        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
-            if x < y || (x == y && matches!(a, Bound::Excluded(_))) {
-                a
-            } else {
-                b
-            }
-        }
-    }
-}
-
-fn bounds_empty(lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> bool {
-    match (lower, upper) {
-        (Bound::Included(x), Bound::Included(y)) => x > y,
-        (Bound::Included(x) | Bound::Excluded(x), Bound::Excluded(y))
-        | (Bound::Excluded(x), Bound::Included(y)) => x >= y,
-        _ => false,
-    }
-}
-
-fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(bytes) => Bound::Included(bytes.as_slice()),
-        Bound::Excluded(bytes) => Bound::Excluded(bytes.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
 fn invalid(message: impl Into<String>) -> StoreError {
     StoreError::InvalidRequest(message.into())
 }
 
-fn store_error(error: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn store_error(error: impl Into<redb::Error>) -> StoreError {
     match error.into() {
         redb::Error::Io(error) => StoreError::Unavailable(format!("storage IO: {error}")),
         error => StoreError::Internal(error.to_string()),
