@@ -30,7 +30,7 @@ use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ports::ProcessError;
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, VERSION, Value};
 
-use crate::facility::Facility;
+use crate::record::Facility;
 
 /// The dataset's schema (the `facilities` table of ad hoc SQL).
 pub fn schema() -> SchemaRef {

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod engine;
 pub mod facility;
 pub mod generate;
+pub mod record;
 pub mod sandbox;
 
 use std::sync::Arc;

@@ -1,9 +1,10 @@
 //! An appointment: a clinician's time, its life cycle.
 
-use super::payment::{Payment, payment};
-use crate::fields::{Check, Obj, identifier, instant, integer, one_of, text};
 use serde::Serialize;
 use ward_domain::{ClinicName, ClinicianId, UtcInstant};
+
+use super::payment::{Payment, payment};
+use crate::fields::{Check, Obj, identifier, instant, integer, one_of, text};
 
 /// Appointment states.
 pub const APPOINTMENT_STATUSES: &[&str] = &[

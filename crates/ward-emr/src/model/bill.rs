@@ -1,10 +1,11 @@
 //! A bill with its services.
 
+use serde::Serialize;
+use ward_domain::{AppointmentId, UtcInstant};
+
 use super::entity_id;
 use super::payment::MAX_AMOUNT_MINOR;
 use crate::fields::{Check, Obj, currency, date, instant, integer, one_of, text};
-use serde::Serialize;
-use ward_domain::{AppointmentId, UtcInstant};
 
 /// Bill states.
 pub const BILL_STATUSES: &[&str] = &["DRAFT", "ISSUED", "PAID", "VOID", "REFUNDED"];

@@ -1,11 +1,12 @@
 //! A clinical record: vital signs, diagnoses, prescriptions, procedures, follow-up.
 
+use serde::Serialize;
+use ward_domain::{AppointmentId, ClinicianId, UtcInstant};
+
 use super::entity_id;
 use crate::fields::{
     Check, Obj, boolean, identifier, instant, integer, is_icd10cm_form, number, one_of, text,
 };
-use serde::Serialize;
-use ward_domain::{AppointmentId, ClinicianId, UtcInstant};
 
 /// Clinical record types (the records-by-type index).
 pub const RECORD_TYPES: &[&str] = &[

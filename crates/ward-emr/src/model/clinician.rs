@@ -1,8 +1,9 @@
 //! A clinician: identity, contact, working hours.
 
-use crate::fields::{Check, Obj, identifier, phone, text, time_of_day};
 use serde::Serialize;
 use ward_domain::ClinicianId;
+
+use crate::fields::{Check, Obj, identifier, phone, text, time_of_day};
 
 /// The days of a week, as working-hours keys.
 pub const WEEKDAYS: &[&str] = &[

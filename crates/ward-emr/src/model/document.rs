@@ -1,9 +1,10 @@
 //! A document's metadata (its bytes are in object storage).
 
-use super::entity_id;
-use crate::fields::{Check, Obj, integer, one_of, sha256_hex, text};
 use serde::Serialize;
 use ward_domain::ClinicalRecordId;
+
+use super::entity_id;
+use crate::fields::{Check, Obj, integer, one_of, sha256_hex, text};
 
 /// Document types (the documents-by-type index).
 pub const DOCUMENT_TYPES: &[&str] = &[

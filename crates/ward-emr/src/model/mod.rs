@@ -21,9 +21,10 @@ pub use document::*;
 pub use patient::*;
 pub use payment::*;
 
-use crate::fields::{Check, FieldError, Obj};
 use serde_json::Value;
 use ward_domain::UtcInstant;
+
+use crate::fields::{Check, FieldError, Obj};
 
 /// The kinds of entity, as named in the API, audit events and item `entity` attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

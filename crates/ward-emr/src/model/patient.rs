@@ -1,9 +1,10 @@
 //! A patient: identity, contact, clinic, insurance.
 
-use super::today_days;
-use crate::fields::{Check, Obj, country, date, identifier, one_of, text};
 use serde::Serialize;
 use ward_domain::{ClinicName, Mrn, UtcInstant};
+
+use super::today_days;
+use crate::fields::{Check, Obj, country, date, identifier, one_of, text};
 
 /// Sex as recorded administratively.
 pub const SEXES: &[&str] = &["FEMALE", "MALE", "OTHER", "UNKNOWN"];

@@ -1,7 +1,8 @@
 //! A payment, as an appointment or a bill records it.
 
-use crate::fields::{Check, Obj, currency, integer, one_of};
 use serde::Serialize;
+
+use crate::fields::{Check, Obj, currency, integer, one_of};
 
 /// Payment states.
 pub const PAYMENT_STATUSES: &[&str] = &["PENDING", "PAID", "WAIVED", "REFUNDED"];
