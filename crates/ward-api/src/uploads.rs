@@ -291,9 +291,7 @@ pub(crate) async fn receive(
         return Err(ApiError::AlreadyUploaded);
     }
     // Claim the upload: only one PUT can move it out of `pending`.
-    let mut receiving = upload.clone();
-    receiving.status = UploadStatus::Receiving;
-    let receiving = match state.ctx.uploads.update(receiving, upload.version).await {
+    let receiving = match state.ctx.uploads.claim_for_receiving(&upload).await {
         Ok(receiving) => receiving,
         Err(ward_store::StoreError::ConditionFailed { .. }) => {
             return Err(ApiError::AlreadyUploaded);
@@ -313,11 +311,8 @@ pub(crate) async fn receive(
     .await;
     match received {
         Ok(n_bytes) => {
-            let mut received = receiving.clone();
-            received.status = UploadStatus::Received;
-            received.bytes = Some(n_bytes);
             // The worker may already have claimed it; the queued job is what counts.
-            let _ = state.ctx.uploads.update(received, receiving.version).await;
+            let _ = state.ctx.uploads.mark_received(&receiving, n_bytes).await;
             state
                 .metrics
                 .uploads_received
@@ -331,9 +326,7 @@ pub(crate) async fn receive(
         Err(error) => {
             // Nothing is kept (refused, interrupted, or not queued): the URL can be used again.
             let _ = state.ctx.objects.delete(&path).await;
-            let mut pending = receiving.clone();
-            pending.status = UploadStatus::Pending;
-            let _ = state.ctx.uploads.update(pending, receiving.version).await;
+            let _ = state.ctx.uploads.release(&receiving).await;
             Err(error)
         }
     }

@@ -5,7 +5,6 @@ use std::time::Instant;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use tracing::info;
-use ward_domain::UtcInstant;
 use ward_domain::key_layout::{self, ObjectStage};
 use ward_ports::{AuditEvent, OutcomeCounts, ProcessError, Upload, UploadReport, UploadStatus};
 
@@ -76,12 +75,8 @@ pub(crate) async fn finish(
     if ctx.settings.audit {
         audit_upload(ctx, &upload, status, &report).await?;
     }
-    let mut next = upload.clone();
-    next.status = status;
-    next.finished_at = Some(UtcInstant::now());
-    next.report = Some(report);
     ctx.uploads
-        .update(next, upload.version)
+        .finish(&upload, status, report)
         .await
         .map_err(concurrent)
 }

@@ -124,9 +124,7 @@ pub async fn resume_received_uploads(
                     Err(object_store::Error::NotFound { .. })
                         if upload.status == UploadStatus::Receiving =>
                     {
-                        let mut pending = upload.clone();
-                        pending.status = UploadStatus::Pending;
-                        let _ = ctx.uploads.update(pending, upload.version).await;
+                        let _ = ctx.uploads.release(&upload).await;
                     }
                     Err(object_store::Error::NotFound { .. }) => {}
                     Err(error) => return Err(error.into()),
@@ -163,14 +161,7 @@ pub async fn replay_dead_job(ctx: &IngestContext, id: &str) -> Result<Option<Job
             UploadStatus::Failed | UploadStatus::Interrupted
         )
     {
-        let mut next = stored.clone();
-        next.status = UploadStatus::Processing;
-        next.report = None;
-        next.finished_at = None;
-        ctx.uploads
-            .update(next, stored.version)
-            .await
-            .map_err(concurrent)?;
+        ctx.uploads.reopen(&stored).await.map_err(concurrent)?;
     }
     Ok(job)
 }

@@ -50,11 +50,9 @@ pub async fn process_upload(
         kind,
     ));
     if upload.status != UploadStatus::Processing {
-        let mut next = upload.clone();
-        next.status = UploadStatus::Processing;
         upload = ctx
             .uploads
-            .update(next, upload.version)
+            .start_processing(&upload)
             .await
             .map_err(concurrent)?;
     }
@@ -137,11 +135,9 @@ pub async fn process_upload(
     if !upload.rows_read {
         // From here on this upload may write records, so a later attempt must read the
         // rows too (its own records count as inserted), whatever has completed meanwhile.
-        let mut next = upload.clone();
-        next.rows_read = true;
         upload = ctx
             .uploads
-            .update(next, upload.version)
+            .mark_rows_read(&upload)
             .await
             .map_err(concurrent)?;
     }

@@ -336,8 +336,80 @@ impl UploadRepository {
         item.as_ref().map(Upload::from_item).transpose()
     }
 
+    // The upload's life, one write each (all conditional on the version read, so of two
+    // writers one wins and the other sees `ConditionFailed`). Ward's code changes an
+    // upload's status only through these.
+
+    /// `pending -> receiving`: the one PUT that stores the file claims the upload.
+    pub async fn claim_for_receiving(&self, upload: &Upload) -> Result<Upload, StoreError> {
+        self.change(upload, |next| next.status = UploadStatus::Receiving)
+            .await
+    }
+
+    /// `-> received`, with the stored file's size: its job is queued.
+    pub async fn mark_received(&self, upload: &Upload, bytes: u64) -> Result<Upload, StoreError> {
+        self.change(upload, |next| {
+            next.status = UploadStatus::Received;
+            next.bytes = Some(bytes);
+        })
+        .await
+    }
+
+    /// `receiving -> pending`: the file was not stored, so its URL works again.
+    pub async fn release(&self, upload: &Upload) -> Result<Upload, StoreError> {
+        self.change(upload, |next| next.status = UploadStatus::Pending)
+            .await
+    }
+
+    /// `-> processing`: a worker starts, or goes on with, the upload.
+    pub async fn start_processing(&self, upload: &Upload) -> Result<Upload, StoreError> {
+        self.change(upload, |next| next.status = UploadStatus::Processing)
+            .await
+    }
+
+    /// Records that an attempt reads the file's rows (from here on it may write records).
+    pub async fn mark_rows_read(&self, upload: &Upload) -> Result<Upload, StoreError> {
+        self.change(upload, |next| next.rows_read = true).await
+    }
+
+    /// `failed | interrupted -> processing`: a replayed job starts the upload again.
+    pub async fn reopen(&self, upload: &Upload) -> Result<Upload, StoreError> {
+        self.change(upload, |next| {
+            next.status = UploadStatus::Processing;
+            next.report = None;
+            next.finished_at = None;
+        })
+        .await
+    }
+
+    /// The upload's end (or interruption), with its report.
+    pub async fn finish(
+        &self,
+        upload: &Upload,
+        status: UploadStatus,
+        report: UploadReport,
+    ) -> Result<Upload, StoreError> {
+        self.change(upload, |next| {
+            next.status = status;
+            next.finished_at = Some(UtcInstant::now());
+            next.report = Some(report);
+        })
+        .await
+    }
+
+    async fn change(
+        &self,
+        upload: &Upload,
+        change: impl FnOnce(&mut Upload),
+    ) -> Result<Upload, StoreError> {
+        let mut next = upload.clone();
+        change(&mut next);
+        self.update(next, upload.version).await
+    }
+
     /// Writes `next` if the stored version equals `expected_version`; `next` is stored
-    /// (and returned) with `expected_version + 1`.
+    /// (and returned) with `expected_version + 1`. The raw write under the transitions
+    /// above (tests use it to set up a state).
     pub async fn update(
         &self,
         mut next: Upload,

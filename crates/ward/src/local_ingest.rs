@@ -68,10 +68,7 @@ pub async fn ingest_file(
         writer.write_all(&buffer[..n]).await?;
     }
     writer.shutdown().await?;
-    let mut received = upload.clone();
-    received.status = UploadStatus::Received;
-    received.bytes = Some(size);
-    upload = ctx.uploads.update(received, upload.version).await?;
+    upload = ctx.uploads.mark_received(&upload, size).await?;
     run_with_progress(ctx, &upload.provider, &upload.id, size, show_progress).await
 }
 
