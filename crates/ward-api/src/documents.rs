@@ -41,12 +41,11 @@ pub(crate) async fn with_upload(
     stored: Stored,
     location: String,
 ) -> Result<Response, ApiError> {
-    let id = stored.json["id"].as_str().unwrap_or_default().to_owned();
-    let key = object_key(actor, mrn, &id)?;
-    let media_type = stored.json["mediaType"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let key = object_key(actor, mrn, &stored.id)?;
+    let media_type = stored
+        .document()
+        .map(|file| file.media_type)
+        .unwrap_or_default();
     // The URL lapses well before the pending item expires.
     let expires_at = UtcInstant::now().plus_seconds(
         state
@@ -64,7 +63,7 @@ pub(crate) async fn with_upload(
         .into_iter()
         .map(|(name, value)| (name, json!(value)))
         .collect();
-    let mut body = stored.json.clone();
+    let mut body = stored.representation();
     body["upload"] = json!({
         "url": put.url,
         "method": "PUT",
@@ -98,11 +97,10 @@ async fn check_object(
     id: &str,
     from: &[DocumentStatus],
 ) -> Result<Stored, ApiError> {
-    let item = state.emr.child_item(actor, Kind::Document, mrn, id).await?;
-    let document = ward_emr::representation(&item);
+    let file = state.emr.document_file(actor, mrn, id).await?;
     let path = ObjectPath::from(object_key(actor, mrn, id)?);
-    let expected_size = document["sizeBytes"].as_u64().unwrap_or(0);
-    let expected_sha = document["sha256"].as_str().unwrap_or_default().to_owned();
+    let expected_size = file.size_bytes;
+    let expected_sha = file.sha256;
     let verdict = match state.ctx.objects.get(&path).await {
         Err(object_store::Error::NotFound { .. }) => {
             return Err(ApiError::NotReady(
@@ -160,7 +158,7 @@ pub(crate) async fn check(
 ) -> Result<Response, ApiError> {
     let actor = principal.actor()?;
     let stored = check_object(&state, &actor, &mrn, &id, &[DocumentStatus::PendingUpload]).await?;
-    Ok(axum::Json(stored.json).into_response())
+    Ok(axum::Json(stored.representation()).into_response())
 }
 
 /// `GET /v1/patients/{mrn}/documents/{id}/content`: a 303 to a short-lived signed URL.
@@ -174,7 +172,7 @@ pub(crate) async fn content(
         .emr
         .get_child(&actor, Kind::Document, &mrn, &id)
         .await?;
-    if stored.json["status"] != DocumentStatus::Available.as_str() {
+    if stored.document().map(|file| file.status) != Some(DocumentStatus::Available) {
         return Err(ApiError::NotReady(
             "the document's file has not been uploaded and checked",
         ));
@@ -249,8 +247,10 @@ pub(crate) async fn receive(
     let document = state
         .emr
         .get_child(&actor, Kind::Document, &mrn, &id)
-        .await?;
-    let media_type = document.json["mediaType"].as_str().unwrap_or_default();
+        .await?
+        .document()
+        .ok_or(ApiError::NotFound("the document"))?;
+    let media_type = document.media_type.as_str();
     let sent_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -261,7 +261,7 @@ pub(crate) async fn receive(
             format!("must be {media_type}, as the document's metadata says"),
         ));
     }
-    let limit = document.json["sizeBytes"].as_u64().unwrap_or(0);
+    let limit = document.size_bytes;
     // Claim the document: a second PUT is refused.
     state
         .emr
@@ -280,7 +280,7 @@ pub(crate) async fn receive(
         Ok(_) => {
             let stored =
                 check_object(&state, &actor, &mrn, &id, &[DocumentStatus::Receiving]).await?;
-            Ok(axum::Json(stored.json).into_response())
+            Ok(axum::Json(stored.representation()).into_response())
         }
         Err(error) => {
             let _ = state.ctx.objects.delete(&path).await;
@@ -308,11 +308,7 @@ pub(crate) async fn send(
 ) -> Result<Response, ApiError> {
     let (provider, mrn, id) = verify(&state, "GET", &provider, &mrn, &id, &params)?;
     let actor = url_actor(provider);
-    let item = state
-        .emr
-        .child_item(&actor, Kind::Document, &mrn, &id)
-        .await?;
-    let document = ward_emr::representation(&item);
+    let document = state.emr.document_file(&actor, &mrn, &id).await?;
     let path = ObjectPath::from(object_key(&actor, &mrn, &id)?);
     let found = match state.ctx.objects.get(&path).await {
         Err(object_store::Error::NotFound { .. }) => {
@@ -322,10 +318,7 @@ pub(crate) async fn send(
     };
     let stream = found.into_stream();
     let mut response = Body::from_stream(stream).into_response();
-    let media_type = document["mediaType"]
-        .as_str()
-        .unwrap_or("application/octet-stream");
-    let file_name = document["fileName"].as_str().unwrap_or("document");
+    let (media_type, file_name) = (&document.media_type, &document.file_name);
     if let Ok(value) = HeaderValue::from_str(media_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }

@@ -13,7 +13,9 @@ use serde_json::{Value as Json_, json};
 use sha2::{Digest, Sha256};
 use ward_domain::{Mrn, UtcInstant};
 use ward_emr::audit::{AuditQuery, MAX_AUDIT_DAYS};
-use ward_emr::{Actor, EmrError, Idempotency, Kind, ListFilter, Listed, Stored};
+use ward_emr::{
+    Actor, EmrError, Idempotency, Kind, ListFilter, Listed, Stored, Timeline, TimelineEntry,
+};
 use ward_store::Order;
 
 use crate::paging::limit_of;
@@ -108,7 +110,7 @@ fn etag(version: i64) -> HeaderValue {
 }
 
 fn one(stored: Stored) -> Response {
-    let mut response = Json(stored.json).into_response();
+    let mut response = Json(stored.representation()).into_response();
     response
         .headers_mut()
         .insert(header::ETAG, etag(stored.version));
@@ -122,7 +124,7 @@ fn created(stored: Stored, location: String) -> Response {
         StatusCode::CREATED
     };
     let version = stored.version;
-    let mut response = (status, Json(stored.json)).into_response();
+    let mut response = (status, Json(stored.representation())).into_response();
     response.headers_mut().insert(header::ETAG, etag(version));
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -136,7 +138,18 @@ fn created(stored: Stored, location: String) -> Response {
 }
 
 fn page(listed: Listed) -> Json<Json_> {
-    Json(json!({"items": listed.items, "nextCursor": listed.next}))
+    let items: Vec<Json_> = listed.items.iter().map(Stored::representation).collect();
+    Json(json!({"items": items, "nextCursor": listed.next}))
+}
+
+/// A timeline page: each entry `{kind, at, item}`.
+fn timeline_page(timeline: Timeline) -> Json<Json_> {
+    let items: Vec<Json_> = timeline
+        .entries
+        .iter()
+        .map(TimelineEntry::representation)
+        .collect();
+    Json(json!({"items": items, "nextCursor": timeline.next}))
 }
 
 /// Query parameters of lists.
@@ -277,10 +290,7 @@ pub(crate) async fn create_patient(
         .emr
         .create_patient(&actor, &body_json(&headers, &body)?, idem.as_ref())
         .await?;
-    let location = format!(
-        "/v1/patients/{}",
-        stored.json["mrn"].as_str().unwrap_or_default()
-    );
+    let location = format!("/v1/patients/{}", stored.id);
     Ok(created(stored, location))
 }
 
@@ -295,7 +305,7 @@ pub(crate) async fn find_patients(
         (Some(email), None) => {
             let stored = state.emr.patient_by_email(&actor, email).await?;
             Ok(page(Listed {
-                items: vec![stored.json],
+                items: vec![stored],
                 next: None,
             })
             .into_response())
@@ -348,7 +358,7 @@ pub(crate) async fn timeline(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Json_>, ApiError> {
     let actor = principal.actor()?;
-    Ok(page(
+    Ok(timeline_page(
         state.emr.timeline(&actor, &mrn, params.filter()?).await?,
     ))
 }
@@ -378,8 +388,7 @@ async fn create_child(
             idem.as_ref(),
         )
         .await?;
-    let id = stored.json["id"].as_str().unwrap_or_default().to_owned();
-    let location = format!("{path}/{id}");
+    let location = format!("{path}/{}", stored.id);
     if kind == Kind::Document {
         return crate::documents::with_upload(&state, &actor, &mrn, stored, location).await;
     }
@@ -445,10 +454,7 @@ pub(crate) async fn create_clinician(
         .emr
         .create_clinician(&actor, &body_json(&headers, &body)?, idem.as_ref())
         .await?;
-    let location = format!(
-        "/v1/clinicians/{}",
-        stored.json["id"].as_str().unwrap_or_default()
-    );
+    let location = format!("/v1/clinicians/{}", stored.id);
     Ok(created(stored, location))
 }
 

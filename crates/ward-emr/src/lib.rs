@@ -19,6 +19,6 @@ pub use audit::{Actor, AuditLog};
 pub use fields::FieldError;
 pub use model::Kind;
 pub use service::{
-    Conflict, DOCUMENT_UPLOAD_WINDOW_SECONDS, Emr, EmrError, IDEMPOTENCY_TTL_SECONDS, Idempotency,
-    ListFilter, Listed, Stored, representation,
+    Conflict, DOCUMENT_UPLOAD_WINDOW_SECONDS, DocumentFile, Emr, EmrError, IDEMPOTENCY_TTL_SECONDS,
+    Idempotency, ListFilter, Listed, Stored, Timeline, TimelineEntry, TimelineItem,
 };

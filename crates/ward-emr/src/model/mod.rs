@@ -56,6 +56,20 @@ impl Kind {
         }
     }
 
+    /// The kind an item's `entity` attribute names.
+    pub fn parse(entity: &str) -> Option<Self> {
+        [
+            Self::Patient,
+            Self::Clinician,
+            Self::Appointment,
+            Self::ClinicalRecord,
+            Self::Document,
+            Self::Bill,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == entity)
+    }
+
     /// What a 404 names.
     pub fn noun(self) -> &'static str {
         match self {

@@ -9,8 +9,8 @@ use ward_store::{EXPIRES_AT, VERSION, Value, WriteOp};
 
 use super::children::{Changing, NewChild};
 use super::{
-    Conflict, Draft, Emr, EmrError, Stored, child_draft, corrupt, parse_entity_id, parse_mrn,
-    random_bits, s,
+    Conflict, DocumentFile, Draft, Emr, EmrError, Stored, child_draft, corrupt, parse_entity_id,
+    parse_mrn, random_bits, s, stored,
 };
 use crate::audit::Actor;
 use crate::model::{self, DocumentStatus, Kind};
@@ -114,6 +114,18 @@ fn document_index(
 }
 
 impl Emr {
+    /// A document's file, as its metadata describes it. Not audited: the request that
+    /// needs it (a check, an upload, a download) is, or is signed.
+    pub async fn document_file(
+        &self,
+        actor: &Actor,
+        mrn: &str,
+        id: &str,
+    ) -> Result<DocumentFile, EmrError> {
+        let item = self.child_item(actor, Kind::Document, mrn, id).await?;
+        stored(&item).document().ok_or_else(|| corrupt("document"))
+    }
+
     /// Moves a document from one of the `from` states to `to`: `RECEIVING` while its
     /// bytes arrive (one upload wins), back to `PENDING_UPLOAD` if they did not, then
     /// `AVAILABLE` (indexed by type, no longer expiring) when size and SHA-256 match, or

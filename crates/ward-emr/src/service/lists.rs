@@ -9,7 +9,7 @@ use ward_store::{Item, Order, Query, SK, SkCondition};
 
 use super::{
     Emr, EmrError, ListFilter, Listed, child_prefix, compact, invalid, parse_clinic,
-    parse_clinician, parse_mrn, representation, s,
+    parse_clinician, parse_mrn, s, stored,
 };
 use crate::audit::Actor;
 use crate::model::{self, Kind};
@@ -210,7 +210,7 @@ impl Emr {
 
 fn listed(merged: Merged) -> Listed {
     Listed {
-        items: merged.items.iter().map(representation).collect(),
+        items: merged.items.iter().map(stored).collect(),
         next: merged.next,
     }
 }

@@ -39,6 +39,7 @@ use crate::fields::FieldError;
 use crate::model::{self, AppointmentStatus, DocumentStatus, Kind};
 
 pub use documents::DOCUMENT_UPLOAD_WINDOW_SECONDS;
+pub use timeline::{Timeline, TimelineEntry, TimelineItem};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
@@ -136,23 +137,105 @@ fn invalid(field: &str, reason: impl Into<String>) -> EmrError {
     }])
 }
 
-/// An entity as the API shows it, with its version (the `ETag`).
+/// An entity as the service returns it: what it is, its id, patient, times and version
+/// typed; its own fields as its model wrote them. The HTTP layer renders it
+/// ([`Stored::representation`]) and reads a document's file through [`Stored::document`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
-    /// The representation: the entity's fields plus `id`, `createdAt`, `updatedAt`,
-    /// `version` (and `patientMrn` for a patient's items).
-    pub json: Json,
-    /// The version.
+    /// What it is.
+    pub kind: Kind,
+    /// Its id: a patient's MRN, a clinician's id, or the item's time-ordered id.
+    pub id: String,
+    /// The patient a patient's item belongs to.
+    pub patient: Option<String>,
+    /// When it was created (sortable UTC).
+    pub created_at: String,
+    /// When it last changed (sortable UTC).
+    pub updated_at: String,
+    /// Its version (the `ETag`).
     pub version: i64,
+    /// Its fields, as its model serialized them (a document's with its status).
+    pub fields: serde_json::Map<String, Json>,
     /// `true` when an idempotency key replayed an earlier answer.
     pub replayed: bool,
+}
+
+/// What a document's metadata says of its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentFile {
+    /// Where its file is.
+    pub status: DocumentStatus,
+    /// The media type the upload must have.
+    pub media_type: String,
+    /// The size the upload must have.
+    pub size_bytes: u64,
+    /// The SHA-256 (hex) the upload must have.
+    pub sha256: String,
+    /// The file's own name, for downloads.
+    pub file_name: String,
+}
+
+impl Stored {
+    /// The API's representation: the fields plus `id`, `patientMrn` (a patient's items),
+    /// `createdAt`, `updatedAt` and `version`.
+    pub fn representation(&self) -> Json {
+        let mut map = self.fields.clone();
+        map.insert("id".into(), json!(self.id));
+        if let Some(patient) = &self.patient {
+            map.insert("patientMrn".into(), json!(patient));
+        }
+        map.insert("createdAt".into(), json!(self.created_at));
+        map.insert("updatedAt".into(), json!(self.updated_at));
+        map.insert("version".into(), json!(self.version));
+        Json::Object(map)
+    }
+
+    /// A document's file, as its metadata describes it (`None` for another kind).
+    pub fn document(&self) -> Option<DocumentFile> {
+        if self.kind != Kind::Document {
+            return None;
+        }
+        let text = |name: &str| self.fields.get(name).and_then(Json::as_str);
+        Some(DocumentFile {
+            status: text("status").and_then(DocumentStatus::parse)?,
+            media_type: text("mediaType")?.to_owned(),
+            size_bytes: self.fields.get("sizeBytes").and_then(Json::as_u64)?,
+            sha256: text("sha256")?.to_owned(),
+            file_name: text("fileName")?.to_owned(),
+        })
+    }
+
+    /// An entity read back from its representation (an idempotency record's answer).
+    fn from_representation(kind: Kind, representation: Json) -> Self {
+        let mut fields = match representation {
+            Json::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        };
+        let mut text = |name: &str| match fields.remove(name) {
+            Some(Json::String(text)) => Some(text),
+            _ => None,
+        };
+        let (id, patient) = (text("id"), text("patientMrn"));
+        let (created_at, updated_at) = (text("createdAt"), text("updatedAt"));
+        let version = fields.remove("version").and_then(|v| v.as_i64());
+        Self {
+            kind,
+            id: id.unwrap_or_default(),
+            patient,
+            created_at: created_at.unwrap_or_default(),
+            updated_at: updated_at.unwrap_or_default(),
+            version: version.unwrap_or(1),
+            fields,
+            replayed: false,
+        }
+    }
 }
 
 /// A page of entities.
 #[derive(Debug)]
 pub struct Listed {
-    /// The representations.
-    pub items: Vec<Json>,
+    /// The entities.
+    pub items: Vec<Stored>,
     /// The next page's cursor.
     pub next: Option<String>,
 }
@@ -283,30 +366,23 @@ impl Draft {
     }
 }
 
-/// The API representation of a stored entity item.
-pub fn representation(item: &Item) -> Json {
-    let mut json: Json = s(item, "data")
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| json!({}));
-    if let Json::Object(map) = &mut json {
-        map.insert("id".into(), json!(s(item, "id")));
-        if let Some(patient) = s(item, "patientMrn") {
-            map.insert("patientMrn".into(), json!(patient));
-        }
-        map.insert("createdAt".into(), json!(s(item, "createdAt")));
-        map.insert("updatedAt".into(), json!(s(item, "updatedAt")));
-        map.insert(
-            "version".into(),
-            json!(item.get(VERSION).and_then(Value::as_i64)),
-        );
-    }
-    json
-}
-
+/// A stored entity item, read.
 fn stored(item: &Item) -> Stored {
+    let fields = match s(item, "data").and_then(|text| serde_json::from_str(&text).ok()) {
+        Some(Json::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
     Stored {
-        json: representation(item),
+        kind: s(item, "entity")
+            .as_deref()
+            .and_then(Kind::parse)
+            .unwrap_or(Kind::Patient),
+        id: s(item, "id").unwrap_or_default(),
+        patient: s(item, "patientMrn"),
+        created_at: s(item, "createdAt").unwrap_or_default(),
+        updated_at: s(item, "updatedAt").unwrap_or_default(),
         version: item.get(VERSION).and_then(Value::as_i64).unwrap_or(0),
+        fields,
         replayed: false,
     }
 }
@@ -469,7 +545,7 @@ impl Emr {
         idempotency: Option<&Idempotency>,
         conflict: impl Fn(usize) -> EmrError,
     ) -> Result<Stored, EmrError> {
-        if let Some(replay) = self.replay(actor, idempotency).await? {
+        if let Some(replay) = self.replay(actor, draft.kind, idempotency).await? {
             return Ok(replay);
         }
         let now = UtcInstant::now().sortable();
@@ -502,7 +578,7 @@ impl Emr {
             Ok(()) => Ok(answer),
             Err(StoreError::TransactionCanceled { index }) if index == extra_count + 2 => {
                 // Another request with this key won the race: answer as it did.
-                match self.replay(actor, idempotency).await? {
+                match self.replay(actor, draft.kind, idempotency).await? {
                     Some(replay) => Ok(replay),
                     None => Err(Conflict::ConcurrentRequest.into()),
                 }
@@ -539,7 +615,10 @@ impl Emr {
             "fingerprint".into(),
             Value::s(idempotency.fingerprint.clone()),
         );
-        item.insert("answer".into(), Value::s(answer.json.to_string()));
+        item.insert(
+            "answer".into(),
+            Value::s(answer.representation().to_string()),
+        );
         item.insert(
             EXPIRES_AT.into(),
             Value::n(UtcInstant::now().unix_seconds() + IDEMPOTENCY_TTL_SECONDS),
@@ -550,6 +629,7 @@ impl Emr {
     async fn replay(
         &self,
         actor: &Actor,
+        kind: Kind,
         idempotency: Option<&Idempotency>,
     ) -> Result<Option<Stored>, EmrError> {
         let Some(idempotency) = idempotency else {
@@ -565,14 +645,12 @@ impl Emr {
         if s(&item, "fingerprint").as_deref() != Some(idempotency.fingerprint.as_str()) {
             return Err(Conflict::IdempotencyKeyReused.into());
         }
-        let json: Json = s(&item, "answer")
+        let answer: Json = s(&item, "answer")
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
-        let version = json["version"].as_i64().unwrap_or(1);
         Ok(Some(Stored {
-            json,
-            version,
             replayed: true,
+            ..Stored::from_representation(kind, answer)
         }))
     }
 

@@ -2,15 +2,54 @@
 //! clinical records, documents, bills), merged by time from the kinds of item in the
 //! patient's partition.
 
-use serde_json::json;
 use ward_domain::key_layout as keys;
 use ward_domain::{UploadId, UtcInstant};
 use ward_store::merge::{self, Stream};
 use ward_store::{Item, Order, Query, SK, SkCondition};
 
-use super::{Emr, EmrError, ListFilter, Listed, compact, parse_mrn, representation, s};
+use super::{Emr, EmrError, ListFilter, Stored, compact, parse_mrn, s, stored};
 use crate::audit::Actor;
 use crate::model::Kind;
+
+/// One entry of a patient's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    /// `visit`, `appointment`, `clinicalRecord`, `document` or `bill`.
+    pub kind: &'static str,
+    /// The instant it is filed under (sortable UTC).
+    pub at: String,
+    /// What it is.
+    pub item: TimelineItem,
+}
+
+impl TimelineEntry {
+    /// The API's representation: `{kind, at, item}`.
+    pub fn representation(&self) -> serde_json::Value {
+        let item = match &self.item {
+            TimelineItem::Visit(visit) => serde_json::json!(visit),
+            TimelineItem::Entity(stored) => stored.representation(),
+        };
+        serde_json::json!({"kind": self.kind, "at": self.at, "item": item})
+    }
+}
+
+/// What a timeline entry holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimelineItem {
+    /// A visit from a CSV upload (`None` if the stored item is unreadable).
+    Visit(Option<ward_ports::VisitRecord>),
+    /// An EMR entity.
+    Entity(Stored),
+}
+
+/// A page of a patient's timeline.
+#[derive(Debug)]
+pub struct Timeline {
+    /// The entries, in time order.
+    pub entries: Vec<TimelineEntry>,
+    /// The next page's cursor.
+    pub next: Option<String>,
+}
 
 impl Emr {
     /// One timeline of everything filed for a patient (CSV visits, appointments, clinical
@@ -21,7 +60,7 @@ impl Emr {
         actor: &Actor,
         mrn: &str,
         filter: ListFilter,
-    ) -> Result<Listed, EmrError> {
+    ) -> Result<Timeline, EmrError> {
         let result = self.timeline_inner(actor, mrn, filter).await;
         self.audited(actor, "LIST", Kind::Patient, Some(mrn), Some(mrn), result)
             .await
@@ -32,7 +71,7 @@ impl Emr {
         actor: &Actor,
         mrn: &str,
         filter: ListFilter,
-    ) -> Result<Listed, EmrError> {
+    ) -> Result<Timeline, EmrError> {
         let mrn_id = parse_mrn(mrn)?;
         let pk = keys::patient_pk(&actor.provider, &mrn_id);
         let after = filter
@@ -98,7 +137,7 @@ impl Emr {
             timeline_key,
         )
         .await?;
-        let items = merged
+        let entries = merged
             .items
             .iter()
             .map(|item| {
@@ -109,18 +148,16 @@ impl Emr {
                     .map_or("unknown", |(_, name)| *name);
                 let key = timeline_key(item);
                 let at = key.split('|').next().unwrap_or_default().to_owned();
-                let body = if kind == "visit" {
-                    ward_ports::VisitRecord::from_item(item)
-                        .and_then(|record| serde_json::to_value(record).ok())
-                        .unwrap_or_default()
+                let item = if kind == "visit" {
+                    TimelineItem::Visit(ward_ports::VisitRecord::from_item(item))
                 } else {
-                    representation(item)
+                    TimelineItem::Entity(stored(item))
                 };
-                json!({"kind": kind, "at": at, "item": body})
+                TimelineEntry { kind, at, item }
             })
             .collect();
-        Ok(Listed {
-            items,
+        Ok(Timeline {
+            entries,
             next: merged.next,
         })
     }

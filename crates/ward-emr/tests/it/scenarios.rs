@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use ward_domain::{ProviderId, UtcInstant};
-use ward_emr::{Actor, AuditLog, Emr, EmrError, Idempotency, Kind, ListFilter};
+use ward_emr::{
+    Actor, AuditLog, Emr, EmrError, Idempotency, Kind, ListFilter, Stored, Timeline, TimelineEntry,
+};
 use ward_store::{EXPIRES_AT, Key, Order, Table, Value as Attr};
 
 pub struct Fixture {
@@ -71,10 +73,19 @@ fn filter(limit: usize) -> ListFilter {
     }
 }
 
-fn ids(items: &[Value]) -> Vec<String> {
+fn ids(items: &[Stored]) -> Vec<String> {
     items
         .iter()
-        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .map(|item| item.representation()["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A timeline page as the API renders it.
+fn rendered(timeline: &Timeline) -> Vec<Value> {
+    timeline
+        .entries
+        .iter()
+        .map(TimelineEntry::representation)
         .collect()
 }
 
@@ -104,10 +115,10 @@ pub async fn patient_updates_use_optimistic_concurrency(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(created.version, 1);
-    assert_eq!(created.json["mrn"], "MRN1");
-    assert!(created.json["createdAt"].is_string());
+    assert_eq!(created.representation()["mrn"], "MRN1");
+    assert!(created.representation()["createdAt"].is_string());
     let read = f.emr.get_patient(&f.actor, "MRN1").await.unwrap();
-    assert_eq!(read.json, created.json);
+    assert_eq!(read.representation(), created.representation());
 
     let patch = json!({"phone": "+14155550123", "address": {"line1": "1 Main St", "city": "Austin", "country": "US"}});
     let updated = f
@@ -116,12 +127,16 @@ pub async fn patient_updates_use_optimistic_concurrency(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(updated.version, 2);
-    assert_eq!(updated.json["phone"], "+14155550123");
+    assert_eq!(updated.representation()["phone"], "+14155550123");
     assert_eq!(
-        updated.json["firstName"], "Ann",
+        updated.representation()["firstName"],
+        "Ann",
         "merge keeps the other fields"
     );
-    assert_eq!(updated.json["createdAt"], created.json["createdAt"]);
+    assert_eq!(
+        updated.representation()["createdAt"],
+        created.representation()["createdAt"]
+    );
 
     // A client still holding version 1 loses.
     let stale = f
@@ -138,7 +153,7 @@ pub async fn patient_updates_use_optimistic_concurrency(f: Fixture) {
         .update_patient(&f.actor, "MRN1", 2, &json!({"phone": null}))
         .await
         .unwrap();
-    assert!(removed.json.get("phone").is_none());
+    assert!(removed.representation().get("phone").is_none());
     let Err(EmrError::Invalid(errors)) = f
         .emr
         .update_patient(
@@ -190,7 +205,7 @@ pub async fn one_profile_per_mrn_and_one_owner_per_email_under_concurrency(f: Fi
         match task.await.unwrap() {
             Ok(stored) => {
                 won += 1;
-                winner_email = stored.json["email"].as_str().map(str::to_owned);
+                winner_email = stored.representation()["email"].as_str().map(str::to_owned);
             }
             Err(EmrError::Conflict(conflict)) => {
                 let message = conflict.to_string();
@@ -253,7 +268,7 @@ pub async fn one_profile_per_mrn_and_one_owner_per_email_under_concurrency(f: Fi
         .patient_by_email(&f.actor, "SHARED@example.org")
         .await
         .unwrap();
-    assert_eq!(owner.json["mrn"], format!("E{}", won[0]));
+    assert_eq!(owner.representation()["mrn"], format!("E{}", won[0]));
     // A clinician cannot take a patient's email either.
     let taken = f
         .emr
@@ -282,7 +297,7 @@ pub async fn an_email_change_moves_the_claim(f: Fixture) {
             .patient_by_email(&f.actor, "ann.lee@example.org")
             .await
             .unwrap()
-            .json["mrn"],
+            .representation()["mrn"],
         "MRN1"
     );
     // The old address is free again.
@@ -323,12 +338,13 @@ pub async fn a_clinician_cannot_be_double_booked(f: Fixture) {
         )
         .await
         .unwrap();
-    assert_eq!(first.json["status"], "SCHEDULED");
+    assert_eq!(first.representation()["status"], "SCHEDULED");
     assert_eq!(
-        first.json["clinic"], "NORTH",
+        first.representation()["clinic"],
+        "NORTH",
         "the clinic defaults to the patient's"
     );
-    let first_id = first.json["id"].as_str().unwrap().to_owned();
+    let first_id = first.representation()["id"].as_str().unwrap().to_owned();
     // Overlapping (10:15 in another offset), for another patient: refused, naming the holder.
     let overlap = f
         .emr
@@ -398,7 +414,7 @@ pub async fn a_clinician_cannot_be_double_booked(f: Fixture) {
         )
         .await
         .unwrap();
-    assert_eq!(cancelled.json["status"], "CANCELLED");
+    assert_eq!(cancelled.representation()["status"], "CANCELLED");
     f.emr
         .create_child(
             &f.actor,
@@ -505,10 +521,15 @@ pub async fn access_patterns_answer_in_time_order_without_scans(f: Fixture) {
         .list_children(&f.actor, Kind::ClinicalRecord, "MRN1", filter(10))
         .await
         .unwrap();
-    let visits: Vec<&str> = mrn1
+    let visits: Vec<String> = mrn1
         .items
         .iter()
-        .map(|r| r["visit"]["date"].as_str().unwrap())
+        .map(|r| {
+            r.representation()["visit"]["date"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         visits,
@@ -537,11 +558,12 @@ pub async fn access_patterns_answer_in_time_order_without_scans(f: Fixture) {
             )
             .await
             .unwrap();
-        seen.extend(
-            page.items
-                .iter()
-                .map(|r| r["visit"]["date"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(page.items.iter().map(|r| {
+            r.representation()["visit"]["date"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
         match page.next {
             Some(next) => filter_consultations.cursor = Some(next),
             None => break,
@@ -567,10 +589,15 @@ pub async fn access_patterns_answer_in_time_order_without_scans(f: Fixture) {
         .clinician_items(&f.actor, Kind::ClinicalRecord, "DR1", filter(10))
         .await
         .unwrap();
-    let patients: Vec<&str> = dr1
+    let patients: Vec<String> = dr1
         .items
         .iter()
-        .map(|r| r["patientMrn"].as_str().unwrap())
+        .map(|r| {
+            r.representation()["patientMrn"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(patients, ["MRN1", "MRN2", "MRN1"]);
 
@@ -625,10 +652,10 @@ pub async fn access_patterns_answer_in_time_order_without_scans(f: Fixture) {
         .clinic_day(&f.actor, "NORTH", "2025-06-16", 10, None)
         .await
         .unwrap();
-    let starts: Vec<&str> = day
+    let starts: Vec<String> = day
         .items
         .iter()
-        .map(|a| a["start"].as_str().unwrap())
+        .map(|a| a.representation()["start"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(starts, ["2025-06-16T09:00:00Z", "2025-06-16T15:00:00Z"]);
     let dr2 = f
@@ -650,7 +677,7 @@ pub async fn access_patterns_answer_in_time_order_without_scans(f: Fixture) {
         patients.extend(
             page.items
                 .iter()
-                .map(|p| p["mrn"].as_str().unwrap().to_owned()),
+                .map(|p| p.representation()["mrn"].as_str().unwrap().to_owned()),
         );
         match page.next {
             Some(next) => cursor = Some(next),
@@ -732,16 +759,16 @@ pub async fn the_timeline_merges_every_kind_including_csv_visits(f: Fixture) {
                     .timeline(&f.actor, "MRN1", filter.clone())
                     .await
                     .unwrap();
-                assert!(page.items.len() <= limit);
+                assert!(page.entries.len() <= limit);
                 kinds.extend(
-                    page.items
+                    page.entries
                         .iter()
-                        .map(|e| e["kind"].as_str().unwrap().to_owned()),
+                        .map(|e| e.representation()["kind"].as_str().unwrap().to_owned()),
                 );
                 times.extend(
-                    page.items
+                    page.entries
                         .iter()
-                        .map(|e| e["at"].as_str().unwrap().to_owned()),
+                        .map(|e| e.representation()["at"].as_str().unwrap().to_owned()),
                 );
                 match page.next {
                     Some(next) => filter.cursor = Some(next),
@@ -767,13 +794,13 @@ pub async fn the_timeline_merges_every_kind_including_csv_visits(f: Fixture) {
         ..ListFilter::default()
     };
     let later = f.emr.timeline(&f.actor, "MRN1", from).await.unwrap();
-    let kinds: Vec<&str> = later
-        .items
+    let kinds: Vec<String> = later
+        .entries
         .iter()
-        .map(|e| e["kind"].as_str().unwrap())
+        .map(|e| e.representation()["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(kinds, ["bill", "appointment", "visit"]);
-    assert_eq!(later.items[2]["item"]["doctorsNotes"], "notes");
+    assert_eq!(rendered(&later)[2]["item"]["doctorsNotes"], "notes");
 }
 
 pub async fn another_provider_sees_nothing(f: Fixture) {
@@ -789,7 +816,8 @@ pub async fn another_provider_sees_nothing(f: Fixture) {
         )
         .await
         .unwrap();
-    let id = record.json["id"].as_str().unwrap();
+    let id = record.representation()["id"].as_str().unwrap().to_owned();
+    let id = id.as_str();
     let o = &f.other;
     assert!(matches!(
         f.emr.get_patient(o, "MRN1").await,
@@ -851,7 +879,7 @@ pub async fn another_provider_sees_nothing(f: Fixture) {
             .timeline(o, "MRN1", filter(10))
             .await
             .unwrap()
-            .items
+            .entries
             .is_empty()
     );
     assert!(
@@ -1065,7 +1093,7 @@ pub async fn idempotency_keys_replay_and_expire(f: Fixture) {
         .await
         .unwrap();
     assert!(again.replayed);
-    assert_eq!(again.json["id"], first.json["id"]);
+    assert_eq!(again.representation()["id"], first.representation()["id"]);
     assert_eq!(
         f.emr
             .list_children(&f.actor, Kind::Bill, "MRN1", filter(10))
@@ -1120,7 +1148,7 @@ pub async fn idempotency_keys_replay_and_expire(f: Fixture) {
         .await
         .unwrap();
     assert!(!fresh.replayed);
-    assert_ne!(fresh.json["id"], first.json["id"]);
+    assert_ne!(fresh.representation()["id"], first.representation()["id"]);
 }
 
 pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture) {
@@ -1132,8 +1160,8 @@ pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture)
         .create_child(&f.actor, Kind::Document, "MRN1", &body, None)
         .await
         .unwrap();
-    assert_eq!(pending.json["status"], "PENDING_UPLOAD");
-    let id = pending.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(pending.representation()["status"], "PENDING_UPLOAD");
+    let id = pending.representation()["id"].as_str().unwrap().to_owned();
     let by_type = f
         .emr
         .by_type(&f.actor, Kind::Document, "ECG_REPORT", filter(10))
@@ -1155,7 +1183,7 @@ pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture)
         )
         .await
         .unwrap();
-    assert_eq!(available.json["status"], "AVAILABLE");
+    assert_eq!(available.representation()["status"], "AVAILABLE");
     let by_type = f
         .emr
         .by_type(&f.actor, Kind::Document, "ECG_REPORT", filter(10))
@@ -1177,7 +1205,7 @@ pub async fn a_pending_document_expires_and_a_checked_one_is_indexed(f: Fixture)
         .create_child(&f.actor, Kind::Document, "MRN1", &body, None)
         .await
         .unwrap();
-    let second_id = second.json["id"].as_str().unwrap().to_owned();
+    let second_id = second.representation()["id"].as_str().unwrap().to_owned();
     let mut item = f
         .emr
         .child_item(&f.actor, Kind::Document, "MRN1", &second_id)
@@ -1225,7 +1253,7 @@ pub async fn a_patients_appointments_documents_and_bills_list_by_time_type_and_s
             )
             .await
             .unwrap();
-        appointment_ids.push(made.json["id"].as_str().unwrap().to_owned());
+        appointment_ids.push(made.representation()["id"].as_str().unwrap().to_owned());
     }
     f.emr
         .update_child(
@@ -1243,10 +1271,10 @@ pub async fn a_patients_appointments_documents_and_bills_list_by_time_type_and_s
         .list_children(&f.actor, Kind::Appointment, "MRN1", filter(10))
         .await
         .unwrap();
-    let starts: Vec<&str> = all
+    let starts: Vec<String> = all
         .items
         .iter()
-        .map(|a| a["start"].as_str().unwrap())
+        .map(|a| a.representation()["start"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         starts,
@@ -1267,10 +1295,10 @@ pub async fn a_patients_appointments_documents_and_bills_list_by_time_type_and_s
         .list_children(&f.actor, Kind::Appointment, "MRN1", scheduled)
         .await
         .unwrap();
-    let starts: Vec<&str> = scheduled
+    let starts: Vec<String> = scheduled
         .items
         .iter()
-        .map(|a| a["start"].as_str().unwrap())
+        .map(|a| a.representation()["start"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(starts, ["2025-06-18T09:00:00Z", "2025-06-16T09:00:00Z"]);
     let follow_ups = ListFilter {
@@ -1308,10 +1336,10 @@ pub async fn a_patients_appointments_documents_and_bills_list_by_time_type_and_s
         .list_children(&f.actor, Kind::Document, "MRN1", labs)
         .await
         .unwrap();
-    let titles: Vec<&str> = labs
+    let titles: Vec<String> = labs
         .items
         .iter()
-        .map(|d| d["title"].as_str().unwrap())
+        .map(|d| d.representation()["title"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(titles, ["labs", "more labs"]);
 
@@ -1338,10 +1366,10 @@ pub async fn a_patients_appointments_documents_and_bills_list_by_time_type_and_s
         .list_children(&f.actor, Kind::Bill, "MRN1", spring)
         .await
         .unwrap();
-    let issued: Vec<&str> = bills
+    let issued: Vec<String> = bills
         .items
         .iter()
-        .map(|b| b["issuedAt"].as_str().unwrap())
+        .map(|b| b.representation()["issuedAt"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         issued,
