@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Each workspace crate and the names of its normal (not dev) dependencies.
-fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+/// `cargo metadata` of the workspace (no dependencies' own packages).
+fn metadata() -> serde_json::Value {
     let output = std::process::Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -21,8 +21,12 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    metadata["packages"]
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Each workspace crate and the names of its normal (not dev) dependencies.
+fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    metadata()["packages"]
         .as_array()
         .unwrap()
         .iter()
@@ -111,6 +115,46 @@ fn crates_depend_only_on_what_the_architecture_allows() {
     ] {
         assert!(!api.contains(adapter), "ward-api depends on {adapter}");
     }
+}
+
+#[test]
+fn every_dependency_is_named_in_its_crates_source() {
+    let mut unused = Vec::new();
+    for package in metadata()["packages"].as_array().unwrap() {
+        let manifest = std::path::PathBuf::from(package["manifest_path"].as_str().unwrap());
+        let root = manifest.parent().unwrap();
+        let mut source = String::new();
+        for folder in ["src", "examples", "benches"] {
+            if root.join(folder).is_dir() {
+                for file in rust_files(&root.join(folder)) {
+                    source.push_str(&std::fs::read_to_string(file).unwrap());
+                }
+            }
+        }
+        for dependency in package["dependencies"].as_array().unwrap() {
+            if !dependency["kind"].is_null() {
+                continue;
+            }
+            let name = dependency["rename"]
+                .as_str()
+                .unwrap_or_else(|| dependency["name"].as_str().unwrap())
+                .replace('-', "_");
+            let named = source.match_indices(name.as_str()).any(|(at, _)| {
+                let before = source[..at].chars().next_back();
+                let after = source[at + name.len()..].chars().next();
+                let boundary =
+                    |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                boundary(before) && boundary(after)
+            });
+            if !named {
+                unused.push(format!("{} -> {name}", package["name"].as_str().unwrap()));
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "dependencies no source names: {unused:?}"
+    );
 }
 
 /// Each workspace crate's `src` folder.
