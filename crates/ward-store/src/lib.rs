@@ -1,8 +1,9 @@
 //! The table port: one logical table of generic items with DynamoDB semantics.
 //!
 //! Owns: the item model ([`Value`], [`Item`], [`Key`]), the operations every adapter offers
-//! ([`Table`]) with a contract per method, and the [`conformance`] suite that proves an
-//! adapter keeps those contracts. Every operation maps 1:1 onto DynamoDB (get, conditional
+//! ([`Table`]) with a contract per method, the [`conformance`] suite that proves an
+//! adapter keeps those contracts, and [`merge`]: several ordered partitions read as one
+//! list with one cursor. Every operation maps 1:1 onto DynamoDB (get, conditional
 //! put/delete, query on a partition with a sort-key condition, batch get, transactional
 //! write, TTL) so that the DynamoDB adapter is a translation, not a re-design.
 //! Deliberately does not: know any key layout (that is `ward-domain`), do IO itself, or
