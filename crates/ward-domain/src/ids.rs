@@ -76,6 +76,23 @@ impl fmt::Display for ProviderId {
     }
 }
 
+/// `Display` and `AsRef<str>` of an identifier that wraps its text.
+macro_rules! text_of {
+    ($name:ident) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
 /// A text identifier that becomes part of a key: 1-64 characters of `A-Z a-z 0-9 . _ -`.
 macro_rules! key_identifier {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
@@ -99,17 +116,7 @@ macro_rules! key_identifier {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
+        text_of!($name);
     };
 }
 
@@ -225,17 +232,7 @@ macro_rules! time_ordered_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
+        text_of!($name);
     };
 }
 
