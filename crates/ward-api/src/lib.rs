@@ -10,6 +10,7 @@ mod analytics;
 mod documents;
 mod emr;
 mod paging;
+pub mod policy;
 pub mod principal;
 pub mod problem;
 mod reads;

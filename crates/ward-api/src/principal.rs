@@ -1,9 +1,13 @@
 //! Who a request comes from: the one extractor every authenticated route takes. It reads
 //! the `Authorization` header once: the operator key, or a provider's API key (checked
 //! against its stored hash); anything else is refused with 401 before the handler runs.
+//! Then the route's rule in the [`policy`](crate::policy) decides, before the handler
+//! runs too: a route without a rule is refused, a provider route refuses the operator and
+//! an operator route a provider (401, as for an unknown key: neither learns which
+//! credentials exist), and a role the rule does not name is refused with 403.
 //! A route then asks for what it needs: [`Principal::provider`] (a provider's routes),
 //! [`Principal::operator`] (operator routes), [`Principal::actor`] (the audit trail's
-//! name for the caller). The next step of access control (roles) extends this type.
+//! name for the caller).
 
 use std::net::SocketAddr;
 
@@ -16,6 +20,7 @@ use ward_emr::Actor;
 use ward_ports::tenants::{hash_secret, is_key_id};
 
 use crate::AppState;
+use crate::policy::{self, Admits, Role};
 use crate::problem::ApiError;
 
 /// What the credentials are.
@@ -37,6 +42,9 @@ pub enum Credential {
 pub struct Principal {
     /// The credentials the request carried.
     pub credential: Credential,
+    /// The role it acts in (`None` for the operator). A provider's API key acts as
+    /// [`Role::ProviderAdmin`].
+    pub role: Option<Role>,
     /// The request id, if the client sent a well-formed one.
     pub request_id: Option<String>,
     /// The client's address.
@@ -119,12 +127,53 @@ impl FromRequestParts<AppState> for Principal {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let role = match credential {
+            Credential::ProviderKey { .. } => Some(Role::ProviderAdmin),
+            Credential::Operator => None,
+        };
+        admit(parts.method.as_str(), &route, &credential, role)?;
         Ok(Self {
             credential,
+            role,
             request_id,
             client_address,
             route,
         })
+    }
+}
+
+/// The policy's answer for this route and caller.
+fn admit(
+    method: &str,
+    route: &str,
+    credential: &Credential,
+    role: Option<Role>,
+) -> Result<(), ApiError> {
+    let Some(rule) = policy::rule_for(method, route) else {
+        tracing::warn!(
+            method,
+            route,
+            "request refused: the route has no policy entry"
+        );
+        return Err(ApiError::Forbidden(
+            "the route has no entry in the access policy",
+        ));
+    };
+    match (rule.admits, credential) {
+        (Admits::Anyone | Admits::SignedUrl, _) => Ok(()),
+        (Admits::Operator, Credential::Operator) => Ok(()),
+        (Admits::Operator, Credential::ProviderKey { .. }) => {
+            Err(refuse(route, "not the operator key"))
+        }
+        (Admits::Roles(_), Credential::Operator) => Err(refuse(route, "unknown key")),
+        (Admits::Roles(roles), Credential::ProviderKey { .. }) => {
+            if role.is_some_and(|role| roles.contains(&role)) {
+                Ok(())
+            } else {
+                tracing::warn!(method, route, role = ?role.map(Role::as_str), "request refused: the role may not");
+                Err(ApiError::Forbidden("the caller's role does not allow this"))
+            }
+        }
     }
 }
 
@@ -149,4 +198,50 @@ fn bearer(parts: &Parts) -> Option<&str> {
 fn refuse(route: &str, why: &'static str) -> ApiError {
     tracing::warn!(route, why, "request refused: unauthenticated");
     ApiError::Unauthorized
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Credential {
+        Credential::ProviderKey {
+            provider: ProviderId::parse("PROV001").unwrap(),
+            key_id: "abc".into(),
+        }
+    }
+
+    #[test]
+    fn the_policy_decides_before_the_handler() {
+        let admin = Some(Role::ProviderAdmin);
+        assert!(admit("GET", "/v1/audit", &key(), admin).is_ok());
+        // The router's parameter names differ from the document's; the rule still applies.
+        assert!(admit("GET", "/v1/uploads/{upload_id}", &key(), admin).is_ok());
+        assert!(matches!(
+            admit("GET", "/v1/audit", &key(), Some(Role::Clinician)),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            admit(
+                "POST",
+                "/v1/patients/{mrn}/clinical-records",
+                &key(),
+                Some(Role::FrontDesk)
+            ),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            admit("DELETE", "/v1/audit", &key(), admin),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            admit("GET", "/v1/patients/{mrn}", &Credential::Operator, None),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(matches!(
+            admit("GET", "/v1/admin/dlq", &key(), admin),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(admit("GET", "/v1/admin/dlq", &Credential::Operator, None).is_ok());
+    }
 }

@@ -13,6 +13,9 @@ pub enum ApiError {
     /// No or unknown credentials.
     #[error("a valid API key is required (Authorization: Bearer KEY)")]
     Unauthorized,
+    /// The caller is known, and the policy does not let it do this.
+    #[error("this caller may not do this: {0}")]
+    Forbidden(&'static str),
     /// The resource does not exist for this caller (also used for other providers' data).
     #[error("{0} was not found")]
     NotFound(&'static str),
@@ -88,6 +91,7 @@ impl ApiError {
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid-request"),
             Self::Fields(_) => (StatusCode::BAD_REQUEST, "invalid-request"),

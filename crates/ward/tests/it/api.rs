@@ -390,6 +390,28 @@ async fn the_openapi_document_matches_the_routes_and_every_route_needs_credentia
 }
 
 #[tokio::test]
+async fn the_policy_keeps_the_operator_off_provider_routes_and_providers_off_operator_routes() {
+    use ward_api::policy::{Admits, POLICY};
+    let app = spawn_app().await;
+    let mut checked = 0;
+    for rule in POLICY {
+        let method: reqwest::Method = rule.method.to_uppercase().parse().unwrap();
+        let path = concrete_path(rule.route);
+        let wrong_key = match rule.admits {
+            Admits::Roles(_) => crate::helpers::OPERATOR_KEY,
+            Admits::Operator => app.key.as_str(),
+            Admits::Anyone | Admits::SignedUrl => continue,
+        };
+        let (status, body) = app.request(method, &path, Some(wrong_key)).await;
+        assert_eq!(status, 401, "{} {}: {body}", rule.method, rule.route);
+        assert_eq!(body["type"], "urn:ward:problem:unauthorized", "{body}");
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} routes checked");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn operators_create_providers_and_rotate_keys() {
     let app = spawn_app().await;
     let (status, created) = app
