@@ -9,6 +9,7 @@ mod admin;
 mod analytics;
 mod documents;
 mod emr;
+mod keys;
 mod paging;
 pub mod policy;
 pub mod principal;
@@ -95,6 +96,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/clinical-records"),
     ("get", "/v1/documents"),
     ("get", "/v1/audit"),
+    ("get", "/v1/me"),
+    ("post", "/v1/keys"),
+    ("get", "/v1/keys"),
+    ("delete", "/v1/keys/{keyId}"),
     ("post", "/v1/admin/providers"),
     ("post", "/v1/admin/providers/{providerId}/keys"),
     ("get", "/v1/admin/dlq"),
@@ -233,6 +238,9 @@ pub fn router(state: AppState) -> Router {
             get(analytics::result_file),
         )
         .route("/v1/analytics/sql", post(analytics::sql))
+        .route("/v1/me", get(keys::me))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
         .route("/v1/admin/providers", post(admin::create_provider))
         .route(
             "/v1/admin/providers/{provider_id}/keys",

@@ -7,9 +7,11 @@
 //! not name is refused with 403. Row-level rules (which patients a clinician reaches, a
 //! patient's own partition) are applied where each read builds its key range, not here.
 //!
-//! The roles are those of SPEC section 5. Today a provider's API key acts as
-//! [`Role::ProviderAdmin`]; the credentials that carry the other roles (users, OIDC tokens,
-//! scoped keys) come with the access issue, and this table already says what each may do.
+//! The roles are those of SPEC section 5. A provider's full API key acts as
+//! [`Role::ProviderAdmin`]; a scoped key (a machine client) has no role, only its
+//! [`Scope`]s, and reaches a route whose rule names one of them. The credentials that carry
+//! the other roles (users, OIDC tokens) come with the rest of the access issue; this table
+//! already says what each may do.
 
 /// A provider user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +50,65 @@ impl Role {
     }
 }
 
+/// What a machine client's key may do (a scoped key has scopes, no role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Ask for upload URLs and send files.
+    UploadsWrite,
+    /// Follow uploads: status, report, error list.
+    UploadsRead,
+    /// Read CSV visit records.
+    RecordsRead,
+    /// Read patients' demographics and lists of patients.
+    PatientsRead,
+    /// Register patients and change their demographics.
+    PatientsWrite,
+    /// Read the EMR: appointments, clinical records, documents, bills, clinicians, the
+    /// timeline and the lists across patients.
+    EmrRead,
+    /// Write the EMR.
+    EmrWrite,
+    /// Facility analytics: runs, results, ad hoc SQL.
+    Analytics,
+    /// Read the audit trail.
+    AuditRead,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Self; 9] = [
+        Self::UploadsWrite,
+        Self::UploadsRead,
+        Self::RecordsRead,
+        Self::PatientsRead,
+        Self::PatientsWrite,
+        Self::EmrRead,
+        Self::EmrWrite,
+        Self::Analytics,
+        Self::AuditRead,
+    ];
+
+    /// The scope as keys name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UploadsWrite => "uploads:write",
+            Self::UploadsRead => "uploads:read",
+            Self::RecordsRead => "records:read",
+            Self::PatientsRead => "patients:read",
+            Self::PatientsWrite => "patients:write",
+            Self::EmrRead => "emr:read",
+            Self::EmrWrite => "emr:write",
+            Self::Analytics => "analytics",
+            Self::AuditRead => "audit:read",
+        }
+    }
+
+    /// The scope named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == text)
+    }
+}
+
 /// Who a route admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admits {
@@ -58,8 +119,16 @@ pub enum Admits {
     SignedUrl,
     /// The platform operator only (tenants, dead letters; never patient data).
     Operator,
-    /// A provider's principals with one of these roles.
-    Roles(&'static [Role]),
+    /// Any authenticated caller (`GET /v1/me`).
+    Authenticated,
+    /// A provider's principals with one of these roles, and scoped keys with this scope
+    /// (`None`: no scoped key).
+    Provider {
+        /// The roles it admits.
+        roles: &'static [Role],
+        /// The scope it admits.
+        scope: Option<Scope>,
+    },
 }
 
 /// One route's entry.
@@ -103,8 +172,25 @@ const fn rule(method: &'static str, route: &'static str, admits: Admits) -> Rule
     }
 }
 
-const fn roles(method: &'static str, route: &'static str, roles: &'static [Role]) -> Rule {
-    rule(method, route, Admits::Roles(roles))
+const fn roles(
+    method: &'static str,
+    route: &'static str,
+    roles: &'static [Role],
+    scope: Scope,
+) -> Rule {
+    rule(
+        method,
+        route,
+        Admits::Provider {
+            roles,
+            scope: Some(scope),
+        },
+    )
+}
+
+/// A route for roles only (no scoped key reaches it).
+const fn roles_only(method: &'static str, route: &'static str, roles: &'static [Role]) -> Rule {
+    rule(method, route, Admits::Provider { roles, scope: None })
 }
 
 /// The policy: one rule per route.
@@ -114,75 +200,162 @@ pub const POLICY: &[Rule] = &[
     rule("get", "/metrics", Admits::Anyone),
     rule("get", "/v1/openapi.json", Admits::Anyone),
     // CSV uploads and their visits.
-    roles("post", "/v1/uploads", DESK),
-    roles("get", "/v1/uploads", DESK),
-    roles("get", "/v1/uploads/{uploadId}", DESK),
-    roles("get", "/v1/uploads/{uploadId}/errors.csv", DESK),
-    roles("get", "/v1/uploads/{uploadId}/records", ADMIN),
+    roles("post", "/v1/uploads", DESK, Scope::UploadsWrite),
+    roles("get", "/v1/uploads", DESK, Scope::UploadsRead),
+    roles("get", "/v1/uploads/{uploadId}", DESK, Scope::UploadsRead),
+    roles(
+        "get",
+        "/v1/uploads/{uploadId}/errors.csv",
+        DESK,
+        Scope::UploadsRead,
+    ),
+    roles(
+        "get",
+        "/v1/uploads/{uploadId}/records",
+        ADMIN,
+        Scope::RecordsRead,
+    ),
     rule(
         "put",
         "/v1/upload-objects/{providerId}/{uploadId}",
         Admits::SignedUrl,
     ),
-    roles("get", "/v1/patients/{mrn}/records", EVERYONE),
+    roles(
+        "get",
+        "/v1/patients/{mrn}/records",
+        EVERYONE,
+        Scope::RecordsRead,
+    ),
     // Facility analytics.
-    roles("post", "/v1/analytics/runs", ADMIN),
-    roles("get", "/v1/analytics/runs", ADMIN),
-    roles("get", "/v1/analytics/runs/{runId}", ADMIN),
-    roles("get", "/v1/analytics/runs/{runId}/results/{file}", ADMIN),
-    roles("post", "/v1/analytics/sql", ADMIN),
+    roles("post", "/v1/analytics/runs", ADMIN, Scope::Analytics),
+    roles("get", "/v1/analytics/runs", ADMIN, Scope::Analytics),
+    roles("get", "/v1/analytics/runs/{runId}", ADMIN, Scope::Analytics),
+    roles(
+        "get",
+        "/v1/analytics/runs/{runId}/results/{file}",
+        ADMIN,
+        Scope::Analytics,
+    ),
+    roles("post", "/v1/analytics/sql", ADMIN, Scope::Analytics),
     // Patients.
-    roles("post", "/v1/patients", DESK),
-    roles("get", "/v1/patients", STAFF),
-    roles("get", "/v1/patients/{mrn}", EVERYONE),
-    roles("patch", "/v1/patients/{mrn}", DEMOGRAPHICS_WRITE),
-    roles("get", "/v1/patients/{mrn}/timeline", EVERYONE),
+    roles("post", "/v1/patients", DESK, Scope::PatientsWrite),
+    roles("get", "/v1/patients", STAFF, Scope::PatientsRead),
+    roles("get", "/v1/patients/{mrn}", EVERYONE, Scope::PatientsRead),
+    roles(
+        "patch",
+        "/v1/patients/{mrn}",
+        DEMOGRAPHICS_WRITE,
+        Scope::PatientsWrite,
+    ),
+    roles(
+        "get",
+        "/v1/patients/{mrn}/timeline",
+        EVERYONE,
+        Scope::EmrRead,
+    ),
     // A patient's items.
-    roles("post", "/v1/patients/{mrn}/appointments", SCHEDULING),
-    roles("get", "/v1/patients/{mrn}/appointments", EVERYONE),
-    roles("get", "/v1/patients/{mrn}/appointments/{id}", EVERYONE),
-    roles("patch", "/v1/patients/{mrn}/appointments/{id}", SCHEDULING),
-    roles("post", "/v1/patients/{mrn}/clinical-records", CLINICAL),
+    roles(
+        "post",
+        "/v1/patients/{mrn}/appointments",
+        SCHEDULING,
+        Scope::EmrWrite,
+    ),
+    roles(
+        "get",
+        "/v1/patients/{mrn}/appointments",
+        EVERYONE,
+        Scope::EmrRead,
+    ),
+    roles(
+        "get",
+        "/v1/patients/{mrn}/appointments/{id}",
+        EVERYONE,
+        Scope::EmrRead,
+    ),
+    roles(
+        "patch",
+        "/v1/patients/{mrn}/appointments/{id}",
+        SCHEDULING,
+        Scope::EmrWrite,
+    ),
+    roles(
+        "post",
+        "/v1/patients/{mrn}/clinical-records",
+        CLINICAL,
+        Scope::EmrWrite,
+    ),
     roles(
         "get",
         "/v1/patients/{mrn}/clinical-records",
         CLINICAL_AND_PATIENT,
+        Scope::EmrRead,
     ),
     roles(
         "get",
         "/v1/patients/{mrn}/clinical-records/{id}",
         CLINICAL_AND_PATIENT,
+        Scope::EmrRead,
     ),
     roles(
         "patch",
         "/v1/patients/{mrn}/clinical-records/{id}",
         CLINICAL,
+        Scope::EmrWrite,
     ),
-    roles("post", "/v1/patients/{mrn}/documents", CLINICAL),
-    roles("get", "/v1/patients/{mrn}/documents", CLINICAL_AND_PATIENT),
+    roles(
+        "post",
+        "/v1/patients/{mrn}/documents",
+        CLINICAL,
+        Scope::EmrWrite,
+    ),
+    roles(
+        "get",
+        "/v1/patients/{mrn}/documents",
+        CLINICAL_AND_PATIENT,
+        Scope::EmrRead,
+    ),
     roles(
         "get",
         "/v1/patients/{mrn}/documents/{id}",
         CLINICAL_AND_PATIENT,
+        Scope::EmrRead,
     ),
-    roles("patch", "/v1/patients/{mrn}/documents/{id}", CLINICAL),
-    roles("post", "/v1/patients/{mrn}/documents/{id}/check", CLINICAL),
+    roles(
+        "patch",
+        "/v1/patients/{mrn}/documents/{id}",
+        CLINICAL,
+        Scope::EmrWrite,
+    ),
+    roles(
+        "post",
+        "/v1/patients/{mrn}/documents/{id}/check",
+        CLINICAL,
+        Scope::EmrWrite,
+    ),
     roles(
         "get",
         "/v1/patients/{mrn}/documents/{id}/content",
         CLINICAL_AND_PATIENT,
+        Scope::EmrRead,
     ),
     roles(
         "post",
         "/v1/patients/{mrn}/bills",
         &[ProviderAdmin, Billing],
+        Scope::EmrWrite,
     ),
-    roles("get", "/v1/patients/{mrn}/bills", BILLS),
-    roles("get", "/v1/patients/{mrn}/bills/{id}", BILLS),
+    roles("get", "/v1/patients/{mrn}/bills", BILLS, Scope::EmrRead),
+    roles(
+        "get",
+        "/v1/patients/{mrn}/bills/{id}",
+        BILLS,
+        Scope::EmrRead,
+    ),
     roles(
         "patch",
         "/v1/patients/{mrn}/bills/{id}",
         &[ProviderAdmin, Billing],
+        Scope::EmrWrite,
     ),
     rule(
         "put",
@@ -195,17 +368,42 @@ pub const POLICY: &[Rule] = &[
         Admits::SignedUrl,
     ),
     // Clinicians, clinics and the lists across patients.
-    roles("post", "/v1/clinicians", ADMIN),
-    roles("get", "/v1/clinicians", EVERYONE),
-    roles("get", "/v1/clinicians/{id}", EVERYONE),
-    roles("patch", "/v1/clinicians/{id}", ADMIN),
-    roles("get", "/v1/clinicians/{id}/appointments", SCHEDULES),
-    roles("get", "/v1/clinicians/{id}/clinical-records", CLINICAL),
-    roles("get", "/v1/clinics/{clinic}/appointments", SCHEDULES),
-    roles("get", "/v1/clinics/{clinic}/patients", STAFF),
-    roles("get", "/v1/clinical-records", CLINICAL),
-    roles("get", "/v1/documents", CLINICAL),
-    roles("get", "/v1/audit", ADMIN),
+    roles("post", "/v1/clinicians", ADMIN, Scope::EmrWrite),
+    roles("get", "/v1/clinicians", EVERYONE, Scope::EmrRead),
+    roles("get", "/v1/clinicians/{id}", EVERYONE, Scope::EmrRead),
+    roles("patch", "/v1/clinicians/{id}", ADMIN, Scope::EmrWrite),
+    roles(
+        "get",
+        "/v1/clinicians/{id}/appointments",
+        SCHEDULES,
+        Scope::EmrRead,
+    ),
+    roles(
+        "get",
+        "/v1/clinicians/{id}/clinical-records",
+        CLINICAL,
+        Scope::EmrRead,
+    ),
+    roles(
+        "get",
+        "/v1/clinics/{clinic}/appointments",
+        SCHEDULES,
+        Scope::EmrRead,
+    ),
+    roles(
+        "get",
+        "/v1/clinics/{clinic}/patients",
+        STAFF,
+        Scope::PatientsRead,
+    ),
+    roles("get", "/v1/clinical-records", CLINICAL, Scope::EmrRead),
+    roles("get", "/v1/documents", CLINICAL, Scope::EmrRead),
+    roles("get", "/v1/audit", ADMIN, Scope::AuditRead),
+    // Who the caller is; a provider's keys.
+    rule("get", "/v1/me", Admits::Authenticated),
+    roles_only("post", "/v1/keys", ADMIN),
+    roles_only("get", "/v1/keys", ADMIN),
+    roles_only("delete", "/v1/keys/{keyId}", ADMIN),
     // The platform.
     rule("post", "/v1/admin/providers", Admits::Operator),
     rule(
@@ -254,7 +452,7 @@ mod tests {
 
     fn admits(method: &str, route: &str, role: Role) -> bool {
         match rule_for(method, route).map(|rule| rule.admits) {
-            Some(Admits::Roles(roles)) => roles.contains(&role),
+            Some(Admits::Provider { roles, .. }) => roles.contains(&role),
             _ => false,
         }
     }
@@ -314,9 +512,43 @@ mod tests {
     }
 
     #[test]
+    fn scoped_keys_reach_only_routes_of_their_scopes_and_never_the_keys() {
+        for rule in POLICY {
+            if rule.route.starts_with("/v1/keys") {
+                assert!(
+                    matches!(rule.admits, Admits::Provider { scope: None, .. }),
+                    "{} {}",
+                    rule.method,
+                    rule.route
+                );
+            }
+            if let Admits::Provider {
+                scope: Some(scope), ..
+            } = rule.admits
+            {
+                let writes = rule.method != "get";
+                let write_scope = matches!(
+                    scope,
+                    Scope::UploadsWrite | Scope::PatientsWrite | Scope::EmrWrite | Scope::Analytics
+                );
+                assert!(
+                    !writes || write_scope,
+                    "{} {} with {scope:?}",
+                    rule.method,
+                    rule.route
+                );
+            }
+        }
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(Scope::parse("everything"), None);
+    }
+
+    #[test]
     fn the_provider_admin_reaches_every_provider_route() {
         for rule in POLICY {
-            if let Admits::Roles(roles) = rule.admits {
+            if let Admits::Provider { roles, .. } = rule.admits {
                 assert!(
                     roles.contains(&Role::ProviderAdmin),
                     "{} {}",

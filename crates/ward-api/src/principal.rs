@@ -17,21 +17,25 @@ use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 use ward_domain::ProviderId;
 use ward_emr::Actor;
-use ward_ports::tenants::{hash_secret, is_key_id};
+use ward_ports::tenants::hash_secret;
 
 use crate::AppState;
-use crate::policy::{self, Admits, Role};
+use crate::policy::{self, Admits, Role, Scope};
 use crate::problem::ApiError;
 
 /// What the credentials are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// A provider's API key.
+    /// A provider's API key: a full key (acts as its administrator) or a machine client's
+    /// scoped key.
     ProviderKey {
         /// The tenant.
         provider: ProviderId,
         /// The key's id (never its secret).
         key_id: String,
+        /// A scoped key's scopes (`None`: a full key). A scope Ward does not know is left
+        /// out: it grants nothing.
+        scopes: Option<Vec<Scope>>,
     },
     /// The operator key.
     Operator,
@@ -73,7 +77,10 @@ impl Principal {
 
     /// The caller as the audit trail names it (a provider key only).
     pub fn actor(&self) -> Result<Actor, ApiError> {
-        let Credential::ProviderKey { provider, key_id } = &self.credential else {
+        let Credential::ProviderKey {
+            provider, key_id, ..
+        } = &self.credential
+        else {
             return Err(refuse(&self.route, "unknown key"));
         };
         Ok(Actor {
@@ -102,15 +109,12 @@ impl FromRequestParts<AppState> for Principal {
             Credential::Operator
         } else {
             match state.tenants.verify_key(token).await? {
-                Some(provider) => Credential::ProviderKey {
-                    provider,
-                    // `ward.{provider}.{keyId}.{secret}`: verified, so the id is well formed.
-                    key_id: token
-                        .split('.')
-                        .nth(2)
-                        .filter(|id| is_key_id(id))
-                        .unwrap_or("unknown")
-                        .to_owned(),
+                Some(key) => Credential::ProviderKey {
+                    provider: key.provider,
+                    key_id: key.key_id,
+                    scopes: key
+                        .scopes
+                        .map(|scopes| scopes.iter().filter_map(|s| Scope::parse(s)).collect()),
                 },
                 None => return Err(refuse(&route, "unknown key")),
             }
@@ -127,9 +131,12 @@ impl FromRequestParts<AppState> for Principal {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
-        let role = match credential {
-            Credential::ProviderKey { .. } => Some(Role::ProviderAdmin),
-            Credential::Operator => None,
+        let role = match &credential {
+            Credential::ProviderKey { scopes: None, .. } => Some(Role::ProviderAdmin),
+            Credential::ProviderKey {
+                scopes: Some(_), ..
+            }
+            | Credential::Operator => None,
         };
         admit(parts.method.as_str(), &route, &credential, role)?;
         Ok(Self {
@@ -160,18 +167,24 @@ fn admit(
         ));
     };
     match (rule.admits, credential) {
-        (Admits::Anyone | Admits::SignedUrl, _) => Ok(()),
+        (Admits::Anyone | Admits::SignedUrl | Admits::Authenticated, _) => Ok(()),
         (Admits::Operator, Credential::Operator) => Ok(()),
         (Admits::Operator, Credential::ProviderKey { .. }) => {
             Err(refuse(route, "not the operator key"))
         }
-        (Admits::Roles(_), Credential::Operator) => Err(refuse(route, "unknown key")),
-        (Admits::Roles(roles), Credential::ProviderKey { .. }) => {
-            if role.is_some_and(|role| roles.contains(&role)) {
+        (Admits::Provider { .. }, Credential::Operator) => Err(refuse(route, "unknown key")),
+        (Admits::Provider { roles, scope }, Credential::ProviderKey { scopes, .. }) => {
+            let allowed = match scopes {
+                None => role.is_some_and(|role| roles.contains(&role)),
+                Some(scopes) => scope.is_some_and(|scope| scopes.contains(&scope)),
+            };
+            if allowed {
                 Ok(())
             } else {
-                tracing::warn!(method, route, role = ?role.map(Role::as_str), "request refused: the role may not");
-                Err(ApiError::Forbidden("the caller's role does not allow this"))
+                tracing::warn!(method, route, role = ?role.map(Role::as_str), "request refused: the policy does not allow it");
+                Err(ApiError::Forbidden(
+                    "the caller's role or the key's scopes do not allow this",
+                ))
             }
         }
     }
@@ -208,6 +221,15 @@ mod tests {
         Credential::ProviderKey {
             provider: ProviderId::parse("PROV001").unwrap(),
             key_id: "abc".into(),
+            scopes: None,
+        }
+    }
+
+    fn scoped(scopes: &[Scope]) -> Credential {
+        Credential::ProviderKey {
+            provider: ProviderId::parse("PROV001").unwrap(),
+            key_id: "abc".into(),
+            scopes: Some(scopes.to_vec()),
         }
     }
 
@@ -243,5 +265,22 @@ mod tests {
             Err(ApiError::Unauthorized)
         ));
         assert!(admit("GET", "/v1/admin/dlq", &Credential::Operator, None).is_ok());
+        // A scoped key: its scopes, nothing else, and never the keys.
+        let uploader = scoped(&[Scope::UploadsWrite]);
+        assert!(admit("POST", "/v1/uploads", &uploader, None).is_ok());
+        for (method, route) in [
+            ("GET", "/v1/uploads"),
+            ("GET", "/v1/audit"),
+            ("GET", "/v1/keys"),
+        ] {
+            assert!(
+                matches!(
+                    admit(method, route, &uploader, None),
+                    Err(ApiError::Forbidden(_))
+                ),
+                "{method} {route}"
+            );
+        }
+        assert!(admit("GET", "/v1/me", &scoped(&[]), None).is_ok());
     }
 }

@@ -1,7 +1,9 @@
 //! Tenants: a provider's profile (its time zone), the list of providers, and its API keys.
 //! A provider key is `ward.{providerId}.{keyId}.{secret}`: the provider and key id locate
 //! the stored hash (in the provider's own partition), the secret (256 random bits) is
-//! compared by SHA-256 hash in constant time. Keys are shown once and stored hashed.
+//! compared by SHA-256 hash in constant time. Keys are shown once and stored hashed. A key
+//! is either a provider's full key (acts as its administrator) or a scoped key of a
+//! machine client (its scopes, and an expiry after which the key item is absent).
 
 use std::sync::Arc;
 
@@ -25,6 +27,47 @@ pub const PROVIDER_ID: &str = "providerId";
 pub const TIME_ZONE: &str = "timeZone";
 /// The key hash attribute of an API key item.
 pub const SECRET_HASH: &str = "secretHash";
+/// The scopes of a scoped key (absent on a full key).
+pub const SCOPES: &str = "scopes";
+/// The name its creator gave a key.
+pub const KEY_NAME: &str = "name";
+
+/// A key that verified: whose it is and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedKey {
+    /// The tenant.
+    pub provider: ProviderId,
+    /// The key's id (never its secret).
+    pub key_id: String,
+    /// The scopes of a scoped key; `None` for a full key.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// An API key as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key's id.
+    pub key_id: String,
+    /// The name it was given.
+    pub name: Option<String>,
+    /// Its scopes; `None` for a full key.
+    pub scopes: Option<Vec<String>>,
+    /// When it was made (Unix seconds), for keys made since keys record it.
+    pub created_at: Option<i64>,
+    /// When it stops working (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// What a new scoped key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// A name to recognise it by.
+    pub name: Option<String>,
+    /// Its scopes (at least one).
+    pub scopes: Vec<String>,
+    /// When it stops working (Unix seconds).
+    pub expires_at: Option<i64>,
+}
 
 /// A newly created key, to be shown once.
 #[derive(Debug, Clone)]
@@ -150,8 +193,89 @@ impl Tenants {
         Ok(issued)
     }
 
+    /// Issues a scoped key for a machine client of the provider.
+    pub async fn create_key(
+        &self,
+        provider: &ProviderId,
+        request: &KeyRequest,
+        now: i64,
+    ) -> Result<(KeyInfo, IssuedKey), TenantError> {
+        let profile = Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
+        if self.table.get(&profile).await?.is_none() {
+            return Err(TenantError::NotFound);
+        }
+        let (mut item, issued) = new_key_item(provider);
+        let key_id = item
+            .get(SK)
+            .and_then(Value::as_s)
+            .and_then(|sk| sk.strip_prefix("APIKEY#"))
+            .unwrap_or_default()
+            .to_owned();
+        item.insert(
+            SCOPES.into(),
+            Value::L(
+                request
+                    .scopes
+                    .iter()
+                    .map(|scope| Value::s(scope.as_str()))
+                    .collect(),
+            ),
+        );
+        if let Some(name) = &request.name {
+            item.insert(KEY_NAME.into(), Value::s(name.as_str()));
+        }
+        item.insert(CREATED_AT.into(), Value::n(now));
+        if let Some(expires_at) = request.expires_at {
+            item.insert(ward_store::EXPIRES_AT.into(), Value::n(expires_at));
+        }
+        self.table.put(item.clone(), Condition::NotExists).await?;
+        Ok((key_info(&key_id, &item), issued))
+    }
+
+    /// The provider's live keys (at most 90), in id order; never their secrets.
+    pub async fn list_keys(&self, provider: &ProviderId) -> Result<Vec<KeyInfo>, StoreError> {
+        let page = self
+            .table
+            .query(Query {
+                limit: 90,
+                ..Query::partition(
+                    key_layout::provider_pk(provider),
+                    SkCondition::BeginsWith("APIKEY#".into()),
+                )
+            })
+            .await?;
+        Ok(page
+            .items
+            .iter()
+            .filter_map(|item| {
+                let sk = item.get(SK).and_then(Value::as_s)?;
+                Some(key_info(sk.strip_prefix("APIKEY#")?, item))
+            })
+            .collect())
+    }
+
+    /// Revokes one key; `false` if the provider has no such key.
+    pub async fn revoke_key(
+        &self,
+        provider: &ProviderId,
+        key_id: &str,
+    ) -> Result<bool, StoreError> {
+        if !is_key_id(key_id) {
+            return Ok(false);
+        }
+        let key = Key::new(
+            key_layout::provider_pk(provider),
+            key_layout::api_key_sk(key_id),
+        );
+        match self.table.delete(&key, Condition::Exists).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Checks a provider key; `None` if it is not a live key.
-    pub async fn verify_key(&self, token: &str) -> Result<Option<ProviderId>, StoreError> {
+    pub async fn verify_key(&self, token: &str) -> Result<Option<VerifiedKey>, StoreError> {
         let mut parts = token.split('.');
         let (Some("ward"), Some(provider), Some(key_id), Some(secret), None) = (
             parts.next(),
@@ -181,7 +305,11 @@ impl Tenants {
             .unwrap_or_default();
         let given = hash_secret(secret);
         let matches: bool = stored.as_bytes().ct_eq(given.as_bytes()).into();
-        Ok(matches.then_some(provider))
+        Ok(matches.then(|| VerifiedKey {
+            provider,
+            key_id: key_id.to_owned(),
+            scopes: scopes_of(&item),
+        }))
     }
 
     /// The provider's time zone, when its profile names one.
@@ -228,6 +356,32 @@ impl Tenants {
 /// Whether a key id is well formed (hex, at most 32 characters).
 pub fn is_key_id(key_id: &str) -> bool {
     !key_id.is_empty() && key_id.len() <= 32 && key_id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The `createdAt` attribute of a key item (Unix seconds).
+const CREATED_AT: &str = "createdAt";
+
+fn scopes_of(item: &Item) -> Option<Vec<String>> {
+    match item.get(SCOPES) {
+        Some(Value::L(scopes)) => Some(
+            scopes
+                .iter()
+                .filter_map(Value::as_s)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn key_info(key_id: &str, item: &Item) -> KeyInfo {
+    KeyInfo {
+        key_id: key_id.to_owned(),
+        name: item.get(KEY_NAME).and_then(Value::as_s).map(str::to_owned),
+        scopes: scopes_of(item),
+        created_at: item.get(CREATED_AT).and_then(Value::as_i64),
+        expires_at: item.get(ward_store::EXPIRES_AT).and_then(Value::as_i64),
+    }
 }
 
 fn new_key_item(provider: &ProviderId) -> (Item, IssuedKey) {

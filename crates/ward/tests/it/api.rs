@@ -398,9 +398,9 @@ async fn the_policy_keeps_the_operator_off_provider_routes_and_providers_off_ope
         let method: reqwest::Method = rule.method.to_uppercase().parse().unwrap();
         let path = concrete_path(rule.route);
         let wrong_key = match rule.admits {
-            Admits::Roles(_) => crate::helpers::OPERATOR_KEY,
+            Admits::Provider { .. } => crate::helpers::OPERATOR_KEY,
             Admits::Operator => app.key.as_str(),
-            Admits::Anyone | Admits::SignedUrl => continue,
+            Admits::Anyone | Admits::SignedUrl | Admits::Authenticated => continue,
         };
         let (status, body) = app.request(method, &path, Some(wrong_key)).await;
         assert_eq!(status, 401, "{} {}: {body}", rule.method, rule.route);
@@ -408,6 +408,107 @@ async fn the_policy_keeps_the_operator_off_provider_routes_and_providers_off_ope
         checked += 1;
     }
     assert!(checked >= 40, "only {checked} routes checked");
+    let (status, me) = app.get("/v1/me", crate::helpers::OPERATOR_KEY).await;
+    assert_eq!(
+        (status, me["kind"].as_str()),
+        (200, Some("operator")),
+        "{me}"
+    );
+    assert!(me["providerId"].is_null(), "{me}");
+    assert_eq!(app.get("/v1/me", "ward.PROV001.abcdef.wrong").await.0, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn scoped_keys_reach_their_scopes_only_and_are_listed_and_revoked_one_by_one() {
+    use ward_api::policy::{Admits, POLICY, Scope};
+    let app = spawn_app().await;
+    let (status, me) = app.get("/v1/me", &app.key).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            me["kind"].as_str(),
+            me["role"].as_str(),
+            me["providerId"].as_str()
+        ),
+        (Some("api_key"), Some("provider_admin"), Some("PROV001"))
+    );
+    let (status, made) = app
+        .post_json(
+            "/v1/keys",
+            &app.key,
+            serde_json::json!({ "name": "lab uploader", "scopes": ["uploads:write", "uploads:read"], "expiresInDays": 30 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let scoped = made["apiKey"].as_str().unwrap().to_owned();
+    let key_id = made["keyId"].as_str().unwrap().to_owned();
+    assert!(made["expiresAt"].is_string(), "{made}");
+    let (_, me) = app.get("/v1/me", &scoped).await;
+    assert_eq!(me["kind"], "scoped_key");
+    assert!(me["role"].is_null(), "a scoped key has no role: {me}");
+    assert_eq!(
+        me["scopes"],
+        serde_json::json!(["uploads:write", "uploads:read"])
+    );
+    // Every provider route: the scoped key reaches exactly the routes of its scopes.
+    let granted = [Scope::UploadsWrite, Scope::UploadsRead];
+    for rule in POLICY {
+        let Admits::Provider { scope, .. } = rule.admits else {
+            continue;
+        };
+        let method: reqwest::Method = rule.method.to_uppercase().parse().unwrap();
+        let (status, body) = app
+            .request(method, &concrete_path(rule.route), Some(&scoped))
+            .await;
+        if scope.is_some_and(|scope| granted.contains(&scope)) {
+            assert_ne!(status, 403, "{} {}: {body}", rule.method, rule.route);
+            assert_ne!(status, 401, "{} {}: {body}", rule.method, rule.route);
+        } else {
+            assert_eq!(status, 403, "{} {}: {body}", rule.method, rule.route);
+            assert_eq!(body["type"], "urn:ward:problem:forbidden", "{body}");
+        }
+    }
+    // Listed without secrets; the other provider sees none of them.
+    let (status, listed) = app.get("/v1/keys", &app.key).await;
+    assert_eq!(status, 200);
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert!(
+        !listed
+            .to_string()
+            .contains(scoped.rsplit('.').next().unwrap())
+    );
+    let (_, theirs) = app.get("/v1/keys", &app.other_key).await;
+    assert!(!theirs.to_string().contains(&key_id), "{theirs}");
+    let (status, _) = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/keys/{key_id}"),
+            Some(&app.other_key),
+        )
+        .await;
+    assert_eq!(status, 404, "another provider cannot revoke it");
+    // Refused requests: unknown scope, no scope, bad expiry.
+    for body in [
+        serde_json::json!({ "scopes": ["everything"] }),
+        serde_json::json!({ "scopes": [] }),
+        serde_json::json!({ "scopes": ["uploads:read"], "expiresInDays": 0 }),
+    ] {
+        let (status, problem) = app.post_json("/v1/keys", &app.key, body).await;
+        assert_eq!(status, 400, "{problem}");
+    }
+    // Revoked one by one: the scoped key stops, the full key goes on.
+    let (status, _) = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/keys/{key_id}"),
+            Some(&app.key),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(app.get("/v1/uploads", &scoped).await.0, 401);
+    assert_eq!(app.get("/v1/uploads", &app.key).await.0, 200);
     app.stop().await;
 }
 
@@ -772,6 +873,7 @@ fn concrete_path(path: &str) -> String {
         .replace("{file}", "per_state.json")
         .replace("{id}", "20250101T000000Z-0000000000000000")
         .replace("{clinic}", "NORTH")
+        .replace("{keyId}", "abcdef")
 }
 
 fn is_problem(response: &reqwest::Response) -> bool {
@@ -802,11 +904,19 @@ async fn every_error_of_every_route_is_a_problem_document() {
         let operations = operations.as_object().unwrap();
         let url = format!("{}{}", app.base_url, concrete_path(path));
         // A method the route does not take: 405, a problem, and `Allow`.
-        let response = send(reqwest::Method::DELETE, url.clone(), key_for(path))
-            .await
+        let unused = ["delete", "put", "patch"]
+            .into_iter()
+            .find(|method| !operations.contains_key(*method))
             .unwrap();
-        assert_eq!(response.status().as_u16(), 405, "DELETE {path}");
-        assert!(is_problem(&response), "DELETE {path}");
+        let response = send(
+            unused.to_uppercase().parse().unwrap(),
+            url.clone(),
+            key_for(path),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{unused} {path}");
+        assert!(is_problem(&response), "{unused} {path}");
         let allow = response.headers()["allow"].to_str().unwrap().to_owned();
         for method in operations.keys() {
             assert!(

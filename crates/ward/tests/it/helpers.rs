@@ -131,6 +131,20 @@ impl TestApp {
         self.request(reqwest::Method::GET, path, Some(key)).await
     }
 
+    /// A `POST` of a JSON body with a key.
+    pub async fn post_json(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `POST /v1/admin/providers` with the operator key.
     pub async fn post_admin_provider(&self, body: Value) -> (u16, Value) {
         let response = self
