@@ -224,7 +224,14 @@ fn module_imports(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        let code = &text[..text.find("\n#[cfg(test)]").unwrap_or(text.len())];
+        let text = &text[..text.find("\n#[cfg(test)]").unwrap_or(text.len())];
+        // Comments (doc links among them) import nothing.
+        let code: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let code = code.as_str();
         let named = imports.entry(module.clone()).or_default();
         for (at, _) in code.match_indices("crate::") {
             let rest = &code[at + "crate::".len()..];
