@@ -147,16 +147,8 @@ impl TestApp {
 
     /// `POST /v1/admin/providers` with the operator key.
     pub async fn post_admin_provider(&self, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/v1/admin/providers", self.base_url))
-            .bearer_auth(OPERATOR_KEY)
-            .json(&body)
-            .send()
+        self.post_json("/v1/admin/providers", OPERATOR_KEY, body)
             .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post_upload(&self, key: &str) -> Value {
