@@ -163,26 +163,14 @@ impl Tenants {
 
     /// Issues a new key for an existing provider and revokes all its older keys.
     pub async fn rotate_key(&self, provider: &ProviderId) -> Result<IssuedKey, TenantError> {
-        let profile = Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
-        if self.table.get(&profile).await?.is_none() {
-            return Err(TenantError::NotFound);
-        }
-        let old = self
-            .table
-            .query(Query {
-                limit: 90,
-                ..Query::partition(
-                    key_layout::provider_pk(provider),
-                    SkCondition::BeginsWith("APIKEY#".into()),
-                )
-            })
-            .await?;
+        self.require_provider(provider).await?;
+        let old = self.key_items(provider).await?;
         let (key_item, issued) = new_key_item(provider);
         let mut ops = vec![WriteOp::Put {
             item: key_item,
             condition: Condition::NotExists,
         }];
-        for item in old.items {
+        for item in old {
             let key = Key::of(&item)?;
             ops.push(WriteOp::Delete {
                 key,
@@ -200,15 +188,12 @@ impl Tenants {
         request: &KeyRequest,
         now: i64,
     ) -> Result<(KeyInfo, IssuedKey), TenantError> {
-        let profile = Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
-        if self.table.get(&profile).await?.is_none() {
-            return Err(TenantError::NotFound);
-        }
+        self.require_provider(provider).await?;
         let (mut item, issued) = new_key_item(provider);
         let key_id = item
             .get(SK)
             .and_then(Value::as_s)
-            .and_then(|sk| sk.strip_prefix("APIKEY#"))
+            .and_then(|sk| sk.strip_prefix(KEY_SK_PREFIX))
             .unwrap_or_default()
             .to_owned();
         item.insert(
@@ -234,22 +219,13 @@ impl Tenants {
 
     /// The provider's live keys (at most 90), in id order; never their secrets.
     pub async fn list_keys(&self, provider: &ProviderId) -> Result<Vec<KeyInfo>, StoreError> {
-        let page = self
-            .table
-            .query(Query {
-                limit: 90,
-                ..Query::partition(
-                    key_layout::provider_pk(provider),
-                    SkCondition::BeginsWith("APIKEY#".into()),
-                )
-            })
-            .await?;
-        Ok(page
-            .items
+        Ok(self
+            .key_items(provider)
+            .await?
             .iter()
             .filter_map(|item| {
                 let sk = item.get(SK).and_then(Value::as_s)?;
-                Some(key_info(sk.strip_prefix("APIKEY#")?, item))
+                Some(key_info(sk.strip_prefix(KEY_SK_PREFIX)?, item))
             })
             .collect())
     }
@@ -272,6 +248,31 @@ impl Tenants {
             Err(StoreError::ConditionFailed { .. }) => Ok(false),
             Err(error) => Err(error),
         }
+    }
+
+    /// `NotFound` unless the provider exists.
+    async fn require_provider(&self, provider: &ProviderId) -> Result<(), TenantError> {
+        let profile = Key::new(key_layout::provider_pk(provider), key_layout::PROVIDER_SK);
+        match self.table.get(&profile).await? {
+            Some(_) => Ok(()),
+            None => Err(TenantError::NotFound),
+        }
+    }
+
+    /// The provider's key items (at most 90, the most one rotation revokes in one
+    /// transaction with the new key).
+    async fn key_items(&self, provider: &ProviderId) -> Result<Vec<Item>, StoreError> {
+        let page = self
+            .table
+            .query(Query {
+                limit: 90,
+                ..Query::partition(
+                    key_layout::provider_pk(provider),
+                    SkCondition::BeginsWith(KEY_SK_PREFIX.into()),
+                )
+            })
+            .await?;
+        Ok(page.items)
     }
 
     /// Checks a provider key; `None` if it is not a live key.
@@ -357,6 +358,9 @@ impl Tenants {
 pub fn is_key_id(key_id: &str) -> bool {
     !key_id.is_empty() && key_id.len() <= 32 && key_id.bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+/// The start of every key item's sort key (`key_layout::api_key_sk`).
+const KEY_SK_PREFIX: &str = "APIKEY#";
 
 /// The `createdAt` attribute of a key item (Unix seconds).
 const CREATED_AT: &str = "createdAt";
