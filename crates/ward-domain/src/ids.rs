@@ -132,6 +132,12 @@ key_identifier!(
     "a clinician id"
 );
 key_identifier!(
+    /// A built-in user's sign-in name, unique within its provider: 1-64 characters of
+    /// `A-Z a-z 0-9 . _ -`.
+    UserId,
+    "a user id"
+);
+key_identifier!(
     /// A clinic's name as the provider writes it (the clinic lists are keyed by it): 1-64
     /// characters of `A-Z a-z 0-9 . _ -`.
     ClinicName,

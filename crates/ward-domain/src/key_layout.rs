@@ -7,7 +7,7 @@
 //! hold `#` or `/`, so no value can forge another key or path.
 
 use crate::ids::{
-    ClinicName, ClinicianId, DocumentId, Mrn, ProviderId, RunId, TimeOrderedId, UploadId,
+    ClinicName, ClinicianId, DocumentId, Mrn, ProviderId, RunId, TimeOrderedId, UploadId, UserId,
 };
 use crate::time::UtcInstant;
 
@@ -134,6 +134,55 @@ pub const PROVIDER_SK: &str = "PROVIDER";
 /// An API key's sort key in the provider partition: `APIKEY#{keyId}`.
 pub fn api_key_sk(key_id: &str) -> String {
     format!("APIKEY#{key_id}")
+}
+
+/// Sort-key prefix of a built-in user in the provider partition.
+pub const USER_SK_PREFIX: &str = "USER#";
+
+/// A built-in user's sort key in the provider partition: `USER#{userId}`.
+pub fn user_sk(user: &UserId) -> String {
+    format!("{USER_SK_PREFIX}{user}")
+}
+
+/// The platform item holding the secret that signs Ward's own sign-in tokens.
+pub const TOKEN_SECRET_PK: &str = "PLATFORM#TOKENS";
+/// Sort key of the token secret.
+pub const TOKEN_SECRET_SK: &str = "SIGNING";
+
+/// Sort-key prefix of what gives one clinician access to a patient, in the patient's
+/// partition: `ACCESS#{clinicianId}#CARE` (a care relation: an appointment or a clinical
+/// record with the clinician) and `ACCESS#{clinicianId}#EMERGENCY` (a break-glass grant,
+/// which expires). One query of this prefix answers "may this clinician read this patient".
+pub fn access_sk_prefix(clinician: &ClinicianId) -> String {
+    format!("ACCESS#{clinician}#")
+}
+
+/// The care relation of a clinician with a patient (see [`access_sk_prefix`]).
+pub fn care_sk(clinician: &ClinicianId) -> String {
+    format!("ACCESS#{clinician}#CARE")
+}
+
+/// A clinician's break-glass grant to a patient (see [`access_sk_prefix`]).
+pub fn emergency_sk(clinician: &ClinicianId) -> String {
+    format!("ACCESS#{clinician}#EMERGENCY")
+}
+
+/// `GSI1` sort key of a care relation in the clinician's partition: `PATIENT#{mrn}` (a
+/// clinician's patients, listed from its own partition).
+pub fn care_index_sk(mrn: &Mrn) -> String {
+    format!("PATIENT#{mrn}")
+}
+
+/// A provider's break-glass sessions, for its administrator to review:
+/// `PROV#{p}#BREAKGLASS`, sort key `{sortable start}#{grantId}`.
+pub fn break_glass_pk(provider: &ProviderId) -> String {
+    format!("PROV#{provider}#BREAKGLASS")
+}
+
+/// `GSI2` partition of the audit events about one patient (its access log):
+/// `PROV#{p}#PAT#{mrn}#ACCESSLOG`, sort key as the event's own.
+pub fn access_log_pk(provider: &ProviderId, mrn: &str) -> String {
+    format!("PROV#{provider}#PAT#{mrn}#ACCESSLOG")
 }
 
 /// The platform's list of providers (operator-only, low write rate).

@@ -13,7 +13,7 @@ pub mod visit;
 
 pub use ids::{
     AppointmentId, BillId, ClinicName, ClinicalRecordId, ClinicianId, DocumentId, FileNameError,
-    IdError, Mrn, ProviderId, RunId, SourceFileName, TimeOrderedId, UploadId,
+    IdError, Mrn, ProviderId, RunId, SourceFileName, TimeOrderedId, UploadId, UserId,
 };
 pub use text::spreadsheet_safe;
 pub use time::{TimeError, UtcInstant, VisitTime};
