@@ -225,12 +225,7 @@ fn verify(
 }
 
 fn url_actor(provider: ProviderId) -> Actor {
-    Actor {
-        provider,
-        actor: "signed-url".into(),
-        request_id: None,
-        client_address: None,
-    }
+    Actor::provider_wide(provider, "signed-url", None, "signed_url")
 }
 
 /// The embedded shape's signed PUT of a document's bytes: one upload wins, the bytes are

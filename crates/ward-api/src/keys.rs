@@ -19,7 +19,8 @@ const MAX_NAME_CHARS: usize = 100;
 /// The longest a key may live, in days.
 const MAX_KEY_DAYS: i64 = 3650;
 
-/// `GET /v1/me`: the caller, its provider, role and scopes.
+/// `GET /v1/me`: the caller, its provider, role and scopes (a person: how it signed in
+/// and what its role is linked to).
 pub(crate) async fn me(principal: Principal) -> Json<Json_> {
     Json(match &principal.credential {
         Credential::Operator => json!({
@@ -39,6 +40,22 @@ pub(crate) async fn me(principal: Principal) -> Json<Json_> {
             "keyId": key_id,
             "role": principal.role.map(Role::as_str),
             "scopes": scopes.as_ref().map(|scopes| scope_names(scopes)),
+        }),
+        Credential::User {
+            provider,
+            subject,
+            method,
+            link,
+        } => json!({
+            "kind": "user",
+            "providerId": provider.as_str(),
+            "userId": subject,
+            "keyId": null,
+            "role": principal.role.map(Role::as_str),
+            "scopes": null,
+            "signIn": method.as_str(),
+            "clinicianId": link.clinician().map(|id| id.as_str()),
+            "mrn": link.mrn().map(|mrn| mrn.as_str()),
         }),
     })
 }

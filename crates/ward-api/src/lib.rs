@@ -8,6 +8,7 @@
 mod admin;
 mod analytics;
 mod documents;
+mod emergency;
 mod emr;
 mod keys;
 mod paging;
@@ -18,6 +19,7 @@ mod reads;
 mod records;
 pub mod signing;
 mod uploads;
+mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +99,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/documents"),
     ("get", "/v1/audit"),
     ("get", "/v1/me"),
+    ("get", "/v1/me/access-log"),
+    ("post", "/v1/login"),
+    ("post", "/v1/users"),
+    ("get", "/v1/users"),
+    ("get", "/v1/users/{userId}"),
+    ("patch", "/v1/users/{userId}"),
+    ("delete", "/v1/users/{userId}"),
+    ("post", "/v1/patients/{mrn}/break-glass"),
+    ("get", "/v1/break-glass"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
     ("delete", "/v1/keys/{keyId}"),
@@ -115,6 +126,12 @@ pub struct ApiSettings {
     pub upload_url_ttl_seconds: i64,
     /// The largest file accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// How long a break-glass grant lasts, in minutes.
+    pub break_glass_minutes: i64,
+    /// How long a built-in user's token lives, in seconds.
+    pub token_ttl_seconds: i64,
+    /// The OpenID provider whose bearer tokens are accepted, if any.
+    pub oidc: Option<ward_identity::OidcSettings>,
 }
 
 impl Default for ApiSettings {
@@ -123,6 +140,9 @@ impl Default for ApiSettings {
             public_url: "http://127.0.0.1:8080".into(),
             upload_url_ttl_seconds: 15 * 60,
             max_upload_bytes: 1024 * 1024 * 1024,
+            break_glass_minutes: ward_emr::DEFAULT_BREAK_GLASS_MINUTES,
+            token_ttl_seconds: ward_identity::tokens::TOKEN_TTL_SECONDS,
+            oidc: None,
         }
     }
 }
@@ -150,6 +170,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The EMR model (patients, clinicians, appointments, records, documents, bills).
     pub emr: ward_emr::Emr,
+    /// People: built-in users, their logins and tokens, the OpenID provider.
+    pub identity: ward_identity::Identity,
 }
 
 impl std::fmt::Debug for AppState {
@@ -239,6 +261,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/analytics/sql", post(analytics::sql))
         .route("/v1/me", get(keys::me))
+        .route("/v1/me/access-log", get(emergency::access_log))
+        .route("/v1/login", post(users::login))
+        .route("/v1/users", post(users::create).get(users::list))
+        .route(
+            "/v1/users/{user_id}",
+            get(users::show).patch(users::change).delete(users::delete),
+        )
+        .route("/v1/patients/{mrn}/break-glass", post(emergency::open))
+        .route("/v1/break-glass", get(emergency::sessions))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
         .route("/v1/admin/providers", post(admin::create_provider))

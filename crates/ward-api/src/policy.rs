@@ -13,42 +13,7 @@
 //! the other roles (users, OIDC tokens) come with the rest of the access issue; this table
 //! already says what each may do.
 
-/// A provider user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Everything of its provider, users and keys included.
-    ProviderAdmin,
-    /// Clinical data of the patients it is related to.
-    Clinician,
-    /// Patients' demographics and appointments, uploads; no clinical content.
-    FrontDesk,
-    /// Bills and demographics; no clinical content.
-    Billing,
-    /// One patient: its own items, and who accessed them.
-    Patient,
-}
-
-impl Role {
-    /// Every role.
-    pub const ALL: [Self; 5] = [
-        Self::ProviderAdmin,
-        Self::Clinician,
-        Self::FrontDesk,
-        Self::Billing,
-        Self::Patient,
-    ];
-
-    /// The role's name in tokens, keys and audit events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ProviderAdmin => "provider_admin",
-            Self::Clinician => "clinician",
-            Self::FrontDesk => "front_desk",
-            Self::Billing => "billing",
-            Self::Patient => "patient",
-        }
-    }
-}
+pub use ward_domain::Role;
 
 /// What a machine client's key may do (a scoped key has scopes, no role).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -399,8 +364,18 @@ pub const POLICY: &[Rule] = &[
     roles("get", "/v1/clinical-records", CLINICAL, Scope::EmrRead),
     roles("get", "/v1/documents", CLINICAL, Scope::EmrRead),
     roles("get", "/v1/audit", ADMIN, Scope::AuditRead),
-    // Who the caller is; a provider's keys.
+    // Who the caller is; a patient's access log; a provider's users and keys.
     rule("get", "/v1/me", Admits::Authenticated),
+    roles_only("get", "/v1/me/access-log", &[ProviderAdmin, Patient]),
+    rule("post", "/v1/login", Admits::Anyone),
+    roles_only("post", "/v1/users", ADMIN),
+    roles_only("get", "/v1/users", ADMIN),
+    roles_only("get", "/v1/users/{userId}", ADMIN),
+    roles_only("patch", "/v1/users/{userId}", ADMIN),
+    roles_only("delete", "/v1/users/{userId}", ADMIN),
+    // Break-glass: a clinician opens a grant; the administrator reviews them.
+    roles_only("post", "/v1/patients/{mrn}/break-glass", CLINICAL),
+    roles("get", "/v1/break-glass", ADMIN, Scope::AuditRead),
     roles_only("post", "/v1/keys", ADMIN),
     roles_only("get", "/v1/keys", ADMIN),
     roles_only("delete", "/v1/keys/{keyId}", ADMIN),

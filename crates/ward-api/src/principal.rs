@@ -1,6 +1,8 @@
 //! Who a request comes from: the one extractor every authenticated route takes. It reads
-//! the `Authorization` header once: the operator key, or a provider's API key (checked
-//! against its stored hash); anything else is refused with 401 before the handler runs.
+//! the `Authorization` header once: the operator key, a provider's API key (checked
+//! against its stored hash), or a person's bearer token (a JWT: Ward's own, from a built-in
+//! user's login, or the configured OpenID provider's); anything else is refused with 401
+//! before the handler runs.
 //! Then the route's rule in the [`policy`](crate::policy) decides, before the handler
 //! runs too: a route without a rule is refused, a provider route refuses the operator and
 //! an operator route a provider (401, as for an unknown key: neither learns which
@@ -15,8 +17,10 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
+use ward_domain::Link;
 use ward_domain::ProviderId;
 use ward_emr::Actor;
+use ward_identity::SignInMethod;
 use ward_ports::tenants::hash_secret;
 
 use crate::AppState;
@@ -37,6 +41,17 @@ pub enum Credential {
         /// out: it grants nothing.
         scopes: Option<Vec<Scope>>,
     },
+    /// A person of a provider, signed in (its role is the principal's).
+    User {
+        /// The tenant.
+        provider: ProviderId,
+        /// The user id (built-in) or the OpenID provider's subject.
+        subject: String,
+        /// How it signed in.
+        method: SignInMethod,
+        /// What its role is linked to.
+        link: Link,
+    },
     /// The operator key.
     Operator,
 }
@@ -46,8 +61,8 @@ pub enum Credential {
 pub struct Principal {
     /// The credentials the request carried.
     pub credential: Credential,
-    /// The role it acts in (`None` for the operator). A provider's API key acts as
-    /// [`Role::ProviderAdmin`].
+    /// The role it acts in (`None` for the operator and scoped keys). A provider's full
+    /// API key acts as [`Role::ProviderAdmin`]; a person in the role it signed in with.
     pub role: Option<Role>,
     /// The request id, if the client sent a well-formed one.
     pub request_id: Option<String>,
@@ -62,7 +77,9 @@ impl Principal {
     /// unknown key: a provider route does not say which keys exist).
     pub fn provider(&self) -> Result<&ProviderId, ApiError> {
         match &self.credential {
-            Credential::ProviderKey { provider, .. } => Ok(provider),
+            Credential::ProviderKey { provider, .. } | Credential::User { provider, .. } => {
+                Ok(provider)
+            }
             Credential::Operator => Err(refuse(&self.route, "unknown key")),
         }
     }
@@ -71,21 +88,53 @@ impl Principal {
     pub fn operator(&self) -> Result<(), ApiError> {
         match &self.credential {
             Credential::Operator => Ok(()),
-            Credential::ProviderKey { .. } => Err(refuse(&self.route, "not the operator key")),
+            Credential::ProviderKey { .. } | Credential::User { .. } => {
+                Err(refuse(&self.route, "not the operator key"))
+            }
         }
     }
 
-    /// The caller as the audit trail names it (a provider key only).
+    /// The caller as the audit trail names it, with what its role reaches (a provider's
+    /// principals only).
     pub fn actor(&self) -> Result<Actor, ApiError> {
-        let Credential::ProviderKey {
-            provider, key_id, ..
-        } = &self.credential
-        else {
-            return Err(refuse(&self.route, "unknown key"));
+        let (provider, actor, link, sign_in) = match &self.credential {
+            Credential::ProviderKey {
+                provider,
+                key_id,
+                scopes,
+            } => (
+                provider,
+                format!("key:{key_id}"),
+                Link::None,
+                if scopes.is_some() {
+                    "scoped_key"
+                } else {
+                    "api_key"
+                },
+            ),
+            Credential::User {
+                provider,
+                subject,
+                method,
+                link,
+            } => (
+                provider,
+                match method {
+                    SignInMethod::Password => format!("user:{subject}"),
+                    SignInMethod::Oidc => format!("oidc:{subject}"),
+                },
+                link.clone(),
+                method.as_str(),
+            ),
+            Credential::Operator => return Err(refuse(&self.route, "unknown key")),
         };
         Ok(Actor {
             provider: provider.clone(),
-            actor: format!("key:{key_id}"),
+            actor,
+            role: self.role,
+            link,
+            sign_in,
+            emergency: None,
             request_id: self.request_id.clone(),
             client_address: self.client_address.clone(),
         })
@@ -105,8 +154,22 @@ impl FromRequestParts<AppState> for Principal {
             .map_or("?", |path| path.as_str())
             .to_owned();
         let token = bearer(parts).ok_or_else(|| refuse(&route, "missing key"))?;
+        let mut person_role = None;
         let credential = if is_operator_key(state, token) {
             Credential::Operator
+        } else if ward_identity::looks_like_jwt(token) {
+            match state.identity.verify_bearer(token).await? {
+                Some(person) => {
+                    person_role = Some(person.role);
+                    Credential::User {
+                        provider: person.provider,
+                        subject: person.subject,
+                        method: person.method,
+                        link: person.link,
+                    }
+                }
+                None => return Err(refuse(&route, "invalid token")),
+            }
         } else {
             match state.tenants.verify_key(token).await? {
                 Some(key) => Credential::ProviderKey {
@@ -127,12 +190,10 @@ impl FromRequestParts<AppState> for Principal {
                 !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
             })
             .map(str::to_owned);
-        let client_address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let client_address = client_ip(parts).map(|ip| ip.to_string());
         let role = match &credential {
             Credential::ProviderKey { scopes: None, .. } => Some(Role::ProviderAdmin),
+            Credential::User { .. } => person_role,
             Credential::ProviderKey {
                 scopes: Some(_), ..
             }
@@ -169,14 +230,17 @@ fn admit(
     match (rule.admits, credential) {
         (Admits::Anyone | Admits::SignedUrl | Admits::Authenticated, _) => Ok(()),
         (Admits::Operator, Credential::Operator) => Ok(()),
-        (Admits::Operator, Credential::ProviderKey { .. }) => {
+        (Admits::Operator, Credential::ProviderKey { .. } | Credential::User { .. }) => {
             Err(refuse(route, "not the operator key"))
         }
         (Admits::Provider { .. }, Credential::Operator) => Err(refuse(route, "unknown key")),
-        (Admits::Provider { roles, scope }, Credential::ProviderKey { scopes, .. }) => {
-            let allowed = match scopes {
-                None => role.is_some_and(|role| roles.contains(&role)),
-                Some(scopes) => scope.is_some_and(|scope| scopes.contains(&scope)),
+        (Admits::Provider { roles, scope }, credential) => {
+            let allowed = match credential {
+                Credential::ProviderKey {
+                    scopes: Some(scopes),
+                    ..
+                } => scope.is_some_and(|scope| scopes.contains(&scope)),
+                _ => role.is_some_and(|role| roles.contains(&role)),
             };
             if allowed {
                 Ok(())
@@ -188,6 +252,25 @@ fn admit(
             }
         }
     }
+}
+
+/// The address of the client the request came from, when the server knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(parts)))
+    }
+}
+
+fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// Whether the token is the operator key (compared by hash, in constant time).

@@ -79,6 +79,12 @@ pub enum ApiError {
     /// The body is not of a media type the route takes.
     #[error("the body must be sent as {0} (Content-Type)")]
     UnsupportedMediaType(&'static str),
+    /// A login with a wrong provider, user name or password (never which).
+    #[error("the provider, user name or password is wrong")]
+    LoginFailed,
+    /// Too many failed logins for the account or the address.
+    #[error("too many failed logins; retry after {0} seconds")]
+    LoginThrottled(i64),
     /// A dependency is temporarily unavailable.
     #[error("the service is temporarily unavailable; try again")]
     Unavailable,
@@ -116,6 +122,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
+            Self::LoginFailed => (StatusCode::UNAUTHORIZED, "login-failed"),
+            Self::LoginThrottled(_) => (StatusCode::TOO_MANY_REQUESTS, "login-throttled"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -159,6 +167,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if let Self::LoginThrottled(seconds) = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(&1).to_owned()),
             );
         }
         response

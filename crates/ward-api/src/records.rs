@@ -23,7 +23,8 @@ pub(crate) struct PatientParams {
     cursor: Option<String>,
 }
 
-/// A patient's visits (audited).
+/// A patient's visits (audited), when the caller reaches the patient; without their
+/// notes for a role that does not see clinical content.
 pub(crate) async fn by_patient(
     State(state): State<AppState>,
     principal: Principal,
@@ -31,16 +32,24 @@ pub(crate) async fn by_patient(
     Query(params): Query<PatientParams>,
 ) -> Result<Json<Json_>, ApiError> {
     let actor = principal.actor()?;
-    let result = patient_visits(&state, &actor.provider, &mrn, params).await;
+    let actor = match state.emr.admit(&actor, &mrn).await {
+        Ok(actor) => actor,
+        Err(error) => {
+            let refused = Err(error.into());
+            return audit_read(&state, &actor, "LIST", "VISIT", &mrn, Some(&mrn), refused).await;
+        }
+    };
+    let result = patient_visits(&state, &actor, &mrn, params).await;
     audit_read(&state, &actor, "LIST", "VISIT", &mrn, Some(&mrn), result).await
 }
 
 async fn patient_visits(
     state: &AppState,
-    provider: &ward_domain::ProviderId,
+    actor: &ward_emr::Actor,
     mrn: &str,
     params: PatientParams,
 ) -> Result<Json<Json_>, ApiError> {
+    let provider = &actor.provider;
     let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid("mrn", e))?;
     let instant = |field: &'static str, text: &Option<String>| {
         text.as_deref()
@@ -74,9 +83,15 @@ async fn patient_visits(
         )
         .await
         .map_err(read_error)?;
+    let mut records = page.records;
+    if !actor.sees_clinical_content() {
+        records
+            .iter_mut()
+            .for_each(ward_ports::VisitRecord::withhold_clinical);
+    }
     Ok(Json(json!({
         "medicalRecordNumber": mrn.as_str(),
-        "records": page.records,
+        "records": records,
         "nextCursor": page.next,
     })))
 }

@@ -5,12 +5,14 @@
 //! Deliberately does not: any IO, async, logging or serialization format. Callers hand in
 //! "now" where a rule needs it, so everything here is deterministic and unit-tested.
 
+pub mod access;
 pub mod ids;
 pub mod key_layout;
 pub mod text;
 pub mod time;
 pub mod visit;
 
+pub use access::{Link, Role};
 pub use ids::{
     AppointmentId, BillId, ClinicName, ClinicalRecordId, ClinicianId, DocumentId, FileNameError,
     IdError, Mrn, ProviderId, RunId, SourceFileName, TimeOrderedId, UploadId, UserId,

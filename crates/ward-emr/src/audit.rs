@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use ward_domain::{ProviderId, UtcInstant, key_layout};
+use ward_domain::{Link, ProviderId, Role, UtcInstant, key_layout};
 use ward_ports::AuditEvent;
 use ward_ports::audit::new_event_id;
 use ward_store::{Item, Order, Query, SkCondition, StoreError, Table, Value};
@@ -27,13 +27,24 @@ pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Events per store batch: one embedded commit, or that many concurrent DynamoDB puts.
 const BATCH: usize = 200;
 
-/// Who is acting, for the audit trail.
+/// Who is acting, and what it reaches: the audit trail's principal and the row-level
+/// rules' input.
 #[derive(Debug, Clone)]
 pub struct Actor {
     /// The provider (from the credentials).
     pub provider: ProviderId,
-    /// `key:{keyId}`.
+    /// The principal: `key:{keyId}`, `user:{userId}` (built-in), `oidc:{sub}`, or a
+    /// process (`worker`, `signed-url`).
     pub actor: String,
+    /// The role it acts in (`None` for a scoped key or a process).
+    pub role: Option<Role>,
+    /// What the role is linked to: a clinician reaches the patients it cares for, a
+    /// patient its own record; [`Link::None`] reaches the whole provider.
+    pub link: Link,
+    /// How it signed in: `api_key`, `scoped_key`, `password`, `oidc`, `signed_url`.
+    pub sign_in: &'static str,
+    /// The reason of the break-glass grant this access goes through, if it does.
+    pub emergency: Option<String>,
     /// The request id, if the client sent one.
     pub request_id: Option<String>,
     /// The client's address.
@@ -41,6 +52,43 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A principal that reaches the whole provider (an API key, a process).
+    pub fn provider_wide(
+        provider: ProviderId,
+        actor: impl Into<String>,
+        role: Option<Role>,
+        sign_in: &'static str,
+    ) -> Self {
+        Self {
+            provider,
+            actor: actor.into(),
+            role,
+            link: Link::None,
+            sign_in,
+            emergency: None,
+            request_id: None,
+            client_address: None,
+        }
+    }
+
+    /// Whether it may see clinical content (notes, clinical records, documents, the
+    /// reason of a visit): not front desk, not billing.
+    pub fn sees_clinical_content(&self) -> bool {
+        self.role.is_none_or(Role::sees_clinical_content)
+    }
+
+    /// Whether its role reads items of `kind` at all (the timeline queries only those).
+    pub fn reads(&self, kind: crate::model::Kind) -> bool {
+        use crate::model::Kind;
+        match kind {
+            Kind::ClinicalRecord | Kind::Document => self.sees_clinical_content(),
+            Kind::Bill => self.role.is_none_or(|role| {
+                matches!(role, Role::ProviderAdmin | Role::Billing | Role::Patient)
+            }),
+            Kind::Patient | Kind::Clinician | Kind::Appointment => true,
+        }
+    }
+
     /// An event of this actor.
     pub fn event(
         &self,
@@ -55,6 +103,9 @@ impl Actor {
             at: UtcInstant::now(),
             provider: self.provider.clone(),
             actor: self.actor.clone(),
+            role: self.role.map(|role| role.as_str().to_owned()),
+            sign_in: Some(self.sign_in.to_owned()),
+            emergency_reason: self.emergency.clone(),
             action: action.into(),
             resource_type: resource_type.into(),
             resource_id: resource_id.map(str::to_owned),

@@ -19,6 +19,7 @@ pub use audit::{Actor, AuditLog};
 pub use fields::FieldError;
 pub use model::Kind;
 pub use service::{
-    Conflict, DOCUMENT_UPLOAD_WINDOW_SECONDS, DocumentFile, Emr, EmrError, IDEMPOTENCY_TTL_SECONDS,
-    Idempotency, ListFilter, Listed, Stored, Timeline, TimelineEntry, TimelineItem,
+    BreakGlass, Conflict, DEFAULT_BREAK_GLASS_MINUTES, DOCUMENT_UPLOAD_WINDOW_SECONDS,
+    DocumentFile, Emr, EmrError, IDEMPOTENCY_TTL_SECONDS, Idempotency, ListFilter, Listed, Stored,
+    Timeline, TimelineEntry, TimelineItem,
 };

@@ -1,6 +1,6 @@
 //! Who a caller is, when it is a person: roles, built-in users, sign-in tokens.
 //!
-//! Owns: the roles and what they link to ([`Role`], [`Link`]); built-in users and their
+//! Owns: built-in users and their
 //! Argon2id passwords ([`users`], [`password`]); logins and their throttling ([`login`]);
 //! Ward's own short-lived tokens ([`tokens`]); OIDC bearer tokens of a configured issuer
 //! ([`oidc`]). [`Identity::verify_bearer`] turns any bearer token into a [`SignedIn`].
@@ -10,15 +10,14 @@
 pub mod login;
 pub mod oidc;
 pub mod password;
-pub mod role;
 pub mod tokens;
 pub mod users;
 
 pub use login::{LoginError, Logins};
 pub use oidc::{ClaimMapping, OidcSettings, OidcVerifier};
-pub use role::{Link, Role};
 pub use tokens::{IssuedToken, WARD_ISSUER, WardTokens};
 pub use users::{User, UserChange, UserError, Users};
+pub use ward_domain::{Link, Role};
 
 use std::sync::Arc;
 

@@ -17,14 +17,15 @@
 
 use std::time::{Duration, Instant};
 
+pub use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value as Json;
 use tokio::sync::Mutex;
 use ward_domain::ProviderId;
 
-use crate::role::{Link, Role};
 use crate::{SignInMethod, SignedIn};
+use ward_domain::{Link, Role};
 
 /// The largest discovery document or key set read, in bytes.
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;

@@ -15,8 +15,8 @@ use tokio::sync::OnceCell;
 use ward_domain::{ProviderId, UserId, key_layout};
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, Value};
 
-use crate::role::{Link, Role};
 use crate::{SignInMethod, SignedIn};
+use ward_domain::{Link, Role};
 
 /// The issuer and audience of Ward's own tokens.
 pub const WARD_ISSUER: &str = "ward";

@@ -12,7 +12,7 @@ use ward_store::{
     Condition, Item, Key, PK, Query, SK, SkCondition, StoreError, Table, VERSION, Value,
 };
 
-use crate::role::{Link, Role};
+use ward_domain::{Link, Role};
 
 /// The `entity` of a user item.
 pub const USER_ENTITY: &str = "USER";

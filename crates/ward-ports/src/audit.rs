@@ -6,6 +6,7 @@
 //! merges them. Events name resources by id (MRN, entity id, upload id), never by content:
 //! no names, notes or values of patient data.
 
+use ward_domain::key_layout::LIST_INDEX;
 use ward_domain::{ProviderId, UtcInstant, key_layout};
 use ward_store::{Item, PK, SK, Value};
 
@@ -21,8 +22,19 @@ pub struct AuditEvent {
     /// The provider whose data it is (and whose key acted).
     #[serde(rename = "providerId", serialize_with = "provider_text")]
     pub provider: ProviderId,
-    /// Who: `key:{keyId}` for an API key, `worker` for the ingest worker.
+    /// Who: `key:{keyId}` for an API key, `user:{userId}` for a built-in user,
+    /// `oidc:{sub}` for a person signed in at the OpenID provider, `worker` for the ingest
+    /// worker.
     pub actor: String,
+    /// The role the actor acted in, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// How the actor signed in (`api_key`, `scoped_key`, `password`, `oidc`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<String>,
+    /// The reason given for break-glass access, when the access went through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency_reason: Option<String>,
     /// What: `READ`, `LIST`, `CREATE`, `UPDATE`, `INGEST`, ...
     pub action: String,
     /// The resource type (`PATIENT`, `APPOINTMENT`, `UPLOAD`, ...).
@@ -74,6 +86,15 @@ impl AuditEvent {
         item.insert("actor".into(), Value::s(self.actor.clone()));
         if let Some(patient) = &self.patient {
             item.insert("patient".into(), Value::s(patient.clone()));
+            // The patient's access log: its events, from an index partition of its own.
+            item.insert(
+                LIST_INDEX.pk.into(),
+                Value::s(key_layout::access_log_pk(&self.provider, patient)),
+            );
+            item.insert(
+                LIST_INDEX.sk.into(),
+                Value::s(format!("{}#{}", self.at.sortable(), self.event_id)),
+            );
         }
         item
     }

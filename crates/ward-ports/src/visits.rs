@@ -181,8 +181,10 @@ pub struct VisitRecord {
     pub first_name: String,
     /// Last name.
     pub last_name: String,
-    /// Notes.
-    pub doctors_notes: String,
+    /// Notes: clinical content, absent from the answers of roles that do not see it
+    /// (see [`VisitRecord::withhold_clinical`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doctors_notes: Option<String>,
     /// Object key of the source file.
     pub csv_file: String,
     /// When processed.
@@ -199,6 +201,11 @@ pub struct VisitRecord {
 }
 
 impl VisitRecord {
+    /// Leaves out what only roles that see clinical content may read (the notes).
+    pub fn withhold_clinical(&mut self) {
+        self.doctors_notes = None;
+    }
+
     /// Reads a visit item; `None` if the item is not a visit.
     pub fn from_item(item: &Item) -> Option<Self> {
         let text = |name: &str| item.get(name).and_then(Value::as_s).map(str::to_owned);
@@ -212,7 +219,7 @@ impl VisitRecord {
             date_time_utc: text(a::DATE_TIME_UTC)?,
             first_name: text(a::FIRST_NAME)?,
             last_name: text(a::LAST_NAME)?,
-            doctors_notes: text(a::DOCTORS_NOTES).unwrap_or_default(),
+            doctors_notes: Some(text(a::DOCTORS_NOTES).unwrap_or_default()),
             csv_file: text(a::CSV_FILE)?,
             date_time_processed: text(a::DATE_TIME_PROCESSED)?,
             upload_id: text(a::UPLOAD_ID)?,

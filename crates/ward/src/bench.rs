@@ -259,12 +259,12 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
         &store_path,
         &Default::default(),
     )?);
-    let actor = Actor {
-        provider: provider.clone(),
-        actor: "key:bench".into(),
-        request_id: None,
-        client_address: None,
-    };
+    let actor = Actor::provider_wide(
+        provider.clone(),
+        "key:bench",
+        Some(ward_domain::Role::ProviderAdmin),
+        "api_key",
+    );
     let loader = Emr::new(Arc::clone(&table), AuditLog::disabled());
     let data = ward_emr::generate::dataset(ward_emr::generate::EmrSpec {
         patients,

@@ -44,6 +44,104 @@ pub struct Settings {
     /// Where the AWS services are (the AWS shape only).
     #[serde(default)]
     pub aws: AwsSettings,
+    /// Sign-in: built-in users' tokens, an OpenID provider, break-glass.
+    #[serde(default)]
+    pub access: AccessSettings,
+}
+
+/// `[access]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSettings {
+    /// How long a built-in user's token lives, in seconds (60-86,400). Default 900.
+    pub token_ttl_seconds: Option<i64>,
+    /// How long a clinician's break-glass grant lasts, in minutes (1-1,440). Default 60.
+    pub break_glass_minutes: Option<i64>,
+    /// An OpenID provider whose bearer tokens are accepted (Cognito on AWS).
+    pub oidc: Option<OidcFileSettings>,
+}
+
+/// `[access.oidc]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFileSettings {
+    /// The issuer, exactly as its discovery document states it.
+    pub issuer: String,
+    /// The audience Ward is: `aud` (an API resource, or the app client id of ID tokens) or
+    /// Cognito's `client_id` of access tokens.
+    pub audience: String,
+    /// Algorithms accepted (asymmetric only). Default `["RS256", "ES256"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds. Default 60.
+    pub leeway_seconds: Option<u64>,
+    /// Least time between key-set fetches for an unknown `kid`, in seconds. Default 60.
+    pub refetch_cooldown_seconds: Option<u64>,
+    /// The claim naming the provider. Default `custom:provider`.
+    pub provider_claim: Option<String>,
+    /// One provider every token of this issuer belongs to (instead of a claim).
+    pub provider: Option<String>,
+    /// The claim with the role name or a list of groups. Default `cognito:groups`.
+    pub role_claim: Option<String>,
+    /// The claim with a clinician's clinician id. Default `custom:clinician_id`.
+    pub clinician_claim: Option<String>,
+    /// The claim with a patient's MRN. Default `custom:mrn`.
+    pub mrn_claim: Option<String>,
+}
+
+impl OidcFileSettings {
+    /// The verifier's settings, or why they are wrong.
+    pub fn verifier_settings(&self) -> anyhow::Result<ward_identity::OidcSettings> {
+        let defaults = ward_identity::ClaimMapping::default();
+        let algorithms = match &self.algorithms {
+            None => vec![jsonwebtoken_alg("RS256")?, jsonwebtoken_alg("ES256")?],
+            Some(names) if names.is_empty() => {
+                anyhow::bail!("[access.oidc] algorithms must name at least one algorithm")
+            }
+            Some(names) => names
+                .iter()
+                .map(|name| jsonwebtoken_alg(name))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let fixed_provider = self
+            .provider
+            .as_deref()
+            .map(ward_domain::ProviderId::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("[access.oidc] provider: {e}"))?;
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            anyhow::bail!("[access.oidc] needs an issuer and an audience");
+        }
+        Ok(ward_identity::OidcSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            algorithms,
+            leeway: self
+                .leeway_seconds
+                .unwrap_or(ward_identity::DEFAULT_LEEWAY_SECONDS)
+                .min(600),
+            refetch_cooldown_seconds: self.refetch_cooldown_seconds.unwrap_or(60),
+            claims: ward_identity::ClaimMapping {
+                provider_claim: if fixed_provider.is_some() {
+                    None
+                } else {
+                    self.provider_claim.clone().or(defaults.provider_claim)
+                },
+                fixed_provider,
+                role_claim: self.role_claim.clone().unwrap_or(defaults.role_claim),
+                clinician_claim: self
+                    .clinician_claim
+                    .clone()
+                    .unwrap_or(defaults.clinician_claim),
+                mrn_claim: self.mrn_claim.clone().unwrap_or(defaults.mrn_claim),
+            },
+        })
+    }
+}
+
+fn jsonwebtoken_alg(name: &str) -> anyhow::Result<ward_identity::oidc::Algorithm> {
+    ward_identity::oidc::asymmetric_algorithm(name).with_context(|| {
+        format!("[access.oidc] algorithms: {name:?} is not an asymmetric JWS algorithm (RS256, ES256, PS256, EdDSA, ...)")
+    })
 }
 
 /// `[store]`
@@ -369,17 +467,31 @@ impl Settings {
         }
     }
 
-    /// The API's settings.
-    pub fn api(&self) -> ward_api::ApiSettings {
+    /// The API's settings (an `[access.oidc]` section that is wrong is an error).
+    pub fn api(&self) -> anyhow::Result<ward_api::ApiSettings> {
         let defaults = ward_api::ApiSettings::default();
-        ward_api::ApiSettings {
+        Ok(ward_api::ApiSettings {
+            token_ttl_seconds: self
+                .access
+                .token_ttl_seconds
+                .map_or(defaults.token_ttl_seconds, |s| s.clamp(60, 86_400)),
+            break_glass_minutes: self
+                .access
+                .break_glass_minutes
+                .map_or(defaults.break_glass_minutes, |m| m.clamp(1, 1_440)),
+            oidc: self
+                .access
+                .oidc
+                .as_ref()
+                .map(OidcFileSettings::verifier_settings)
+                .transpose()?,
             max_upload_bytes: self.uploads.max_bytes.unwrap_or(defaults.max_upload_bytes),
             upload_url_ttl_seconds: self
                 .uploads
                 .url_ttl_seconds
                 .unwrap_or(defaults.upload_url_ttl_seconds),
             ..defaults
-        }
+        })
     }
 
     /// How long objects are kept.

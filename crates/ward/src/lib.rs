@@ -16,6 +16,7 @@ pub mod local_ingest;
 pub mod server;
 pub mod shape;
 pub mod synthetic;
+pub mod users_cli;
 
 /// Prints a report's counts in one line (and, for a file byte-identical to an earlier
 /// upload, which one).

@@ -97,6 +97,12 @@ enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Manage built-in users (offline: the data folder must not be served at the same
+    /// time; a running server has the /v1/users routes).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Upload a file through the API (a pre-signed URL), with a progress bar: a visit CSV,
     /// or facilities as JSON (.json, .jsonl, .ndjson).
     Upload {
@@ -181,6 +187,33 @@ enum TenantAction {
     Rotate {
         /// Provider id.
         id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Create a user who signs in with a password (POST /v1/login); prints a generated
+    /// password (once) unless --password-stdin gives one.
+    Create {
+        /// The user id: its sign-in name (letters, digits, ., _ and -).
+        user: String,
+        /// The provider it belongs to.
+        #[arg(long)]
+        provider: String,
+        /// provider_admin, clinician, front_desk, billing or patient.
+        #[arg(long)]
+        role: String,
+        /// The clinician id a clinician acts as.
+        #[arg(long)]
+        clinician: Option<String>,
+        /// The MRN of a patient.
+        #[arg(long)]
+        mrn: Option<String>,
+        /// Read the password (one line, at least 12 characters) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
         #[command(flatten)]
         data: DataDir,
     },
@@ -442,6 +475,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.0);
             Ok(())
         }
+        Command::User {
+            action:
+                UserAction::Create {
+                    user,
+                    provider,
+                    role,
+                    clinician,
+                    mrn,
+                    password_stdin,
+                    data,
+                },
+        } => {
+            let new = ward::users_cli::NewUser {
+                provider: &provider,
+                user: &user,
+                role: &role,
+                clinician: clinician.as_deref(),
+                mrn: mrn.as_deref(),
+                password_stdin,
+            };
+            let generated = ward::users_cli::create(&data.data_dir, &new).await?;
+            println!("user {user} of {provider} created as {role}");
+            if let Some(password) = generated {
+                println!("password (shown once, stored as an Argon2id hash):");
+                println!("{password}");
+            }
+            Ok(())
+        }
         Command::Upload {
             file,
             remote,
@@ -615,7 +676,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     let shape = ward::shape::Shape::from_settings(&settings)?;
-    let mut api = settings.api();
+    let mut api = settings.api()?;
     if let Some(max) = max_upload_bytes {
         api.max_upload_bytes = max;
     }

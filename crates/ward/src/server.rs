@@ -113,7 +113,7 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
         upload_urls,
         signer,
         operator_key_hash,
-        settings: Arc::new(api),
+        settings: Arc::new(api.clone()),
         metrics: Arc::new(Metrics::default()),
         emr: ward_emr::Emr::new(
             Arc::clone(&backend.table),
@@ -122,6 +122,11 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
             } else {
                 ward_emr::AuditLog::disabled()
             },
+        ),
+        identity: ward_identity::Identity::new(
+            Arc::clone(&backend.table),
+            api.token_ttl_seconds,
+            api.oidc.clone(),
         ),
     };
     let (shutdown, shutdown_rx) = watch::channel(false);

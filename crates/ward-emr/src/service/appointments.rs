@@ -55,6 +55,7 @@ impl Emr {
             draft: appointment_draft(provider, mrn, &id, &appointment, &day),
             checks,
             slots,
+            clinician: Some(appointment.clinician_id.clone()),
         })
     }
 

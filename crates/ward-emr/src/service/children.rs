@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout as keys;
-use ward_domain::{Mrn, ProviderId};
+use ward_domain::{ClinicianId, Mrn, ProviderId};
 use ward_store::{Condition, Item, Key, WriteOp};
 
 use super::{
@@ -22,6 +22,8 @@ pub(super) struct NewChild {
     pub(super) checks: Vec<WriteOp>,
     /// The clinician's busy slots an appointment takes.
     pub(super) slots: Vec<Key>,
+    /// The clinician it relates to the patient (appointments, clinical records).
+    pub(super) clinician: Option<ClinicianId>,
 }
 
 impl NewChild {
@@ -31,6 +33,7 @@ impl NewChild {
             draft,
             checks: Vec::new(),
             slots: Vec::new(),
+            clinician: None,
         }
     }
 }
@@ -59,6 +62,7 @@ impl Emr {
         body: &Json,
         idempotency: Option<&Idempotency>,
     ) -> Result<Stored, EmrError> {
+        let actor = &self.admitted(actor, "CREATE", kind, None, mrn).await?;
         let new = match self.new_child(actor, kind, mrn, body).await {
             Ok(new) => new,
             Err(error) => {
@@ -75,6 +79,11 @@ impl Emr {
                 .iter()
                 .map(|slot| super::appointments::busy_slot_put(slot, &new.draft.id)),
         );
+        // An appointment or a clinical record makes (or keeps) the clinician's care
+        // relation with the patient: the row-level rule's one lookup.
+        if let (Some(clinician), Ok(mrn)) = (&new.clinician, parse_mrn(mrn)) {
+            extra.push(super::access::care_put(&actor.provider, &mrn, clinician));
+        }
         let result = self
             .create(actor, new.draft, extra, idempotency, |index| match index {
                 0 => Conflict::IdTaken.into(),
@@ -153,6 +162,7 @@ impl Emr {
         mrn: &str,
         id: &str,
     ) -> Result<Stored, EmrError> {
+        let actor = &self.admitted(actor, "READ", kind, Some(id), mrn).await?;
         let result = async {
             let key = Self::child_key(&actor.provider, kind, mrn, id)?;
             Ok(stored(&self.load(&key, kind).await?))
@@ -170,6 +180,7 @@ impl Emr {
         mrn: &str,
         id: &str,
     ) -> Result<Item, EmrError> {
+        let actor = &self.admit(actor, mrn).await?;
         let key = Self::child_key(&actor.provider, kind, mrn, id)?;
         self.load(&key, kind).await
     }
@@ -187,6 +198,7 @@ impl Emr {
         if_match: i64,
         patch: &Json,
     ) -> Result<Stored, EmrError> {
+        let actor = &self.admitted(actor, "UPDATE", kind, Some(id), mrn).await?;
         let result = self
             .update_child_inner(actor, kind, mrn, id, if_match, patch)
             .await;

@@ -37,6 +37,7 @@ pub(super) fn new_record(
         draft: record_draft(provider, mrn, &id, &record),
         checks,
         slots: Vec::new(),
+        clinician: Some(record.clinician_id.clone()),
     })
 }
 
@@ -63,10 +64,13 @@ pub(super) fn changed_record(
     let extra = if same_clinician {
         vec![]
     } else {
-        vec![WriteOp::Check {
-            key: clinician_key(item.provider, &record.clinician_id),
-            condition: Condition::Exists,
-        }]
+        vec![
+            WriteOp::Check {
+                key: clinician_key(item.provider, &record.clinician_id),
+                condition: Condition::Exists,
+            },
+            super::access::care_put(item.provider, item.mrn, &record.clinician_id),
+        ]
     };
     Ok((
         record_draft(item.provider, item.mrn, item.id, &record),

@@ -23,6 +23,7 @@ impl Emr {
         mrn: &str,
         filter: ListFilter,
     ) -> Result<Listed, EmrError> {
+        let actor = &self.admitted(actor, "LIST", kind, None, mrn).await?;
         let result = async {
             let mrn_id = parse_mrn(mrn)?;
             let prefix = child_prefix(kind);
@@ -62,6 +63,14 @@ impl Emr {
     ) -> Result<Listed, EmrError> {
         let result = async {
             let clinician_id = parse_clinician("id", clinician)?;
+            // A clinician lists from its own partition only.
+            if actor
+                .link
+                .clinician()
+                .is_some_and(|own| *own != clinician_id)
+            {
+                return Err(EmrError::NotFound(Kind::Clinician.noun()));
+            }
             let prefix = child_prefix(kind);
             let (low, high) = time_range(prefix, &filter)?;
             let after = filter

@@ -10,6 +10,7 @@
 //! a JSON merge patch on the stored entity, parsed again as a whole, written only if the
 //! version is still the one the client read (`If-Match`).
 
+mod access;
 mod appointments;
 mod bills;
 mod children;
@@ -38,6 +39,7 @@ use crate::audit::{Actor, AuditLog};
 use crate::fields::FieldError;
 use crate::model::{self, AppointmentStatus, DocumentStatus, Kind};
 
+pub use access::{BreakGlass, DEFAULT_BREAK_GLASS_MINUTES};
 pub use documents::DOCUMENT_UPLOAD_WINDOW_SECONDS;
 pub use timeline::{Timeline, TimelineEntry, TimelineItem};
 
@@ -158,6 +160,54 @@ pub struct Stored {
     pub fields: serde_json::Map<String, Json>,
     /// `true` when an idempotency key replayed an earlier answer.
     pub replayed: bool,
+}
+
+/// An answer of the service, which can leave out clinical content.
+pub trait Answer {
+    /// Leaves out what only roles that see clinical content may read: a visit's notes,
+    /// an appointment's reason. (Clinical records and documents are never answered to
+    /// such roles at all: the policy refuses their routes and the timeline does not
+    /// query them.)
+    fn withhold_clinical(&mut self) {}
+}
+
+/// The fields of an entity that are clinical content.
+const CLINICAL_FIELDS: &[(Kind, &str)] = &[(Kind::Appointment, "reason")];
+
+impl Answer for Stored {
+    fn withhold_clinical(&mut self) {
+        for (kind, field) in CLINICAL_FIELDS {
+            if *kind == self.kind {
+                self.fields.remove(*field);
+            }
+        }
+    }
+}
+
+impl Answer for Listed {
+    fn withhold_clinical(&mut self) {
+        self.items.iter_mut().for_each(Answer::withhold_clinical);
+    }
+}
+
+impl Answer for Timeline {
+    fn withhold_clinical(&mut self) {
+        for entry in &mut self.entries {
+            match &mut entry.item {
+                TimelineItem::Visit(Some(visit)) => visit.withhold_clinical(),
+                TimelineItem::Visit(None) => {}
+                TimelineItem::Entity(stored) => stored.withhold_clinical(),
+            }
+        }
+    }
+}
+
+impl Answer for BreakGlass {}
+impl Answer for Vec<Json> {}
+impl<A: Answer, B> Answer for (A, B) {
+    fn withhold_clinical(&mut self) {
+        self.0.withhold_clinical();
+    }
 }
 
 /// What a document's metadata says of its file.
@@ -516,7 +566,9 @@ impl Emr {
         &self.table
     }
 
-    async fn audited<T>(
+    /// Records the event of an answer and hands the answer on, without the clinical
+    /// content the actor's role does not see: every answer of the service passes here.
+    async fn audited<T: Answer>(
         &self,
         actor: &Actor,
         action: &str,
@@ -532,7 +584,12 @@ impl Emr {
         self.audit
             .record(actor.event(action, kind.as_str(), id, patient, outcome))
             .await;
-        result
+        result.map(|mut answer| {
+            if !actor.sees_clinical_content() {
+                answer.withhold_clinical();
+            }
+            answer
+        })
     }
 
     /// Writes a new entity (and what comes with it) in one transaction, replaying the

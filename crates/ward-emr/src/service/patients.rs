@@ -12,6 +12,7 @@ use super::{
     Conflict, Draft, Emr, EmrError, Idempotency, Listed, Stored, email_claim, email_claim_key,
     parse_clinic, parse_mrn, patient_key, s, stored,
 };
+use crate::FieldError;
 use crate::audit::Actor;
 use crate::model::{self, Kind};
 
@@ -77,6 +78,9 @@ impl Emr {
 
     /// A patient's profile.
     pub async fn get_patient(&self, actor: &Actor, mrn: &str) -> Result<Stored, EmrError> {
+        let actor = &self
+            .admitted(actor, "READ", Kind::Patient, Some(mrn), mrn)
+            .await?;
         let result = async {
             let mrn = parse_mrn(mrn)?;
             let item = self
@@ -123,8 +127,14 @@ impl Emr {
         if_match: i64,
         patch: &Json,
     ) -> Result<Stored, EmrError> {
+        let actor = &self
+            .admitted(actor, "UPDATE", Kind::Patient, Some(mrn), mrn)
+            .await?;
         let result = async {
             let mrn_id = parse_mrn(mrn)?;
+            if actor.link.mrn().is_some() {
+                own_changes_only(patch)?;
+            }
             let current = self
                 .load(&patient_key(&actor.provider, &mrn_id), Kind::Patient)
                 .await?;
@@ -211,5 +221,30 @@ impl Emr {
         .await;
         self.audited(actor, "LIST", Kind::Patient, Some(clinic), None, result)
             .await
+    }
+}
+
+/// What a patient may change of its own record: how to reach it and whom to call.
+pub const PATIENT_CHANGEABLE: &[&str] = &["email", "phone", "address", "emergencyContact"];
+
+/// Refuses a patient's patch of anything but [`PATIENT_CHANGEABLE`], each field named.
+fn own_changes_only(patch: &Json) -> Result<(), EmrError> {
+    let refused: Vec<FieldError> = patch
+        .as_object()
+        .into_iter()
+        .flat_map(|fields| fields.keys())
+        .filter(|field| !PATIENT_CHANGEABLE.contains(&field.as_str()))
+        .map(|field| FieldError {
+            field: field.clone(),
+            reason: format!(
+                "a patient changes only {} of its own record",
+                PATIENT_CHANGEABLE.join(", ")
+            ),
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(EmrError::Invalid(refused))
     }
 }

@@ -61,6 +61,9 @@ impl Emr {
         mrn: &str,
         filter: ListFilter,
     ) -> Result<Timeline, EmrError> {
+        let actor = &self
+            .admitted(actor, "LIST", Kind::Patient, Some(mrn), mrn)
+            .await?;
         let result = self.timeline_inner(actor, mrn, filter).await;
         self.audited(actor, "LIST", Kind::Patient, Some(mrn), Some(mrn), result)
             .await
@@ -84,13 +87,27 @@ impl Emr {
             .to
             .map(|at| at.sortable())
             .unwrap_or_else(|| "~".into());
-        let kinds = [
-            (keys::VISIT_SK_PREFIX, "visit"),
-            (keys::APPOINTMENT_SK_PREFIX, "appointment"),
-            (keys::CLINICAL_RECORD_SK_PREFIX, "clinicalRecord"),
-            (keys::DOCUMENT_SK_PREFIX, "document"),
-            (keys::BILL_SK_PREFIX, "bill"),
-        ];
+        // Only the kinds the actor's role reads are queried at all (front desk and
+        // billing: no clinical records or documents; bills for billing, not clinicians).
+        let kinds: Vec<(&str, &str)> = [
+            (keys::VISIT_SK_PREFIX, "visit", None),
+            (
+                keys::APPOINTMENT_SK_PREFIX,
+                "appointment",
+                Some(Kind::Appointment),
+            ),
+            (
+                keys::CLINICAL_RECORD_SK_PREFIX,
+                "clinicalRecord",
+                Some(Kind::ClinicalRecord),
+            ),
+            (keys::DOCUMENT_SK_PREFIX, "document", Some(Kind::Document)),
+            (keys::BILL_SK_PREFIX, "bill", Some(Kind::Bill)),
+        ]
+        .into_iter()
+        .filter(|(_, _, kind)| kind.is_none_or(|kind| actor.reads(kind)))
+        .map(|(prefix, name, _)| (prefix, name))
+        .collect();
         let streams = kinds
             .iter()
             .map(|(prefix, _)| {

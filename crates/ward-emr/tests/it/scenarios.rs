@@ -19,10 +19,14 @@ pub struct Fixture {
 
 fn actor(provider: &str, key: &str) -> Actor {
     Actor {
-        provider: ProviderId::parse(provider).unwrap(),
-        actor: format!("key:{key}"),
         request_id: Some("req-1".into()),
         client_address: Some("127.0.0.1".into()),
+        ..Actor::provider_wide(
+            ProviderId::parse(provider).unwrap(),
+            format!("key:{key}"),
+            Some(ward_domain::Role::ProviderAdmin),
+            "api_key",
+        )
     }
 }
 

@@ -1,6 +1,7 @@
-//! The roles of a provider's people, and what a role is linked to.
+//! The roles of a provider's people, and what a role is linked to (SPEC section 5). What
+//! each role may do is the API's policy table; which patients it reaches, the EMR's.
 
-use ward_domain::{ClinicianId, Mrn};
+use crate::ids::{ClinicianId, Mrn};
 
 /// A provider user's role (SPEC section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
