@@ -61,7 +61,7 @@ pub(crate) async fn sessions(
         .emr
         .break_glass_sessions(&provider, limit, params.cursor.as_deref())
         .await?;
-    Ok(Json(json!({ "grants": grants, "next": next })))
+    Ok(Json(json!({ "items": grants, "nextCursor": next })))
 }
 
 /// `GET /v1/me/access-log`: who accessed the calling patient's record, newest first.
@@ -82,5 +82,5 @@ pub(crate) async fn access_log(
         .emr
         .access_log(&actor, mrn.as_str(), limit, params.cursor.as_deref())
         .await?;
-    Ok(Json(json!({ "events": events, "next": next })))
+    Ok(Json(json!({ "items": events, "nextCursor": next })))
 }

@@ -11,6 +11,7 @@
 //! version is still the one the client read (`If-Match`).
 
 mod access;
+mod answer;
 mod appointments;
 mod bills;
 mod children;
@@ -40,6 +41,7 @@ use crate::fields::FieldError;
 use crate::model::{self, AppointmentStatus, DocumentStatus, Kind};
 
 pub use access::{BreakGlass, DEFAULT_BREAK_GLASS_MINUTES};
+pub use answer::Answer;
 pub use documents::DOCUMENT_UPLOAD_WINDOW_SECONDS;
 pub use timeline::{Timeline, TimelineEntry, TimelineItem};
 
@@ -160,54 +162,6 @@ pub struct Stored {
     pub fields: serde_json::Map<String, Json>,
     /// `true` when an idempotency key replayed an earlier answer.
     pub replayed: bool,
-}
-
-/// An answer of the service, which can leave out clinical content.
-pub trait Answer {
-    /// Leaves out what only roles that see clinical content may read: a visit's notes,
-    /// an appointment's reason. (Clinical records and documents are never answered to
-    /// such roles at all: the policy refuses their routes and the timeline does not
-    /// query them.)
-    fn withhold_clinical(&mut self) {}
-}
-
-/// The fields of an entity that are clinical content.
-const CLINICAL_FIELDS: &[(Kind, &str)] = &[(Kind::Appointment, "reason")];
-
-impl Answer for Stored {
-    fn withhold_clinical(&mut self) {
-        for (kind, field) in CLINICAL_FIELDS {
-            if *kind == self.kind {
-                self.fields.remove(*field);
-            }
-        }
-    }
-}
-
-impl Answer for Listed {
-    fn withhold_clinical(&mut self) {
-        self.items.iter_mut().for_each(Answer::withhold_clinical);
-    }
-}
-
-impl Answer for Timeline {
-    fn withhold_clinical(&mut self) {
-        for entry in &mut self.entries {
-            match &mut entry.item {
-                TimelineItem::Visit(Some(visit)) => visit.withhold_clinical(),
-                TimelineItem::Visit(None) => {}
-                TimelineItem::Entity(stored) => stored.withhold_clinical(),
-            }
-        }
-    }
-}
-
-impl Answer for BreakGlass {}
-impl Answer for Vec<Json> {}
-impl<A: Answer, B> Answer for (A, B) {
-    fn withhold_clinical(&mut self) {
-        self.0.withhold_clinical();
-    }
 }
 
 /// What a document's metadata says of its file.

@@ -119,7 +119,7 @@ async fn aws_resources() -> AwsShape {
     }
 }
 
-async fn spawn_aws_app() -> TestApp {
+pub(crate) async fn spawn_aws_app() -> TestApp {
     let options = Options::default();
     let data_dir = tempfile::tempdir().unwrap();
     let running = server::start(ServerOptions {

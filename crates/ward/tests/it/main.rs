@@ -1,5 +1,6 @@
 //! Ward's integration tests: one binary (link time), modules by subject.
 
+mod access;
 #[cfg(feature = "analytics")]
 mod analytics;
 mod api;
