@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -10,6 +10,7 @@ use ward_domain::ProviderId;
 use ward_domain::time::ProviderTimeZone;
 
 use crate::principal::Principal;
+use crate::problem::small_json_body;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -44,16 +45,32 @@ pub(crate) async fn create_provider(
         .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct NewFullKey {
+    #[serde(default)]
+    revoke_others: bool,
+}
+
+/// `POST /v1/admin/providers/{providerId}/keys`: a new full key for a provider; the older
+/// keys stay unless the body says `{"revokeOthers": true}` (a reset after a leak).
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
     principal: Principal,
     Path(provider_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     principal.operator()?;
     let provider =
         ProviderId::parse(&provider_id).map_err(|_| ApiError::NotFound("the provider"))?;
-    let key = state.tenants.rotate_key(&provider).await?;
-    tracing::info!(provider_id = %provider, "provider key rotated");
+    let revoke_others = small_json_body::<NewFullKey>(&headers, &body, true, "key request")?
+        .is_some_and(|body| body.revoke_others);
+    let key = state
+        .tenants
+        .issue_full_key(&provider, revoke_others)
+        .await?;
+    tracing::info!(provider_id = %provider, revoke_others, "provider key issued");
     Ok((
         StatusCode::CREATED,
         Json(json!({ "providerId": provider.as_str(), "apiKey": key.0 })),

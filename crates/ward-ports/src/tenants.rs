@@ -161,11 +161,24 @@ impl Tenants {
         }
     }
 
-    /// Issues a new key for an existing provider and revokes all its older keys.
-    pub async fn rotate_key(&self, provider: &ProviderId) -> Result<IssuedKey, TenantError> {
+    /// Issues a new full key for an existing provider; with `revoke_others`, revokes all
+    /// its older keys in the same transaction (the reset for a tenant whose keys leaked).
+    pub async fn issue_full_key(
+        &self,
+        provider: &ProviderId,
+        revoke_others: bool,
+    ) -> Result<IssuedKey, TenantError> {
         self.require_provider(provider).await?;
-        let old = self.key_items(provider).await?;
-        let (key_item, issued) = new_key_item(provider);
+        let old = if revoke_others {
+            self.key_items(provider).await?
+        } else {
+            Vec::new()
+        };
+        let (mut key_item, issued) = new_key_item(provider);
+        key_item.insert(
+            CREATED_AT.into(),
+            Value::n(ward_domain::UtcInstant::now().unix_seconds()),
+        );
         let mut ops = vec![WriteOp::Put {
             item: key_item,
             condition: Condition::NotExists,

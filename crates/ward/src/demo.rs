@@ -66,7 +66,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         Ok(key) => key.0,
         Err(_) => {
             ward_ports::Tenants::new(running.state.table.clone())
-                .rotate_key(&provider)
+                .issue_full_key(&provider, true)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .0

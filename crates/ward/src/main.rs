@@ -466,7 +466,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 TenantAction::Rotate { .. } => {
                     ward_ports::Tenants::new(embedded.table.clone())
-                        .rotate_key(&provider)
+                        .issue_full_key(&provider, true)
                         .await
                 }
             }

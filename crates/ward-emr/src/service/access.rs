@@ -188,7 +188,7 @@ impl Emr {
         };
         let reason = reason.trim();
         let chars = reason.chars().count();
-        if chars < MIN_REASON_CHARS || chars > MAX_REASON_CHARS {
+        if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&chars) {
             return Err(invalid(
                 "reason",
                 format!("must be {MIN_REASON_CHARS}-{MAX_REASON_CHARS} characters"),

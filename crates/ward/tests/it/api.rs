@@ -535,7 +535,8 @@ async fn operators_create_providers_and_rotate_keys() {
         )
         .await;
     assert_eq!(status, 401, "a provider key is not an operator key");
-    let (status, rotated) = app
+    // A second full key: the first keeps working.
+    let (status, second) = app
         .request(
             reqwest::Method::POST,
             "/v1/admin/providers/CLINIC-9/keys",
@@ -543,11 +544,23 @@ async fn operators_create_providers_and_rotate_keys() {
         )
         .await;
     assert_eq!(status, 201);
-    assert_eq!(
-        app.get("/v1/uploads", &key).await.0,
-        401,
-        "the old key is revoked"
-    );
+    assert_eq!(app.get("/v1/uploads", &key).await.0, 200, "{second}");
+    // The reset after a leak: every older key goes.
+    let (status, rotated) = app
+        .post_json(
+            "/v1/admin/providers/CLINIC-9/keys",
+            OPERATOR_KEY,
+            serde_json::json!({ "revokeOthers": true }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for old in [key.as_str(), second["apiKey"].as_str().unwrap()] {
+        assert_eq!(
+            app.get("/v1/uploads", old).await.0,
+            401,
+            "the old key is revoked"
+        );
+    }
     assert_eq!(
         app.get("/v1/uploads", rotated["apiKey"].as_str().unwrap())
             .await

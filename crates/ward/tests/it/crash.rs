@@ -224,7 +224,7 @@ async fn records_and_report(data_dir: &std::path::Path) -> (Vec<Value>, Value) {
     let table = running.state.table.clone();
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
     let key = ward_ports::Tenants::new(table.clone())
-        .rotate_key(&provider)
+        .issue_full_key(&provider, true)
         .await
         .unwrap()
         .0;

@@ -13,6 +13,7 @@ mod emr;
 mod helpers;
 mod isolation;
 mod key_order;
+mod oidc;
 mod readme;
 mod settings;
 mod signed_upload;
