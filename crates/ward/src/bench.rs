@@ -173,7 +173,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
 }
 
 /// The benchmark's generated CSV (seed 1, 0.1% bad rows), made once per folder and size.
-fn benchmark_csv(work_dir: &std::path::Path, rows: u64) -> anyhow::Result<PathBuf> {
+pub(crate) fn benchmark_csv(work_dir: &std::path::Path, rows: u64) -> anyhow::Result<PathBuf> {
     let csv_path = work_dir.join(format!("visits-{rows}.csv"));
     if !csv_path.exists() {
         eprintln!("generating {rows} rows -> {}", csv_path.display());

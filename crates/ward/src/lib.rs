@@ -4,6 +4,7 @@
 
 pub mod analytics_cli;
 pub mod bench;
+pub mod bench_access;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -319,6 +319,16 @@ enum BenchWhat {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// What authorization costs: patient-records p50/p99 in process and over HTTP with a
+    /// full API key, an administrator's token and a clinician's token.
+    Access {
+        /// Rows to ingest.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        /// Working folder (default: a fresh one under the temp dir).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// What the audit trail costs: ingest throughput and patient-read latency with audit
     /// on and off.
     Audit {
@@ -663,6 +673,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     work_dir,
                 },
         } => bench::audit(rows, patients, work_dir).await,
+        Command::Bench {
+            what: BenchWhat::Access { rows, work_dir },
+        } => ward::bench_access::access(rows, work_dir).await,
     }
 }
 
