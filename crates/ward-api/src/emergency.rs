@@ -49,6 +49,13 @@ pub(crate) struct PageParams {
     cursor: Option<String>,
 }
 
+impl PageParams {
+    /// The cursor; an empty one is the first page.
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref().filter(|cursor| !cursor.is_empty())
+    }
+}
+
 /// `GET /v1/break-glass`: the provider's grants, newest first, for review.
 pub(crate) async fn sessions(
     State(state): State<AppState>,
@@ -59,7 +66,7 @@ pub(crate) async fn sessions(
     let limit = limit_of(params.limit, 100)?;
     let (grants, next) = state
         .emr
-        .break_glass_sessions(&provider, limit, params.cursor.as_deref())
+        .break_glass_sessions(&provider, limit, params.cursor())
         .await?;
     Ok(Json(json!({ "items": grants, "nextCursor": next })))
 }
@@ -71,16 +78,16 @@ pub(crate) async fn access_log(
     Query(params): Query<PageParams>,
 ) -> Result<Json<Json_>, ApiError> {
     let actor = principal.actor()?;
+    // The policy admits patients only; each is linked to its MRN.
     let Some(mrn) = actor.link.mrn().cloned() else {
-        return Err(ApiError::invalid(
-            "role",
+        return Err(ApiError::Forbidden(
             "only a patient has an access log of its own; staff read /v1/audit?patient=",
         ));
     };
     let limit = limit_of(params.limit, 100)?;
     let (events, next) = state
         .emr
-        .access_log(&actor, mrn.as_str(), limit, params.cursor.as_deref())
+        .access_log(&actor, mrn.as_str(), limit, params.cursor())
         .await?;
     Ok(Json(json!({ "items": events, "nextCursor": next })))
 }

@@ -14,9 +14,11 @@ use tokio::sync::Semaphore;
 pub const CONCURRENT_HASHES: usize = 2;
 /// The shortest password accepted, in characters.
 pub const MIN_CHARS: usize = 12;
-/// The longest password accepted, in bytes (hashing time does not depend on it, but
+/// The longest password accepted, in characters (hashing time does not depend on it, but
 /// there is no reason to take a megabyte).
-pub const MAX_BYTES: usize = 1024;
+pub const MAX_CHARS: usize = 256;
+/// The most bytes a password given at login may have (four per character at most).
+pub const MAX_BYTES: usize = 4 * MAX_CHARS;
 
 static HASHING: Semaphore = Semaphore::const_new(CONCURRENT_HASHES);
 
@@ -27,7 +29,7 @@ pub enum PasswordError {
     #[error("must be at least {MIN_CHARS} characters")]
     TooShort,
     /// Too long.
-    #[error("must be at most {MAX_BYTES} bytes")]
+    #[error("must be at most {MAX_CHARS} characters")]
     TooLong,
     /// Blank, or with control characters.
     #[error("must not be blank or hold control characters")]
@@ -36,10 +38,11 @@ pub enum PasswordError {
 
 /// Checks a new password against the rules.
 pub fn check(password: &str) -> Result<(), PasswordError> {
-    if password.len() > MAX_BYTES {
+    let chars = password.chars().count();
+    if chars > MAX_CHARS {
         return Err(PasswordError::TooLong);
     }
-    if password.chars().count() < MIN_CHARS {
+    if chars < MIN_CHARS {
         return Err(PasswordError::TooShort);
     }
     if password.trim().is_empty() || password.chars().any(char::is_control) {

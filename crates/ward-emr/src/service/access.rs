@@ -22,9 +22,8 @@
 
 use ward_domain::key_layout::{self as keys, CLINICIAN_INDEX};
 use ward_domain::{ClinicianId, Link, Mrn, ProviderId, UtcInstant};
-use ward_store::{
-    Condition, Cursor, EXPIRES_AT, Item, Order, PK, Query, SK, SkCondition, Value, WriteOp,
-};
+use ward_store::merge;
+use ward_store::{Condition, EXPIRES_AT, Item, Order, PK, Query, SK, SkCondition, Value, WriteOp};
 
 use super::{Emr, EmrError, invalid, parse_mrn, s};
 use crate::audit::Actor;
@@ -262,23 +261,30 @@ impl Emr {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<BreakGlass>, Option<String>), EmrError> {
-        let cursor = cursor.map(Cursor::decode).transpose()?;
+        // The cursor is the sort key of the last grant listed: the next page is older.
+        let sk = match cursor.map(merge::decode_cursor).transpose()? {
+            Some(last) => SkCondition::Lt(last),
+            None => SkCondition::Any,
+        };
         let page = self
             .table
             .query(Query {
                 order: Order::Reverse,
                 limit,
-                cursor,
-                ..Query::partition(keys::break_glass_pk(provider), SkCondition::Any)
+                ..Query::partition(keys::break_glass_pk(provider), sk)
             })
             .await?;
+        let next = page
+            .next
+            .as_ref()
+            .map(|next| merge::encode_cursor(&next.sk));
         let grants = page
             .items
             .iter()
             .filter_map(|item| s(item, "grant"))
             .filter_map(|text| serde_json::from_str::<BreakGlass>(&text).ok())
             .collect();
-        Ok((grants, page.next.map(|next| next.encode())))
+        Ok((grants, next))
     }
 
     /// The audit events about patient `mrn` (who accessed its record), newest first,
@@ -295,16 +301,20 @@ impl Emr {
             .await?;
         let result = async {
             let mrn_id = parse_mrn(mrn)?;
-            let cursor = cursor.map(Cursor::decode).transpose()?;
+            // The cursor is the index sort key of the last event listed.
+            let sk = match cursor.map(merge::decode_cursor).transpose()? {
+                Some(last) => SkCondition::Lt(last),
+                None => SkCondition::Any,
+            };
             let page = self
                 .table
                 .query(Query {
                     index: Some(keys::LIST_INDEX.name),
                     pk: keys::access_log_pk(&actor.provider, mrn_id.as_str()),
-                    sk: SkCondition::Any,
+                    sk,
                     order: Order::Reverse,
                     limit,
-                    cursor,
+                    cursor: None,
                 })
                 .await?;
             let events = page
@@ -321,7 +331,7 @@ impl Emr {
                     event
                 })
                 .collect();
-            Ok((events, page.next.map(|next| next.encode())))
+            Ok((events, page.next.map(|next| merge::encode_cursor(&next.sk))))
         }
         .await;
         self.audited(actor, "LIST", Kind::Patient, Some(mrn), Some(mrn), result)
