@@ -5,8 +5,8 @@
 //!   the clinician, `Emr::admit`, plus the records query, as the handler runs them;
 //! - **over HTTP**: `GET /v1/patients/{mrn}/records` with that credential, keep-alive.
 //!
-//! The principals take turns sample by sample, so drift hits them alike. Build with
-//! `--release`.
+//! The principals take turns sample by sample, each first in a third of them, so drift and
+//! cold pages hit them alike. Build with `--release`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,8 +105,12 @@ pub async fn access(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         .iter()
         .map(|(_, credential)| Client::new(&running.base_url, credential))
         .collect();
-    for mrn in &mrns {
-        for (index, (_, credential)) in principals.iter().enumerate() {
+    for (sample, mrn) in mrns.iter().enumerate() {
+        // Who goes first changes each sample: the first read of a patient pays for its
+        // pages coming into the cache.
+        for turn in 0..principals.len() {
+            let index = (sample + turn) % principals.len();
+            let credential = &principals[index].1;
             let started = Instant::now();
             let actor = authorize(&state, credential).await?;
             let actor = state
@@ -129,7 +133,9 @@ pub async fn access(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
             in_process[index].push(started.elapsed());
             std::hint::black_box(page);
         }
-        for (index, client) in clients.iter().enumerate() {
+        for turn in 0..clients.len() {
+            let index = (sample + turn) % clients.len();
+            let client = &clients[index];
             let started = Instant::now();
             let page = client.get(&format!("/v1/patients/{mrn}/records")).await?;
             over_http[index].push(started.elapsed());
