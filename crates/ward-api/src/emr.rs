@@ -536,6 +536,23 @@ pub(crate) async fn clinic_appointments(
     ))
 }
 
+/// `GET /v1/clinicians/{id}/patients`: the patients the clinician cares for.
+pub(crate) async fn clinician_patients(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
+    let limit = limit_of(params.limit, 50)?;
+    Ok(page(
+        state
+            .emr
+            .clinician_patients(&actor, &id, limit, params.cursor.as_deref())
+            .await?,
+    ))
+}
+
 pub(crate) async fn clinic_patients(
     State(state): State<AppState>,
     principal: Principal,

@@ -92,6 +92,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/clinicians/{id}"),
     ("patch", "/v1/clinicians/{id}"),
     ("get", "/v1/clinicians/{id}/appointments"),
+    ("get", "/v1/clinicians/{id}/patients"),
     ("get", "/v1/clinicians/{id}/clinical-records"),
     ("get", "/v1/clinics/{clinic}/appointments"),
     ("get", "/v1/clinics/{clinic}/patients"),
@@ -226,6 +227,7 @@ pub fn router(state: AppState) -> Router {
             get(emr::clinic_appointments),
         )
         .route("/v1/clinics/{clinic}/patients", get(emr::clinic_patients))
+        .route("/v1/clinicians/{id}/patients", get(emr::clinician_patients))
         .route("/v1/clinical-records", get(emr::records_by_type))
         .route("/v1/documents", get(emr::documents_by_type))
         .route("/v1/audit", get(emr::audit));

@@ -112,8 +112,8 @@ use Role::{Billing, Clinician, FrontDesk, Patient, ProviderAdmin};
 const ADMIN: &[Role] = &[ProviderAdmin];
 /// Everyone of a provider, the patient included (a patient only ever reaches its own).
 const EVERYONE: &[Role] = &[ProviderAdmin, Clinician, FrontDesk, Billing, Patient];
-/// The provider's staff.
-const STAFF: &[Role] = &[ProviderAdmin, Clinician, FrontDesk, Billing];
+/// Who reads every patient's demographics (the lists across patients).
+const DEMOGRAPHICS: &[Role] = &[ProviderAdmin, FrontDesk, Billing];
 /// Who files and reads clinical content.
 const CLINICAL: &[Role] = &[ProviderAdmin, Clinician];
 /// Clinical content, and the patient's own.
@@ -204,7 +204,7 @@ pub const POLICY: &[Rule] = &[
     roles("post", "/v1/analytics/sql", ADMIN, Scope::Analytics),
     // Patients.
     roles("post", "/v1/patients", DESK, Scope::PatientsWrite),
-    roles("get", "/v1/patients", STAFF, Scope::PatientsRead),
+    roles("get", "/v1/patients", DEMOGRAPHICS, Scope::PatientsRead),
     roles("get", "/v1/patients/{mrn}", EVERYONE, Scope::PatientsRead),
     roles(
         "patch",
@@ -351,18 +351,26 @@ pub const POLICY: &[Rule] = &[
     ),
     roles(
         "get",
-        "/v1/clinics/{clinic}/appointments",
+        "/v1/clinicians/{id}/patients",
         SCHEDULES,
+        Scope::PatientsRead,
+    ),
+    // The lists across a provider's patients: not for clinicians (they list from their
+    // own partition, above) nor patients.
+    roles(
+        "get",
+        "/v1/clinics/{clinic}/appointments",
+        DESK,
         Scope::EmrRead,
     ),
     roles(
         "get",
         "/v1/clinics/{clinic}/patients",
-        STAFF,
+        DEMOGRAPHICS,
         Scope::PatientsRead,
     ),
-    roles("get", "/v1/clinical-records", CLINICAL, Scope::EmrRead),
-    roles("get", "/v1/documents", CLINICAL, Scope::EmrRead),
+    roles("get", "/v1/clinical-records", ADMIN, Scope::EmrRead),
+    roles("get", "/v1/documents", ADMIN, Scope::EmrRead),
     roles("get", "/v1/audit", ADMIN, Scope::AuditRead),
     // Who the caller is; a patient's access log; a provider's users and keys.
     rule("get", "/v1/me", Admits::Authenticated),

@@ -167,10 +167,13 @@ pub fn emergency_sk(clinician: &ClinicianId) -> String {
     format!("ACCESS#{clinician}#EMERGENCY")
 }
 
+/// Start of the `GSI1` sort keys of care relations in a clinician's partition.
+pub const CARE_INDEX_SK_PREFIX: &str = "PATIENT#";
+
 /// `GSI1` sort key of a care relation in the clinician's partition: `PATIENT#{mrn}` (a
 /// clinician's patients, listed from its own partition).
 pub fn care_index_sk(mrn: &Mrn) -> String {
-    format!("PATIENT#{mrn}")
+    format!("{CARE_INDEX_SK_PREFIX}{mrn}")
 }
 
 /// A provider's break-glass sessions, for its administrator to review:

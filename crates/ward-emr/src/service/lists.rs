@@ -5,7 +5,7 @@ use ward_domain::key_layout::{
     self as keys, CLINICIAN_INDEX, EMR_INDEX_SHARDS, LIST_INDEX, TYPE_INDEX,
 };
 use ward_store::merge::{self, Merged, Stream};
-use ward_store::{Item, Order, Query, SK, SkCondition};
+use ward_store::{Item, Key, Order, PK, Query, SK, SkCondition};
 
 use super::{
     Emr, EmrError, ListFilter, Listed, child_prefix, compact, invalid, parse_clinic,
@@ -94,6 +94,69 @@ impl Emr {
         }
         .await;
         self.audited(actor, "LIST", kind, Some(clinician), None, result)
+            .await
+    }
+
+    /// The patients a clinician cares for, by MRN: its care relations (`GSI1` of its own
+    /// partition) and one batch read of those patients. A clinician lists its own only.
+    pub async fn clinician_patients(
+        &self,
+        actor: &Actor,
+        clinician: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Listed, EmrError> {
+        let result = async {
+            let clinician_id = parse_clinician("id", clinician)?;
+            if actor
+                .link
+                .clinician()
+                .is_some_and(|own| *own != clinician_id)
+            {
+                return Err(EmrError::NotFound(Kind::Clinician.noun()));
+            }
+            let after = cursor.map(merge::decode_cursor).transpose()?;
+            let prefix = keys::CARE_INDEX_SK_PREFIX;
+            let stream = range_stream(
+                Some(CLINICIAN_INDEX.name),
+                keys::clinician_pk(&actor.provider, &clinician_id),
+                CLINICIAN_INDEX.sk,
+                prefix.to_owned(),
+                format!("{prefix}~"),
+                Order::Forward,
+                limit,
+                after,
+                |_| true,
+            );
+            let relations = merge::merge(
+                self.table.as_ref(),
+                vec![stream],
+                Order::Forward,
+                limit,
+                |item| s(item, CLINICIAN_INDEX.sk).unwrap_or_default(),
+            )
+            .await?;
+            let keys: Vec<Key> = relations
+                .items
+                .iter()
+                .filter_map(|item| s(item, "mrn"))
+                .filter_map(|mrn| ward_domain::Mrn::parse(&mrn).ok())
+                .map(|mrn| super::patient_key(&actor.provider, &mrn))
+                .collect();
+            let mut patients = if keys.is_empty() {
+                Vec::new()
+            } else {
+                self.table.batch_get(keys).await?
+            };
+            // In MRN order, as the relations are (a batch read keeps no order).
+            patients.sort_by_key(|patient| s(patient, PK));
+            Ok(Listed {
+                items: patients.iter().map(stored).collect(),
+                next: relations.next,
+            })
+        }
+        .await;
+        self.audited(actor, "LIST", Kind::Patient, Some(clinician), None, result)
             .await
     }
 

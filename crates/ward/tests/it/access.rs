@@ -310,11 +310,28 @@ async fn role_matrix(app: &TestApp) {
         !kinds.contains(&"clinicalRecord") && !kinds.contains(&"document"),
         "{kinds:?}"
     );
-    // A clinician lists only its own partition.
+    // A clinician lists only its own partition: the patients it cares for, not others.
     let (status, _) = app
         .get("/v1/clinicians/DR2/appointments", &clinician.token)
         .await;
     assert_eq!(status, 404);
+    let (status, mine) = app
+        .get("/v1/clinicians/DR1/patients", &clinician.token)
+        .await;
+    assert_eq!(status, 200, "{mine}");
+    let listed: Vec<&str> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|patient| patient["id"].as_str())
+        .collect();
+    assert_eq!(listed, ["MRN1"], "{mine}");
+    assert_eq!(
+        app.get("/v1/clinicians/DR2/patients", &clinician.token)
+            .await
+            .0,
+        404
+    );
 }
 
 #[tokio::test]
