@@ -99,8 +99,10 @@ pub async fn access(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         ("user token, clinician (care relation)", tokens[1].clone()),
     ];
 
-    let mut in_process: Vec<Vec<Duration>> = vec![Vec::with_capacity(SAMPLES); 3];
-    let mut over_http: Vec<Vec<Duration>> = vec![Vec::with_capacity(SAMPLES); 3];
+    let samples =
+        || -> Vec<Vec<Duration>> { (0..3).map(|_| Vec::with_capacity(SAMPLES)).collect() };
+    let mut in_process = samples();
+    let mut over_http = samples();
     let clients: Vec<Client> = principals
         .iter()
         .map(|(_, credential)| Client::new(&running.base_url, credential))

@@ -134,3 +134,43 @@ fn a_settings_file_with_an_unknown_key_stops_the_server_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_openid_provider_settings_refuse_symmetric_algorithms_and_a_missing_audience() {
+    let parse = |text: &str| -> anyhow::Result<ward_api::ApiSettings> {
+        let settings: ward::config::Settings = toml::from_str(text)?;
+        settings.api()
+    };
+    let good = parse(
+        "[access]\ntoken_ttl_seconds = 5\n[access.oidc]\nissuer = \"https://id.example\"\naudience = \"ward\"\nprovider = \"PROV001\"\n",
+    )
+    .unwrap();
+    // Out-of-range values are brought into range; the defaults fill the rest.
+    assert_eq!(good.token_ttl_seconds, 60);
+    let oidc = good.oidc.unwrap();
+    assert_eq!(oidc.algorithms.len(), 2);
+    assert_eq!(oidc.claims.fixed_provider.unwrap().as_str(), "PROV001");
+    assert!(oidc.claims.provider_claim.is_none());
+    assert_eq!(oidc.claims.role_claim, "cognito:groups");
+    for (text, says) in [
+        (
+            "[access.oidc]\nissuer = \"https://id.example\"\naudience = \"ward\"\nalgorithms = [\"HS256\"]\n",
+            "HS256",
+        ),
+        (
+            "[access.oidc]\nissuer = \"https://id.example\"\naudience = \"ward\"\nalgorithms = [\"none\"]\n",
+            "none",
+        ),
+        (
+            "[access.oidc]\nissuer = \"https://id.example\"\naudience = \"\"\n",
+            "audience",
+        ),
+        (
+            "[access.oidc]\nissuer = \"https://id.example\"\naudience = \"ward\"\nprovider = \"A#B\"\n",
+            "provider",
+        ),
+    ] {
+        let error = format!("{:#}", parse(text).unwrap_err());
+        assert!(error.contains(says), "{text}: {error}");
+    }
+}
