@@ -39,7 +39,8 @@ pub(crate) async fn open(
             state.settings.break_glass_minutes,
         )
         .await?;
-    tracing::warn!(provider_id = %actor.provider, actor = %actor.actor, "break-glass grant opened");
+    // Who and for whom is in the audit trail; the log says only that it happened.
+    tracing::warn!(provider_id = %actor.provider, grant_id = %grant.grant_id, "break-glass grant opened");
     Ok((StatusCode::CREATED, Json(json!(grant))).into_response())
 }
 

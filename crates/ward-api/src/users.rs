@@ -109,7 +109,8 @@ pub(crate) async fn create(
         .create(&provider, &id, role, link, hash, now)
         .await
         .map_err(user_error)?;
-    tracing::info!(provider_id = %provider, user_id = %user.id, role = role.as_str(), "user created");
+    // A user id can be a person's name: logs keep to the provider and the role.
+    tracing::info!(provider_id = %provider, role = role.as_str(), "user created");
     Ok((StatusCode::CREATED, Json(user_view(&user))).into_response())
 }
 
@@ -187,7 +188,7 @@ pub(crate) async fn change(
         .update(&provider, &id, change)
         .await
         .map_err(user_error)?;
-    tracing::info!(provider_id = %provider, user_id = %user.id, "user changed");
+    tracing::info!(provider_id = %provider, role = user.role.as_str(), "user changed");
     Ok(Json(user_view(&user)))
 }
 
@@ -202,7 +203,7 @@ pub(crate) async fn delete(
     if !state.identity.users.delete(&provider, &id).await? {
         return Err(ApiError::NotFound("the user"));
     }
-    tracing::info!(provider_id = %provider, user_id = %id, "user deleted");
+    tracing::info!(provider_id = %provider, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1387,6 +1387,125 @@ fn hex_sha256(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
+/// Row-level rules: a clinician reaches a patient by a care relation (an appointment
+/// with it) or by an unexpired break-glass grant, whose reason its events then carry; a
+/// patient its own record only.
+pub async fn a_clinician_reaches_the_patients_it_cares_for_and_others_through_break_glass_for_a_while(
+    f: Fixture,
+) {
+    use ward_domain::{ClinicianId, Link, Mrn, Role, key_layout};
+    for mrn in ["M1", "M2"] {
+        f.emr
+            .create_patient(&f.actor, &patient_body(mrn, None, "NORTH"), None)
+            .await
+            .unwrap();
+    }
+    f.emr
+        .create_clinician(&f.actor, &clinician_body("C1", "c1@example.org"), None)
+        .await
+        .unwrap();
+    let clinician = Actor {
+        actor: "user:c1".into(),
+        role: Some(Role::Clinician),
+        link: Link::Clinician(ClinicianId::parse("C1").unwrap()),
+        sign_in: "password",
+        ..f.actor.clone()
+    };
+    let absent = |result: Result<Stored, EmrError>| matches!(result, Err(EmrError::NotFound(_)));
+    assert!(absent(f.emr.get_patient(&clinician, "M1").await));
+    // A grant that has expired opens nothing.
+    let mut stale = ward_store::Item::new();
+    let provider = f.actor.provider.clone();
+    let m1 = Mrn::parse("M1").unwrap();
+    stale.insert(
+        ward_store::PK.into(),
+        Attr::s(key_layout::patient_pk(&provider, &m1)),
+    );
+    stale.insert(
+        ward_store::SK.into(),
+        Attr::s(key_layout::emergency_sk(&ClinicianId::parse("C1").unwrap())),
+    );
+    stale.insert("reason".into(), Attr::s("an old emergency"));
+    stale.insert(
+        EXPIRES_AT.into(),
+        Attr::n(UtcInstant::now().unix_seconds() - 5),
+    );
+    f.table
+        .put(stale, ward_store::Condition::None)
+        .await
+        .unwrap();
+    assert!(absent(f.emr.get_patient(&clinician, "M1").await));
+    // Break-glass: M1 opens, with the reason on the actor; M2 stays closed.
+    let reason = "patient unconscious in the emergency room";
+    let grant = f
+        .emr
+        .break_glass(&clinician, "M1", reason, 60)
+        .await
+        .unwrap();
+    assert_eq!(grant.clinician_id, "C1");
+    let admitted = f.emr.admit(&clinician, "M1").await.unwrap();
+    assert_eq!(admitted.emergency.as_deref(), Some(reason));
+    assert!(f.emr.get_patient(&clinician, "M1").await.is_ok());
+    assert!(absent(f.emr.get_patient(&clinician, "M2").await));
+    // Only a clinician opens a grant, and only with a reason.
+    assert!(matches!(
+        f.emr.break_glass(&f.actor, "M2", reason, 60).await,
+        Err(EmrError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.emr.break_glass(&clinician, "M2", "   ", 60).await,
+        Err(EmrError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.emr.break_glass(&clinician, "M404", reason, 60).await,
+        Err(EmrError::NotFound(_))
+    ));
+    // An appointment with C1 (booked by the front desk) relates M2 to it: no emergency.
+    f.emr
+        .create_child(
+            &f.actor,
+            Kind::Appointment,
+            "M2",
+            &appointment_body("C1", "2031-03-03T10:00:00Z", 30),
+            None,
+        )
+        .await
+        .unwrap();
+    let admitted = f.emr.admit(&clinician, "M2").await.unwrap();
+    assert_eq!(admitted.emergency, None);
+    let mine = f
+        .emr
+        .clinician_patients(&clinician, "C1", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&mine.items), ["M2"]);
+    assert!(matches!(
+        f.emr.clinician_patients(&clinician, "C2", 10, None).await,
+        Err(EmrError::NotFound(_))
+    ));
+    // The other provider's clinician of the same id reaches nothing here.
+    let stranger = Actor {
+        provider: f.other.provider.clone(),
+        ..clinician.clone()
+    };
+    assert!(absent(f.emr.get_patient(&stranger, "M2").await));
+    // A patient: its own record, no other.
+    let patient = Actor {
+        actor: "user:m1".into(),
+        role: Some(Role::Patient),
+        link: Link::Patient(m1.clone()),
+        ..f.actor.clone()
+    };
+    assert!(f.emr.get_patient(&patient, "M1").await.is_ok());
+    assert!(absent(f.emr.get_patient(&patient, "M2").await));
+    assert!(
+        f.emr
+            .list_children(&patient, Kind::Appointment, "M2", filter(10))
+            .await
+            .is_err()
+    );
+}
+
 /// Every scenario as a `#[tokio::test]` on the table `$open` makes.
 #[macro_export]
 macro_rules! emr_suite {
@@ -1403,6 +1522,7 @@ macro_rules! emr_suite {
             every_read_and_write_is_audited,
             idempotency_keys_replay_and_expire,
             a_pending_document_expires_and_a_checked_one_is_indexed,
+            a_clinician_reaches_the_patients_it_cares_for_and_others_through_break_glass_for_a_while,
         );
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
