@@ -261,7 +261,26 @@ impl Emr {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<BreakGlass>, Option<String>), EmrError> {
-        // The cursor is the sort key of the last grant listed: the next page is older.
+        let (items, next) = self
+            .newest_first(None, keys::break_glass_pk(provider), limit, cursor)
+            .await?;
+        let grants = items
+            .iter()
+            .filter_map(|item| s(item, "grant"))
+            .filter_map(|text| serde_json::from_str::<BreakGlass>(&text).ok())
+            .collect();
+        Ok((grants, next))
+    }
+
+    /// One partition (of the table or an index) newest first, a page at a time; the
+    /// cursor is the sort key of the last item listed, so the next page is older.
+    async fn newest_first(
+        &self,
+        index: Option<&'static str>,
+        pk: String,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), EmrError> {
         let sk = match cursor.map(merge::decode_cursor).transpose()? {
             Some(last) => SkCondition::Lt(last),
             None => SkCondition::Any,
@@ -269,22 +288,19 @@ impl Emr {
         let page = self
             .table
             .query(Query {
+                index,
+                pk,
+                sk,
                 order: Order::Reverse,
                 limit,
-                ..Query::partition(keys::break_glass_pk(provider), sk)
+                cursor: None,
             })
             .await?;
         let next = page
             .next
             .as_ref()
             .map(|next| merge::encode_cursor(&next.sk));
-        let grants = page
-            .items
-            .iter()
-            .filter_map(|item| s(item, "grant"))
-            .filter_map(|text| serde_json::from_str::<BreakGlass>(&text).ok())
-            .collect();
-        Ok((grants, next))
+        Ok((page.items, next))
     }
 
     /// The audit events about patient `mrn` (who accessed its record), newest first,
@@ -301,24 +317,15 @@ impl Emr {
             .await?;
         let result = async {
             let mrn_id = parse_mrn(mrn)?;
-            // The cursor is the index sort key of the last event listed.
-            let sk = match cursor.map(merge::decode_cursor).transpose()? {
-                Some(last) => SkCondition::Lt(last),
-                None => SkCondition::Any,
-            };
-            let page = self
-                .table
-                .query(Query {
-                    index: Some(keys::LIST_INDEX.name),
-                    pk: keys::access_log_pk(&actor.provider, mrn_id.as_str()),
-                    sk,
-                    order: Order::Reverse,
+            let (items, next) = self
+                .newest_first(
+                    Some(keys::LIST_INDEX.name),
+                    keys::access_log_pk(&actor.provider, mrn_id.as_str()),
                     limit,
-                    cursor: None,
-                })
+                    cursor,
+                )
                 .await?;
-            let events = page
-                .items
+            let events = items
                 .iter()
                 .filter_map(ward_ports::AuditEvent::json_of)
                 .map(|mut event| {
@@ -331,7 +338,7 @@ impl Emr {
                     event
                 })
                 .collect();
-            Ok((events, page.next.map(|next| merge::encode_cursor(&next.sk))))
+            Ok((events, next))
         }
         .await;
         self.audited(actor, "LIST", Kind::Patient, Some(mrn), Some(mrn), result)

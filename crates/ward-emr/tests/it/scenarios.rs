@@ -1460,6 +1460,34 @@ pub async fn a_clinician_reaches_the_patients_it_cares_for_and_others_through_br
         f.emr.break_glass(&clinician, "M404", reason, 60).await,
         Err(EmrError::NotFound(_))
     ));
+    // The administrator's list: newest first, a page at a time.
+    for mrn in ["M3", "M4"] {
+        f.emr
+            .create_patient(&f.actor, &patient_body(mrn, None, "NORTH"), None)
+            .await
+            .unwrap();
+        f.emr
+            .break_glass(&clinician, mrn, reason, 60)
+            .await
+            .unwrap();
+    }
+    let (first, next) = f
+        .emr
+        .break_glass_sessions(&provider, 2, None)
+        .await
+        .unwrap();
+    let (rest, last) = f
+        .emr
+        .break_glass_sessions(&provider, 2, next.as_deref())
+        .await
+        .unwrap();
+    let listed: Vec<&str> = first
+        .iter()
+        .chain(&rest)
+        .map(|grant| grant.mrn.as_str())
+        .collect();
+    assert_eq!(listed, ["M4", "M3", "M1"]);
+    assert!(next.is_some() && last.is_none());
     // An appointment with C1 (booked by the front desk) relates M2 to it: no emergency.
     f.emr
         .create_child(
