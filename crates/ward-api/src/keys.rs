@@ -133,6 +133,7 @@ pub(crate) async fn create(
     };
     let (info, issued) = state.tenants.create_key(&provider, &request, now).await?;
     tracing::info!(provider_id = %provider, key_id = %info.key_id, "scoped key created");
+    crate::reads::audit_admin(&state, &principal, "CREATE", "API_KEY", &info.key_id).await?;
     let mut view = key_view(&info);
     view["apiKey"] = json!(issued.0);
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -161,6 +162,7 @@ pub(crate) async fn revoke(
         return Err(ApiError::NotFound("the key"));
     }
     tracing::info!(provider_id = %provider, key_id = %key_id, "key revoked");
+    crate::reads::audit_admin(&state, &principal, "DELETE", "API_KEY", &key_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,5 +1,6 @@
-//! The audit of reads that happen outside the EMR service (CSV visits, upload reports
-//! and error lists): one event per read, its outcome taken from the answer.
+//! The audit of what happens outside the EMR service: reads of CSV visits, upload reports
+//! and error lists (one event per read, its outcome taken from the answer), and the
+//! administration of users and keys.
 
 use ward_emr::Actor;
 
@@ -29,4 +30,22 @@ pub(crate) async fn audit_read<T>(
         .record(actor.event(action, resource_type, Some(resource_id), patient, outcome))
         .await;
     result
+}
+
+/// Appends the audit event of a change to a provider's users or keys (a success: refused
+/// changes changed nothing).
+pub(crate) async fn audit_admin(
+    state: &AppState,
+    principal: &crate::principal::Principal,
+    action: &str,
+    resource_type: &str,
+    resource_id: &str,
+) -> Result<(), ApiError> {
+    let actor = principal.actor()?;
+    state
+        .emr
+        .audit_log()
+        .record(actor.event(action, resource_type, Some(resource_id), None, "SUCCESS"))
+        .await;
+    Ok(())
 }

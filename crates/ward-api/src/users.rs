@@ -12,6 +12,7 @@ use ward_identity::{LoginError, User, UserChange, UserError, password};
 
 use crate::principal::{ClientAddress, Principal};
 use crate::problem::small_json_body;
+use crate::reads::audit_admin;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -32,7 +33,7 @@ pub(crate) async fn login(
     let body: LoginBody = small_json_body(&headers, &body, false, "login")?
         .ok_or_else(|| ApiError::invalid("body", "is required"))?;
     let now = UtcInstant::now().unix_seconds();
-    match state
+    let result = state
         .identity
         .logins
         .login(
@@ -42,16 +43,37 @@ pub(crate) async fn login(
             address,
             now,
         )
-        .await
-    {
-        Ok(issued) => Ok(Json(json!({
+        .await;
+    // A login of a known user is an audit event, of that user (an unknown provider or
+    // user has no trail to write to).
+    let attempt = match &result {
+        Ok((_, user)) => Some((user, "SUCCESS")),
+        Err(LoginError::WrongPassword(user)) => Some((user.as_ref(), "WRONG_PASSWORD")),
+        Err(_) => None,
+    };
+    if let Some((user, outcome)) = attempt {
+        let mut actor = ward_emr::Actor::provider_wide(
+            user.provider.clone(),
+            format!("user:{}", user.id),
+            Some(user.role),
+            "password",
+        );
+        actor.client_address = address.map(|ip| ip.to_string());
+        state
+            .emr
+            .audit_log()
+            .record(actor.event("LOGIN", "USER", Some(user.id.as_str()), None, outcome))
+            .await;
+    }
+    match result {
+        Ok((issued, _)) => Ok(Json(json!({
             "accessToken": issued.token,
             "tokenType": "Bearer",
             "expiresIn": issued.expires_at - now,
             "expiresAt": instant(issued.expires_at),
         }))
         .into_response()),
-        Err(LoginError::Invalid) => {
+        Err(LoginError::Invalid | LoginError::WrongPassword(_)) => {
             tracing::warn!("login refused");
             Err(ApiError::LoginFailed)
         }
@@ -109,8 +131,10 @@ pub(crate) async fn create(
         .create(&provider, &id, role, link, hash, now)
         .await
         .map_err(user_error)?;
-    // A user id can be a person's name: logs keep to the provider and the role.
+    // A user id can be a person's name: logs keep to the provider and the role (the audit
+    // trail names the user).
     tracing::info!(provider_id = %provider, role = role.as_str(), "user created");
+    audit_admin(&state, &principal, "CREATE", "USER", user.id.as_str()).await?;
     Ok((StatusCode::CREATED, Json(user_view(&user))).into_response())
 }
 
@@ -189,6 +213,7 @@ pub(crate) async fn change(
         .await
         .map_err(user_error)?;
     tracing::info!(provider_id = %provider, role = user.role.as_str(), "user changed");
+    audit_admin(&state, &principal, "UPDATE", "USER", user.id.as_str()).await?;
     Ok(Json(user_view(&user)))
 }
 
@@ -204,6 +229,7 @@ pub(crate) async fn delete(
         return Err(ApiError::NotFound("the user"));
     }
     tracing::info!(provider_id = %provider, "user deleted");
+    audit_admin(&state, &principal, "DELETE", "USER", id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

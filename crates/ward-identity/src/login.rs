@@ -22,7 +22,7 @@ use ward_store::StoreError;
 
 use crate::password;
 use crate::tokens::{IssuedToken, WardTokens};
-use crate::users::Users;
+use crate::users::{User, Users};
 
 /// Failures in a row an account may have before its logins are slowed down.
 pub const FREE_FAILURES: i64 = 5;
@@ -38,9 +38,13 @@ const MAX_ADDRESSES: usize = 10_000;
 /// Why a login did not give a token.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    /// Unknown user, disabled user or wrong password (never which).
+    /// Unknown user, disabled user or wrong password (never which, to the caller).
     #[error("the user name or password is wrong")]
     Invalid,
+    /// A known user's wrong password: answered as [`LoginError::Invalid`], but the
+    /// audit trail records it against the user.
+    #[error("the user name or password is wrong")]
+    WrongPassword(Box<User>),
     /// Too many failures: try again after this many seconds.
     #[error("too many failed logins; retry after {0} s")]
     Throttled(i64),
@@ -124,7 +128,7 @@ impl Logins {
         password: &str,
         address: Option<IpAddr>,
         now: i64,
-    ) -> Result<IssuedToken, LoginError> {
+    ) -> Result<(IssuedToken, User), LoginError> {
         if let Some(address) = address {
             let wait = self.addresses.wait(address, now);
             if wait > 0 {
@@ -146,15 +150,15 @@ impl Logins {
         }
         if !password::verify(Some(found.password_hash()), password).await {
             self.fail_address(address, now);
-            self.users.record_failure(found, now).await?;
-            return Err(LoginError::Invalid);
+            self.users.record_failure(found.clone(), now).await?;
+            return Err(LoginError::WrongPassword(Box::new(found)));
         }
         let token = self
             .tokens
             .issue(&found.provider, &found.id, found.role, &found.link, now)
             .await?;
-        self.users.record_success(found).await?;
-        Ok(token)
+        self.users.record_success(found.clone()).await?;
+        Ok((token, found))
     }
 
     fn fail_address(&self, address: Option<IpAddr>, now: i64) {

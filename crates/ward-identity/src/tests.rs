@@ -54,11 +54,12 @@ async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
     let (_dir, table) = table().await;
     let identity = Identity::new(table, 900, None);
     with_clinician(&identity).await;
-    let issued = identity
+    let (issued, user) = identity
         .logins
         .login("PROV001", "dr.ada", PASSWORD, None, now())
         .await
         .unwrap();
+    assert_eq!(user.id.as_str(), "dr.ada");
     assert!(issued.expires_at > now() + 800);
     let signed_in = identity
         .verify_bearer(&issued.token)
@@ -71,8 +72,11 @@ async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
     assert_eq!(signed_in.link.clinician().unwrap().as_str(), "C1");
     assert_eq!(signed_in.method, SignInMethod::Password);
     // Wrong password, unknown user, other provider, disabled user: the same refusal.
+    assert!(matches!(
+        identity.logins.login("PROV001", "dr.ada", "not the passphrase", None, now()).await,
+        Err(LoginError::WrongPassword(user)) if user.id.as_str() == "dr.ada"
+    ));
     for (provider, user, password) in [
-        ("PROV001", "dr.ada", "not the passphrase"),
         ("PROV001", "dr.nobody", PASSWORD),
         ("PROV002", "dr.ada", PASSWORD),
         ("PROV#01", "dr.ada", PASSWORD),
@@ -119,7 +123,7 @@ async fn failed_logins_slow_the_account_down_and_a_success_resets_them() {
                 .logins
                 .login("PROV001", "dr.ada", "wrong password!", None, t)
                 .await,
-            Err(LoginError::Invalid)
+            Err(LoginError::WrongPassword(_))
         ));
     }
     // Now even the right password waits: the attempt is refused without a check.

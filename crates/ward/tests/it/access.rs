@@ -439,6 +439,37 @@ async fn users_log_in_and_failed_logins_are_throttled_without_saying_which_part_
     assert!(response.headers().contains_key("retry-after"));
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:ward:problem:login-throttled");
+    // The audit trail: the user's logins (its wrong passwords too), and who made it.
+    crate::emr::flush_audit(&app).await;
+    let (_, logins) = app.get("/v1/audit?actor=user:desk.1", &app.key).await;
+    let outcomes: Vec<&str> = logins["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["action"] == "LOGIN")
+        .filter_map(|event| event["result"].as_str())
+        .collect();
+    assert!(outcomes.contains(&"SUCCESS"), "{logins}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| **outcome == "WRONG_PASSWORD")
+            .count(),
+        5,
+        "{logins}"
+    );
+    let (_, all) = app.get("/v1/audit", &app.key).await;
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["action"] == "CREATE"
+                && event["resourceType"] == "USER"
+                && event["resourceId"] == "desk.1"
+                && event["signIn"] == "api_key"),
+        "{all}"
+    );
     // A disabled user's token still works until it expires, but it cannot log in again.
     let (status, _) = app
         .request(Method::PATCH, "/v1/users/desk.1", Some(&app.key))
