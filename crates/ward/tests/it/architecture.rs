@@ -80,6 +80,24 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         ward_crates("ward-ports"),
         BTreeSet::from(["ward-domain".to_owned(), "ward-store".to_owned()])
     );
+    // Who a person is: on the domain and the store port only, used by the API and the
+    // composition root; passwords and JWTs nowhere else.
+    assert_eq!(
+        ward_crates("ward-identity"),
+        BTreeSet::from(["ward-domain".to_owned(), "ward-store".to_owned()])
+    );
+    assert!(
+        users_of("ward-identity").is_subset(&BTreeSet::from(["ward", "ward-api"])),
+        "ward-identity: {:?}",
+        users_of("ward-identity")
+    );
+    for secret_keeper in ["argon2", "jsonwebtoken"] {
+        assert_eq!(
+            users_of(secret_keeper),
+            BTreeSet::from(["ward-identity"]),
+            "{secret_keeper}"
+        );
+    }
     assert!(ward_crates("ward-store").is_empty());
     assert!(ward_crates("ward-domain").is_empty());
     // The SQL engine lives in its leaf.
