@@ -214,7 +214,8 @@ fn run_duckdb(csv: &std::path::Path) -> anyhow::Result<(u64, f64, f64)> {
     ))
 }
 
-fn micros(samples: &mut [Duration], quantile: f64) -> String {
+/// The `quantile` of `samples` (sorted in place), in whole microseconds.
+pub(crate) fn micros(samples: &mut [Duration], quantile: f64) -> String {
     samples.sort();
     let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
     format!("{:.0} µs", samples[index].as_secs_f64() * 1e6)

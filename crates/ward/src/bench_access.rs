@@ -18,6 +18,7 @@ use ward_emr::Actor;
 use ward_ports::visits::VisitRange;
 use ward_store::{Condition, Item, Order, PK, SK, Value};
 
+use crate::bench::micros;
 use crate::client::Client;
 use crate::local_ingest;
 use crate::server::{self, ServerOptions};
@@ -193,10 +194,4 @@ async fn authorize(state: &ward_api::AppState, credential: &str) -> anyhow::Resu
             "api_key",
         ))
     }
-}
-
-fn micros(samples: &mut [Duration], quantile: f64) -> String {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
-    format!("{:.0} µs", samples[index].as_secs_f64() * 1e6)
 }
