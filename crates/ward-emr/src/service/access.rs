@@ -100,23 +100,16 @@ impl Emr {
                     })
                     .await?;
                 let now = UtcInstant::now().unix_seconds();
-                let live = |item: &&Item| !ward_store::item_is_expired(item, now);
-                let care = keys::care_sk(clinician);
-                if page
-                    .items
-                    .iter()
-                    .filter(live)
-                    .any(|item| s(item, SK).as_deref() == Some(&care))
-                {
+                let live = |sk: String| {
+                    page.items.iter().find(|item| {
+                        s(item, SK).as_deref() == Some(sk.as_str())
+                            && !ward_store::item_is_expired(item, now)
+                    })
+                };
+                if live(keys::care_sk(clinician)).is_some() {
                     return Ok(actor.clone());
                 }
-                let emergency = keys::emergency_sk(clinician);
-                match page
-                    .items
-                    .iter()
-                    .filter(live)
-                    .find(|item| s(item, SK).as_deref() == Some(&emergency))
-                {
+                match live(keys::emergency_sk(clinician)) {
                     Some(grant) => Ok(Actor {
                         emergency: Some(s(grant, "reason").unwrap_or_default()),
                         ..actor.clone()

@@ -62,15 +62,7 @@ impl Emr {
         filter: ListFilter,
     ) -> Result<Listed, EmrError> {
         let result = async {
-            let clinician_id = parse_clinician("id", clinician)?;
-            // A clinician lists from its own partition only.
-            if actor
-                .link
-                .clinician()
-                .is_some_and(|own| *own != clinician_id)
-            {
-                return Err(EmrError::NotFound(Kind::Clinician.noun()));
-            }
+            let clinician_id = own_partition(actor, clinician)?;
             let prefix = child_prefix(kind);
             let (low, high) = time_range(prefix, &filter)?;
             let after = filter
@@ -107,14 +99,7 @@ impl Emr {
         cursor: Option<&str>,
     ) -> Result<Listed, EmrError> {
         let result = async {
-            let clinician_id = parse_clinician("id", clinician)?;
-            if actor
-                .link
-                .clinician()
-                .is_some_and(|own| *own != clinician_id)
-            {
-                return Err(EmrError::NotFound(Kind::Clinician.noun()));
-            }
+            let clinician_id = own_partition(actor, clinician)?;
             let after = cursor.map(merge::decode_cursor).transpose()?;
             let prefix = keys::CARE_INDEX_SK_PREFIX;
             let stream = range_stream(
@@ -278,6 +263,20 @@ impl Emr {
         self.merged(vec![stream], Order::Forward, limit, LIST_INDEX.sk)
             .await
     }
+}
+
+/// The clinician whose partition a list reads: any, for a provider-wide actor; only its
+/// own, for a clinician (another's is `NotFound`).
+fn own_partition(actor: &Actor, clinician: &str) -> Result<ward_domain::ClinicianId, EmrError> {
+    let clinician_id = parse_clinician("id", clinician)?;
+    if actor
+        .link
+        .clinician()
+        .is_some_and(|own| *own != clinician_id)
+    {
+        return Err(EmrError::NotFound(Kind::Clinician.noun()));
+    }
+    Ok(clinician_id)
 }
 
 fn listed(merged: Merged) -> Listed {

@@ -43,28 +43,28 @@ async fn token(http: &reqwest::Client, client: &str) -> String {
         .to_owned()
 }
 
-async fn crafted(http: &reqwest::Client, case: &str) -> String {
-    let body: Value = http
-        .get(format!("{}/test/token?case={case}", issuer()))
+/// A JSON answer of the provider's test endpoints (`/test/...`).
+async fn test_endpoint(http: &reqwest::Client, path: &str) -> Value {
+    http.get(format!("{}/test/{path}", issuer()))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_owned()
+        .unwrap()
+}
+
+async fn crafted(http: &reqwest::Client, case: &str) -> String {
+    test_endpoint(http, &format!("token?case={case}")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn key_set_fetches(http: &reqwest::Client) -> u64 {
-    let body: Value = http
-        .get(format!("{}/test/stats", issuer()))
-        .send()
-        .await
+    test_endpoint(http, "stats").await["keySetFetches"]
+        .as_u64()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["keySetFetches"].as_u64().unwrap()
 }
 
 async fn me(app: &TestApp, token: &str) -> (u16, Value) {
