@@ -32,7 +32,7 @@ pub(crate) async fn login(
 ) -> Result<Response, ApiError> {
     let body: LoginBody = small_json_body(&headers, &body, false, "login")?
         .ok_or_else(|| ApiError::invalid("body", "is required"))?;
-    let now = UtcInstant::now().unix_seconds();
+    let now = UtcInstant::now();
     let result = state
         .identity
         .logins
@@ -41,7 +41,7 @@ pub(crate) async fn login(
             &body.user_id,
             &body.password,
             address,
-            now,
+            now.unix_millis(),
         )
         .await;
     // A login of a known user is an audit event, of that user (an unknown provider or
@@ -69,7 +69,7 @@ pub(crate) async fn login(
         Ok((issued, _)) => Ok(Json(json!({
             "accessToken": issued.token,
             "tokenType": "Bearer",
-            "expiresIn": issued.expires_at - now,
+            "expiresIn": issued.expires_at - now.unix_seconds(),
             "expiresAt": instant(issued.expires_at),
         }))
         .into_response()),

@@ -4,7 +4,8 @@
 //! - **per account**, in the user item (so every server and function sees the same count):
 //!   after [`FREE_FAILURES`] failures in a row, each further attempt must wait
 //!   2^(failures - FREE_FAILURES) seconds after the last failure, at most
-//!   [`MAX_ACCOUNT_WAIT_SECONDS`]; a throttled attempt is answered without checking the
+//!   [`MAX_ACCOUNT_WAIT_SECONDS`], measured in milliseconds (a wait never ends early at
+//!   a second's boundary); a throttled attempt is answered without checking the
 //!   password, and a success resets the count. An attacker can slow a user's logins down
 //!   this way but never lock the account for good.
 //! - **per client address**, in this process: at most [`ADDRESS_FAILURES`] failures in
@@ -53,14 +54,20 @@ pub enum LoginError {
     Store(#[from] StoreError),
 }
 
-/// How long an account with `failures` in a row, the last at `last`, must wait at `now`.
-pub fn account_wait(failures: i64, last: Option<i64>, now: i64) -> i64 {
+/// How many milliseconds an account with `failures` in a row, the last at `last_millis`,
+/// must wait at `now_millis` (all Unix milliseconds).
+pub fn account_wait_millis(failures: i64, last_millis: Option<i64>, now_millis: i64) -> i64 {
     if failures < FREE_FAILURES {
         return 0;
     }
     let exponent = (failures - FREE_FAILURES).clamp(0, 20) as u32;
-    let wait = 2_i64.pow(exponent).min(MAX_ACCOUNT_WAIT_SECONDS);
-    (last.unwrap_or(now) + wait - now).max(0)
+    let wait = 2_i64.pow(exponent).min(MAX_ACCOUNT_WAIT_SECONDS) * 1000;
+    (last_millis.unwrap_or(now_millis) + wait - now_millis).max(0)
+}
+
+/// Whole seconds that cover `millis` (what a Retry-After says).
+fn seconds_covering(millis: i64) -> i64 {
+    (millis + 999).div_euclid(1000)
 }
 
 /// The per-address failure counts of this process.
@@ -120,15 +127,16 @@ impl Logins {
     }
 
     /// A token for `user` of `provider` if `password` is right and neither the account
-    /// nor the address is throttled.
+    /// nor the address is throttled, at `now_millis` (Unix milliseconds).
     pub async fn login(
         &self,
         provider: &str,
         user: &str,
         password: &str,
         address: Option<IpAddr>,
-        now: i64,
+        now_millis: i64,
     ) -> Result<(IssuedToken, User), LoginError> {
+        let now = now_millis.div_euclid(1000);
         if let Some(address) = address {
             let wait = self.addresses.wait(address, now);
             if wait > 0 {
@@ -144,13 +152,17 @@ impl Logins {
             self.fail_address(address, now);
             return Err(LoginError::Invalid);
         };
-        let wait = account_wait(found.failed_logins, found.last_failed_login_at, now);
+        let wait = account_wait_millis(
+            found.failed_logins,
+            found.last_failed_login_millis,
+            now_millis,
+        );
         if wait > 0 {
-            return Err(LoginError::Throttled(wait));
+            return Err(LoginError::Throttled(seconds_covering(wait)));
         }
         if !password::verify(Some(found.password_hash()), password).await {
             self.fail_address(address, now);
-            self.users.record_failure(found.clone(), now).await?;
+            self.users.record_failure(found.clone(), now_millis).await?;
             return Err(LoginError::WrongPassword(Box::new(found)));
         }
         let token = self
@@ -174,12 +186,25 @@ mod tests {
 
     #[test]
     fn an_account_waits_longer_after_each_failure_past_the_free_ones_up_to_a_bound() {
-        assert_eq!(account_wait(4, Some(100), 100), 0);
-        assert_eq!(account_wait(5, Some(100), 100), 1);
-        assert_eq!(account_wait(6, Some(100), 100), 2);
-        assert_eq!(account_wait(8, Some(100), 103), 5);
-        assert_eq!(account_wait(8, Some(100), 108), 0);
-        assert_eq!(account_wait(60, Some(100), 100), MAX_ACCOUNT_WAIT_SECONDS);
+        assert_eq!(account_wait_millis(4, Some(100_000), 100_000), 0);
+        assert_eq!(account_wait_millis(5, Some(100_000), 100_000), 1000);
+        assert_eq!(account_wait_millis(6, Some(100_000), 100_000), 2000);
+        assert_eq!(account_wait_millis(8, Some(100_000), 103_000), 5000);
+        assert_eq!(account_wait_millis(8, Some(100_000), 108_000), 0);
+        assert_eq!(
+            account_wait_millis(60, Some(100_000), 100_000),
+            MAX_ACCOUNT_WAIT_SECONDS * 1000
+        );
+    }
+
+    #[test]
+    fn a_wait_is_a_whole_second_even_across_a_seconds_boundary() {
+        // The fifth failure late in one second, the next attempt early in the next: the
+        // account still waits most of its second, and the answer rounds up.
+        assert_eq!(account_wait_millis(5, Some(100_990), 101_010), 980);
+        assert_eq!(seconds_covering(980), 1);
+        assert_eq!(seconds_covering(1000), 1);
+        assert_eq!(seconds_covering(1001), 2);
     }
 
     #[test]

@@ -49,6 +49,10 @@ fn now() -> i64 {
     ward_domain::UtcInstant::now().unix_seconds()
 }
 
+fn now_millis() -> i64 {
+    ward_domain::UtcInstant::now().unix_millis()
+}
+
 #[tokio::test]
 async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
     let (_dir, table) = table().await;
@@ -56,7 +60,7 @@ async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
     with_clinician(&identity).await;
     let (issued, user) = identity
         .logins
-        .login("PROV001", "dr.ada", PASSWORD, None, now())
+        .login("PROV001", "dr.ada", PASSWORD, None, now_millis())
         .await
         .unwrap();
     assert_eq!(user.id.as_str(), "dr.ada");
@@ -73,7 +77,7 @@ async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
     assert_eq!(signed_in.method, SignInMethod::Password);
     // Wrong password, unknown user, other provider, disabled user: the same refusal.
     assert!(matches!(
-        identity.logins.login("PROV001", "dr.ada", "not the passphrase", None, now()).await,
+        identity.logins.login("PROV001", "dr.ada", "not the passphrase", None, now_millis()).await,
         Err(LoginError::WrongPassword(user)) if user.id.as_str() == "dr.ada"
     ));
     for (provider, user, password) in [
@@ -84,7 +88,7 @@ async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
         assert!(matches!(
             identity
                 .logins
-                .login(provider, user, password, None, now())
+                .login(provider, user, password, None, now_millis())
                 .await,
             Err(LoginError::Invalid)
         ));
@@ -105,7 +109,7 @@ async fn a_user_logs_in_with_its_password_and_its_token_says_who_it_is() {
     assert!(matches!(
         identity
             .logins
-            .login("PROV001", "dr.ada", PASSWORD, None, now())
+            .login("PROV001", "dr.ada", PASSWORD, None, now_millis())
             .await,
         Err(LoginError::Invalid)
     ));
@@ -116,7 +120,7 @@ async fn failed_logins_slow_the_account_down_and_a_success_resets_them() {
     let (_dir, table) = table().await;
     let identity = Identity::new(table, 900, None);
     with_clinician(&identity).await;
-    let t = 10_000;
+    let t = 10_000_000;
     for _ in 0..login::FREE_FAILURES {
         assert!(matches!(
             identity
@@ -134,6 +138,14 @@ async fn failed_logins_slow_the_account_down_and_a_success_resets_them() {
             .await,
         Err(LoginError::Throttled(1))
     ));
+    // The wait is a whole second from the last failure, not up to the next second.
+    assert!(matches!(
+        identity
+            .logins
+            .login("PROV001", "dr.ada", PASSWORD, None, t + 999)
+            .await,
+        Err(LoginError::Throttled(1))
+    ));
     let ada = identity
         .users
         .get(&provider(), &UserId::parse("dr.ada").unwrap())
@@ -141,11 +153,11 @@ async fn failed_logins_slow_the_account_down_and_a_success_resets_them() {
         .unwrap()
         .unwrap();
     assert_eq!(ada.failed_logins, login::FREE_FAILURES);
-    // After the wait, the right password works (its token is issued at `t + 1`, long
+    // After the wait, the right password works (its token is issued at `t` + 1 s, long
     // expired by the clock, which is not what this test is about) and resets the count.
     identity
         .logins
-        .login("PROV001", "dr.ada", PASSWORD, None, t + 1)
+        .login("PROV001", "dr.ada", PASSWORD, None, t + 1000)
         .await
         .unwrap();
     let ada = identity
@@ -167,7 +179,7 @@ async fn an_address_guessing_many_accounts_is_throttled() {
         assert!(matches!(
             identity
                 .logins
-                .login("PROV001", &user, "guess guess guess", Some(address), 50)
+                .login("PROV001", &user, "guess guess guess", Some(address), 50_000)
                 .await,
             Err(LoginError::Invalid)
         ));
@@ -175,7 +187,13 @@ async fn an_address_guessing_many_accounts_is_throttled() {
     assert!(matches!(
         identity
             .logins
-            .login("PROV001", "user0", "guess guess guess", Some(address), 51)
+            .login(
+                "PROV001",
+                "user0",
+                "guess guess guess",
+                Some(address),
+                51_000
+            )
             .await,
         Err(LoginError::Throttled(_))
     ));

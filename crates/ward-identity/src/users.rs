@@ -23,7 +23,7 @@ const MRN: &str = "mrn";
 const PASSWORD_HASH: &str = "passwordHash";
 const DISABLED: &str = "disabled";
 const FAILURES: &str = "failedLogins";
-const LAST_FAILURE_AT: &str = "lastFailedLoginAt";
+const LAST_FAILURE_AT: &str = "lastFailedLoginAtMillis";
 const CREATED_AT: &str = "createdAt";
 /// The most users a provider lists in one answer.
 pub const MAX_LISTED: usize = 1000;
@@ -45,8 +45,8 @@ pub struct User {
     pub created_at: i64,
     /// Failed logins since the last success.
     pub failed_logins: i64,
-    /// When the last failed login was (Unix seconds).
-    pub last_failed_login_at: Option<i64>,
+    /// When the last failed login was (Unix milliseconds).
+    pub last_failed_login_millis: Option<i64>,
     password_hash: String,
     version: i64,
 }
@@ -134,7 +134,7 @@ impl Users {
             disabled: false,
             created_at: now,
             failed_logins: 0,
-            last_failed_login_at: None,
+            last_failed_login_millis: None,
             password_hash,
             version: 1,
         };
@@ -203,7 +203,7 @@ impl Users {
         if let Some(hash) = change.password_hash {
             user.password_hash = hash;
             user.failed_logins = 0;
-            user.last_failed_login_at = None;
+            user.last_failed_login_millis = None;
         }
         if let Some(disabled) = change.disabled {
             user.disabled = disabled;
@@ -226,9 +226,9 @@ impl Users {
 
     /// Counts a failed login (a concurrent change wins; the count is a throttle, not a
     /// ledger).
-    pub async fn record_failure(&self, mut user: User, now: i64) -> Result<(), StoreError> {
+    pub async fn record_failure(&self, mut user: User, now_millis: i64) -> Result<(), StoreError> {
         user.failed_logins += 1;
-        user.last_failed_login_at = Some(now);
+        user.last_failed_login_millis = Some(now_millis);
         match self.replace(user).await {
             Ok(_) | Err(UserError::Changed | UserError::NotFound) => Ok(()),
             Err(UserError::Store(error)) => Err(error),
@@ -242,7 +242,7 @@ impl Users {
             return Ok(());
         }
         user.failed_logins = 0;
-        user.last_failed_login_at = None;
+        user.last_failed_login_millis = None;
         match self.replace(user).await {
             Ok(_) | Err(UserError::Changed | UserError::NotFound) => Ok(()),
             Err(UserError::Store(error)) => Err(error),
@@ -285,7 +285,7 @@ fn to_item(user: &User) -> Item {
     item.insert(PASSWORD_HASH.into(), Value::s(user.password_hash.as_str()));
     item.insert(DISABLED.into(), Value::Bool(user.disabled));
     item.insert(FAILURES.into(), Value::n(user.failed_logins));
-    if let Some(at) = user.last_failed_login_at {
+    if let Some(at) = user.last_failed_login_millis {
         item.insert(LAST_FAILURE_AT.into(), Value::n(at));
     }
     item.insert(CREATED_AT.into(), Value::n(user.created_at));
@@ -306,7 +306,7 @@ fn from_item(provider: &ProviderId, item: &Item) -> Option<User> {
         disabled: matches!(item.get(DISABLED), Some(Value::Bool(true))),
         created_at: number(CREATED_AT).unwrap_or(0),
         failed_logins: number(FAILURES).unwrap_or(0),
-        last_failed_login_at: number(LAST_FAILURE_AT),
+        last_failed_login_millis: number(LAST_FAILURE_AT),
         password_hash: text(PASSWORD_HASH)?.to_owned(),
         version: number(VERSION).unwrap_or(0),
     })
