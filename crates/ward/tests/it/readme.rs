@@ -1,11 +1,12 @@
 //! The README's commands, run as a newcomer would: its quick start's first command exactly
 //! as written (with `--exit`, in a fresh data folder), and every other `cargo run` line at
-//! least resolving (the package, its features and binary, the subcommand: `--help`).
+//! least resolving: cargo resolves its package and features (`cargo tree` with the same
+//! arguments), and Ward's command line takes its subcommand and arguments (`--help`).
 //!
-//! These run `cargo` itself, so the default feature set (the quick start's build) is
-//! compiled and run here too, not only the `--all-features` build of the test suite. That
-//! rebuilds `target/debug/ward` with the default features, under tests that run that
-//! binary: `scripts/test` runs these two in a pass of their own.
+//! The first one runs `cargo` itself, so the default feature set (the quick start's build)
+//! is compiled and run here too, whatever the test suite was built with. That rebuilds
+//! `target/debug/ward` under tests that run that binary: `scripts/test` runs these two in
+//! a pass of their own, after the default-features pass (so nothing recompiles).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,20 +117,43 @@ fn every_cargo_run_line_of_the_readme_resolves() {
     );
     let temp = tempfile::tempdir().unwrap();
     for command in &commands {
-        // `--help` after the subcommand and its arguments: cargo resolves the package,
-        // features and binary and builds it; the ward command resolves the subcommand.
-        // The release profile is left out (the test suite builds in debug): that changes
-        // which profile is built, not what resolves.
-        let debug = command.replace(" --release", "");
-        let output = run(&format!("{debug} --help"), temp.path());
+        let (cargo, ward) = command
+            .split_once(" -- ")
+            .unwrap_or_else(|| panic!("`{command}` passes Ward its arguments after ` -- `"));
+        // cargo resolves the package and its features: the same arguments to `cargo tree`
+        // (which builds nothing) fail on an unknown package or feature. The profile is no
+        // part of that, and `cargo tree` does not take one.
+        let tree = cargo.replace(" --release", "").replacen(
+            "cargo run",
+            "cargo tree --depth 0 --locked",
+            1,
+        );
+        let output = run(&tree, temp.path());
         assert!(
             output.status.success(),
-            "`{debug} --help` failed:\n{}",
+            "`{tree}` failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Ward takes the subcommand and its arguments: `--help` after them. The binary is
+        // the one this test was built with; every feature set has every subcommand.
+        let help = format!("\"$WARD_BIN\" {ward} --help");
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(&help)
+            .current_dir(workspace_root())
+            .env("WARD_BIN", env!("CARGO_BIN_EXE_ward"))
+            .env("WARD_KEY", "ward.PROV001.000000000000.0")
+            .env("OPERATOR_KEY", "ward-operator.0")
+            .output()
+            .expect("bash runs");
+        assert!(
+            output.status.success(),
+            "`ward {ward} --help` failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(
             String::from_utf8_lossy(&output.stdout).contains("Usage:"),
-            "`{debug} --help` printed no usage"
+            "`ward {ward} --help` printed no usage"
         );
     }
 }
