@@ -1,0 +1,275 @@
+//! Data keys: one per patient and one per provider, random, wrapped by the provider's
+//! key-encryption key, kept in a key store (a table of its own, never the one it
+//! protects), and cached unwrapped in memory for a bounded number of scopes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use rand::RngCore as _;
+use ring::aead::{self, LessSafeKey, UnboundKey};
+use ward_store::{Condition, Item, Key, PK, PutOutcome, SK, Table, Value};
+
+use crate::{KeyEncryptionKeys, ProtectError};
+
+/// Unwrapped data keys kept at once; past it the cache starts again (a bound on memory).
+const CACHE_LIMIT: usize = 100_000;
+const WRAPPED: &str = "wrapped";
+const KEK_VERSION: &str = "kekVersion";
+const GENERATION: &str = "generation";
+const BATCH: usize = ward_store::MAX_BATCH_GET_KEYS;
+
+/// Whose data key seals an attribute: a patient of a provider, or the provider itself (for
+/// items of no one patient: audit events, idempotency answers, users).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// The provider (empty for the platform's own items).
+    pub provider: String,
+    /// The patient's identifier within the provider, if the item is a patient's.
+    pub patient: Option<String>,
+}
+
+impl Scope {
+    /// A patient's scope.
+    pub fn patient(provider: &str, patient: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            patient: Some(patient.to_owned()),
+        }
+    }
+
+    /// A provider's own scope.
+    pub fn provider(provider: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            patient: None,
+        }
+    }
+}
+
+/// One unwrapped data key.
+pub struct DataKey {
+    /// Which data key of its scope this is (part of every sealed value's associated data).
+    pub generation: u32,
+    /// The AES-256-GCM key.
+    pub key: LessSafeKey,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The data keys of every scope, in their key store.
+pub struct DataKeys {
+    store: Arc<dyn Table>,
+    keks: Arc<dyn KeyEncryptionKeys>,
+    cache: Mutex<HashMap<Scope, Arc<DataKey>>>,
+}
+
+impl std::fmt::Debug for DataKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeys").finish_non_exhaustive()
+    }
+}
+
+impl DataKeys {
+    /// The data keys kept in `store`, wrapped by `keks`.
+    pub fn new(store: Arc<dyn Table>, keks: Arc<dyn KeyEncryptionKeys>) -> Self {
+        Self {
+            store,
+            keks,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The key source.
+    pub fn keks(&self) -> &Arc<dyn KeyEncryptionKeys> {
+        &self.keks
+    }
+
+    /// The key-store key of `scope`'s data key (a pseudonym, never the patient's id).
+    fn store_key(&self, scope: &Scope) -> Key {
+        let sk = match &scope.patient {
+            Some(patient) => format!("PATIENT#{}", self.keks.pseudonym(&scope.provider, patient)),
+            None => "PROVIDER".to_owned(),
+        };
+        Key::new(format!("DEK#{}", scope.provider), sk)
+    }
+
+    fn wrap_aad(key: &Key) -> Vec<u8> {
+        format!("ward/dek/v1|{}|{}", key.pk, key.sk).into_bytes()
+    }
+
+    fn cached(&self, scope: &Scope) -> Option<Arc<DataKey>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .cloned()
+    }
+
+    fn remember(&self, scope: Scope, key: Arc<DataKey>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(scope, key);
+    }
+
+    /// Forgets the cached key of `scope` (after it is erased).
+    pub fn forget(&self, scope: &Scope) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(scope);
+    }
+
+    async fn unwrap_item(&self, scope: &Scope, item: &Item) -> Result<Arc<DataKey>, ProtectError> {
+        let broken = || ProtectError::Integrity("a data key in the key store is malformed".into());
+        let Some(Value::B(wrapped)) = item.get(WRAPPED) else {
+            return Err(broken());
+        };
+        let version = item
+            .get(KEK_VERSION)
+            .and_then(Value::as_i64)
+            .and_then(|version| u32::try_from(version).ok())
+            .ok_or_else(broken)?;
+        let generation = item
+            .get(GENERATION)
+            .and_then(Value::as_i64)
+            .and_then(|generation| u32::try_from(generation).ok())
+            .ok_or_else(broken)?;
+        let key = self.store_key(scope);
+        let raw = self
+            .keks
+            .unwrap(&scope.provider, version, wrapped, &Self::wrap_aad(&key))
+            .await?;
+        let key = UnboundKey::new(&aead::AES_256_GCM, &raw)
+            .map_err(|_| ProtectError::Crypto("data key"))?;
+        Ok(Arc::new(DataKey {
+            generation,
+            key: LessSafeKey::new(key),
+        }))
+    }
+
+    /// The data key of `scope` for a read: [`ProtectError::NoDataKey`] if it has none.
+    pub async fn for_read(&self, scope: &Scope) -> Result<Arc<DataKey>, ProtectError> {
+        if let Some(key) = self.cached(scope) {
+            return Ok(key);
+        }
+        let item = self
+            .store
+            .get(&self.store_key(scope))
+            .await?
+            .ok_or_else(|| ProtectError::NoDataKey(describe(scope)))?;
+        let key = self.unwrap_item(scope, &item).await?;
+        self.remember(scope.clone(), Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// The data keys of `scopes` for writes, made (and stored durably) where missing.
+    pub async fn for_write(
+        &self,
+        scopes: impl IntoIterator<Item = Scope>,
+    ) -> Result<HashMap<Scope, Arc<DataKey>>, ProtectError> {
+        let mut found = HashMap::new();
+        let mut missing: Vec<Scope> = Vec::new();
+        let mut seen = HashSet::new();
+        for scope in scopes {
+            if !seen.insert(scope.clone()) {
+                continue;
+            }
+            match self.cached(&scope) {
+                Some(key) => {
+                    found.insert(scope, key);
+                }
+                None => missing.push(scope),
+            }
+        }
+        for chunk in missing.chunks(BATCH) {
+            self.load_or_make(chunk, &mut found).await?;
+        }
+        Ok(found)
+    }
+
+    async fn load_or_make(
+        &self,
+        scopes: &[Scope],
+        found: &mut HashMap<Scope, Arc<DataKey>>,
+    ) -> Result<(), ProtectError> {
+        let by_key: HashMap<Key, &Scope> = scopes
+            .iter()
+            .map(|scope| (self.store_key(scope), scope))
+            .collect();
+        let stored = self
+            .store
+            .batch_get(by_key.keys().cloned().collect())
+            .await?;
+        for item in &stored {
+            let Some(scope) = Key::of(item).ok().and_then(|key| by_key.get(&key)) else {
+                continue;
+            };
+            let key = self.unwrap_item(scope, item).await?;
+            self.remember((*scope).clone(), Arc::clone(&key));
+            found.insert((*scope).clone(), key);
+        }
+        let mut new_items = Vec::new();
+        let mut new_scopes = Vec::new();
+        for (key, scope) in &by_key {
+            if found.contains_key(*scope) {
+                continue;
+            }
+            let mut raw = [0u8; 32];
+            rand::rng().fill_bytes(&mut raw);
+            let (version, wrapped) = self
+                .keks
+                .wrap(&scope.provider, &raw, &Self::wrap_aad(key))
+                .await?;
+            let mut item = Item::new();
+            item.insert(PK.into(), Value::s(key.pk.clone()));
+            item.insert(SK.into(), Value::s(key.sk.clone()));
+            item.insert(WRAPPED.into(), Value::B(wrapped));
+            item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
+            item.insert(GENERATION.into(), Value::n(1));
+            new_items.push(item);
+            new_scopes.push(*scope);
+        }
+        if new_items.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.store.put_many_if_absent(new_items.clone()).await?;
+        // The keys must be durable before anything sealed with them is: one durable write
+        // after the batch (the port lets a batch skip its sync until the next write).
+        self.sync().await?;
+        for ((scope, item), outcome) in new_scopes.into_iter().zip(&new_items).zip(outcomes) {
+            let stored = match &outcome {
+                PutOutcome::Written => item,
+                // Another writer made this scope's key first: use theirs.
+                PutOutcome::Exists(existing) => existing,
+            };
+            let key = self.unwrap_item(scope, stored).await?;
+            self.remember(scope.clone(), Arc::clone(&key));
+            found.insert(scope.clone(), key);
+        }
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), ProtectError> {
+        let mut item = Item::new();
+        item.insert(PK.into(), Value::s("KEYSTORE"));
+        item.insert(SK.into(), Value::s("SYNC"));
+        self.store.put(item, Condition::None).await?;
+        Ok(())
+    }
+}
+
+/// A scope as an error may name it (never the patient's identifier).
+fn describe(scope: &Scope) -> String {
+    match scope.patient {
+        Some(_) => format!("a patient of provider {}", scope.provider),
+        None => format!("provider {}", scope.provider),
+    }
+}

@@ -1,0 +1,219 @@
+//! The sealed form of one attribute value.
+//!
+//! `B` bytes: `0x57 0x01 FLAGS GENERATION(4, big-endian) NONCE(12) CIPHERTEXT TAG(16)`.
+//! The plaintext is the value in a small self-describing encoding ([`encode`]), LZ4
+//! compressed first when it is longer than [`COMPRESS_OVER`] (flag bit 0). The associated
+//! data is `ward/field/v1`, then the partition key, sort key and attribute name (each
+//! length-prefixed), the flags and the data key's generation: a sealed value copied to
+//! another item or attribute, or with a flipped byte anywhere, does not open.
+
+use std::collections::BTreeMap;
+
+use rand::RngCore as _;
+use ring::aead::{Aad, LessSafeKey, Nonce};
+use ward_store::Value;
+
+use crate::ProtectError;
+
+const MAGIC: u8 = 0x57;
+const FORMAT: u8 = 0x01;
+const COMPRESSED: u8 = 0x01;
+const HEADER_LEN: usize = 3 + 4 + 12;
+const TAG_LEN: usize = 16;
+/// Plaintexts longer than this are compressed before they are sealed.
+pub const COMPRESS_OVER: usize = 1024;
+/// The largest plaintext a sealed value may decompress to (a bound against hostile input).
+pub const MAX_PLAINTEXT: usize = 4 * 1024 * 1024;
+
+/// Whether `value` has the sealed form (it may still fail to open).
+pub fn is_sealed(value: &Value) -> bool {
+    matches!(value, Value::B(bytes) if bytes.len() >= HEADER_LEN + TAG_LEN && bytes[0] == MAGIC && bytes[1] == FORMAT)
+}
+
+fn aad(pk: &str, sk: &str, attribute: &str, flags: u8, generation: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(32 + pk.len() + sk.len() + attribute.len());
+    aad.extend_from_slice(b"ward/field/v1");
+    for part in [pk, sk, attribute] {
+        aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad.push(flags);
+    aad.extend_from_slice(&generation.to_be_bytes());
+    aad
+}
+
+/// Seals `value` as attribute `attribute` of the item keyed `pk`/`sk`.
+pub fn seal(
+    key: &LessSafeKey,
+    generation: u32,
+    pk: &str,
+    sk: &str,
+    attribute: &str,
+    value: &Value,
+) -> Result<Value, ProtectError> {
+    let mut plain = Vec::new();
+    encode(value, &mut plain);
+    let mut flags = 0;
+    if plain.len() > COMPRESS_OVER {
+        plain = lz4_flex::compress_prepend_size(&plain);
+        flags |= COMPRESSED;
+    }
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
+    out.extend_from_slice(&[MAGIC, FORMAT, flags]);
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&plain);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad(pk, sk, attribute, flags, generation)),
+            &mut out[HEADER_LEN..],
+        )
+        .map_err(|_| ProtectError::Crypto("sealing an attribute"))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(Value::B(out))
+}
+
+/// The generation of the data key a sealed value names.
+pub fn generation(sealed: &[u8]) -> Option<u32> {
+    sealed
+        .get(3..7)
+        .map(|bytes| u32::from_be_bytes(bytes.try_into().expect("four bytes")))
+}
+
+/// Opens what [`seal`] made, for the same item key and attribute.
+pub fn open(
+    key: &LessSafeKey,
+    pk: &str,
+    sk: &str,
+    attribute: &str,
+    sealed: &[u8],
+) -> Result<Value, ProtectError> {
+    let broken = |why: &str| ProtectError::Integrity(format!("attribute `{attribute}` {why}"));
+    if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != MAGIC || sealed[1] != FORMAT {
+        return Err(broken("is not sealed data"));
+    }
+    let flags = sealed[2];
+    let generation = generation(sealed).expect("length checked");
+    let nonce = Nonce::try_assume_unique_for_key(&sealed[7..HEADER_LEN])
+        .map_err(|_| ProtectError::Crypto("nonce"))?;
+    let mut body = sealed[HEADER_LEN..].to_vec();
+    let plain = key
+        .open_in_place(
+            nonce,
+            Aad::from(aad(pk, sk, attribute, flags, generation)),
+            &mut body,
+        )
+        .map_err(|_| {
+            broken("failed its integrity check (changed, or moved from another item or attribute)")
+        })?;
+    let plain = if flags & COMPRESSED != 0 {
+        let declared = plain
+            .get(..4)
+            .map(|bytes| u32::from_le_bytes(bytes.try_into().expect("four bytes")) as usize)
+            .ok_or_else(|| broken("has a truncated compressed body"))?;
+        if declared > MAX_PLAINTEXT {
+            return Err(broken("declares a body larger than any Ward writes"));
+        }
+        lz4_flex::decompress_size_prepended(plain)
+            .map_err(|_| broken("has a compressed body that does not decompress"))?
+    } else {
+        plain.to_vec()
+    };
+    let (value, rest) = decode(&plain, 0).ok_or_else(|| broken("holds an unreadable value"))?;
+    if !rest.is_empty() {
+        return Err(broken("holds bytes after its value"));
+    }
+    Ok(value)
+}
+
+/// The plaintext encoding: one tag byte, then the payload (strings, numbers and bytes
+/// length-prefixed; lists and maps counted).
+pub fn encode(value: &Value, out: &mut Vec<u8>) {
+    let bytes = |out: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
+        out.push(tag);
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match value {
+        Value::S(text) => bytes(out, b's', text.as_bytes()),
+        Value::N(text) => bytes(out, b'n', text.as_bytes()),
+        Value::B(raw) => bytes(out, b'b', raw),
+        Value::Bool(true) => out.push(b't'),
+        Value::Bool(false) => out.push(b'f'),
+        Value::Null => out.push(b'z'),
+        Value::L(values) => {
+            out.push(b'l');
+            out.extend_from_slice(&(values.len() as u32).to_be_bytes());
+            for value in values {
+                encode(value, out);
+            }
+        }
+        Value::M(map) => {
+            out.push(b'm');
+            out.extend_from_slice(&(map.len() as u32).to_be_bytes());
+            for (name, value) in map {
+                out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+                encode(value, out);
+            }
+        }
+    }
+}
+
+/// Reads one value of [`encode`]; `None` if the bytes are not one (or nest too deep).
+pub fn decode(bytes: &[u8], depth: usize) -> Option<(Value, &[u8])> {
+    fn take(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let rest = bytes.get(4..)?;
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    if depth > 32 {
+        return None;
+    }
+    let (&tag, rest) = bytes.split_first()?;
+    let text = |raw: &[u8]| String::from_utf8(raw.to_vec()).ok();
+    Some(match tag {
+        b's' => {
+            let (raw, rest) = take(rest)?;
+            (Value::S(text(raw)?), rest)
+        }
+        b'n' => {
+            let (raw, rest) = take(rest)?;
+            (Value::N(text(raw)?), rest)
+        }
+        b'b' => {
+            let (raw, rest) = take(rest)?;
+            (Value::B(raw.to_vec()), rest)
+        }
+        b't' => (Value::Bool(true), rest),
+        b'f' => (Value::Bool(false), rest),
+        b'z' => (Value::Null, rest),
+        b'l' => {
+            let count = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let mut rest = &rest[4..];
+            let mut values = Vec::with_capacity(count.min(rest.len()));
+            for _ in 0..count {
+                let (value, after) = decode(rest, depth + 1)?;
+                values.push(value);
+                rest = after;
+            }
+            (Value::L(values), rest)
+        }
+        b'm' => {
+            let count = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let mut rest = &rest[4..];
+            let mut map = BTreeMap::new();
+            for _ in 0..count {
+                let (name, after) = take(rest)?;
+                let (value, after) = decode(after, depth + 1)?;
+                map.insert(text(name)?, value);
+                rest = after;
+            }
+            (Value::M(map), rest)
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,142 @@
+//! The master key file and the data keys: made once, owner-only, refused when exposed or
+//! malformed; a data folder is unreadable with another key file; rotation keeps old data.
+
+use ward_protect::{KeyEncryptionKeys, MasterKeys};
+use ward_store::{Condition, Key, Table, Value};
+
+use super::{integrity_error, item, open_in};
+
+#[test]
+fn the_key_file_is_made_owner_only_and_read_back_the_same() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys").join("master.keys");
+    let made = MasterKeys::open(&path, true).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let folder = std::fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(folder, 0o700);
+    let read = MasterKeys::open(&path, false).unwrap();
+    assert_eq!(read.versions(), vec![1]);
+    assert_eq!(
+        made.pseudonym("PROV001", "MRN1"),
+        read.pseudonym("PROV001", "MRN1")
+    );
+    assert_ne!(
+        read.pseudonym("PROV001", "MRN1"),
+        read.pseudonym("PROV002", "MRN1")
+    );
+    assert_eq!(read.pseudonym("PROV001", "MRN1").len(), 32);
+}
+
+#[test]
+fn an_exposed_missing_or_malformed_key_file_is_refused_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.keys");
+    let missing = MasterKeys::open(&path, false).unwrap_err().to_string();
+    assert!(missing.contains("does not exist"), "{missing}");
+    MasterKeys::open(&path, true).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let exposed = MasterKeys::open(&path, false).unwrap_err().to_string();
+    assert!(exposed.contains("chmod 600"), "{exposed}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (text, reason) in [
+        ("hello\n", "not a Ward key file"),
+        ("ward-master-keys 1\n", "holds no key"),
+        ("ward-master-keys 1\nkey 1 abcd\n", "64 hex digits"),
+        ("ward-master-keys 1\nkey 0 00\n", "positive version"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let error = MasterKeys::open(&path, false).unwrap_err().to_string();
+        assert!(error.contains(reason), "{text:?}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_data_folder_opened_with_another_key_file_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("one.keys");
+    {
+        let (table, _) = open_in(dir.path(), &key_file);
+        table
+            .put(
+                item("PAT#9", "A", &[("secret", Value::s("kept"))]),
+                Condition::None,
+            )
+            .await
+            .unwrap();
+    }
+    // The same key file: readable after reopening.
+    {
+        let (table, _) = open_in(dir.path(), &key_file);
+        let read = table.get(&Key::new("PAT#9", "A")).await.unwrap().unwrap();
+        assert_eq!(read["secret"], Value::s("kept"));
+    }
+    let (table, _) = open_in(dir.path(), &dir.path().join("other.keys"));
+    let message = integrity_error(table.get(&Key::new("PAT#9", "A")).await);
+    assert!(message.contains("data key"), "{message}");
+}
+
+#[tokio::test]
+async fn after_a_rotation_new_keys_use_the_new_version_and_old_data_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.keys");
+    {
+        let (table, _) = open_in(dir.path(), &key_file);
+        table
+            .put(
+                item("PAT#10", "A", &[("secret", Value::s("before"))]),
+                Condition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let mut master = MasterKeys::open(&key_file, false).unwrap();
+    assert_eq!(master.rotate().unwrap(), 2);
+    let reread = MasterKeys::open(&key_file, false).unwrap();
+    assert_eq!(reread.versions(), vec![1, 2]);
+    assert_eq!(reread.current_version(), 2);
+    let (table, _) = open_in(dir.path(), &key_file);
+    table
+        .put(
+            item("PAT#11", "A", &[("secret", Value::s("after"))]),
+            Condition::None,
+        )
+        .await
+        .unwrap();
+    for (pk, expected) in [("PAT#10", "before"), ("PAT#11", "after")] {
+        let read = table.get(&Key::new(pk, "A")).await.unwrap().unwrap();
+        assert_eq!(read["secret"], Value::s(expected));
+    }
+    drop(table);
+    // In the key store: the first patient's data key under version 1, the second's under 2.
+    let store = ward_store_embedded::EmbeddedTable::open(
+        &dir.path().join("keys.redb"),
+        &ward_store_embedded::EmbeddedOptions::default(),
+    )
+    .unwrap();
+    let page = store
+        .query(ward_store::Query::partition(
+            "DEK#PROV001",
+            ward_store::SkCondition::Any,
+        ))
+        .await
+        .unwrap();
+    let mut versions: Vec<i64> = page
+        .items
+        .iter()
+        .filter_map(|item| item.get("kekVersion").and_then(Value::as_i64))
+        .collect();
+    versions.sort();
+    assert_eq!(versions, vec![1, 2]);
+    // No patient identifier in the key store's keys.
+    for item in &page.items {
+        let sk = item["SK"].as_s().unwrap();
+        assert!(!sk.contains("PAT#1"), "{sk}");
+    }
+}
