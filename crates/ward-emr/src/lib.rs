@@ -16,6 +16,19 @@ pub mod model;
 mod service;
 
 pub use audit::{Actor, AuditLog};
+
+/// The attributes of the EMR's items that hold patient data, sealed at rest
+/// (`ward-protect`): every entity's body (`data`) and patient, an idempotency key's answer,
+/// a care relation's and an email claim's patient, a break-glass grant's reason and record.
+pub const PROTECTED_ATTRIBUTES: [&str; 7] = [
+    "data",
+    "patientMrn",
+    "answer",
+    "mrn",
+    "ownerId",
+    "reason",
+    "grant",
+];
 pub use fields::FieldError;
 pub use model::Kind;
 pub use service::{

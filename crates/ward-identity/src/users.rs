@@ -25,6 +25,9 @@ const DISABLED: &str = "disabled";
 const FAILURES: &str = "failedLogins";
 const LAST_FAILURE_AT: &str = "lastFailedLoginAtMillis";
 const CREATED_AT: &str = "createdAt";
+/// The attributes of a user item that hold patient data (a patient user's MRN): sealed
+/// at rest (`ward-protect`).
+pub const PROTECTED_ATTRIBUTES: [&str; 1] = [MRN];
 /// The most users a provider lists in one answer.
 pub const MAX_LISTED: usize = 1000;
 

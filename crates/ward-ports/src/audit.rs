@@ -66,6 +66,10 @@ fn instant_text<S: serde::Serializer>(at: &UtcInstant, s: S) -> Result<S::Ok, S:
     s.serialize_str(&at.sortable())
 }
 
+/// The attributes of an audit item that may hold patient data (the event's body, the
+/// patient's MRN): sealed at rest (`ward-protect`).
+pub const PROTECTED_ATTRIBUTES: [&str; 2] = ["event", "patient"];
+
 impl AuditEvent {
     /// The table item.
     pub fn to_item(&self) -> Item {

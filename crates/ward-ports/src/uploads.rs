@@ -32,6 +32,11 @@ pub enum UploadStatus {
     Interrupted,
 }
 
+/// The attributes of an upload item that may hold patient data (its report echoes the
+/// first rejected rows' values; the client's file name may name someone): sealed at rest
+/// (`ward-protect`).
+pub const PROTECTED_ATTRIBUTES: [&str; 2] = ["report", "fileName"];
+
 impl UploadStatus {
     /// The stored text.
     pub fn as_str(self) -> &'static str {

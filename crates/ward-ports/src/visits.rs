@@ -46,6 +46,9 @@ pub mod attribute {
     /// The provider's own name for the source file.
     pub const SOURCE_FILE_NAME: &str = "sourceFileName";
 
+    /// The attributes that hold patient data: sealed at rest (`ward-protect`).
+    pub const PROTECTED: [&str; 5] = [MRN, FIRST_NAME, LAST_NAME, DOCTORS_NOTES, SOURCE_FILE_NAME];
+
     /// Every visit attribute, in the order the embedded store's attribute dictionary
     /// first listed them (that order is stored: see `ward::embedded`).
     pub const ALL: [&str; 13] = [

@@ -47,6 +47,19 @@ pub struct Settings {
     /// Sign-in: built-in users' tokens, an OpenID provider, break-glass.
     #[serde(default)]
     pub access: AccessSettings,
+    /// The keys that seal patient data at rest (the embedded shape).
+    #[serde(default)]
+    pub keys: KeysSettings,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSettings {
+    /// The key folder: the master key file and the key store. Default beside the data
+    /// folder, `{data folder}-keys`; `WARD_KEYS_DIR` overrides it. Never inside the data
+    /// folder.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[access]`
@@ -455,15 +468,23 @@ impl Settings {
         }
     }
 
-    /// The embedded store's tuning (its attribute dictionary is `embedded::open_table`'s).
-    pub fn embedded_store(&self) -> ward_store_embedded::EmbeddedOptions {
+    /// The embedded store's tuning (its attribute dictionary is `embedded::open_table`'s)
+    /// and its key folder (`WARD_KEYS_DIR`, else `[keys] dir`, else beside the data
+    /// folder).
+    pub fn embedded_store(&self) -> crate::embedded::EmbeddedStore {
         let defaults = ward_store_embedded::EmbeddedOptions::default();
-        ward_store_embedded::EmbeddedOptions {
-            cache_bytes: self
-                .store
-                .cache_mib
-                .map_or(defaults.cache_bytes, |mib| mib.max(1) << 20),
-            ..defaults
+        crate::embedded::EmbeddedStore {
+            options: ward_store_embedded::EmbeddedOptions {
+                cache_bytes: self
+                    .store
+                    .cache_mib
+                    .map_or(defaults.cache_bytes, |mib| mib.max(1) << 20),
+                ..defaults
+            },
+            keys_dir: std::env::var_os("WARD_KEYS_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| self.keys.dir.clone()),
         }
     }
 

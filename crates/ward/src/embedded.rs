@@ -1,7 +1,8 @@
 //! The composition root of the embedded shape: a data folder holding `ward.redb` (the
-//! table, the queue) and `objects/` (object storage).
+//! table, the queue) and `objects/` (object storage), and its key folder beside it
+//! (`crate::protection`: the master key file and the key store).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -21,11 +22,21 @@ pub struct Embedded {
     pub ctx: Arc<IngestContext>,
 }
 
-/// Opens (creating if needed) the data folder.
-pub fn open(
+/// How the embedded store is opened: its tuning, and where its key folder is.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedStore {
+    /// The store file's tuning.
+    pub options: EmbeddedOptions,
+    /// The key folder; default beside the data folder (`protection::default_keys_dir`).
+    pub keys_dir: Option<PathBuf>,
+}
+
+/// Opens (creating if needed) the data folder, its patient data sealed with the keys of
+/// its key folder.
+pub async fn open(
     data_dir: &Path,
     mut settings: IngestSettings,
-    store: &EmbeddedOptions,
+    store: &EmbeddedStore,
 ) -> anyhow::Result<Embedded> {
     // Files read in key order are sorted beside the store, not in a RAM-backed /tmp.
     settings
@@ -33,14 +44,18 @@ pub fn open(
         .get_or_insert_with(|| data_dir.join("tmp"));
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let table = open_table(&data_dir.join("ward.redb"), store).map_err(|error| match error {
+    let table = open_table(&data_dir.join("ward.redb"), &store.options).map_err(|error| match error {
         OpenError::InUse { .. } => anyhow::anyhow!(
             "the data folder {} is in use by a running ward server; stop it, or use the HTTP API (ward upload, the admin routes)",
             data_dir.display()
         ),
         error => anyhow::anyhow!(error),
     })?;
-    let table: Arc<dyn Table> = Arc::new(table);
+    let keys_dir = store
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| crate::protection::default_keys_dir(data_dir));
+    let table = crate::protection::protect(data_dir, Arc::new(table), &keys_dir).await?;
     let objects = DurableLocalFileSystem::new(data_dir.join("objects"))
         .context("cannot open the objects folder")?;
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));

@@ -14,6 +14,7 @@ pub mod emr_cli;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod local_ingest;
+pub mod protection;
 pub mod server;
 pub mod shape;
 pub mod synthetic;

@@ -462,7 +462,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let provider = provider_id(id)?;
-            let embedded = embedded::open(&data.data_dir, Default::default(), &Default::default())?;
+            let embedded = embedded::open(
+                &data.data_dir,
+                Default::default(),
+                &Settings::default().embedded_store(),
+            )
+            .await?;
             let key = match &action {
                 TenantAction::Create { time_zone, .. } => {
                     let zone = time_zone
@@ -555,7 +560,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..file_settings.ingest()
             };
             let embedded =
-                embedded::open(&data.data_dir, settings, &file_settings.embedded_store())?;
+                embedded::open(&data.data_dir, settings, &file_settings.embedded_store()).await?;
             if local_ingest::ensure_provider(&embedded.ctx, &provider).await? {
                 eprintln!(
                     "provider {provider} did not exist: created (ward tenant rotate {provider} issues an API key)"

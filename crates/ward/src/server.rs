@@ -33,7 +33,7 @@ pub struct ServerOptions {
     /// Object retention, swept hourly.
     pub retention: RetentionPolicy,
     /// Embedded store tuning.
-    pub store: ward_store_embedded::EmbeddedOptions,
+    pub store: crate::embedded::EmbeddedStore,
     /// Embedded (the data folder) or AWS.
     pub shape: Shape,
     /// A decorator of the table port (`None`: the adapter itself).

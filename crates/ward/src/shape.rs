@@ -172,11 +172,11 @@ pub async fn open(
     shape: &Shape,
     data_dir: &Path,
     ingest: IngestSettings,
-    store: &ward_store_embedded::EmbeddedOptions,
+    store: &embedded::EmbeddedStore,
 ) -> anyhow::Result<Backend> {
     match shape {
         Shape::Embedded => {
-            let embedded = embedded::open(data_dir, ingest, store)?;
+            let embedded = embedded::open(data_dir, ingest, store).await?;
             Ok(Backend {
                 table: embedded.table,
                 ctx: embedded.ctx,

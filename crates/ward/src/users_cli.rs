@@ -53,7 +53,12 @@ pub async fn create(data_dir: &Path, new: &NewUser<'_>) -> anyhow::Result<Option
     let hash = password::hash(&secret)
         .await
         .map_err(|e| anyhow::anyhow!("password: {e}"))?;
-    let store = crate::embedded::open(data_dir, Default::default(), &Default::default())?;
+    let store = crate::embedded::open(
+        data_dir,
+        Default::default(),
+        &crate::config::Settings::default().embedded_store(),
+    )
+    .await?;
     Users::new(store.table.clone())
         .create(
             &provider,

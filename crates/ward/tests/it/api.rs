@@ -618,7 +618,7 @@ fn the_demo_runs_and_its_logs_hold_no_patient_data() {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(data_dir.path())
+        .arg(data_dir.path().join("data"))
         .env("WARD_LOG", "info")
         .output()
         .unwrap();

@@ -98,6 +98,16 @@ fn crates_depend_only_on_what_the_architecture_allows() {
             "{secret_keeper}"
         );
     }
+    // Patient data at rest: on the store port only, used by the composition root alone
+    // (the domain never knows its data is sealed); the ciphers only there.
+    assert_eq!(
+        ward_crates("ward-protect"),
+        BTreeSet::from(["ward-store".to_owned()])
+    );
+    assert_eq!(users_of("ward-protect"), BTreeSet::from(["ward"]));
+    for cipher in ["ring", "lz4_flex"] {
+        assert_eq!(users_of(cipher), BTreeSet::from(["ward-protect"]), "{cipher}");
+    }
     assert!(ward_crates("ward-store").is_empty());
     assert!(ward_crates("ward-domain").is_empty());
     // The SQL engine lives in its leaf.

@@ -392,7 +392,7 @@ async fn a_crash_after_the_file_moved_on_but_before_the_status_was_written_is_re
 #[tokio::test]
 async fn a_file_stored_but_never_queued_is_processed_after_a_restart() {
     let app = spawn_app().await;
-    let data_dir = app.data_dir.path().to_path_buf();
+    let data_dir = app.data_path();
     let ctx = app.running.as_ref().unwrap().state.ctx.clone();
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
     // What a crash between storing the file and queueing its job leaves behind.

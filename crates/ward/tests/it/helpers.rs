@@ -18,6 +18,7 @@ pub struct TestApp {
     pub other_key: String,
     pub http: reqwest::Client,
     pub running: Option<RunningServer>,
+    /// Holds the data folder (`data/`) and its key folder beside it (`data-keys/`).
     pub data_dir: tempfile::TempDir,
 }
 
@@ -83,7 +84,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
-    let running = start_server(data_dir.path(), options).await;
+    let running = start_server(&data_dir.path().join("data"), options).await;
     let table = running.state.table.clone();
     let key = ward_ports::Tenants::new(table.clone())
         .create(&ProviderId::parse("PROV001").unwrap(), None)
@@ -106,6 +107,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The data folder the server serves.
+    pub fn data_path(&self) -> std::path::PathBuf {
+        self.data_dir.path().join("data")
+    }
+
     pub async fn request(
         &self,
         method: reqwest::Method,
@@ -221,7 +227,7 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.stop().await.unwrap();
         }
-        let running = start_server(self.data_dir.path(), options).await;
+        let running = start_server(&self.data_path(), options).await;
         Self {
             base_url: running.base_url.clone(),
             running: Some(running),

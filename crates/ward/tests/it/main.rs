@@ -14,6 +14,7 @@ mod helpers;
 mod isolation;
 mod key_order;
 mod oidc;
+mod protection;
 mod readme;
 mod settings;
 mod signed_upload;

@@ -86,18 +86,20 @@ fn the_quick_start_first_command_runs_as_written() {
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
-    // ...in a fresh data folder under the temporary folder it was given.
-    let made: Vec<_> = std::fs::read_dir(temp.path())
+    // ...in a fresh data folder under the temporary folder it was given, its key folder
+    // beside it.
+    let made: Vec<String> = std::fs::read_dir(temp.path())
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("ward-demo-")
-        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("ward-demo-"))
         .collect();
-    assert_eq!(made.len(), 1, "one fresh data folder");
+    let data: Vec<&String> = made
+        .iter()
+        .filter(|name| !name.ends_with("-keys"))
+        .collect();
+    assert_eq!(data.len(), 1, "one fresh data folder: {made:?}");
+    assert!(made.contains(&format!("{}-keys", data[0])), "{made:?}");
 }
 
 #[test]

@@ -99,7 +99,7 @@ async fn oversized_files_are_refused_while_streaming_and_nothing_is_kept() {
         )
         .await;
     assert_eq!(status, 413);
-    let uploaded = app.data_dir.path().join("objects/PROV001/uploaded");
+    let uploaded = app.data_path().join("objects/PROV001/uploaded");
     let kept = std::fs::read_dir(&uploaded).map(|d| d.count()).unwrap_or(0);
     assert_eq!(kept, 0, "no bytes of a refused upload are kept");
     let (_, upload) = app

@@ -1,0 +1,187 @@
+//! Patient data at rest in the embedded shape: which attributes are sealed (each schema's
+//! own list), whose data key an item uses (by its partition key), and the key folder
+//! beside the data folder (the master key file and the key store).
+//!
+//! A data folder records which key file it was written with (a check value, never the
+//! key), so that a folder opened with another key file, or without its own, is refused
+//! with what to do, before anything is read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ward_protect::{DataKeys, KeyEncryptionKeys, MasterKeys, ProtectedTable, Protection, Scope};
+use ward_store::{Condition, Item, Key, PK, SK, Table, Value};
+use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
+
+/// The master key file, in the key folder.
+pub const MASTER_KEY_FILE: &str = "master.keys";
+/// The key store (wrapped data keys), in the key folder.
+pub const KEY_STORE_FILE: &str = "keys.redb";
+
+const MARKER_PK: &str = "PLATFORM#PROTECTION";
+const MARKER_SK: &str = "KEYS";
+const CHECK: &str = "keyCheck";
+
+/// Every attribute Ward seals, from each schema's own list.
+pub fn protected_attributes() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    names.extend(ward_ports::visits::attribute::PROTECTED);
+    names.extend(ward_ports::audit::PROTECTED_ATTRIBUTES);
+    names.extend(ward_ports::uploads::PROTECTED_ATTRIBUTES);
+    names.extend(ward_emr::PROTECTED_ATTRIBUTES);
+    names.extend(ward_identity::users::PROTECTED_ATTRIBUTES);
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Whose data key seals an item with this partition key: a patient's partition
+/// (`PROV#{provider}#PAT#{mrn}`) its patient's, any other partition of a provider the
+/// provider's, the platform's own items the platform's.
+pub fn scope_of(pk: &str) -> Scope {
+    let Some(rest) = pk.strip_prefix("PROV#") else {
+        return Scope::provider("");
+    };
+    let (provider, rest) = rest.split_once('#').unwrap_or((rest, ""));
+    match rest.strip_prefix("PAT#") {
+        Some(mrn) if !mrn.is_empty() && !mrn.contains('#') => Scope::patient(provider, mrn),
+        _ => Scope::provider(provider),
+    }
+}
+
+/// Ward's protection of its schemas.
+pub fn protection() -> Protection {
+    Protection::new(protected_attributes(), scope_of)
+}
+
+/// The key folder of `data_dir` when the settings name none: beside it, `{name}-keys`.
+pub fn default_keys_dir(data_dir: &Path) -> PathBuf {
+    let name = data_dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ward-data".into());
+    data_dir.with_file_name(format!("{name}-keys"))
+}
+
+/// `table` (the data folder's store) with its protected attributes sealed, by the keys of
+/// `keys_dir`: made there on a new data folder; checked against the folder's record on an
+/// existing one.
+pub async fn protect(
+    data_dir: &Path,
+    table: Arc<dyn Table>,
+    keys_dir: &Path,
+) -> anyhow::Result<Arc<dyn Table>> {
+    let marker = table.get(&Key::new(MARKER_PK, MARKER_SK)).await?;
+    let master_path = keys_dir.join(MASTER_KEY_FILE);
+    if marker.is_none() && written_before(&*table).await? {
+        anyhow::bail!(
+            "the data folder {} was written by a Ward without encryption at rest, and this \
+             version keeps patient data only encrypted; it cannot serve that folder yet \
+             (encrypting an existing folder in place is not built yet: keep using the \
+             version that wrote it, or start a new data folder and upload again)",
+            data_dir.display()
+        );
+    }
+    if marker.is_some() && !master_path.exists() {
+        anyhow::bail!(
+            "the data folder {} is encrypted with the key file {}, which does not exist; \
+             restore the key folder it was written with (or point [keys] dir / \
+             WARD_KEYS_DIR at it): without it the data cannot be read",
+            data_dir.display(),
+            master_path.display()
+        );
+    }
+    if keys_dir.starts_with(data_dir) {
+        anyhow::bail!(
+            "the key folder {} is inside the data folder {}; keep it apart (a copy of the \
+             data folder must not carry its keys)",
+            keys_dir.display(),
+            data_dir.display()
+        );
+    }
+    let master = MasterKeys::open(&master_path, marker.is_none())?;
+    let check = master.pseudonym("", "ward key check");
+    match marker {
+        Some(marker) => {
+            if marker.get(CHECK).and_then(Value::as_s) != Some(check.as_str()) {
+                anyhow::bail!(
+                    "the key file {} is not the one the data folder {} was written with; \
+                     point [keys] dir / WARD_KEYS_DIR at that folder's key folder",
+                    master_path.display(),
+                    data_dir.display()
+                );
+            }
+        }
+        None => {
+            let mut item = Item::new();
+            item.insert(PK.into(), Value::s(MARKER_PK));
+            item.insert(SK.into(), Value::s(MARKER_SK));
+            item.insert(CHECK.into(), Value::s(check));
+            table.put(item, Condition::NotExists).await?;
+        }
+    }
+    let store_path = keys_dir.join(KEY_STORE_FILE);
+    let store = EmbeddedTable::open(&store_path, &EmbeddedOptions::default())
+        .with_context(|| format!("cannot open the key store {}", store_path.display()))?;
+    let keys = Arc::new(DataKeys::new(Arc::new(store), Arc::new(master)));
+    Ok(Arc::new(ProtectedTable::new(table, keys, protection())))
+}
+
+/// Whether a table without the protection record holds data already (every started data
+/// folder has its upload-signing secret).
+async fn written_before(table: &dyn Table) -> anyhow::Result<bool> {
+    Ok(table
+        .get(&Key::new("PLATFORM#SECRETS", "UPLOAD_SIGNING"))
+        .await?
+        .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patients_partition_uses_its_key_and_every_other_its_providers() {
+        let mrn = ward_domain::Mrn::parse("MRN-1").unwrap();
+        let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
+        let pk = ward_domain::key_layout::patient_pk(&provider, &mrn);
+        assert_eq!(scope_of(&pk), Scope::patient("PROV001", "MRN-1"));
+        assert_eq!(
+            scope_of(&ward_domain::key_layout::uploads_pk(&provider)),
+            Scope::provider("PROV001")
+        );
+        assert_eq!(scope_of("PLATFORM#SECRETS"), Scope::provider(""));
+        assert_eq!(
+            default_keys_dir(Path::new("/srv/ward-data")),
+            PathBuf::from("/srv/ward-data-keys")
+        );
+    }
+
+    #[test]
+    fn the_protected_attributes_are_each_schemas_patient_data() {
+        let names = protected_attributes();
+        for name in [
+            "firstName",
+            "lastName",
+            "doctorsNotes",
+            "medicalRecordNumber",
+            "data",
+            "event",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
+        // Keys, index keys, versions and expiry are never sealed: the port's contracts
+        // (conditions, queries, TTL) read them.
+        for name in [
+            PK,
+            SK,
+            ward_store::VERSION,
+            ward_store::EXPIRES_AT,
+            "GSI1PK",
+            "GSI1SK",
+        ] {
+            assert!(!names.contains(&name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Patient data at rest in the embedded shape: after the demo's CSV and EMR data, the
+//! store file holds none of the patients' names, notes or emails in plaintext; the key
+//! folder is made beside the data folder, owner-only; a data folder is refused, with what
+//! to do, without its key folder, with another one, with one inside it, or when it was
+//! written before encryption at rest.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ward(args: &[&str], data: &Path, keys: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
+    command.args(args).arg("--data-dir").arg(data);
+    command
+        .env_remove("WARD_KEYS_DIR")
+        .env_remove("WARD_DATA_DIR");
+    if let Some(keys) = keys {
+        command.env("WARD_KEYS_DIR", keys);
+    }
+    command.output().unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[test]
+fn after_the_demo_the_store_holds_no_name_note_or_email_in_plaintext() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = ward(
+        &["demo", "--exit", "--rows", "300", "--listen", "127.0.0.1:0"],
+        &data,
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The key folder beside the data folder, owner-only.
+    let keys = dir.path().join("data-keys");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&keys), 0o700);
+    assert_eq!(mode(&keys.join("master.keys")), 0o600);
+    // What the CSV held: names and notes.
+    let mut secrets: Vec<String> = Vec::new();
+    let mut reader = csv::Reader::from_path(data.join("demo-visits.csv")).unwrap();
+    for row in reader.records() {
+        let row = row.unwrap();
+        for field in [2, 3, 4] {
+            let text = row.get(field).unwrap_or_default().trim();
+            if text.len() >= 5 {
+                secrets.push(text.to_owned());
+            }
+        }
+    }
+    // ...what the EMR demo printed of a patient's records, and its patients' emails
+    // (`gen emr` writes them at mail.example).
+    for printed in ["Chest discomfort on exertion", "Blood panel"] {
+        assert!(
+            stdout.contains(printed),
+            "the demo prints {printed:?}: {stdout}"
+        );
+        secrets.push(printed.to_owned());
+    }
+    secrets.push("@mail.example".to_owned());
+    secrets.sort();
+    secrets.dedup();
+    assert!(secrets.len() > 20, "{secrets:?}");
+    let store = std::fs::read(data.join("ward.redb")).unwrap();
+    let found: Vec<&String> = secrets
+        .iter()
+        .filter(|secret| contains(&store, secret))
+        .collect();
+    assert!(found.is_empty(), "in plaintext in ward.redb: {found:?}");
+    // The key store names no patient either (pseudonyms).
+    let key_store = std::fs::read(keys.join("keys.redb")).unwrap();
+    assert!(!contains(&key_store, "MRN0"), "an MRN in the key store");
+}
+
+#[test]
+fn a_data_folder_without_its_own_key_folder_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let made = ward(&["tenant", "create", "PROV001"], &data, None);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // Another data folder's key folder: refused, naming it.
+    let other = dir.path().join("other-keys");
+    let elsewhere = ward(
+        &["tenant", "create", "PROV001"],
+        &dir.path().join("other"),
+        Some(&other),
+    );
+    assert!(elsewhere.status.success());
+    let refused = ward(&["tenant", "rotate", "PROV001"], &data, Some(&other));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("is not the one the data folder"),
+        "{stderr}"
+    );
+    // No key folder at all (a data folder copied without it).
+    std::fs::rename(dir.path().join("data-keys"), dir.path().join("moved-keys")).unwrap();
+    let refused = ward(&["tenant", "rotate", "PROV001"], &data, None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("which does not exist"), "{stderr}");
+    // Pointed at the moved folder, it works again.
+    let moved = dir.path().join("moved-keys");
+    let rotated = ward(&["tenant", "rotate", "PROV001"], &data, Some(&moved));
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    // A key folder inside the data folder is refused.
+    let inside = data.join("keys");
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let refused = ward(
+        &["tenant", "create", "PROV001"],
+        &fresh,
+        Some(&fresh.join("keys")),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("is inside the data folder"), "{stderr}");
+    assert!(!inside.exists());
+}
+
+#[tokio::test]
+async fn a_data_folder_written_before_encryption_at_rest_is_refused_not_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        // What an earlier Ward left: the raw store with its signing secret.
+        let table =
+            ward::embedded::open_table(&data.join("ward.redb"), &Default::default()).unwrap();
+        ward::embedded::signing_secret(&table).await.unwrap();
+    }
+    let refused = ward(&["tenant", "create", "PROV001"], &data, None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("without encryption at rest"), "{stderr}");
+    assert!(
+        !dir.path().join("data-keys").exists(),
+        "no key folder made for it"
+    );
+}
