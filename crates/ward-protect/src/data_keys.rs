@@ -2,12 +2,12 @@
 //! key-encryption key, kept in a key store (a table of its own, never the one it
 //! protects), and cached unwrapped in memory for a bounded number of scopes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use rand::RngCore as _;
 use ring::aead::{self, LessSafeKey, UnboundKey};
-use ward_store::{Condition, Item, Key, PK, PutOutcome, SK, Table, Value};
+use ward_store::{Condition, Item, Key, PK, PutOutcome, Query, SK, SkCondition, Table, Value};
 
 use crate::{KeyEncryptionKeys, ProtectError};
 
@@ -127,26 +127,33 @@ impl DataKeys {
             .remove(scope);
     }
 
-    async fn unwrap_item(&self, scope: &Scope, item: &Item) -> Result<Arc<DataKey>, ProtectError> {
+    /// The raw data key a key-store item holds, with its generation and wrapping version.
+    async fn unwrap_raw(
+        &self,
+        provider: &str,
+        item: &Item,
+    ) -> Result<([u8; 32], u32, u32), ProtectError> {
         let broken = || ProtectError::Integrity("a data key in the key store is malformed".into());
         let Some(Value::B(wrapped)) = item.get(WRAPPED) else {
             return Err(broken());
         };
-        let version = item
-            .get(KEK_VERSION)
-            .and_then(Value::as_i64)
-            .and_then(|version| u32::try_from(version).ok())
-            .ok_or_else(broken)?;
-        let generation = item
-            .get(GENERATION)
-            .and_then(Value::as_i64)
-            .and_then(|generation| u32::try_from(generation).ok())
-            .ok_or_else(broken)?;
-        let key = self.store_key(scope);
+        let number = |name: &str| {
+            item.get(name)
+                .and_then(Value::as_i64)
+                .and_then(|number| u32::try_from(number).ok())
+                .ok_or_else(broken)
+        };
+        let (version, generation) = (number(KEK_VERSION)?, number(GENERATION)?);
+        let key = Key::of(item).map_err(|_| broken())?;
         let raw = self
             .keks
-            .unwrap(&scope.provider, version, wrapped, &Self::wrap_aad(&key))
+            .unwrap(provider, version, wrapped, &Self::wrap_aad(&key))
             .await?;
+        Ok((raw, generation, version))
+    }
+
+    async fn unwrap_item(&self, scope: &Scope, item: &Item) -> Result<Arc<DataKey>, ProtectError> {
+        let (raw, generation, _) = self.unwrap_raw(&scope.provider, item).await?;
         let key = UnboundKey::new(&aead::AES_256_GCM, &raw)
             .map_err(|_| ProtectError::Crypto("data key"))?;
         Ok(Arc::new(DataKey {
@@ -255,6 +262,77 @@ impl DataKeys {
             found.insert(scope.clone(), key);
         }
         Ok(())
+    }
+
+    /// How many of `provider`'s data keys are wrapped under each key version.
+    pub async fn versions(&self, provider: &str) -> Result<BTreeMap<u32, u64>, ProtectError> {
+        let mut counts = BTreeMap::new();
+        self.each(provider, |item| {
+            let version = item
+                .get(KEK_VERSION)
+                .and_then(Value::as_i64)
+                .and_then(|version| u32::try_from(version).ok())
+                .unwrap_or(0);
+            *counts.entry(version).or_insert(0) += 1;
+        })
+        .await?;
+        Ok(counts)
+    }
+
+    /// Wraps every data key of `provider` that an older version wraps under the current
+    /// one (the keys themselves, and so every sealed value, stay as they are); calls
+    /// `progress` after each. Safe to interrupt and run again.
+    pub async fn rewrap(
+        &self,
+        provider: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, ProtectError> {
+        let current = i64::from(self.keks.current_version());
+        let mut stale = Vec::new();
+        self.each(provider, |item| {
+            if item.get(KEK_VERSION).and_then(Value::as_i64) != Some(current) {
+                stale.push(item.clone());
+            }
+        })
+        .await?;
+        let mut done = 0;
+        for mut item in stale {
+            let (raw, _, _) = self.unwrap_raw(provider, &item).await?;
+            let key = Key::of(&item).map_err(ProtectError::Store)?;
+            let (version, wrapped) = self
+                .keks
+                .wrap(provider, &raw, &Self::wrap_aad(&key))
+                .await?;
+            item.insert(WRAPPED.into(), Value::B(wrapped));
+            item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
+            match self.store.put(item, Condition::Exists).await {
+                // Erased meanwhile: nothing to re-wrap.
+                Ok(()) | Err(ward_store::StoreError::ConditionFailed { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+            done += 1;
+            progress(done);
+        }
+        Ok(done)
+    }
+
+    async fn each(&self, provider: &str, mut visit: impl FnMut(&Item)) -> Result<(), ProtectError> {
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(Query {
+                    cursor,
+                    limit: 1000,
+                    ..Query::partition(format!("DEK#{provider}"), SkCondition::Any)
+                })
+                .await?;
+            page.items.iter().for_each(&mut visit);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
     }
 
     async fn sync(&self) -> Result<(), ProtectError> {

@@ -119,9 +119,36 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     let third_rate = third_counts.rows as f64 / third_elapsed.as_secs_f64();
     let peak_rss = peak_rss_mib();
 
+    // What sealing patient data costs: the same first load into a store that seals
+    // nothing (never a shape Ward serves), in this run.
+    eprintln!("first load again, nothing sealed (to compare)...");
+    let plain_dir = work_dir.join("data-unsealed");
+    let _ = std::fs::remove_dir_all(&plain_dir);
+    let plain = crate::embedded::open_with(
+        &plain_dir,
+        ward_ingest::IngestSettings::default(),
+        &Default::default(),
+        false,
+    )
+    .await?;
+    local_ingest::ensure_provider(&plain.ctx, &provider).await?;
+    let (unsealed, unsealed_elapsed) =
+        local_ingest::ingest_file(&plain.ctx, &provider, &csv_path, false).await?;
+    let unsealed_counts = unsealed.report.clone().unwrap_or_default().counts;
+    anyhow::ensure!(
+        unsealed_counts == first_counts,
+        "the unsealed first load ended differently: {unsealed_counts:?} vs {first_counts:?}"
+    );
+    let unsealed_rate = unsealed_counts.rows as f64 / unsealed_elapsed.as_secs_f64();
+    let sealed_bytes = std::fs::metadata(data_dir.join("ward.redb"))?.len();
+    let unsealed_bytes = std::fs::metadata(plain_dir.join("ward.redb"))?.len();
+    drop(plain);
+    let _ = std::fs::remove_dir_all(&plain_dir);
+
     let duckdb = run_duckdb(&csv_path);
     // The store is over a gigabyte at 1M rows: keep only a CSV the caller asked to keep.
     let _ = std::fs::remove_dir_all(if temporary { &work_dir } else { &data_dir });
+    let _ = std::fs::remove_dir_all(crate::protection::default_keys_dir(&data_dir));
     println!("\n| measure | Ward | DuckDB | Ward / DuckDB |");
     println!("|---|---|---|---|");
     let (duck_first, duck_reload) = match &duckdb {
@@ -145,6 +172,15 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         "| re-upload (same file; Ward: every row read and checked) | {third_rate:.0} rows/s | {} | {} |",
         cell(duck_reload),
         ratio(third_rate, duck_reload)
+    );
+    println!(
+        "| first load, nothing sealed (same run) | {unsealed_rate:.0} rows/s | | sealed / unsealed {:.2}x |",
+        first_rate / unsealed_rate
+    );
+    println!(
+        "| store file, sealed / unsealed (the same records) | {:.0} MB / {:.0} MB | | |",
+        sealed_bytes as f64 / 1e6,
+        unsealed_bytes as f64 / 1e6
     );
     println!("| peak RSS after first load | {rss_after_first:.0} MiB | | |");
     println!("| peak RSS, whole run | {peak_rss:.0} MiB | | |");

@@ -20,6 +20,9 @@ pub struct Embedded {
     pub table: Arc<dyn Table>,
     pub queue: Arc<TableJobQueue>,
     pub ctx: Arc<IngestContext>,
+    /// The data keys that seal its patient data (`None`: nothing sealed, the benchmark's
+    /// comparison only).
+    pub keys: Option<Arc<ward_protect::DataKeys>>,
 }
 
 /// How the embedded store is opened: its tuning, and where its key folder is.
@@ -35,8 +38,19 @@ pub struct EmbeddedStore {
 /// its key folder.
 pub async fn open(
     data_dir: &Path,
+    settings: IngestSettings,
+    store: &EmbeddedStore,
+) -> anyhow::Result<Embedded> {
+    open_with(data_dir, settings, store, true).await
+}
+
+/// [`open`], or with nothing sealed (`protect` false): only what the ingest benchmark
+/// compares encryption against. Never for data anyone keeps.
+pub(crate) async fn open_with(
+    data_dir: &Path,
     mut settings: IngestSettings,
     store: &EmbeddedStore,
+    protect: bool,
 ) -> anyhow::Result<Embedded> {
     // Files read in key order are sorted beside the store, not in a RAM-backed /tmp.
     settings
@@ -55,7 +69,13 @@ pub async fn open(
         .keys_dir
         .clone()
         .unwrap_or_else(|| crate::protection::default_keys_dir(data_dir));
-    let table = crate::protection::protect(data_dir, Arc::new(table), &keys_dir).await?;
+    let (table, keys): (Arc<dyn Table>, _) = if protect {
+        let (table, keys) =
+            crate::protection::protect(data_dir, Arc::new(table), &keys_dir).await?;
+        (table, Some(keys))
+    } else {
+        (Arc::new(table), None)
+    };
     let objects = DurableLocalFileSystem::new(data_dir.join("objects"))
         .context("cannot open the objects folder")?;
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));
@@ -65,7 +85,12 @@ pub async fn open(
         queue.clone(),
         settings,
     )));
-    Ok(Embedded { table, queue, ctx })
+    Ok(Embedded {
+        table,
+        queue,
+        ctx,
+        keys,
+    })
 }
 
 /// Opens the store file at `path` with Ward's attribute dictionary.

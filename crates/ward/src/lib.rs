@@ -11,6 +11,7 @@ pub mod demo;
 pub mod durable_objects;
 pub mod embedded;
 pub mod emr_cli;
+pub mod keys_cli;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod local_ingest;

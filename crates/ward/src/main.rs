@@ -103,6 +103,11 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// The keys that seal patient data at rest (docs/encryption.md; offline, like `user`).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Upload a file through the API (a pre-signed URL), with a progress bar: a visit CSV,
     /// or facilities as JSON (.json, .jsonl, .ndjson).
     Upload {
@@ -187,6 +192,23 @@ enum TenantAction {
     Rotate {
         /// Provider id.
         id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// The key versions, and each provider's data keys by the version that wraps them.
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Add a key version and re-wrap every data key under it (`--rewrap-only`: finish an
+    /// interrupted re-wrap without adding another version).
+    Rotate {
+        #[arg(long)]
+        rewrap_only: bool,
         #[command(flatten)]
         data: DataDir,
     },
@@ -490,6 +512,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.0);
             Ok(())
         }
+        Command::Keys {
+            action: KeysAction::Status { data },
+        } => ward::keys_cli::status(&data.data_dir).await,
+        Command::Keys {
+            action: KeysAction::Rotate { rewrap_only, data },
+        } => ward::keys_cli::rotate(&data.data_dir, rewrap_only).await,
         Command::User {
             action:
                 UserAction::Create {

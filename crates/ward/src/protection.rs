@@ -65,13 +65,13 @@ pub fn default_keys_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// `table` (the data folder's store) with its protected attributes sealed, by the keys of
-/// `keys_dir`: made there on a new data folder; checked against the folder's record on an
-/// existing one.
+/// `keys_dir` (returned too): made there on a new data folder; checked against the
+/// folder's record on an existing one.
 pub async fn protect(
     data_dir: &Path,
     table: Arc<dyn Table>,
     keys_dir: &Path,
-) -> anyhow::Result<Arc<dyn Table>> {
+) -> anyhow::Result<(Arc<dyn Table>, Arc<DataKeys>)> {
     let marker = table.get(&Key::new(MARKER_PK, MARKER_SK)).await?;
     let master_path = keys_dir.join(MASTER_KEY_FILE);
     if marker.is_none() && written_before(&*table).await? {
@@ -125,7 +125,8 @@ pub async fn protect(
     let store = EmbeddedTable::open(&store_path, &EmbeddedOptions::default())
         .with_context(|| format!("cannot open the key store {}", store_path.display()))?;
     let keys = Arc::new(DataKeys::new(Arc::new(store), Arc::new(master)));
-    Ok(Arc::new(ProtectedTable::new(table, keys, protection())))
+    let protected = ProtectedTable::new(table, Arc::clone(&keys), protection());
+    Ok((Arc::new(protected), keys))
 }
 
 /// Whether a table without the protection record holds data already (every started data

@@ -106,7 +106,11 @@ fn crates_depend_only_on_what_the_architecture_allows() {
     );
     assert_eq!(users_of("ward-protect"), BTreeSet::from(["ward"]));
     for cipher in ["ring", "lz4_flex"] {
-        assert_eq!(users_of(cipher), BTreeSet::from(["ward-protect"]), "{cipher}");
+        assert_eq!(
+            users_of(cipher),
+            BTreeSet::from(["ward-protect"]),
+            "{cipher}"
+        );
     }
     assert!(ward_crates("ward-store").is_empty());
     assert!(ward_crates("ward-domain").is_empty());

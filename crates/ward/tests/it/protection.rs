@@ -156,3 +156,76 @@ async fn a_data_folder_written_before_encryption_at_rest_is_refused_not_mixed() 
         "no key folder made for it"
     );
 }
+
+fn ward_ok(args: &[&str], data: &Path) -> String {
+    let output = ward(args, data, None);
+    assert!(
+        output.status.success(),
+        "ward {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_rotation_adds_a_version_re_wraps_every_data_key_and_the_data_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let csv = dir.path().join("visits.csv");
+    std::fs::write(
+        &csv,
+        "medical_record_number,date_time,first_name,last_name,doctors_notes\n\
+         MRN1,2025-01-01T10:00:00Z,Ada,Lovelace,first visit\n\
+         MRN2,2025-01-02T10:00:00Z,Alan,Turing,second visit\n\
+         MRN3,2025-01-03T10:00:00Z,Grace,Hopper,third visit\n",
+    )
+    .unwrap();
+    ward_ok(
+        &["ingest", csv.to_str().unwrap(), "--provider", "PROV001"],
+        &data,
+    );
+    let status = ward_ok(&["keys", "status"], &data);
+    // Three patients' keys and the provider's own (its upload report), all under v1.
+    assert!(
+        status.contains("PROV001          data keys v1: 4"),
+        "{status}"
+    );
+    assert!(
+        status.contains("every data key is wrapped under version 1"),
+        "{status}"
+    );
+    let rotated = ward_ok(&["keys", "rotate"], &data);
+    assert!(rotated.contains("key version 2 added"), "{rotated}");
+    assert!(
+        rotated.contains("PROV001          4 data keys re-wrapped"),
+        "{rotated}"
+    );
+    let status = ward_ok(&["keys", "status"], &data);
+    assert!(
+        status.contains("PROV001          data keys v2: 4"),
+        "{status}"
+    );
+    // Nothing left to re-wrap: a second pass is a no-op.
+    let again = ward_ok(&["keys", "rotate", "--rewrap-only"], &data);
+    assert!(again.contains("0 data keys re-wrapped"), "{again}");
+    // The sealed values are unchanged and open with the re-wrapped keys.
+    let embedded = ward::embedded::open(&data, Default::default(), &Default::default())
+        .await
+        .unwrap();
+    let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
+    let mrn = ward_domain::Mrn::parse("MRN2").unwrap();
+    let page = embedded
+        .table
+        .query(ward_store::Query::partition(
+            ward_domain::key_layout::patient_pk(&provider, &mrn),
+            ward_store::SkCondition::Any,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0]["firstName"], ward_store::Value::s("Alan"));
+    assert_eq!(
+        page.items[0]["doctorsNotes"],
+        ward_store::Value::s("second visit")
+    );
+}
