@@ -35,6 +35,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     });
     println!("Ward demo");
     println!("  data folder   {}", data_dir.display());
+    println!(
+        "  key folder    {} (patient data is sealed at rest with these keys)",
+        crate::protection::default_keys_dir(&data_dir).display()
+    );
     let mut server_options = ServerOptions {
         data_dir: data_dir.clone(),
         listen: options.listen,
