@@ -196,36 +196,38 @@ impl DataKeys {
                 None => missing.push(scope),
             }
         }
-        for chunk in missing.chunks(BATCH) {
-            self.load_or_make(chunk, &mut found).await?;
+        if missing.is_empty() {
+            return Ok(found);
         }
-        Ok(found)
-    }
-
-    async fn load_or_make(
-        &self,
-        scopes: &[Scope],
-        found: &mut HashMap<Scope, Arc<DataKey>>,
-    ) -> Result<(), ProtectError> {
-        let by_key: HashMap<Key, &Scope> = scopes
+        let by_key: HashMap<Key, &Scope> = missing
             .iter()
             .map(|scope| (self.store_key(scope), scope))
             .collect();
-        let stored = self
-            .store
-            .batch_get(by_key.keys().cloned().collect())
-            .await?;
-        for item in &stored {
-            let Some(scope) = Key::of(item).ok().and_then(|key| by_key.get(&key)) else {
-                continue;
-            };
-            let key = self.unwrap_item(scope, item).await?;
-            self.remember((*scope).clone(), Arc::clone(&key));
-            found.insert((*scope).clone(), key);
+        let keys: Vec<Key> = by_key.keys().cloned().collect();
+        for chunk in keys.chunks(BATCH) {
+            for item in &self.store.batch_get(chunk.to_vec()).await? {
+                let Some(scope) = Key::of(item).ok().and_then(|key| by_key.get(&key)) else {
+                    continue;
+                };
+                let key = self.unwrap_item(scope, item).await?;
+                self.remember((*scope).clone(), Arc::clone(&key));
+                found.insert((*scope).clone(), key);
+            }
         }
+        self.make(&by_key, &mut found).await?;
+        Ok(found)
+    }
+
+    /// Makes the data keys of the scopes in `by_key` that `found` lacks: one key-store
+    /// write for all of them, made durable before any of them seals a value.
+    async fn make(
+        &self,
+        by_key: &HashMap<Key, &Scope>,
+        found: &mut HashMap<Scope, Arc<DataKey>>,
+    ) -> Result<(), ProtectError> {
         let mut new_items = Vec::new();
         let mut new_scopes = Vec::new();
-        for (key, scope) in &by_key {
+        for (key, scope) in by_key {
             if found.contains_key(*scope) {
                 continue;
             }

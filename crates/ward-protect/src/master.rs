@@ -7,9 +7,10 @@
 //! provider's key-encryption key of that version; from the first secret, the provider's
 //! pseudonym key (pseudonyms must not change when keys rotate).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rand::RngCore as _;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -26,6 +27,8 @@ const NONCE_LEN: usize = 12;
 pub struct MasterKeys {
     path: PathBuf,
     secrets: BTreeMap<u32, [u8; 32]>,
+    /// Derived key-encryption keys, by provider and version.
+    keks: Mutex<HashMap<(String, u32), Arc<LessSafeKey>>>,
 }
 
 impl std::fmt::Debug for MasterKeys {
@@ -52,6 +55,7 @@ impl MasterKeys {
                 let keys = Self {
                     path: path.to_owned(),
                     secrets: BTreeMap::from([(1, secret)]),
+                    keks: Mutex::default(),
                 };
                 keys.write(true)?;
                 Ok(keys)
@@ -119,6 +123,7 @@ impl MasterKeys {
         Ok(Self {
             path: path.to_owned(),
             secrets,
+            keks: Mutex::default(),
         })
     }
 
@@ -181,7 +186,21 @@ impl MasterKeys {
             .map_err(fail)
     }
 
-    fn kek(&self, provider: &str, version: u32) -> Result<LessSafeKey, ProtectError> {
+    fn kek(&self, provider: &str, version: u32) -> Result<Arc<LessSafeKey>, ProtectError> {
+        let id = (provider.to_owned(), version);
+        if let Some(kek) = self.keks.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(Arc::clone(kek));
+        }
+        let kek = Arc::new(self.derive_kek(provider, version)?);
+        let mut keks = self.keks.lock().unwrap_or_else(|e| e.into_inner());
+        if keks.len() >= 10_000 {
+            keks.clear();
+        }
+        keks.insert(id, Arc::clone(&kek));
+        Ok(kek)
+    }
+
+    fn derive_kek(&self, provider: &str, version: u32) -> Result<LessSafeKey, ProtectError> {
         let secret = self
             .secrets
             .get(&version)

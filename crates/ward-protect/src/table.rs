@@ -93,35 +93,46 @@ impl ProtectedTable {
     }
 
     fn seal_with(&self, item: &mut Item, key: &DataKey) -> Result<(), ProtectError> {
-        let Some((pk, sk)) = item_key(item).map(|(pk, sk)| (pk.to_owned(), sk.to_owned())) else {
-            return Ok(());
-        };
-        for (name, value) in item.iter_mut() {
-            if matches!(value, Value::Null) || !self.protection.protects(name) {
-                continue;
-            }
-            *value = envelope::seal(&key.key, key.generation, &pk, &sk, name, value)?;
+        let names: Vec<ward_store::Name> = item
+            .iter()
+            .filter(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let Some((pk, sk)) = item_key(item) else {
+                return Ok(());
+            };
+            let sealed = envelope::seal(&key.key, key.generation, pk, sk, &name, &item[&name])?;
+            item.insert(name, sealed);
         }
         Ok(())
     }
 
     async fn seal_items(&self, mut items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let scopes: Vec<Option<Scope>> = items
-            .iter()
-            .map(|item| {
-                self.protection
-                    .needs_key(item)
-                    .then(|| self.scope_of(item))
-                    .flatten()
-            })
-            .collect();
-        let keys = self
-            .keys
-            .for_write(scopes.iter().flatten().cloned())
-            .await?;
-        for (item, scope) in items.iter_mut().zip(&scopes) {
+        // Ingest batches come in key order: consecutive items of one partition share its
+        // scope, which is worked out once.
+        let mut scopes: Vec<Scope> = Vec::new();
+        let mut of_item: Vec<Option<usize>> = Vec::with_capacity(items.len());
+        let mut last_pk: Option<&str> = None;
+        for item in &items {
+            if !self.protection.needs_key(item) {
+                of_item.push(None);
+                continue;
+            }
+            let Some((pk, _)) = item_key(item) else {
+                of_item.push(None);
+                continue;
+            };
+            if last_pk != Some(pk) {
+                scopes.push((self.protection.scope)(pk));
+                last_pk = Some(pk);
+            }
+            of_item.push(Some(scopes.len() - 1));
+        }
+        let keys = self.keys.for_write(scopes.iter().cloned()).await?;
+        for (item, scope) in items.iter_mut().zip(&of_item) {
             if let Some(scope) = scope {
-                self.seal_with(item, &keys[scope])?;
+                self.seal_with(item, &keys[&scopes[*scope]])?;
             }
         }
         Ok(items)
