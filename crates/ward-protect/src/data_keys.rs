@@ -12,7 +12,7 @@ use ward_store::{Condition, Item, Key, PK, PutOutcome, Query, SK, SkCondition, T
 use crate::{KeyEncryptionKeys, ProtectError};
 
 /// Unwrapped data keys kept at once; past it the cache starts again (a bound on memory).
-const CACHE_LIMIT: usize = 100_000;
+const CACHE_LIMIT: usize = 16_384;
 const WRAPPED: &str = "wrapped";
 const KEK_VERSION: &str = "kekVersion";
 const GENERATION: &str = "generation";
