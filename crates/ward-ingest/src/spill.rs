@@ -3,13 +3,17 @@
 //! Records are buffered up to a byte budget, then sorted and written to an anonymous
 //! temporary file (a "run"; unlinked at creation, so a crash leaves nothing behind).
 //! Reading merges the runs. The sort is stable: records with equal keys come back in the
-//! order they were pushed.
+//! order they were pushed. Records hold patient data (keys name the patient), so a run
+//! holds none in plaintext: each record is one frame sealed under a key of that run's
+//! own that never leaves memory (`ward_protect::ephemeral`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+
+use ward_protect::ephemeral::{EphemeralKey, FRAME_OVERHEAD};
 
 /// Bytes of bookkeeping per buffered record, counted against the budget.
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
@@ -31,7 +35,7 @@ pub(crate) struct SpillSorter {
     budget: usize,
     arena: Vec<u8>,
     entries: Vec<Entry>,
-    runs: Vec<File>,
+    runs: Vec<(File, EphemeralKey)>,
 }
 
 impl SpillSorter {
@@ -90,15 +94,24 @@ impl SpillSorter {
         std::fs::create_dir_all(&self.dir)?;
         let file = tempfile::tempfile_in(&self.dir)?;
         let mut writer = BufWriter::with_capacity(256 * 1024, file);
-        for entry in &self.entries {
-            writer.write_all(&entry.key_len.to_le_bytes())?;
-            writer.write_all(&entry.payload_len.to_le_bytes())?;
+        let key = EphemeralKey::new();
+        let mut frame = Vec::new();
+        for (index, entry) in self.entries.iter().enumerate() {
             let end = entry.start + entry.key_len as usize + entry.payload_len as usize;
-            writer.write_all(&self.arena[entry.start..end])?;
+            frame.clear();
+            frame.extend_from_slice(&entry.key_len.to_le_bytes());
+            frame.extend_from_slice(&entry.payload_len.to_le_bytes());
+            frame.extend_from_slice(&self.arena[entry.start..end]);
+            key.seal(index as u64, &mut frame)
+                .map_err(io::Error::other)?;
+            let len = u32::try_from(frame.len())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record over 4 GiB"))?;
+            writer.write_all(&len.to_le_bytes())?;
+            writer.write_all(&frame)?;
         }
         let mut file = writer.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
-        self.runs.push(file);
+        self.runs.push((file, key));
         self.arena.clear();
         self.entries.clear();
         Ok(())
@@ -116,9 +129,12 @@ impl SpillSorter {
         self.spill()?;
         let mut runs = Vec::with_capacity(self.runs.len());
         let mut heap = BinaryHeap::with_capacity(self.runs.len());
-        for (index, file) in self.runs.into_iter().enumerate() {
+        for (index, (file, key)) in self.runs.into_iter().enumerate() {
             let mut run = Run {
                 reader: BufReader::with_capacity(RUN_READ_BUFFER, file),
+                key,
+                read: 0,
+                frame: Vec::new(),
                 payload: Vec::new(),
             };
             let mut key = Vec::new();
@@ -137,6 +153,10 @@ fn key_of<'a>(arena: &'a [u8], entry: &Entry) -> &'a [u8] {
 
 pub(crate) struct Run {
     reader: BufReader<File>,
+    /// The run's key, and how many frames were read with it.
+    key: EphemeralKey,
+    read: u64,
+    frame: Vec<u8>,
     /// The payload of the record whose key is in the heap.
     payload: Vec<u8>,
 }
@@ -145,17 +165,38 @@ impl Run {
     /// Reads the next record's key into `key` and its payload into `self.payload`;
     /// `false` at the end of the run.
     fn read_next(&mut self, key: &mut Vec<u8>) -> io::Result<bool> {
-        let mut header = [0u8; 8];
-        match self.reader.read(&mut header[..1])? {
+        let mut len = [0u8; 4];
+        match self.reader.read(&mut len[..1])? {
             0 => return Ok(false),
-            _ => self.reader.read_exact(&mut header[1..])?,
+            _ => self.reader.read_exact(&mut len[1..])?,
         }
-        let key_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let payload_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        key.resize(key_len, 0);
-        self.reader.read_exact(key)?;
-        self.payload.resize(payload_len, 0);
-        self.reader.read_exact(&mut self.payload)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len < 8 + FRAME_OVERHEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a sort run's frame is too short",
+            ));
+        }
+        self.frame.resize(len, 0);
+        self.reader.read_exact(&mut self.frame)?;
+        let plain = self
+            .key
+            .open(self.read, &mut self.frame)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        self.read += 1;
+        let frame = &self.frame[..plain];
+        let key_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        let payload_len = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize;
+        if 8 + key_len + payload_len != plain {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a sort run's frame is malformed",
+            ));
+        }
+        key.clear();
+        key.extend_from_slice(&frame[8..8 + key_len]);
+        self.payload.clear();
+        self.payload.extend_from_slice(&frame[8 + key_len..plain]);
         Ok(true)
     }
 }
@@ -278,6 +319,33 @@ mod tests {
             0,
             "runs are anonymous files: nothing is left in the folder"
         );
+    }
+
+    #[test]
+    fn a_spilled_run_holds_no_record_in_plaintext() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut sorter = SpillSorter::new(dir.path().to_owned(), 256);
+        for n in 0..50u32 {
+            let key = format!("PROV#P#PAT#MRN{n:04}");
+            sorter
+                .push(key.as_bytes(), b"Ada Lovelace, a private note")
+                .unwrap();
+        }
+        assert!(sorter.runs() > 1);
+        for (file, _) in &sorter.runs {
+            let mut bytes = Vec::new();
+            let mut file = file.try_clone().unwrap();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            file.read_to_end(&mut bytes).unwrap();
+            // The clone shares the run's offset: put it back for the merge.
+            file.seek(SeekFrom::Start(0)).unwrap();
+            assert!(!bytes.is_empty());
+            for secret in [&b"Lovelace"[..], b"MRN00"] {
+                assert!(!bytes.windows(secret.len()).any(|window| window == secret));
+            }
+        }
+        let mut sorted = sorter.finish().unwrap();
+        assert_eq!(drain(&mut sorted).len(), 50);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 mod data_keys;
 pub mod envelope;
+pub mod ephemeral;
 mod master;
 mod table;
 

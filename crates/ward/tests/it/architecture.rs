@@ -98,13 +98,17 @@ fn crates_depend_only_on_what_the_architecture_allows() {
             "{secret_keeper}"
         );
     }
-    // Patient data at rest: on the store port only, used by the composition root alone
-    // (the domain never knows its data is sealed); the ciphers only there.
+    // Patient data at rest: on the store port only, used by the composition root (the
+    // domain never knows its data is sealed) and by the ingest for its sort runs (an
+    // in-memory key); the ciphers only there.
     assert_eq!(
         ward_crates("ward-protect"),
         BTreeSet::from(["ward-store".to_owned()])
     );
-    assert_eq!(users_of("ward-protect"), BTreeSet::from(["ward"]));
+    assert_eq!(
+        users_of("ward-protect"),
+        BTreeSet::from(["ward", "ward-ingest"])
+    );
     for cipher in ["ring", "lz4_flex"] {
         assert_eq!(
             users_of(cipher),
