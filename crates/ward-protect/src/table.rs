@@ -151,14 +151,16 @@ impl ProtectedTable {
             return Ok(item);
         };
         let key = self.keys.for_read(&scope).await?;
-        let (pk, sk) = item_key(&item)
-            .map(|(pk, sk)| (pk.to_owned(), sk.to_owned()))
-            .expect("scope_of found the keys");
-        for (name, value) in item.iter_mut() {
-            if matches!(value, Value::Null) || !self.protection.protects(name) {
+        let names: Vec<ward_store::Name> = item
+            .iter()
+            .filter(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let (Some((pk, sk)), Some(value)) = (item_key(&item), item.get(&name)) else {
                 continue;
-            }
-            let Value::B(sealed) = &*value else {
+            };
+            let Value::B(sealed) = value else {
                 return Err(ProtectError::Integrity(format!(
                     "attribute `{name}` holds plaintext where Ward keeps ciphertext"
                 ))
@@ -170,7 +172,8 @@ impl ProtectedTable {
                 ))
                 .into());
             }
-            *value = envelope::open(&key.key, &pk, &sk, name, sealed)?;
+            let opened = envelope::open(&key.key, pk, sk, &name, sealed)?;
+            item.insert(name, opened);
         }
         Ok(item)
     }
@@ -236,16 +239,16 @@ impl Table for ProtectedTable {
     }
 
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let mut ops = ops;
         let mut puts = Vec::new();
         let mut at = Vec::new();
-        for (index, op) in ops.iter().enumerate() {
+        for (index, op) in ops.iter_mut().enumerate() {
             if let WriteOp::Put { item, .. } = op {
-                puts.push(item.clone());
+                puts.push(std::mem::take(item));
                 at.push(index);
             }
         }
         let mut sealed = self.seal_items(puts).await?.into_iter();
-        let mut ops = ops;
         for index in at {
             if let WriteOp::Put { item, .. } = &mut ops[index] {
                 *item = sealed.next().expect("one sealed item per put");
