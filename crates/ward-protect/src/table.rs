@@ -44,6 +44,14 @@ impl Protection {
         self.attributes.contains(name)
     }
 
+    /// The attributes of `item` that are sealed (protected and not null).
+    fn sealed_names(&self, item: &Item) -> Vec<ward_store::Name> {
+        item.iter()
+            .filter(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     fn needs_key(&self, item: &Item) -> bool {
         item.iter()
             .any(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
@@ -93,11 +101,7 @@ impl ProtectedTable {
     }
 
     fn seal_with(&self, item: &mut Item, key: &DataKey) -> Result<(), ProtectError> {
-        let names: Vec<ward_store::Name> = item
-            .iter()
-            .filter(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
-            .map(|(name, _)| name.clone())
-            .collect();
+        let names = self.protection.sealed_names(item);
         for name in names {
             let Some((pk, sk)) = item_key(item) else {
                 return Ok(());
@@ -151,11 +155,7 @@ impl ProtectedTable {
             return Ok(item);
         };
         let key = self.keys.for_read(&scope).await?;
-        let names: Vec<ward_store::Name> = item
-            .iter()
-            .filter(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
-            .map(|(name, _)| name.clone())
-            .collect();
+        let names = self.protection.sealed_names(&item);
         for name in names {
             let (Some((pk, sk)), Some(value)) = (item_key(&item), item.get(&name)) else {
                 continue;
