@@ -154,7 +154,11 @@ impl DataKeys {
 
     async fn unwrap_item(&self, scope: &Scope, item: &Item) -> Result<Arc<DataKey>, ProtectError> {
         let (raw, generation, _) = self.unwrap_raw(&scope.provider, item).await?;
-        let key = UnboundKey::new(&aead::AES_256_GCM, &raw)
+        Self::bind(&raw, generation)
+    }
+
+    fn bind(raw: &[u8; 32], generation: u32) -> Result<Arc<DataKey>, ProtectError> {
+        let key = UnboundKey::new(&aead::AES_256_GCM, raw)
             .map_err(|_| ProtectError::Crypto("data key"))?;
         Ok(Arc::new(DataKey {
             generation,
@@ -226,7 +230,7 @@ impl DataKeys {
         found: &mut HashMap<Scope, Arc<DataKey>>,
     ) -> Result<(), ProtectError> {
         let mut new_items = Vec::new();
-        let mut new_scopes = Vec::new();
+        let mut made = Vec::new();
         for (key, scope) in by_key {
             if found.contains_key(*scope) {
                 continue;
@@ -244,22 +248,21 @@ impl DataKeys {
             item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
             item.insert(GENERATION.into(), Value::n(1));
             new_items.push(item);
-            new_scopes.push(*scope);
+            made.push((*scope, Self::bind(&raw, 1)?));
         }
         if new_items.is_empty() {
             return Ok(());
         }
-        let outcomes = self.store.put_many_if_absent(new_items.clone()).await?;
+        let outcomes = self.store.put_many_if_absent(new_items).await?;
         // The keys must be durable before anything sealed with them is: one durable write
         // after the batch (the port lets a batch skip its sync until the next write).
         self.sync().await?;
-        for ((scope, item), outcome) in new_scopes.into_iter().zip(&new_items).zip(outcomes) {
-            let stored = match &outcome {
-                PutOutcome::Written => item,
+        for ((scope, mine), outcome) in made.into_iter().zip(outcomes) {
+            let key = match outcome {
+                PutOutcome::Written => mine,
                 // Another writer made this scope's key first: use theirs.
-                PutOutcome::Exists(existing) => existing,
+                PutOutcome::Exists(existing) => self.unwrap_item(scope, &existing).await?,
             };
-            let key = self.unwrap_item(scope, stored).await?;
             self.remember(scope.clone(), Arc::clone(&key));
             found.insert(scope.clone(), key);
         }

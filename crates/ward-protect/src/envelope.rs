@@ -30,16 +30,36 @@ pub fn is_sealed(value: &Value) -> bool {
     matches!(value, Value::B(bytes) if bytes.len() >= HEADER_LEN + TAG_LEN && bytes[0] == MAGIC && bytes[1] == FORMAT)
 }
 
-fn aad(pk: &str, sk: &str, attribute: &str, flags: u8, generation: u32) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(32 + pk.len() + sk.len() + attribute.len());
-    aad.extend_from_slice(b"ward/field/v1");
-    for part in [pk, sk, attribute] {
-        aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        aad.extend_from_slice(part.as_bytes());
+/// The associated data of one item's sealed values: the prefix (format, partition key, sort
+/// key) is built once per item, and each attribute's tail (name, flags, generation) is
+/// written after it in the same buffer.
+pub struct ItemAad {
+    buffer: Vec<u8>,
+    prefix: usize,
+}
+
+impl ItemAad {
+    /// The associated data of the item keyed `pk`/`sk`.
+    pub fn new(pk: &str, sk: &str) -> Self {
+        let mut buffer = Vec::with_capacity(64 + pk.len() + sk.len());
+        buffer.extend_from_slice(b"ward/field/v1");
+        for part in [pk, sk] {
+            buffer.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            buffer.extend_from_slice(part.as_bytes());
+        }
+        let prefix = buffer.len();
+        Self { buffer, prefix }
     }
-    aad.push(flags);
-    aad.extend_from_slice(&generation.to_be_bytes());
-    aad
+
+    fn of(&mut self, attribute: &str, flags: u8, generation: u32) -> Aad<&[u8]> {
+        self.buffer.truncate(self.prefix);
+        self.buffer
+            .extend_from_slice(&(attribute.len() as u32).to_be_bytes());
+        self.buffer.extend_from_slice(attribute.as_bytes());
+        self.buffer.push(flags);
+        self.buffer.extend_from_slice(&generation.to_be_bytes());
+        Aad::from(&self.buffer[..])
+    }
 }
 
 /// Seals `value` as attribute `attribute` of the item keyed `pk`/`sk`.
@@ -51,29 +71,50 @@ pub fn seal(
     attribute: &str,
     value: &Value,
 ) -> Result<Value, ProtectError> {
-    let mut plain = Vec::new();
-    encode(value, &mut plain);
-    let mut flags = 0;
-    if plain.len() > COMPRESS_OVER {
-        plain = lz4_flex::compress_prepend_size(&plain);
-        flags |= COMPRESSED;
-    }
+    seal_in(key, generation, &mut ItemAad::new(pk, sk), attribute, value)
+}
+
+/// [`seal`], with the item's associated data built once for all its attributes.
+pub fn seal_in(
+    key: &LessSafeKey,
+    generation: u32,
+    aad: &mut ItemAad,
+    attribute: &str,
+    value: &Value,
+) -> Result<Value, ProtectError> {
     let mut nonce = [0u8; 12];
     rand::rng().fill_bytes(&mut nonce);
-    let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
-    out.extend_from_slice(&[MAGIC, FORMAT, flags]);
+    let mut out = Vec::with_capacity(HEADER_LEN + encoded_len_hint(value) + TAG_LEN);
+    out.extend_from_slice(&[MAGIC, FORMAT, 0]);
     out.extend_from_slice(&generation.to_be_bytes());
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&plain);
+    encode(value, &mut out);
+    let mut flags = 0;
+    if out.len() - HEADER_LEN > COMPRESS_OVER {
+        let compressed = lz4_flex::compress_prepend_size(&out[HEADER_LEN..]);
+        out.truncate(HEADER_LEN);
+        out.extend_from_slice(&compressed);
+        flags |= COMPRESSED;
+        out[2] = flags;
+    }
     let tag = key
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad(pk, sk, attribute, flags, generation)),
+            aad.of(attribute, flags, generation),
             &mut out[HEADER_LEN..],
         )
         .map_err(|_| ProtectError::Crypto("sealing an attribute"))?;
     out.extend_from_slice(tag.as_ref());
     Ok(Value::B(out))
+}
+
+/// Room for a value's encoding, for the common flat values (a nested one grows the buffer).
+fn encoded_len_hint(value: &Value) -> usize {
+    match value {
+        Value::S(text) | Value::N(text) => 5 + text.len(),
+        Value::B(raw) => 5 + raw.len(),
+        _ => 64,
+    }
 }
 
 /// The generation of the data key a sealed value names.
@@ -91,6 +132,16 @@ pub fn open(
     attribute: &str,
     sealed: &[u8],
 ) -> Result<Value, ProtectError> {
+    open_in(key, &mut ItemAad::new(pk, sk), attribute, sealed)
+}
+
+/// [`open`], with the item's associated data built once for all its attributes.
+pub fn open_in(
+    key: &LessSafeKey,
+    aad: &mut ItemAad,
+    attribute: &str,
+    sealed: &[u8],
+) -> Result<Value, ProtectError> {
     let broken = |why: &str| ProtectError::Integrity(format!("attribute `{attribute}` {why}"));
     if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != MAGIC || sealed[1] != FORMAT {
         return Err(broken("is not sealed data"));
@@ -101,15 +152,12 @@ pub fn open(
         .map_err(|_| ProtectError::Crypto("nonce"))?;
     let mut body = sealed[HEADER_LEN..].to_vec();
     let plain = key
-        .open_in_place(
-            nonce,
-            Aad::from(aad(pk, sk, attribute, flags, generation)),
-            &mut body,
-        )
+        .open_in_place(nonce, aad.of(attribute, flags, generation), &mut body)
         .map_err(|_| {
             broken("failed its integrity check (changed, or moved from another item or attribute)")
         })?;
-    let plain = if flags & COMPRESSED != 0 {
+    let decompressed;
+    let plain: &[u8] = if flags & COMPRESSED != 0 {
         let declared = plain
             .get(..4)
             .map(|bytes| u32::from_le_bytes(bytes.try_into().expect("four bytes")) as usize)
@@ -117,12 +165,13 @@ pub fn open(
         if declared > MAX_PLAINTEXT {
             return Err(broken("declares a body larger than any Ward writes"));
         }
-        lz4_flex::decompress_size_prepended(plain)
-            .map_err(|_| broken("has a compressed body that does not decompress"))?
+        decompressed = lz4_flex::decompress_size_prepended(plain)
+            .map_err(|_| broken("has a compressed body that does not decompress"))?;
+        &decompressed
     } else {
-        plain.to_vec()
+        plain
     };
-    let (value, rest) = decode(&plain, 0).ok_or_else(|| broken("holds an unreadable value"))?;
+    let (value, rest) = decode(plain, 0).ok_or_else(|| broken("holds an unreadable value"))?;
     if !rest.is_empty() {
         return Err(broken("holds bytes after its value"));
     }

@@ -1,6 +1,5 @@
 //! [`ProtectedTable`]: the table port with its protected attributes sealed at rest.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +13,9 @@ use crate::{ProtectError, envelope};
 /// What the composition root says about its schemas: which attribute names hold patient
 /// data, and whose data key an item (by its partition key) is sealed with.
 pub struct Protection {
-    attributes: HashSet<&'static str>,
+    /// Sorted: a binary search of a dozen names is cheaper than hashing each attribute
+    /// name of each item on the ingest path.
+    attributes: Vec<&'static str>,
     scope: Box<dyn Fn(&str) -> Scope + Send + Sync>,
 }
 
@@ -33,23 +34,18 @@ impl Protection {
         attributes: impl IntoIterator<Item = &'static str>,
         scope: impl Fn(&str) -> Scope + Send + Sync + 'static,
     ) -> Self {
+        let mut attributes: Vec<&'static str> = attributes.into_iter().collect();
+        attributes.sort_unstable();
+        attributes.dedup();
         Self {
-            attributes: attributes.into_iter().collect(),
+            attributes,
             scope: Box::new(scope),
         }
     }
 
     /// Whether attribute `name` is sealed.
     pub fn protects(&self, name: &str) -> bool {
-        self.attributes.contains(name)
-    }
-
-    /// The attributes of `item` that are sealed (protected and not null).
-    fn sealed_names(&self, item: &Item) -> Vec<ward_store::Name> {
-        item.iter()
-            .filter(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
-            .map(|(name, _)| name.clone())
-            .collect()
+        self.attributes.binary_search(&name).is_ok()
     }
 
     fn needs_key(&self, item: &Item) -> bool {
@@ -101,13 +97,15 @@ impl ProtectedTable {
     }
 
     fn seal_with(&self, item: &mut Item, key: &DataKey) -> Result<(), ProtectError> {
-        let names = self.protection.sealed_names(item);
-        for name in names {
-            let Some((pk, sk)) = item_key(item) else {
-                return Ok(());
-            };
-            let sealed = envelope::seal(&key.key, key.generation, pk, sk, &name, &item[&name])?;
-            item.insert(name, sealed);
+        let Some((pk, sk)) = item_key(item) else {
+            return Ok(());
+        };
+        let mut aad = envelope::ItemAad::new(pk, sk);
+        for (name, value) in item.iter_mut() {
+            if matches!(value, Value::Null) || !self.protection.protects(name) {
+                continue;
+            }
+            *value = envelope::seal_in(&key.key, key.generation, &mut aad, name, value)?;
         }
         Ok(())
     }
@@ -155,11 +153,14 @@ impl ProtectedTable {
             return Ok(item);
         };
         let key = self.keys.for_read(&scope).await?;
-        let names = self.protection.sealed_names(&item);
-        for name in names {
-            let (Some((pk, sk)), Some(value)) = (item_key(&item), item.get(&name)) else {
+        let Some((pk, sk)) = item_key(&item) else {
+            return Ok(item);
+        };
+        let mut aad = envelope::ItemAad::new(pk, sk);
+        for (name, value) in item.iter_mut() {
+            if matches!(value, Value::Null) || !self.protection.protects(name) {
                 continue;
-            };
+            }
             let Value::B(sealed) = value else {
                 return Err(ProtectError::Integrity(format!(
                     "attribute `{name}` holds plaintext where Ward keeps ciphertext"
@@ -172,8 +173,7 @@ impl ProtectedTable {
                 ))
                 .into());
             }
-            let opened = envelope::open(&key.key, pk, sk, &name, sealed)?;
-            item.insert(name, opened);
+            *value = envelope::open_in(&key.key, &mut aad, name, sealed)?;
         }
         Ok(item)
     }
