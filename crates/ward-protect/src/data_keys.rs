@@ -1,8 +1,15 @@
-//! Data keys: one per patient and one per provider, random, wrapped by the provider's
-//! key-encryption key, kept in a key store (a table of its own, never the one it
-//! protects), and cached unwrapped in memory for a bounded number of scopes.
+//! Data keys: random AES-256-GCM keys, each wrapped by its provider's key-encryption key
+//! and kept in a key store (a table of its own, never the one it protects), named by a
+//! time-ordered id that every value sealed with it carries. Unwrapped keys are cached for
+//! a bounded number of ids.
+//!
+//! New keys are made ahead, in pools written durably in one key-store write each (the
+//! ingest makes one per new patient, and one durable write per batch of patients was half
+//! its time): a key is durable before it seals anything, and one that a crash leaves
+//! unused is never referenced.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::RngCore as _;
@@ -13,43 +20,38 @@ use crate::{KeyEncryptionKeys, ProtectError};
 
 /// Unwrapped data keys kept at once; past it the cache starts again (a bound on memory).
 const CACHE_LIMIT: usize = 16_384;
+/// The largest pool made at once (keys a crash can leave unused, per provider).
+const POOL_LIMIT: usize = 4096;
+/// The smallest pool made at once.
+const POOL_START: usize = 16;
 const WRAPPED: &str = "wrapped";
 const KEK_VERSION: &str = "kekVersion";
-const GENERATION: &str = "generation";
-const BATCH: usize = ward_store::MAX_BATCH_GET_KEYS;
 
-/// Whose data key seals an attribute: a patient of a provider, or the provider itself (for
-/// items of no one patient: audit events, idempotency answers, users).
+/// Whose data key seals an item: a patient's (its partition's), a provider's (every other
+/// partition of the provider), or the platform's. `home` is the partition where the
+/// protected table records which key that is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Scope {
-    /// The provider (empty for the platform's own items).
+    /// The provider whose key-encryption key wraps the data key (empty for the platform).
     pub provider: String,
-    /// The patient's identifier within the provider, if the item is a patient's.
-    pub patient: Option<String>,
+    /// The partition that records the scope's data key.
+    pub home: String,
 }
 
 impl Scope {
-    /// A patient's scope.
-    pub fn patient(provider: &str, patient: &str) -> Self {
+    /// The scope of `provider` recorded in partition `home`.
+    pub fn new(provider: &str, home: &str) -> Self {
         Self {
             provider: provider.to_owned(),
-            patient: Some(patient.to_owned()),
-        }
-    }
-
-    /// A provider's own scope.
-    pub fn provider(provider: &str) -> Self {
-        Self {
-            provider: provider.to_owned(),
-            patient: None,
+            home: home.to_owned(),
         }
     }
 }
 
 /// One unwrapped data key.
 pub struct DataKey {
-    /// Which data key of its scope this is (part of every sealed value's associated data).
-    pub generation: u32,
+    /// The key's id in the key store (part of every sealed value and its associated data).
+    pub id: u64,
     /// The AES-256-GCM key.
     pub key: LessSafeKey,
 }
@@ -57,16 +59,24 @@ pub struct DataKey {
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataKey")
-            .field("generation", &self.generation)
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }
 
-/// The data keys of every scope, in their key store.
+#[derive(Default)]
+struct Pool {
+    ready: Vec<Arc<DataKey>>,
+    last_size: usize,
+}
+
+/// The data keys of every provider, in their key store.
 pub struct DataKeys {
     store: Arc<dyn Table>,
     keks: Arc<dyn KeyEncryptionKeys>,
-    cache: Mutex<HashMap<Scope, Arc<DataKey>>>,
+    cache: Mutex<HashMap<(String, u64), Arc<DataKey>>>,
+    pools: tokio::sync::Mutex<HashMap<String, Pool>>,
+    last_id: AtomicU64,
 }
 
 impl std::fmt::Debug for DataKeys {
@@ -82,6 +92,8 @@ impl DataKeys {
             store,
             keks,
             cache: Mutex::default(),
+            pools: tokio::sync::Mutex::default(),
+            last_id: AtomicU64::new(0),
         }
     }
 
@@ -90,182 +102,184 @@ impl DataKeys {
         &self.keks
     }
 
-    /// The key-store key of `scope`'s data key (a pseudonym, never the patient's id).
-    fn store_key(&self, scope: &Scope) -> Key {
-        let sk = match &scope.patient {
-            Some(patient) => format!("PATIENT#{}", self.keks.pseudonym(&scope.provider, patient)),
-            None => "PROVIDER".to_owned(),
-        };
-        Key::new(format!("DEK#{}", scope.provider), sk)
+    fn store_key(provider: &str, id: u64) -> Key {
+        Key::new(format!("DEK#{provider}"), format!("KEY#{id:016x}"))
     }
 
     fn wrap_aad(key: &Key) -> Vec<u8> {
-        format!("ward/dek/v1|{}|{}", key.pk, key.sk).into_bytes()
+        format!("ward/dek/v2|{}|{}", key.pk, key.sk).into_bytes()
     }
 
-    fn cached(&self, scope: &Scope) -> Option<Arc<DataKey>> {
+    /// A new id: microseconds since the epoch, times 1,024, plus a count, never below the
+    /// last one handed out (so ids grow and the key store appends).
+    fn next_id(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_micros() as u64)
+            .unwrap_or(0)
+            << 10;
+        let mut last = self.last_id.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .last_id
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    fn cached(&self, provider: &str, id: u64) -> Option<Arc<DataKey>> {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(scope)
+            .get(&(provider.to_owned(), id))
             .cloned()
     }
 
-    fn remember(&self, scope: Scope, key: Arc<DataKey>) {
+    fn remember(&self, provider: &str, key: Arc<DataKey>) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(scope, key);
+        cache.insert((provider.to_owned(), key.id), key);
     }
 
-    /// Forgets the cached key of `scope` (after it is erased).
-    pub fn forget(&self, scope: &Scope) {
+    /// Forgets the cached key `id` of `provider` (after it is destroyed).
+    pub fn forget(&self, provider: &str, id: u64) {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(scope);
+            .remove(&(provider.to_owned(), id));
     }
 
-    /// The raw data key a key-store item holds, with its generation and wrapping version.
+    /// The raw data key a key-store item holds, with its wrapping version.
     async fn unwrap_raw(
         &self,
         provider: &str,
         item: &Item,
-    ) -> Result<([u8; 32], u32, u32), ProtectError> {
+    ) -> Result<([u8; 32], u32), ProtectError> {
         let broken = || ProtectError::Integrity("a data key in the key store is malformed".into());
         let Some(Value::B(wrapped)) = item.get(WRAPPED) else {
             return Err(broken());
         };
-        let number = |name: &str| {
-            item.get(name)
-                .and_then(Value::as_i64)
-                .and_then(|number| u32::try_from(number).ok())
-                .ok_or_else(broken)
-        };
-        let (version, generation) = (number(KEK_VERSION)?, number(GENERATION)?);
+        let version = item
+            .get(KEK_VERSION)
+            .and_then(Value::as_i64)
+            .and_then(|number| u32::try_from(number).ok())
+            .ok_or_else(broken)?;
         let key = Key::of(item).map_err(|_| broken())?;
         let raw = self
             .keks
             .unwrap(provider, version, wrapped, &Self::wrap_aad(&key))
             .await?;
-        Ok((raw, generation, version))
+        Ok((raw, version))
     }
 
-    async fn unwrap_item(&self, scope: &Scope, item: &Item) -> Result<Arc<DataKey>, ProtectError> {
-        let (raw, generation, _) = self.unwrap_raw(&scope.provider, item).await?;
-        Self::bind(&raw, generation)
-    }
-
-    fn bind(raw: &[u8; 32], generation: u32) -> Result<Arc<DataKey>, ProtectError> {
+    fn bind(raw: &[u8; 32], id: u64) -> Result<Arc<DataKey>, ProtectError> {
         let key = UnboundKey::new(&aead::AES_256_GCM, raw)
             .map_err(|_| ProtectError::Crypto("data key"))?;
         Ok(Arc::new(DataKey {
-            generation,
+            id,
             key: LessSafeKey::new(key),
         }))
     }
 
-    /// The data key of `scope` for a read: [`ProtectError::NoDataKey`] if it has none.
-    pub async fn for_read(&self, scope: &Scope) -> Result<Arc<DataKey>, ProtectError> {
-        if let Some(key) = self.cached(scope) {
+    /// Data key `id` of `provider`: [`ProtectError::NoDataKey`] if the key store has none
+    /// (never made, or destroyed).
+    pub async fn by_id(&self, provider: &str, id: u64) -> Result<Arc<DataKey>, ProtectError> {
+        if let Some(key) = self.cached(provider, id) {
             return Ok(key);
         }
         let item = self
             .store
-            .get(&self.store_key(scope))
+            .get(&Self::store_key(provider, id))
             .await?
-            .ok_or_else(|| ProtectError::NoDataKey(describe(scope)))?;
-        let key = self.unwrap_item(scope, &item).await?;
-        self.remember(scope.clone(), Arc::clone(&key));
+            .ok_or_else(|| ProtectError::NoDataKey(describe(provider)))?;
+        let (raw, _) = self.unwrap_raw(provider, &item).await?;
+        let key = Self::bind(&raw, id)?;
+        self.remember(provider, Arc::clone(&key));
         Ok(key)
     }
 
-    /// The data keys of `scopes` for writes, made (and stored durably) where missing.
-    pub async fn for_write(
+    /// `count` new data keys of `provider`, each already durable in the key store and
+    /// given out once.
+    pub async fn fresh(
         &self,
-        scopes: impl IntoIterator<Item = Scope>,
-    ) -> Result<HashMap<Scope, Arc<DataKey>>, ProtectError> {
-        let mut found = HashMap::new();
-        let mut missing: Vec<Scope> = Vec::new();
-        let mut seen = HashSet::new();
-        for scope in scopes {
-            if !seen.insert(scope.clone()) {
-                continue;
-            }
-            match self.cached(&scope) {
-                Some(key) => {
-                    found.insert(scope, key);
-                }
-                None => missing.push(scope),
-            }
+        provider: &str,
+        count: usize,
+    ) -> Result<Vec<Arc<DataKey>>, ProtectError> {
+        let mut pools = self.pools.lock().await;
+        let pool = pools.entry(provider.to_owned()).or_default();
+        if pool.ready.len() < count {
+            let size = (pool.last_size * 2)
+                .clamp(POOL_START, POOL_LIMIT)
+                .max(count - pool.ready.len());
+            let mut made = self.make(provider, size).await?;
+            pool.last_size = size;
+            // Handed out from the end: the oldest ids first.
+            made.reverse();
+            made.append(&mut pool.ready);
+            pool.ready = made;
         }
-        if missing.is_empty() {
-            return Ok(found);
+        let at = pool.ready.len() - count;
+        let mut given = pool.ready.split_off(at);
+        given.reverse();
+        for key in &given {
+            self.remember(provider, Arc::clone(key));
         }
-        let by_key: HashMap<Key, &Scope> = missing
-            .iter()
-            .map(|scope| (self.store_key(scope), scope))
-            .collect();
-        let keys: Vec<Key> = by_key.keys().cloned().collect();
-        for chunk in keys.chunks(BATCH) {
-            for item in &self.store.batch_get(chunk.to_vec()).await? {
-                let Some(scope) = Key::of(item).ok().and_then(|key| by_key.get(&key)) else {
-                    continue;
-                };
-                let key = self.unwrap_item(scope, item).await?;
-                self.remember((*scope).clone(), Arc::clone(&key));
-                found.insert((*scope).clone(), key);
-            }
-        }
-        self.make(&by_key, &mut found).await?;
-        Ok(found)
+        Ok(given)
     }
 
-    /// Makes the data keys of the scopes in `by_key` that `found` lacks: one key-store
-    /// write for all of them, made durable before any of them seals a value.
-    async fn make(
-        &self,
-        by_key: &HashMap<Key, &Scope>,
-        found: &mut HashMap<Scope, Arc<DataKey>>,
-    ) -> Result<(), ProtectError> {
-        let mut new_items = Vec::new();
-        let mut made = Vec::new();
-        for (key, scope) in by_key {
-            if found.contains_key(*scope) {
-                continue;
-            }
+    /// Makes `count` data keys of `provider`: one key-store write for all of them, made
+    /// durable before any of them is given out.
+    async fn make(&self, provider: &str, count: usize) -> Result<Vec<Arc<DataKey>>, ProtectError> {
+        let mut items = Vec::with_capacity(count);
+        let mut keys = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = self.next_id();
             let mut raw = [0u8; 32];
             rand::rng().fill_bytes(&mut raw);
+            let store_key = Self::store_key(provider, id);
             let (version, wrapped) = self
                 .keks
-                .wrap(&scope.provider, &raw, &Self::wrap_aad(key))
+                .wrap(provider, &raw, &Self::wrap_aad(&store_key))
                 .await?;
             let mut item = Item::new();
-            item.insert(PK.into(), Value::s(key.pk.clone()));
-            item.insert(SK.into(), Value::s(key.sk.clone()));
+            item.insert(PK.into(), Value::s(store_key.pk));
+            item.insert(SK.into(), Value::s(store_key.sk));
             item.insert(WRAPPED.into(), Value::B(wrapped));
             item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
-            item.insert(GENERATION.into(), Value::n(1));
-            new_items.push(item);
-            made.push((*scope, Self::bind(&raw, 1)?));
+            items.push(item);
+            keys.push(Self::bind(&raw, id)?);
         }
-        if new_items.is_empty() {
-            return Ok(());
+        let outcomes = self.store.put_many_if_absent(items).await?;
+        if outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, PutOutcome::Exists(_)))
+        {
+            // Ids grow within a process, and one key store has one process writing it.
+            return Err(ProtectError::Integrity(
+                "a new data key id is taken in the key store (is another Ward writing it?)"
+                    .into(),
+            ));
         }
-        let outcomes = self.store.put_many_if_absent(new_items).await?;
         // The keys must be durable before anything sealed with them is: one durable write
         // after the batch (the port lets a batch skip its sync until the next write).
         self.sync().await?;
-        for ((scope, mine), outcome) in made.into_iter().zip(outcomes) {
-            let key = match outcome {
-                PutOutcome::Written => mine,
-                // Another writer made this scope's key first: use theirs.
-                PutOutcome::Exists(existing) => self.unwrap_item(scope, &existing).await?,
-            };
-            self.remember(scope.clone(), Arc::clone(&key));
-            found.insert(scope.clone(), key);
-        }
+        Ok(keys)
+    }
+
+    /// Destroys data key `id` of `provider` (durably): what it sealed can never be read
+    /// again, from this store or any copy of the data.
+    pub async fn destroy(&self, provider: &str, id: u64) -> Result<(), ProtectError> {
+        self.store
+            .delete(&Self::store_key(provider, id), Condition::None)
+            .await?;
+        self.sync().await?;
+        self.forget(provider, id);
         Ok(())
     }
 
@@ -302,7 +316,7 @@ impl DataKeys {
         .await?;
         let mut done = 0;
         for mut item in stale {
-            let (raw, _, _) = self.unwrap_raw(provider, &item).await?;
+            let (raw, _) = self.unwrap_raw(provider, &item).await?;
             let key = Key::of(&item).map_err(ProtectError::Store)?;
             let (version, wrapped) = self
                 .keks
@@ -349,10 +363,11 @@ impl DataKeys {
     }
 }
 
-/// A scope as an error may name it (never the patient's identifier).
-fn describe(scope: &Scope) -> String {
-    match scope.patient {
-        Some(_) => format!("a patient of provider {}", scope.provider),
-        None => format!("provider {}", scope.provider),
+/// A data key as an error may name it (never whose it is).
+fn describe(provider: &str) -> String {
+    if provider.is_empty() {
+        "the platform (the key store holds no such key: never made, or erased)".into()
+    } else {
+        format!("provider {provider} (the key store holds no such key: never made, or erased)")
     }
 }

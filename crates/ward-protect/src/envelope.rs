@@ -1,10 +1,10 @@
 //! The sealed form of one attribute value.
 //!
-//! `B` bytes: `0x57 0x01 FLAGS GENERATION(4, big-endian) NONCE(12) CIPHERTEXT TAG(16)`.
+//! `B` bytes: `0x57 0x02 FLAGS KEY-ID(8, big-endian) NONCE(12) CIPHERTEXT TAG(16)`.
 //! The plaintext is the value in a small self-describing encoding ([`encode`]), LZ4
 //! compressed first when it is longer than [`COMPRESS_OVER`] (flag bit 0). The associated
-//! data is `ward/field/v1`, then the partition key, sort key and attribute name (each
-//! length-prefixed), the flags and the data key's generation: a sealed value copied to
+//! data is `ward/field/v2`, then the partition key, sort key and attribute name (each
+//! length-prefixed), the flags and the data key's id: a sealed value copied to
 //! another item or attribute, or with a flipped byte anywhere, does not open.
 
 use std::collections::BTreeMap;
@@ -16,9 +16,9 @@ use ward_store::Value;
 use crate::ProtectError;
 
 const MAGIC: u8 = 0x57;
-const FORMAT: u8 = 0x01;
+const FORMAT: u8 = 0x02;
 const COMPRESSED: u8 = 0x01;
-const HEADER_LEN: usize = 3 + 4 + 12;
+const HEADER_LEN: usize = 3 + 8 + 12;
 const TAG_LEN: usize = 16;
 /// Plaintexts longer than this are compressed before they are sealed.
 pub const COMPRESS_OVER: usize = 1024;
@@ -31,7 +31,7 @@ pub fn is_sealed(value: &Value) -> bool {
 }
 
 /// The associated data of one item's sealed values: the prefix (format, partition key, sort
-/// key) is built once per item, and each attribute's tail (name, flags, generation) is
+/// key) is built once per item, and each attribute's tail (name, flags, key id) is
 /// written after it in the same buffer.
 pub struct ItemAad {
     buffer: Vec<u8>,
@@ -42,7 +42,7 @@ impl ItemAad {
     /// The associated data of the item keyed `pk`/`sk`.
     pub fn new(pk: &str, sk: &str) -> Self {
         let mut buffer = Vec::with_capacity(64 + pk.len() + sk.len());
-        buffer.extend_from_slice(b"ward/field/v1");
+        buffer.extend_from_slice(b"ward/field/v2");
         for part in [pk, sk] {
             buffer.extend_from_slice(&(part.len() as u32).to_be_bytes());
             buffer.extend_from_slice(part.as_bytes());
@@ -51,13 +51,13 @@ impl ItemAad {
         Self { buffer, prefix }
     }
 
-    fn of(&mut self, attribute: &str, flags: u8, generation: u32) -> Aad<&[u8]> {
+    fn of(&mut self, attribute: &str, flags: u8, key_id: u64) -> Aad<&[u8]> {
         self.buffer.truncate(self.prefix);
         self.buffer
             .extend_from_slice(&(attribute.len() as u32).to_be_bytes());
         self.buffer.extend_from_slice(attribute.as_bytes());
         self.buffer.push(flags);
-        self.buffer.extend_from_slice(&generation.to_be_bytes());
+        self.buffer.extend_from_slice(&key_id.to_be_bytes());
         Aad::from(&self.buffer[..])
     }
 }
@@ -65,19 +65,19 @@ impl ItemAad {
 /// Seals `value` as attribute `attribute` of the item keyed `pk`/`sk`.
 pub fn seal(
     key: &LessSafeKey,
-    generation: u32,
+    key_id: u64,
     pk: &str,
     sk: &str,
     attribute: &str,
     value: &Value,
 ) -> Result<Value, ProtectError> {
-    seal_in(key, generation, &mut ItemAad::new(pk, sk), attribute, value)
+    seal_in(key, key_id, &mut ItemAad::new(pk, sk), attribute, value)
 }
 
 /// [`seal`], with the item's associated data built once for all its attributes.
 pub fn seal_in(
     key: &LessSafeKey,
-    generation: u32,
+    key_id: u64,
     aad: &mut ItemAad,
     attribute: &str,
     value: &Value,
@@ -86,7 +86,7 @@ pub fn seal_in(
     rand::rng().fill_bytes(&mut nonce);
     let mut out = Vec::with_capacity(HEADER_LEN + encoded_len_hint(value) + TAG_LEN);
     out.extend_from_slice(&[MAGIC, FORMAT, 0]);
-    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(&key_id.to_be_bytes());
     out.extend_from_slice(&nonce);
     encode(value, &mut out);
     let mut flags = 0;
@@ -100,7 +100,7 @@ pub fn seal_in(
     let tag = key
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
-            aad.of(attribute, flags, generation),
+            aad.of(attribute, flags, key_id),
             &mut out[HEADER_LEN..],
         )
         .map_err(|_| ProtectError::Crypto("sealing an attribute"))?;
@@ -117,11 +117,11 @@ fn encoded_len_hint(value: &Value) -> usize {
     }
 }
 
-/// The generation of the data key a sealed value names.
-pub fn generation(sealed: &[u8]) -> Option<u32> {
+/// The id of the data key a sealed value names.
+pub fn key_id(sealed: &[u8]) -> Option<u64> {
     sealed
-        .get(3..7)
-        .map(|bytes| u32::from_be_bytes(bytes.try_into().expect("four bytes")))
+        .get(3..11)
+        .map(|bytes| u64::from_be_bytes(bytes.try_into().expect("eight bytes")))
 }
 
 /// Opens what [`seal`] made, for the same item key and attribute.
@@ -147,12 +147,12 @@ pub fn open_in(
         return Err(broken("is not sealed data"));
     }
     let flags = sealed[2];
-    let generation = generation(sealed).expect("length checked");
-    let nonce = Nonce::try_assume_unique_for_key(&sealed[7..HEADER_LEN])
+    let key_id = key_id(sealed).expect("length checked");
+    let nonce = Nonce::try_assume_unique_for_key(&sealed[11..HEADER_LEN])
         .map_err(|_| ProtectError::Crypto("nonce"))?;
     let mut body = sealed[HEADER_LEN..].to_vec();
     let plain = key
-        .open_in_place(nonce, aad.of(attribute, flags, generation), &mut body)
+        .open_in_place(nonce, aad.of(attribute, flags, key_id), &mut body)
         .map_err(|_| {
             broken("failed its integrity check (changed, or moved from another item or attribute)")
         })?;

@@ -1,6 +1,7 @@
 //! [`ProtectedTable`]: the table port with its protected attributes sealed at rest.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ward_store::{
@@ -54,15 +55,26 @@ impl Protection {
     }
 }
 
+/// The sort key of the item, in a scope's home partition, that records which data key the
+/// scope's new values are sealed with. It starts with `#`, which no identifier can hold,
+/// so it names no item of any schema; reads through the protected table never return it.
+pub const DATA_KEY_SK: &str = "#DATAKEY";
+const KEY_ID: &str = "keyId";
+
 /// A table whose protected attributes are stored sealed: written through it, they are
 /// sealed with their scope's data key; read through it, they are opened, and one that does
 /// not open (changed, moved, plaintext where ciphertext belongs, its key gone) fails the
 /// read with an integrity error rather than answering garbage. Keys, index keys, versions
 /// and expiry stay as they are, so every contract of the port holds unchanged.
+///
+/// Each sealed value names its data key by id; a scope's home partition records the key
+/// its values are sealed with (the [`DATA_KEY_SK`] item), written in the same batch as the
+/// first values it seals on the ingest path.
 pub struct ProtectedTable {
     inner: Arc<dyn Table>,
     keys: Arc<DataKeys>,
     protection: Arc<Protection>,
+    current: Mutex<HashMap<Scope, Arc<DataKey>>>,
 }
 
 impl std::fmt::Debug for ProtectedTable {
@@ -77,6 +89,16 @@ fn item_key(item: &Item) -> Option<(&str, &str)> {
     Some((item.get(PK)?.as_s()?, item.get(SK)?.as_s()?))
 }
 
+fn is_reference(item: &Item) -> bool {
+    item.get(SK).and_then(Value::as_s) == Some(DATA_KEY_SK)
+}
+
+/// The data keys of a write's scopes, and the records of those newly given a key.
+struct ForWrite {
+    keys: HashMap<Scope, Arc<DataKey>>,
+    references: Vec<Item>,
+}
+
 impl ProtectedTable {
     /// `inner` with `protection`'s attributes sealed by `keys`.
     pub fn new(inner: Arc<dyn Table>, keys: Arc<DataKeys>, protection: Protection) -> Self {
@@ -84,6 +106,7 @@ impl ProtectedTable {
             inner,
             keys,
             protection: Arc::new(protection),
+            current: Mutex::default(),
         }
     }
 
@@ -92,8 +115,113 @@ impl ProtectedTable {
         &self.keys
     }
 
-    fn scope_of(&self, item: &Item) -> Option<Scope> {
-        item_key(item).map(|(pk, _)| (self.protection.scope)(pk))
+    fn scope_of(&self, pk: &str) -> Scope {
+        (self.protection.scope)(pk)
+    }
+
+    fn current(&self, scope: &Scope) -> Option<Arc<DataKey>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .cloned()
+    }
+
+    fn set_current(&self, scope: &Scope, key: &Arc<DataKey>) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.len() >= CURRENT_LIMIT {
+            current.clear();
+        }
+        current.insert(scope.clone(), Arc::clone(key));
+    }
+
+    /// The data key each scope seals with: the one its home records, or a fresh one (whose
+    /// record the caller writes).
+    async fn for_write(&self, scopes: Vec<Scope>) -> Result<ForWrite, StoreError> {
+        let mut keys = HashMap::with_capacity(scopes.len());
+        let mut missing = Vec::new();
+        for scope in scopes {
+            if keys.contains_key(&scope) || missing.contains(&scope) {
+                continue;
+            }
+            match self.current(&scope) {
+                Some(key) => {
+                    keys.insert(scope, key);
+                }
+                None => missing.push(scope),
+            }
+        }
+        let mut references = Vec::new();
+        if missing.is_empty() {
+            return Ok(ForWrite { keys, references });
+        }
+        let mut recorded: HashMap<String, u64> = HashMap::new();
+        for chunk in missing.chunks(ward_store::MAX_BATCH_GET_KEYS) {
+            let wanted = chunk
+                .iter()
+                .map(|scope| Key::new(scope.home.clone(), DATA_KEY_SK))
+                .collect();
+            for item in self.inner.batch_get(wanted).await? {
+                if let (Some(home), Some(id)) = (
+                    item.get(PK).and_then(Value::as_s),
+                    item.get(KEY_ID).and_then(Value::as_s).and_then(parse_id),
+                ) {
+                    recorded.insert(home.to_owned(), id);
+                }
+            }
+        }
+        let mut fresh_of: HashMap<&str, Vec<&Scope>> = HashMap::new();
+        for scope in &missing {
+            match recorded.get(&scope.home) {
+                Some(&id) => {
+                    let key = self.keys.by_id(&scope.provider, id).await?;
+                    self.set_current(scope, &key);
+                    keys.insert(scope.clone(), key);
+                }
+                None => fresh_of.entry(&scope.provider).or_default().push(scope),
+            }
+        }
+        for (provider, scopes) in fresh_of {
+            let fresh = self.keys.fresh(provider, scopes.len()).await?;
+            for (scope, key) in scopes.into_iter().zip(fresh) {
+                let mut reference = Item::new();
+                reference.insert(PK.into(), Value::s(scope.home.clone()));
+                reference.insert(SK.into(), Value::s(DATA_KEY_SK));
+                reference.insert(KEY_ID.into(), Value::s(format!("{:016x}", key.id)));
+                references.push(reference);
+                keys.insert(scope.clone(), key);
+            }
+        }
+        Ok(ForWrite { keys, references })
+    }
+
+    /// Takes the outcomes of writing `references` (put if absent): where another writer
+    /// recorded a key first, its key is the scope's from now on (what was sealed with this
+    /// one stays readable: every sealed value names its key).
+    async fn settle(
+        &self,
+        references: &[Item],
+        outcomes: Vec<PutOutcome>,
+        keys: &mut HashMap<Scope, Arc<DataKey>>,
+    ) -> Result<(), StoreError> {
+        for (reference, outcome) in references.iter().zip(outcomes) {
+            let home = reference.get(PK).and_then(Value::as_s).unwrap_or_default();
+            let scope = self.scope_of(home);
+            let key = match outcome {
+                PutOutcome::Written => keys.get(&scope).cloned(),
+                PutOutcome::Exists(existing) => {
+                    match existing.get(KEY_ID).and_then(Value::as_s).and_then(parse_id) {
+                        Some(id) => Some(self.keys.by_id(&scope.provider, id).await?),
+                        None => None,
+                    }
+                }
+            };
+            if let Some(key) = key {
+                self.set_current(&scope, &key);
+                keys.insert(scope, key);
+            }
+        }
+        Ok(())
     }
 
     fn seal_with(&self, item: &mut Item, key: &DataKey) -> Result<(), ProtectError> {
@@ -105,38 +233,72 @@ impl ProtectedTable {
             if matches!(value, Value::Null) || !self.protection.protects(name) {
                 continue;
             }
-            *value = envelope::seal_in(&key.key, key.generation, &mut aad, name, value)?;
+            *value = envelope::seal_in(&key.key, key.id, &mut aad, name, value)?;
         }
         Ok(())
     }
 
-    async fn seal_items(&self, mut items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        // Ingest batches come in key order: consecutive items of one partition share its
-        // scope, which is worked out once.
+    /// The scope of each item that needs a data key (ingest batches come in key order:
+    /// consecutive items of one partition share its scope, worked out once).
+    fn scopes(&self, items: &[Item]) -> (Vec<Scope>, Vec<Option<usize>>) {
         let mut scopes: Vec<Scope> = Vec::new();
         let mut of_item: Vec<Option<usize>> = Vec::with_capacity(items.len());
         let mut last_pk: Option<&str> = None;
-        for item in &items {
-            if !self.protection.needs_key(item) {
-                of_item.push(None);
-                continue;
-            }
-            let Some((pk, _)) = item_key(item) else {
-                of_item.push(None);
-                continue;
+        for item in items {
+            let pk = match item_key(item) {
+                Some((pk, _)) if self.protection.needs_key(item) => pk,
+                _ => {
+                    of_item.push(None);
+                    continue;
+                }
             };
             if last_pk != Some(pk) {
-                scopes.push((self.protection.scope)(pk));
+                scopes.push(self.scope_of(pk));
                 last_pk = Some(pk);
             }
             of_item.push(Some(scopes.len() - 1));
         }
-        let keys = self.keys.for_write(scopes.iter().cloned()).await?;
-        for (item, scope) in items.iter_mut().zip(&of_item) {
+        (scopes, of_item)
+    }
+
+    fn seal_all(
+        &self,
+        items: &mut [Item],
+        scopes: &[Scope],
+        of_item: &[Option<usize>],
+        keys: &HashMap<Scope, Arc<DataKey>>,
+    ) -> Result<(), StoreError> {
+        let by_index = scopes
+            .iter()
+            .map(|scope| {
+                keys.get(scope)
+                    .ok_or(ProtectError::Crypto("a scope without its data key"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (item, scope) in items.iter_mut().zip(of_item) {
             if let Some(scope) = scope {
-                self.seal_with(item, &keys[&scopes[*scope]])?;
+                self.seal_with(item, by_index[*scope])?;
             }
         }
+        Ok(())
+    }
+
+    /// Seals `items`, the records of newly keyed scopes written first (for the single
+    /// writes and transactions: one small batch, then the write itself).
+    async fn seal_items(&self, mut items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let (scopes, of_item) = self.scopes(&items);
+        if scopes.is_empty() {
+            return Ok(items);
+        }
+        let ForWrite {
+            mut keys,
+            references,
+        } = self.for_write(scopes.clone()).await?;
+        if !references.is_empty() {
+            let outcomes = self.inner.put_many_if_absent(references.clone()).await?;
+            self.settle(&references, outcomes, &mut keys).await?;
+        }
+        self.seal_all(&mut items, &scopes, &of_item, &keys)?;
         Ok(items)
     }
 
@@ -149,14 +311,12 @@ impl ProtectedTable {
         if !self.protection.needs_key(&item) {
             return Ok(item);
         }
-        let Some(scope) = self.scope_of(&item) else {
-            return Ok(item);
-        };
-        let key = self.keys.for_read(&scope).await?;
         let Some((pk, sk)) = item_key(&item) else {
             return Ok(item);
         };
+        let provider = self.scope_of(pk).provider;
         let mut aad = envelope::ItemAad::new(pk, sk);
+        let mut key: Option<Arc<DataKey>> = None;
         for (name, value) in item.iter_mut() {
             if matches!(value, Value::Null) || !self.protection.protects(name) {
                 continue;
@@ -167,12 +327,28 @@ impl ProtectedTable {
                 ))
                 .into());
             };
-            if envelope::generation(sealed) != Some(key.generation) {
-                return Err(ProtectError::Integrity(format!(
-                    "attribute `{name}` was sealed with another data key"
-                ))
-                .into());
-            }
+            let Some(id) = envelope::key_id(sealed) else {
+                return Err(
+                    ProtectError::Integrity(format!("attribute `{name}` is not sealed data")).into(),
+                );
+            };
+            let key = match &key {
+                Some(key) if key.id == id => Arc::clone(key),
+                _ => {
+                    let found = match self.keys.by_id(&provider, id).await {
+                        Err(ProtectError::NoDataKey(_)) => {
+                            return Err(ProtectError::Integrity(format!(
+                                "attribute `{name}` names a data key the key store does not \
+                                 hold (erased, or the value was changed)"
+                            ))
+                            .into());
+                        }
+                        found => found?,
+                    };
+                    key = Some(Arc::clone(&found));
+                    found
+                }
+            };
             *value = envelope::open_in(&key.key, &mut aad, name, sealed)?;
         }
         Ok(item)
@@ -181,6 +357,9 @@ impl ProtectedTable {
     async fn open_items(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut opened = Vec::with_capacity(items.len());
         for item in items {
+            if is_reference(&item) {
+                continue;
+            }
             opened.push(self.open_item(item).await?);
         }
         Ok(opened)
@@ -201,9 +380,19 @@ impl ProtectedTable {
     }
 }
 
+/// Scopes whose current data key is kept at once (a bound on memory).
+const CURRENT_LIMIT: usize = 16_384;
+
+fn parse_id(text: &str) -> Option<u64> {
+    u64::from_str_radix(text, 16).ok()
+}
+
 #[async_trait]
 impl Table for ProtectedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        if key.sk == DATA_KEY_SK {
+            return Ok(None);
+        }
         match self.inner.get(key).await? {
             Some(item) => Ok(Some(self.open_item(item).await?)),
             None => Ok(None),
@@ -258,8 +447,20 @@ impl Table for ProtectedTable {
     }
 
     async fn put_many_if_absent(&self, items: Vec<Item>) -> Result<Vec<PutOutcome>, StoreError> {
-        let items = self.seal_items(items).await?;
-        let outcomes = self.inner.put_many_if_absent(items).await?;
+        // The ingest path: the records of newly keyed scopes go in the same batch as the
+        // values they seal (one write, not two).
+        let mut items = items;
+        let (scopes, of_item) = self.scopes(&items);
+        let ForWrite {
+            mut keys,
+            references,
+        } = self.for_write(scopes.clone()).await?;
+        self.seal_all(&mut items, &scopes, &of_item, &keys)?;
+        let count = items.len();
+        items.extend(references.iter().cloned());
+        let mut outcomes = self.inner.put_many_if_absent(items).await?;
+        let settled = outcomes.split_off(count);
+        self.settle(&references, settled, &mut keys).await?;
         let mut opened = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             opened.push(match outcome {

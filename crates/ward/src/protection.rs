@@ -22,6 +22,9 @@ pub const KEY_STORE_FILE: &str = "keys.redb";
 const MARKER_PK: &str = "PLATFORM#PROTECTION";
 const MARKER_SK: &str = "KEYS";
 const CHECK: &str = "keyCheck";
+/// The sealed form a data folder holds (recorded with the key check).
+const FORMAT: &str = "sealedFormat";
+const SEALED_FORMAT: i64 = 2;
 
 /// Every attribute Ward seals, from each schema's own list.
 pub fn protected_attributes() -> Vec<&'static str> {
@@ -36,17 +39,18 @@ pub fn protected_attributes() -> Vec<&'static str> {
     names
 }
 
-/// Whose data key seals an item with this partition key: a patient's partition
-/// (`PROV#{provider}#PAT#{mrn}`) its patient's, any other partition of a provider the
-/// provider's, the platform's own items the platform's.
+/// Whose data key seals an item with this partition key, and where that scope records
+/// its key: a patient's partition (`PROV#{provider}#PAT#{mrn}`) its patient's, recorded in
+/// it; any other partition of a provider the provider's, recorded in `PROV#{provider}`; the
+/// platform's own items the platform's, recorded in [`MARKER_PK`].
 pub fn scope_of(pk: &str) -> Scope {
     let Some(rest) = pk.strip_prefix("PROV#") else {
-        return Scope::provider("");
+        return Scope::new("", MARKER_PK);
     };
     let (provider, rest) = rest.split_once('#').unwrap_or((rest, ""));
     match rest.strip_prefix("PAT#") {
-        Some(mrn) if !mrn.is_empty() && !mrn.contains('#') => Scope::patient(provider, mrn),
-        _ => Scope::provider(provider),
+        Some(mrn) if !mrn.is_empty() && !mrn.contains('#') => Scope::new(provider, pk),
+        _ => Scope::new(provider, &format!("PROV#{provider}")),
     }
 }
 
@@ -112,12 +116,21 @@ pub async fn protect(
                     data_dir.display()
                 );
             }
+            if marker.get(FORMAT).and_then(Value::as_i64) != Some(SEALED_FORMAT) {
+                anyhow::bail!(
+                    "the data folder {} holds an earlier sealed form, written by a \
+                     development build of Ward, that this version does not read; start a new \
+                     data folder and upload again",
+                    data_dir.display()
+                );
+            }
         }
         None => {
             let mut item = Item::new();
             item.insert(PK.into(), Value::s(MARKER_PK));
             item.insert(SK.into(), Value::s(MARKER_SK));
             item.insert(CHECK.into(), Value::s(check));
+            item.insert(FORMAT.into(), Value::n(SEALED_FORMAT));
             table.put(item, Condition::NotExists).await?;
         }
     }
@@ -147,12 +160,19 @@ mod tests {
         let mrn = ward_domain::Mrn::parse("MRN-1").unwrap();
         let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
         let pk = ward_domain::key_layout::patient_pk(&provider, &mrn);
-        assert_eq!(scope_of(&pk), Scope::patient("PROV001", "MRN-1"));
+        assert_eq!(scope_of(&pk), Scope::new("PROV001", &pk));
         assert_eq!(
             scope_of(&ward_domain::key_layout::uploads_pk(&provider)),
-            Scope::provider("PROV001")
+            Scope::new("PROV001", "PROV#PROV001")
         );
-        assert_eq!(scope_of("PLATFORM#SECRETS"), Scope::provider(""));
+        assert_eq!(
+            scope_of(&ward_domain::key_layout::access_log_pk(&provider, "MRN-1")),
+            Scope::new("PROV001", "PROV#PROV001")
+        );
+        assert_eq!(
+            scope_of("PLATFORM#SECRETS"),
+            Scope::new("", "PLATFORM#PROTECTION")
+        );
         assert_eq!(
             default_keys_dir(Path::new("/srv/ward-data")),
             PathBuf::from("/srv/ward-data-keys")

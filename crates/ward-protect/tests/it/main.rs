@@ -18,7 +18,7 @@ fn conformance_protection() -> Protection {
         [
             "v", "text", "number", "bytes", "flag", "list", "map", "secret",
         ],
-        |pk| Scope::patient("PROV001", pk),
+        |pk| Scope::new("PROV001", pk),
     )
 }
 
@@ -285,4 +285,49 @@ fn the_value_decoder_refuses_arbitrary_bytes_without_panicking() {
         .collect();
     assert!(ward_protect::envelope::decode(&deep, 0).is_none());
     assert!(accepted < 20_000);
+}
+
+#[tokio::test]
+async fn a_partition_records_its_data_key_once_and_reads_never_return_the_record() {
+    let opened = open();
+    let items: Vec<Item> = (0..3)
+        .map(|n| item("PAT#5", &format!("V{n}"), &[("secret", Value::s("note"))]))
+        .collect();
+    let outcomes = opened.table.put_many_if_absent(items).await.unwrap();
+    assert_eq!(outcomes.len(), 3, "one outcome per item given, none for the record");
+    opened
+        .table
+        .put(
+            item("PAT#5", "V9", &[("secret", Value::s("later"))]),
+            Condition::None,
+        )
+        .await
+        .unwrap();
+    let all = ward_store::Query::partition("PAT#5", ward_store::SkCondition::Any);
+    let read = opened.table.query(all.clone()).await.unwrap();
+    assert_eq!(read.items.len(), 4);
+    assert!(read.items.iter().all(|item| item["secret"].as_s().is_some()));
+    let raw = opened.inner.query(all).await.unwrap();
+    assert_eq!(raw.items.len(), 5, "four values and the partition's record");
+    let record = raw
+        .items
+        .iter()
+        .find(|item| item[SK] == Value::s(ward_protect::DATA_KEY_SK))
+        .expect("the record");
+    // Every value names the recorded key.
+    let id = u64::from_str_radix(record["keyId"].as_s().unwrap(), 16).unwrap();
+    for item in raw.items.iter().filter(|item| item.contains_key("secret")) {
+        let Value::B(sealed) = &item["secret"] else {
+            panic!("sealed")
+        };
+        assert_eq!(ward_protect::envelope::key_id(sealed), Some(id));
+    }
+    assert!(
+        opened
+            .table
+            .get(&Key::new("PAT#5", ward_protect::DATA_KEY_SK))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
