@@ -262,8 +262,7 @@ impl DataKeys {
         {
             // Ids grow within a process, and one key store has one process writing it.
             return Err(ProtectError::Integrity(
-                "a new data key id is taken in the key store (is another Ward writing it?)"
-                    .into(),
+                "a new data key id is taken in the key store (is another Ward writing it?)".into(),
             ));
         }
         // The keys must be durable before anything sealed with them is: one durable write

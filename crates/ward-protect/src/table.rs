@@ -210,7 +210,11 @@ impl ProtectedTable {
             let key = match outcome {
                 PutOutcome::Written => keys.get(&scope).cloned(),
                 PutOutcome::Exists(existing) => {
-                    match existing.get(KEY_ID).and_then(Value::as_s).and_then(parse_id) {
+                    match existing
+                        .get(KEY_ID)
+                        .and_then(Value::as_s)
+                        .and_then(parse_id)
+                    {
                         Some(id) => Some(self.keys.by_id(&scope.provider, id).await?),
                         None => None,
                     }
@@ -328,9 +332,10 @@ impl ProtectedTable {
                 .into());
             };
             let Some(id) = envelope::key_id(sealed) else {
-                return Err(
-                    ProtectError::Integrity(format!("attribute `{name}` is not sealed data")).into(),
-                );
+                return Err(ProtectError::Integrity(format!(
+                    "attribute `{name}` is not sealed data"
+                ))
+                .into());
             };
             let key = match &key {
                 Some(key) if key.id == id => Arc::clone(key),

@@ -51,6 +51,9 @@ pub async fn status(data_dir: &Path) -> anyhow::Result<()> {
     let (embedded, keys) = open(data_dir).await?;
     let current = keys.keks().current_version();
     println!("key versions: 1..={current} (new data keys are wrapped under {current})");
+    println!(
+        "data keys per provider, by wrapping version (keys made ahead and not yet used count too):"
+    );
     let mut stale = 0;
     for provider in scopes(&embedded.table).await? {
         let versions = keys.versions(&provider).await?;

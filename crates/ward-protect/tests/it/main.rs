@@ -294,7 +294,11 @@ async fn a_partition_records_its_data_key_once_and_reads_never_return_the_record
         .map(|n| item("PAT#5", &format!("V{n}"), &[("secret", Value::s("note"))]))
         .collect();
     let outcomes = opened.table.put_many_if_absent(items).await.unwrap();
-    assert_eq!(outcomes.len(), 3, "one outcome per item given, none for the record");
+    assert_eq!(
+        outcomes.len(),
+        3,
+        "one outcome per item given, none for the record"
+    );
     opened
         .table
         .put(
@@ -306,7 +310,11 @@ async fn a_partition_records_its_data_key_once_and_reads_never_return_the_record
     let all = ward_store::Query::partition("PAT#5", ward_store::SkCondition::Any);
     let read = opened.table.query(all.clone()).await.unwrap();
     assert_eq!(read.items.len(), 4);
-    assert!(read.items.iter().all(|item| item["secret"].as_s().is_some()));
+    assert!(
+        read.items
+            .iter()
+            .all(|item| item["secret"].as_s().is_some())
+    );
     let raw = opened.inner.query(all).await.unwrap();
     assert_eq!(raw.items.len(), 5, "four values and the partition's record");
     let record = raw
