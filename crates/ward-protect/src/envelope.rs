@@ -82,13 +82,57 @@ pub fn seal_in(
     attribute: &str,
     value: &Value,
 ) -> Result<Value, ProtectError> {
+    seal_encoded(
+        key,
+        key_id,
+        aad,
+        attribute,
+        encoded_len_hint(value),
+        |out| encode(value, out),
+    )
+}
+
+/// Seals `fields` together as one map value, attribute `attribute` of the item: what the
+/// protected table stores for all the protected attributes of one item (one cipher call,
+/// one header and tag). Opens as [`Value::M`].
+pub fn seal_fields(
+    key: &LessSafeKey,
+    key_id: u64,
+    aad: &mut ItemAad,
+    attribute: &str,
+    fields: &[(&str, &Value)],
+) -> Result<Value, ProtectError> {
+    let hint = fields
+        .iter()
+        .map(|(name, value)| 4 + name.len() + encoded_len_hint(value))
+        .sum::<usize>()
+        + 5;
+    seal_encoded(key, key_id, aad, attribute, hint, |out| {
+        out.push(b'm');
+        out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+        for (name, value) in fields {
+            out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+            encode(value, out);
+        }
+    })
+}
+
+fn seal_encoded(
+    key: &LessSafeKey,
+    key_id: u64,
+    aad: &mut ItemAad,
+    attribute: &str,
+    hint: usize,
+    encode_into: impl FnOnce(&mut Vec<u8>),
+) -> Result<Value, ProtectError> {
     let mut nonce = [0u8; 12];
     rand::rng().fill_bytes(&mut nonce);
-    let mut out = Vec::with_capacity(HEADER_LEN + encoded_len_hint(value) + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + hint + TAG_LEN);
     out.extend_from_slice(&[MAGIC, FORMAT, 0]);
     out.extend_from_slice(&key_id.to_be_bytes());
     out.extend_from_slice(&nonce);
-    encode(value, &mut out);
+    encode_into(&mut out);
     let mut flags = 0;
     if out.len() - HEADER_LEN > COMPRESS_OVER {
         let compressed = lz4_flex::compress_prepend_size(&out[HEADER_LEN..]);

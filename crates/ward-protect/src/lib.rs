@@ -21,7 +21,7 @@ mod table;
 
 pub use data_keys::{DataKey, DataKeys, Scope};
 pub use master::MasterKeys;
-pub use table::{DATA_KEY_SK, ProtectedTable, Protection};
+pub use table::{DATA_KEY_SK, ProtectedTable, Protection, SEALED_ATTRIBUTE};
 
 use std::path::PathBuf;
 

@@ -53,12 +53,19 @@ impl Protection {
         item.iter()
             .any(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
     }
+
+    fn is_stored_sealed(&self, item: &Item) -> bool {
+        item.contains_key(SEALED_ATTRIBUTE) || self.needs_key(item)
+    }
 }
 
 /// The sort key of the item, in a scope's home partition, that records which data key the
 /// scope's new values are sealed with. It starts with `#`, which no identifier can hold,
 /// so it names no item of any schema; reads through the protected table never return it.
 pub const DATA_KEY_SK: &str = "#DATAKEY";
+/// The attribute that holds an item's protected attributes, sealed together (`#` cannot
+/// start any schema's attribute name).
+pub const SEALED_ATTRIBUTE: &str = "#sealed";
 const KEY_ID: &str = "keyId";
 
 /// A table whose protected attributes are stored sealed: written through it, they are
@@ -233,12 +240,23 @@ impl ProtectedTable {
             return Ok(());
         };
         let mut aad = envelope::ItemAad::new(pk, sk);
-        for (name, value) in item.iter_mut() {
-            if matches!(value, Value::Null) || !self.protection.protects(name) {
-                continue;
-            }
-            *value = envelope::seal_in(&key.key, key.id, &mut aad, name, value)?;
+        let mut names = Vec::new();
+        let fields: Vec<(&str, &Value)> = item
+            .iter()
+            .filter(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
+            .map(|(name, value)| {
+                names.push(name.clone());
+                (name.as_ref(), value)
+            })
+            .collect();
+        if fields.is_empty() {
+            return Ok(());
         }
+        let sealed = envelope::seal_fields(&key.key, key.id, &mut aad, SEALED_ATTRIBUTE, &fields)?;
+        for name in &names {
+            item.remove(name);
+        }
+        item.insert(SEALED_ATTRIBUTE.into(), sealed);
         Ok(())
     }
 
@@ -312,49 +330,51 @@ impl ProtectedTable {
     }
 
     async fn open_item(&self, mut item: Item) -> Result<Item, StoreError> {
-        if !self.protection.needs_key(&item) {
+        if !self.protection.is_stored_sealed(&item) {
             return Ok(item);
+        }
+        if let Some((name, _)) = item
+            .iter()
+            .find(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
+        {
+            return Err(ProtectError::Integrity(format!(
+                "attribute `{name}` holds plaintext outside the item's sealed value"
+            ))
+            .into());
         }
         let Some((pk, sk)) = item_key(&item) else {
             return Ok(item);
         };
         let provider = self.scope_of(pk).provider;
         let mut aad = envelope::ItemAad::new(pk, sk);
-        let mut key: Option<Arc<DataKey>> = None;
-        for (name, value) in item.iter_mut() {
-            if matches!(value, Value::Null) || !self.protection.protects(name) {
-                continue;
+        let broken = |why: &str| -> StoreError {
+            ProtectError::Integrity(format!("attribute `{SEALED_ATTRIBUTE}` {why}")).into()
+        };
+        let Some(Value::B(sealed)) = item.get(SEALED_ATTRIBUTE) else {
+            return Err(broken("is not sealed data"));
+        };
+        let Some(id) = envelope::key_id(sealed) else {
+            return Err(broken("is not sealed data"));
+        };
+        let key = match self.keys.by_id(&provider, id).await {
+            Err(ProtectError::NoDataKey(_)) => {
+                return Err(broken(
+                    "names a data key the key store does not hold (erased, or the value was \
+                     changed)",
+                ));
             }
-            let Value::B(sealed) = value else {
-                return Err(ProtectError::Integrity(format!(
-                    "attribute `{name}` holds plaintext where Ward keeps ciphertext"
-                ))
-                .into());
-            };
-            let Some(id) = envelope::key_id(sealed) else {
-                return Err(ProtectError::Integrity(format!(
-                    "attribute `{name}` is not sealed data"
-                ))
-                .into());
-            };
-            let key = match &key {
-                Some(key) if key.id == id => Arc::clone(key),
-                _ => {
-                    let found = match self.keys.by_id(&provider, id).await {
-                        Err(ProtectError::NoDataKey(_)) => {
-                            return Err(ProtectError::Integrity(format!(
-                                "attribute `{name}` names a data key the key store does not \
-                                 hold (erased, or the value was changed)"
-                            ))
-                            .into());
-                        }
-                        found => found?,
-                    };
-                    key = Some(Arc::clone(&found));
-                    found
-                }
-            };
-            *value = envelope::open_in(&key.key, &mut aad, name, sealed)?;
+            found => found?,
+        };
+        let Value::M(fields) = envelope::open_in(&key.key, &mut aad, SEALED_ATTRIBUTE, sealed)?
+        else {
+            return Err(broken("holds an unreadable value"));
+        };
+        item.remove(SEALED_ATTRIBUTE);
+        for (name, value) in fields {
+            if !self.protection.protects(&name) {
+                return Err(broken("holds an attribute Ward does not seal"));
+            }
+            item.insert(name.into(), value);
         }
         Ok(item)
     }

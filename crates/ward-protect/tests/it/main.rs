@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ward_protect::{DataKeys, MasterKeys, ProtectedTable, Protection, Scope};
+use ward_protect::{DataKeys, MasterKeys, ProtectedTable, Protection, SEALED_ATTRIBUTE, Scope};
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
@@ -94,9 +94,13 @@ async fn protected_values_are_stored_sealed_and_never_in_plaintext() {
         .unwrap()
         .unwrap();
     assert!(
-        ward_protect::envelope::is_sealed(&raw["secret"]),
+        ward_protect::envelope::is_sealed(&raw[SEALED_ATTRIBUTE]),
         "{:?}",
-        raw["secret"]
+        raw[SEALED_ATTRIBUTE]
+    );
+    assert!(
+        !raw.contains_key("secret"),
+        "the protected attributes are stored together, sealed"
     );
     assert_eq!(
         raw["open"],
@@ -135,14 +139,14 @@ async fn a_flipped_byte_anywhere_in_a_sealed_value_fails_the_read() {
         .await
         .unwrap();
     let raw = opened.inner.get(&key).await.unwrap().unwrap();
-    let Value::B(sealed) = &raw["secret"] else {
+    let Value::B(sealed) = &raw[SEALED_ATTRIBUTE] else {
         panic!("sealed as bytes")
     };
     for at in 0..sealed.len() {
         let mut changed = raw.clone();
         let mut bytes = sealed.clone();
         bytes[at] ^= 0x01;
-        changed.insert("secret".into(), Value::B(bytes));
+        changed.insert(SEALED_ATTRIBUTE.into(), Value::B(bytes));
         opened.inner.put(changed, Condition::None).await.unwrap();
         let message = integrity_error(opened.table.get(&key).await);
         assert!(
@@ -150,13 +154,22 @@ async fn a_flipped_byte_anywhere_in_a_sealed_value_fails_the_read() {
             "byte {at}: {message}"
         );
     }
-    // Truncated, and plaintext where ciphertext belongs: refused the same way.
-    for value in [Value::B(sealed[..10].to_vec()), Value::s("a note")] {
+    // Truncated: refused the same way.
+    let mut changed = raw.clone();
+    changed.insert(SEALED_ATTRIBUTE.into(), Value::B(sealed[..10].to_vec()));
+    opened.inner.put(changed, Condition::None).await.unwrap();
+    let message = integrity_error(opened.table.get(&key).await);
+    assert!(message.contains(SEALED_ATTRIBUTE), "{message}");
+    // Plaintext where ciphertext belongs (beside the sealed value, or instead of it).
+    for with_sealed in [true, false] {
         let mut changed = raw.clone();
-        changed.insert("secret".into(), value);
+        if !with_sealed {
+            changed.remove(SEALED_ATTRIBUTE);
+        }
+        changed.insert("secret".into(), Value::s("a note"));
         opened.inner.put(changed, Condition::None).await.unwrap();
         let message = integrity_error(opened.table.get(&key).await);
-        assert!(message.contains("secret"), "{message}");
+        assert!(message.contains("`secret` holds plaintext"), "{message}");
     }
 }
 
@@ -197,13 +210,13 @@ async fn a_sealed_value_moved_to_another_item_or_attribute_does_not_open() {
         .unwrap();
     // A's value in B (same patient, same key: only the item key tells them apart).
     let mut moved = b.clone();
-    moved.insert("secret".into(), a["secret"].clone());
+    moved.insert(SEALED_ATTRIBUTE.into(), a[SEALED_ATTRIBUTE].clone());
     opened.inner.put(moved, Condition::None).await.unwrap();
     let message = integrity_error(opened.table.get(&Key::new("PAT#3", "B")).await);
     assert!(message.contains("moved"), "{message}");
-    // A's `secret` as A's `text`.
+    // A's sealed value under a protected attribute's name: refused, never read as data.
     let mut swapped = a.clone();
-    swapped.insert("text".into(), a["secret"].clone());
+    swapped.insert("text".into(), a[SEALED_ATTRIBUTE].clone());
     opened.inner.put(swapped, Condition::None).await.unwrap();
     integrity_error(opened.table.get(&Key::new("PAT#3", "A")).await);
     // Another patient's item, with its own data key.
@@ -221,7 +234,7 @@ async fn a_sealed_value_moved_to_another_item_or_attribute_does_not_open() {
         .await
         .unwrap()
         .unwrap();
-    foreign.insert("secret".into(), b["secret"].clone());
+    foreign.insert(SEALED_ATTRIBUTE.into(), b[SEALED_ATTRIBUTE].clone());
     opened.inner.put(foreign, Condition::None).await.unwrap();
     integrity_error(opened.table.get(&Key::new("PAT#4", "B")).await);
 }
@@ -244,7 +257,7 @@ async fn long_text_is_compressed_before_it_is_sealed() {
         .await
         .unwrap()
         .unwrap();
-    let Value::B(sealed) = &raw["secret"] else {
+    let Value::B(sealed) = &raw[SEALED_ATTRIBUTE] else {
         panic!("sealed")
     };
     assert!(
@@ -324,8 +337,12 @@ async fn a_partition_records_its_data_key_once_and_reads_never_return_the_record
         .expect("the record");
     // Every value names the recorded key.
     let id = u64::from_str_radix(record["keyId"].as_s().unwrap(), 16).unwrap();
-    for item in raw.items.iter().filter(|item| item.contains_key("secret")) {
-        let Value::B(sealed) = &item["secret"] else {
+    for item in raw
+        .items
+        .iter()
+        .filter(|item| item.contains_key(SEALED_ATTRIBUTE))
+    {
+        let Value::B(sealed) = &item[SEALED_ATTRIBUTE] else {
             panic!("sealed")
         };
         assert_eq!(ward_protect::envelope::key_id(sealed), Some(id));
