@@ -1,6 +1,6 @@
 //! [`ProtectedTable`]: the table port with its protected attributes sealed at rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -52,10 +52,6 @@ impl Protection {
     fn needs_key(&self, item: &Item) -> bool {
         item.iter()
             .any(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
-    }
-
-    fn is_stored_sealed(&self, item: &Item) -> bool {
-        item.contains_key(SEALED_ATTRIBUTE) || self.needs_key(item)
     }
 }
 
@@ -147,8 +143,9 @@ impl ProtectedTable {
     async fn for_write(&self, scopes: Vec<Scope>) -> Result<ForWrite, StoreError> {
         let mut keys = HashMap::with_capacity(scopes.len());
         let mut missing = Vec::new();
+        let mut seen = HashSet::with_capacity(scopes.len());
         for scope in scopes {
-            if keys.contains_key(&scope) || missing.contains(&scope) {
+            if !seen.insert(scope.clone()) {
                 continue;
             }
             match self.current(&scope) {
@@ -330,9 +327,6 @@ impl ProtectedTable {
     }
 
     async fn open_item(&self, mut item: Item) -> Result<Item, StoreError> {
-        if !self.protection.is_stored_sealed(&item) {
-            return Ok(item);
-        }
         if let Some((name, _)) = item
             .iter()
             .find(|(name, value)| !matches!(value, Value::Null) && self.protection.protects(name))
@@ -341,6 +335,9 @@ impl ProtectedTable {
                 "attribute `{name}` holds plaintext outside the item's sealed value"
             ))
             .into());
+        }
+        if !item.contains_key(SEALED_ATTRIBUTE) {
+            return Ok(item);
         }
         let Some((pk, sk)) = item_key(&item) else {
             return Ok(item);
