@@ -3,7 +3,7 @@
 //! short-lived signed URL.
 //!
 //! Embedded shape: the URLs point at Ward's own signed endpoint
-//! (`/v1/document-objects/{provider}/documents/{mrn}/{id}`), which checks the bytes as
+//! (`/v1/document-objects/{provider}/documents/{patient key}/{id}`), which checks the bytes as
 //! they arrive. AWS shape: they are S3 pre-signed URLs, and the client asks Ward to check
 //! the uploaded object (`POST .../documents/{id}/check`).
 
@@ -17,7 +17,7 @@ use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use ward_domain::{DocumentId, Mrn, ProviderId, UtcInstant, key_layout};
+use ward_domain::{DocumentId, Mrn, PatientKey, ProviderId, UtcInstant, key_layout};
 use ward_emr::model::DocumentStatus;
 use ward_emr::{Actor, DOCUMENT_UPLOAD_WINDOW_SECONDS, Kind, Stored};
 
@@ -27,10 +27,16 @@ use crate::{ApiError, AppState};
 /// How long a download URL lasts.
 const DOWNLOAD_URL_SECONDS: i64 = 300;
 
-fn object_key(actor: &Actor, mrn: &str, id: &str) -> Result<String, ApiError> {
+/// Where a document's bytes are kept (its path names the patient by pseudonym).
+fn object_key(state: &AppState, actor: &Actor, mrn: &str, id: &str) -> Result<String, ApiError> {
     let mrn = Mrn::parse(mrn).map_err(|e| ApiError::invalid("mrn", e))?;
     let id = DocumentId::parse(id).map_err(|_| ApiError::NotFound("the document"))?;
-    Ok(key_layout::document_object_key(&actor.provider, &mrn, &id))
+    let patient = state.emr.pseudonyms().patient(&actor.provider, &mrn);
+    Ok(key_layout::document_object_key(
+        &actor.provider,
+        &patient,
+        &id,
+    ))
 }
 
 /// The answer to a document's creation: its metadata and where to send the bytes.
@@ -41,7 +47,7 @@ pub(crate) async fn with_upload(
     stored: Stored,
     location: String,
 ) -> Result<Response, ApiError> {
-    let key = object_key(actor, mrn, &stored.id)?;
+    let key = object_key(state, actor, mrn, &stored.id)?;
     let media_type = stored
         .document()
         .map(|file| file.media_type)
@@ -98,7 +104,7 @@ async fn check_object(
     from: &[DocumentStatus],
 ) -> Result<Stored, ApiError> {
     let file = state.emr.document_file(actor, mrn, id).await?;
-    let path = ObjectPath::from(object_key(actor, mrn, id)?);
+    let path = ObjectPath::from(object_key(state, actor, mrn, id)?);
     let expected_size = file.size_bytes;
     let expected_sha = file.sha256;
     let verdict = match state.ctx.objects.get(&path).await {
@@ -177,7 +183,7 @@ pub(crate) async fn content(
             "the document's file has not been uploaded and checked",
         ));
     }
-    let key = object_key(&actor, &mrn, &id)?;
+    let key = object_key(&state, &actor, &mrn, &id)?;
     let url = state
         .upload_urls
         .presign_object_get(&key, UtcInstant::now().plus_seconds(DOWNLOAD_URL_SECONDS))
@@ -195,12 +201,13 @@ pub(crate) struct SignedParams {
     signature: Option<String>,
 }
 
-/// Verifies a signed document-object URL: returns the provider, MRN and document id.
-fn verify(
+/// Verifies a signed document-object URL: returns the provider, MRN and document id (the
+/// URL names the patient by its key; the document's item says whose it is).
+async fn verify(
     state: &AppState,
     method: &str,
     provider: &str,
-    mrn: &str,
+    patient: &str,
     id: &str,
     params: &SignedParams,
 ) -> Result<(ProviderId, String, String), ApiError> {
@@ -212,16 +219,17 @@ fn verify(
     };
     let expires: i64 = expires.parse().map_err(|_| ApiError::BadSignature)?;
     let provider = ProviderId::parse(provider).map_err(|_| ApiError::BadSignature)?;
-    let mrn_id = Mrn::parse(mrn).map_err(|_| ApiError::BadSignature)?;
+    let patient_key = PatientKey::parse(patient).ok_or(ApiError::BadSignature)?;
     let doc = DocumentId::parse(id).map_err(|_| ApiError::BadSignature)?;
-    let key = key_layout::document_object_key(&provider, &mrn_id, &doc);
+    let key = key_layout::document_object_key(&provider, &patient_key, &doc);
     if !signer.verify(method, &key, expires, signature) {
         return Err(ApiError::BadSignature);
     }
     if UtcInstant::now().unix_seconds() > expires {
         return Err(ApiError::UrlExpired);
     }
-    Ok((provider, mrn.to_owned(), id.to_owned()))
+    let mrn = state.emr.document_patient(&provider, patient, id).await?;
+    Ok((provider, mrn, id.to_owned()))
 }
 
 fn url_actor(provider: ProviderId) -> Actor {
@@ -232,12 +240,12 @@ fn url_actor(provider: ProviderId) -> Actor {
 /// checked as soon as they are stored.
 pub(crate) async fn receive(
     State(state): State<AppState>,
-    Path((provider, mrn, id)): Path<(String, String, String)>,
+    Path((provider, patient, id)): Path<(String, String, String)>,
     Query(params): Query<SignedParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (provider, mrn, id) = verify(&state, "PUT", &provider, &mrn, &id, &params)?;
+    let (provider, mrn, id) = verify(&state, "PUT", &provider, &patient, &id, &params).await?;
     let actor = url_actor(provider);
     let document = state
         .emr
@@ -270,7 +278,7 @@ pub(crate) async fn receive(
         )
         .await
         .map_err(|_| ApiError::AlreadyUploaded)?;
-    let path = ObjectPath::from(object_key(&actor, &mrn, &id)?);
+    let path = ObjectPath::from(object_key(&state, &actor, &mrn, &id)?);
     match crate::uploads::stream_to_object(&state, &path, body, limit).await {
         Ok(_) => {
             let stored =
@@ -298,13 +306,13 @@ pub(crate) async fn receive(
 /// The embedded shape's signed GET of a document's bytes.
 pub(crate) async fn send(
     State(state): State<AppState>,
-    Path((provider, mrn, id)): Path<(String, String, String)>,
+    Path((provider, patient, id)): Path<(String, String, String)>,
     Query(params): Query<SignedParams>,
 ) -> Result<Response, ApiError> {
-    let (provider, mrn, id) = verify(&state, "GET", &provider, &mrn, &id, &params)?;
+    let (provider, mrn, id) = verify(&state, "GET", &provider, &patient, &id, &params).await?;
     let actor = url_actor(provider);
     let document = state.emr.document_file(&actor, &mrn, &id).await?;
-    let path = ObjectPath::from(object_key(&actor, &mrn, &id)?);
+    let path = ObjectPath::from(object_key(&state, &actor, &mrn, &id)?);
     let found = match state.ctx.objects.get(&path).await {
         Err(object_store::Error::NotFound { .. }) => {
             return Err(ApiError::NotFound("the document"));

@@ -81,11 +81,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/patients/{mrn}/bills/{id}"),
     (
         "put",
-        "/v1/document-objects/{providerId}/documents/{mrn}/{id}",
+        "/v1/document-objects/{providerId}/documents/{patientKey}/{id}",
     ),
     (
         "get",
-        "/v1/document-objects/{providerId}/documents/{mrn}/{id}",
+        "/v1/document-objects/{providerId}/documents/{patientKey}/{id}",
     ),
     ("post", "/v1/clinicians"),
     ("get", "/v1/clinicians"),
@@ -211,7 +211,7 @@ pub fn router(state: AppState) -> Router {
             get(documents::content),
         )
         .route(
-            "/v1/document-objects/{provider_id}/documents/{mrn}/{id}",
+            "/v1/document-objects/{provider_id}/documents/{patient_key}/{id}",
             put(documents::receive).get(documents::send),
         )
         .route(

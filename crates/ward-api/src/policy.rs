@@ -324,12 +324,12 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "put",
-        "/v1/document-objects/{providerId}/documents/{mrn}/{id}",
+        "/v1/document-objects/{providerId}/documents/{patientKey}/{id}",
         Admits::SignedUrl,
     ),
     rule(
         "get",
-        "/v1/document-objects/{providerId}/documents/{mrn}/{id}",
+        "/v1/document-objects/{providerId}/documents/{patientKey}/{id}",
         Admits::SignedUrl,
     ),
     // Clinicians, clinics and the lists across patients.

@@ -4,11 +4,14 @@
 //! with `PROV#{providerId}`; patient data lives in the patient's partition; sort keys that
 //! carry time use [`UtcInstant::sortable`]; an index partition on a hot write path is
 //! sharded. Platform items (queue, operator) start with `PLATFORM#`. Identifiers cannot
-//! hold `#` or `/`, so no value can forge another key or path.
+//! hold `#` or `/`, so no value can forge another key or path. No key or path holds an
+//! MRN or an email: a patient is named by its [`PatientKey`] (a keyed pseudonym, see
+//! [`crate::pseudonym`]), an email by its blind index.
 
 use crate::ids::{
-    ClinicName, ClinicianId, DocumentId, Mrn, ProviderId, RunId, TimeOrderedId, UploadId, UserId,
+    ClinicName, ClinicianId, DocumentId, ProviderId, RunId, TimeOrderedId, UploadId, UserId,
 };
+use crate::pseudonym::PatientKey;
 use crate::time::UtcInstant;
 
 /// Shards of the records-by-upload index: one upload's writes spread over this many
@@ -56,9 +59,9 @@ pub const BY_UPLOAD_PK_ATTRIBUTE: &str = "GSI1PK";
 /// The attribute that holds an item's [`BY_UPLOAD_INDEX`] sort key.
 pub const BY_UPLOAD_SK_ATTRIBUTE: &str = "GSI1SK";
 
-/// A patient's partition: `PROV#{p}#PAT#{mrn}`.
-pub fn patient_pk(provider: &ProviderId, mrn: &Mrn) -> String {
-    concat(&["PROV#", provider.as_str(), "#PAT#", mrn.as_str()], 0)
+/// A patient's partition: `PROV#{p}#PAT#{patient key}`.
+pub fn patient_pk(provider: &ProviderId, patient: &PatientKey) -> String {
+    concat(&["PROV#", provider.as_str(), "#PAT#", patient.as_str()], 0)
 }
 
 /// Sort-key prefix of visit records in a patient's partition.
@@ -81,12 +84,12 @@ pub fn upload_records_shard(line: u64) -> u32 {
     (line % u64::from(UPLOAD_RECORD_SHARDS)) as u32
 }
 
-/// Records-by-upload index sort key: `PAT#{mrn}#{UTC instant, fixed width}`, so a file's
-/// records list by patient, then time. No MRN character sorts below `#`, so this order is
-/// the order of the records' own keys, and a file written in key order (the embedded
+/// Records-by-upload index sort key: `PAT#{patient key}#{UTC instant, fixed width}`, so a
+/// file's records list by patient, then time. Patient keys have one length, so this order
+/// is the order of the records' own keys, and a file written in key order (the embedded
 /// store's ingest) appends to each shard instead of inserting at random places.
-pub fn upload_records_sk(mrn: &Mrn, instant: UtcInstant) -> String {
-    let mut key = concat(&["PAT#", mrn.as_str(), "#"], UtcInstant::SORTABLE_LEN);
+pub fn upload_records_sk(patient: &PatientKey, instant: UtcInstant) -> String {
+    let mut key = concat(&["PAT#", patient.as_str(), "#"], UtcInstant::SORTABLE_LEN);
     instant.push_sortable(&mut key);
     key
 }
@@ -170,10 +173,10 @@ pub fn emergency_sk(clinician: &ClinicianId) -> String {
 /// Start of the `GSI1` sort keys of care relations in a clinician's partition.
 pub const CARE_INDEX_SK_PREFIX: &str = "PATIENT#";
 
-/// `GSI1` sort key of a care relation in the clinician's partition: `PATIENT#{mrn}` (a
-/// clinician's patients, listed from its own partition).
-pub fn care_index_sk(mrn: &Mrn) -> String {
-    format!("{CARE_INDEX_SK_PREFIX}{mrn}")
+/// `GSI1` sort key of a care relation in the clinician's partition: `PATIENT#{patient
+/// key}` (a clinician's patients, listed from its own partition).
+pub fn care_index_sk(patient: &PatientKey) -> String {
+    format!("{CARE_INDEX_SK_PREFIX}{patient}")
 }
 
 /// A provider's break-glass sessions, for its administrator to review:
@@ -183,9 +186,9 @@ pub fn break_glass_pk(provider: &ProviderId) -> String {
 }
 
 /// `GSI2` partition of the audit events about one patient (its access log):
-/// `PROV#{p}#PAT#{mrn}#ACCESSLOG`, sort key as the event's own.
-pub fn access_log_pk(provider: &ProviderId, mrn: &str) -> String {
-    format!("PROV#{provider}#PAT#{mrn}#ACCESSLOG")
+/// `PROV#{p}#PAT#{patient key}#ACCESSLOG`, sort key as the event's own.
+pub fn access_log_pk(provider: &ProviderId, patient: &PatientKey) -> String {
+    format!("PROV#{provider}#PAT#{patient}#ACCESSLOG")
 }
 
 /// The platform's list of providers (operator-only, low write rate).
@@ -416,10 +419,12 @@ pub fn documents_by_type_pk(provider: &ProviderId, document_type: &str, shard: u
     format!("PROV#{provider}#DOCTYPE#{document_type}#S{shard:02}")
 }
 
-/// The claim that makes an email unique within a provider: `PROV#{p}#EMAIL#{sha256 of the
-/// lower-cased address}` / `EMAIL` (the address itself stays out of keys).
-pub fn email_claim_pk(provider: &ProviderId, email_sha256_hex: &str) -> String {
-    format!("PROV#{provider}#EMAIL#{email_sha256_hex}")
+/// The claim that makes an email unique within a provider: `PROV#{p}#EMAIL#{blind index}`
+/// / `EMAIL` (the keyed blind index of the lower-cased address,
+/// [`crate::Pseudonyms::email`]: neither the address nor an unkeyed hash of it, which
+/// anyone could test guesses against).
+pub fn email_claim_pk(provider: &ProviderId, email_index: &str) -> String {
+    format!("PROV#{provider}#EMAIL#{email_index}")
 }
 
 /// Sort key of an email claim.
@@ -450,9 +455,13 @@ pub fn idempotency_pk(provider: &ProviderId, key_sha256_hex: &str) -> String {
 /// Sort key of an idempotency record.
 pub const IDEMPOTENCY_SK: &str = "IDEM";
 
-/// `{p}/documents/{mrn}/{documentId}`: a document's bytes.
-pub fn document_object_key(provider: &ProviderId, mrn: &Mrn, document: &DocumentId) -> String {
-    format!("{provider}/documents/{mrn}/{document}")
+/// `{p}/documents/{patient key}/{documentId}`: a document's bytes.
+pub fn document_object_key(
+    provider: &ProviderId,
+    patient: &PatientKey,
+    document: &DocumentId,
+) -> String {
+    format!("{provider}/documents/{patient}/{document}")
 }
 
 #[cfg(test)]
@@ -462,25 +471,32 @@ mod tests {
     #[test]
     fn keys_match_the_data_model_doc() {
         let provider = ProviderId::parse("PROV001").unwrap();
-        let mrn = Mrn::parse("MRN123456").unwrap();
+        let pseudonyms = crate::Pseudonyms::new(&[7; 32]);
+        let mrn = crate::Mrn::parse("MRN123456").unwrap();
+        let patient = pseudonyms.patient(&provider, &mrn);
         let instant = UtcInstant::parse_rfc3339("2025-03-26T10:30:00-07:00").unwrap();
-        assert_eq!(patient_pk(&provider, &mrn), "PROV#PROV001#PAT#MRN123456");
+        assert_eq!(
+            patient_pk(&provider, &patient),
+            format!("PROV#PROV001#PAT#{patient}")
+        );
+        assert!(!patient_pk(&provider, &patient).contains("MRN"));
         assert_eq!(visit_sk(instant), "VISIT#2025-03-26T17:30:00.000000000Z");
         let upload = UploadId::parse("20250326T181500Z-0123456789abcdef").unwrap();
         assert_eq!(
             upload_records_pk(&provider, &upload, upload_records_shard(35)),
             "PROV#PROV001#UPLOAD#20250326T181500Z-0123456789abcdef#S03"
         );
-        let mrn = Mrn::parse("MRN1").unwrap();
         let instant = UtcInstant::from_unix_nanos(1_700_000_000_000_000_000);
         assert_eq!(
-            upload_records_sk(&mrn, instant),
-            "PAT#MRN1#2023-11-14T22:13:20.000000000Z"
+            upload_records_sk(&patient, instant),
+            format!("PAT#{patient}#2023-11-14T22:13:20.000000000Z")
         );
-        // A shorter MRN sorts before a longer one it prefixes, as in the patient keys.
-        let longer = Mrn::parse("MRN1-2").unwrap();
-        assert!(upload_records_sk(&mrn, instant) < upload_records_sk(&longer, instant));
-        assert!(patient_pk(&provider, &mrn) < patient_pk(&provider, &longer));
+        // Index entries sort as the records' own keys do, patient by patient.
+        let other = pseudonyms.patient(&provider, &crate::Mrn::parse("MRN1-2").unwrap());
+        assert_eq!(
+            upload_records_sk(&patient, instant) < upload_records_sk(&other, instant),
+            patient_pk(&provider, &patient) < patient_pk(&provider, &other)
+        );
         let key = upload_object_key(
             &provider,
             ObjectStage::Uploaded,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use ward_domain::{Link, ProviderId, Role, UtcInstant, key_layout};
+use ward_domain::{Link, ProviderId, Pseudonyms, Role, UtcInstant, key_layout};
 use ward_ports::AuditEvent;
 use ward_ports::audit::new_event_id;
 use ward_store::{Item, Order, Query, SkCondition, StoreError, Table, Value};
@@ -146,12 +146,12 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// A log writing to `table` from a writer thread (call inside a Tokio runtime: the
     /// writer drives the store's futures on it).
-    pub fn start(table: Arc<dyn Table>) -> Self {
+    pub fn start(table: Arc<dyn Table>, pseudonyms: Arc<Pseudonyms>) -> Self {
         let (sender, receiver) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::current();
         let writer = std::thread::Builder::new()
             .name("ward-audit".into())
-            .spawn(move || write_loop(&runtime, table.as_ref(), &receiver))
+            .spawn(move || write_loop(&runtime, table.as_ref(), &pseudonyms, &receiver))
             .ok();
         if writer.is_none() {
             tracing::error!("the audit writer thread could not start");
@@ -213,6 +213,7 @@ impl AuditLog {
 fn write_loop(
     runtime: &tokio::runtime::Handle,
     table: &dyn Table,
+    pseudonyms: &Pseudonyms,
     receiver: &std::sync::mpsc::Receiver<Message>,
 ) {
     use std::sync::mpsc::TryRecvError;
@@ -226,7 +227,7 @@ fn write_loop(
         loop {
             match receiver.try_recv() {
                 Ok(Message::Event(event)) => {
-                    pending.push(event.to_item());
+                    pending.push(event.to_item(pseudonyms));
                     if pending.len() >= BATCH {
                         runtime.block_on(write(table, std::mem::take(&mut pending)));
                         wrote = true;

@@ -19,9 +19,11 @@ pub use audit::{Actor, AuditLog};
 
 /// The attributes of the EMR's items that hold patient data, sealed at rest
 /// (`ward-protect`): every entity's body (`data`) and patient, an idempotency key's answer,
-/// a care relation's and an email claim's patient, a break-glass grant's reason and record.
-pub const PROTECTED_ATTRIBUTES: [&str; 7] = [
+/// a care relation's and an email claim's patient, a break-glass grant's reason and record,
+/// and every entity's `id` (a patient's is its MRN).
+pub const PROTECTED_ATTRIBUTES: [&str; 8] = [
     "data",
+    "id",
     "patientMrn",
     "answer",
     "mrn",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
+use ward_domain::Pseudonyms;
 use ward_domain::visit::DEFAULT_MAX_NOTES_CHARS;
 use ward_ports::{
     Analytics, AnalyticsSettings, JobQueue, ProcessError, QueueError, RunRepository, Storage,
@@ -84,6 +85,8 @@ impl Default for IngestSettings {
 pub struct IngestContext {
     /// The record store.
     pub table: Arc<dyn Table>,
+    /// What names patients in keys.
+    pub pseudonyms: Arc<Pseudonyms>,
     /// Object storage.
     pub objects: Arc<dyn ObjectStore>,
     /// The job queue.
@@ -118,6 +121,7 @@ impl IngestContext {
     /// Builds a context.
     pub fn new(
         table: Arc<dyn Table>,
+        pseudonyms: Arc<Pseudonyms>,
         objects: Arc<dyn ObjectStore>,
         queue: Arc<dyn JobQueue>,
         settings: IngestSettings,
@@ -127,6 +131,7 @@ impl IngestContext {
             runs: RunRepository::new(Arc::clone(&table)),
             analytics: None,
             table,
+            pseudonyms,
             objects,
             queue,
             settings,

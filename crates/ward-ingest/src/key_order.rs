@@ -15,7 +15,7 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ward_domain::{Mrn, UtcInstant};
+use ward_domain::{Mrn, PatientKey, UtcInstant};
 
 use crate::spill::SpillSorter;
 use crate::visit_csv::{FileError, RowRead, VisitCsvReader};
@@ -77,7 +77,9 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
             Ok(Some(row)) => match row.read {
                 RowRead::Valid(visit) => {
                     let hash = visit.content_hash();
+                    let patient = source.patient(&visit.mrn);
                     let spilled = SpilledRow {
+                        patient: &patient,
                         line: row.line,
                         parts: VisitParts::from(&visit),
                         hash: &hash,
@@ -155,7 +157,13 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
             return;
         }
         batch.n_rows += 1;
-        batch.rows.push(row.into_parsed(source));
+        let Some(patient) = SpilledRow::patient_of(&key) else {
+            send(ParserMessage::FileFailed(FileError::Io(
+                "a row's key sorted in a temporary file could not be read back".into(),
+            )));
+            return;
+        };
+        batch.rows.push(row.into_parsed(&patient, source));
         std::mem::swap(&mut key, &mut last_key);
     }
     if !batch.rows.is_empty() {
@@ -163,9 +171,10 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
     }
 }
 
-/// A valid row as it is spilled: the sort key (MRN, NUL, UTC instant as big-endian
-/// integers: the order of the store's `PK`, `SK`) and a payload of its fields.
+/// A valid row as it is spilled: the sort key (the patient's key, UTC instant as
+/// big-endian integers: the order of the store's `PK`, `SK`) and a payload of its fields.
 struct SpilledRow<'a> {
+    patient: &'a PatientKey,
     line: u64,
     parts: VisitParts<'a>,
     hash: &'a str,
@@ -177,10 +186,8 @@ impl<'a> SpilledRow<'a> {
     fn encode(&self, key: &mut Vec<u8>, payload: &mut Vec<u8>) {
         let instant = self.parts.instant;
         key.clear();
-        // No MRN holds NUL (identifiers are checked), so NUL ends it unambiguously and a
-        // shorter MRN sorts before a longer one it prefixes, as in the store's key.
-        key.extend_from_slice(self.parts.mrn.as_str().as_bytes());
-        key.push(0);
+        // Patient keys have one length, so the bytes order as the store's keys do.
+        key.extend_from_slice(self.patient.as_str().as_bytes());
         key.extend_from_slice(&((instant.unix_seconds() as u64) ^ (1 << 63)).to_be_bytes());
         key.extend_from_slice(&instant.subsec_nanos().to_be_bytes());
 
@@ -201,6 +208,12 @@ impl<'a> SpilledRow<'a> {
             payload.extend_from_slice(&(text.len() as u32).to_le_bytes());
             payload.extend_from_slice(text.as_bytes());
         }
+    }
+
+    /// The patient key back from a sort key.
+    fn patient_of(key: &[u8]) -> Option<PatientKey> {
+        let text = std::str::from_utf8(key.get(..ward_domain::pseudonym::PSEUDONYM_LEN)?).ok()?;
+        PatientKey::parse(text)
     }
 
     /// The row back from its payload; `None` if the bytes are not one (a damaged file).
@@ -252,7 +265,7 @@ struct Decoded<'a> {
 }
 
 impl Decoded<'_> {
-    fn into_parsed(self, source: &RecordSource<'_>) -> ParsedRow {
+    fn into_parsed(self, patient: &PatientKey, source: &RecordSource<'_>) -> ParsedRow {
         let parts = VisitParts {
             mrn: &self.mrn,
             date_time: self.date_time,
@@ -262,7 +275,7 @@ impl Decoded<'_> {
             doctors_notes: self.doctors_notes,
         };
         ParsedRow::Valid {
-            item: visit_item(parts, self.line, self.hash.to_owned(), source),
+            item: visit_item(parts, patient, self.line, self.hash.to_owned(), source),
             line: self.line,
             hash: self.hash.to_owned(),
             raw_mrn: self.raw_mrn.to_owned(),
@@ -276,8 +289,9 @@ mod tests {
     use super::*;
 
     /// A row with empty text fields.
-    fn spilled(mrn: &Mrn, instant: UtcInstant) -> SpilledRow<'_> {
+    fn spilled<'a>(patient: &'a PatientKey, mrn: &'a Mrn, instant: UtcInstant) -> SpilledRow<'a> {
         SpilledRow {
+            patient,
             line: 1,
             parts: VisitParts {
                 mrn,
@@ -302,14 +316,20 @@ mod tests {
     #[test]
     fn a_spilled_row_reads_back_field_for_field_and_damage_is_refused() {
         let mrn = Mrn::parse("MRN001").expect("mrn");
+        let patient = pseudonyms().patient(&provider(), &mrn);
         let instant = UtcInstant::from_unix_nanos(-1_234_567_890_123);
-        let mut row = spilled(&mrn, instant);
+        let mut row = spilled(&patient, &mrn, instant);
         row.line = 42;
         row.parts.date_time = "1969-12-31T23:39:25.432109877Z";
         row.parts.doctors_notes = "a, \"quoted\"\nnote";
         row.hash = "abc";
         (row.raw_mrn, row.raw_date_time) = (" MRN001 ", "raw");
-        let (_, payload) = encoded(&row);
+        let (key, payload) = encoded(&row);
+        assert_eq!(SpilledRow::patient_of(&key), Some(patient.clone()));
+        assert!(
+            !key.windows(6).any(|w| w == b"MRN001"),
+            "no MRN in the sort key"
+        );
         let back = SpilledRow::decode(&payload).expect("decodes");
         assert_eq!(back.line, 42);
         assert_eq!(back.instant, instant);
@@ -332,10 +352,12 @@ mod tests {
             MRN2,2020-01-01T00:00:00Z,A,B,three\n\
             MRN4,not a date,A,B,\n\
             MRN2,2021-01-01T00:00:00Z,A,B,\n";
-        let provider = ward_domain::ProviderId::parse("PROV001").expect("provider");
+        let provider = provider();
+        let pseudonyms = pseudonyms();
         let upload = ward_domain::UploadId::new(UtcInstant::from_unix_nanos(0), 7);
         let source = RecordSource {
             provider: &provider,
+            pseudonyms: &pseudonyms,
             upload: &upload,
             csv_file: "f.csv",
             processed_at: "2026-01-01T00:00:00Z",
@@ -370,12 +392,27 @@ mod tests {
                 }
             }
         }
-        let lines: Vec<Vec<u64>> = batches
+        // Every valid row, in key order (patients by key, then time), and the rows of one
+        // identity (MRN2 at 2020: lines 4, 5, 6) in file order.
+        let rows: Vec<&(String, u64)> = batches.iter().flatten().collect();
+        let mut lines: Vec<u64> = rows.iter().map(|(_, line)| *line).collect();
+        assert!(
+            rows.windows(2).all(|pair| pair[0].0 <= pair[1].0),
+            "{rows:?}"
+        );
+        let same: Vec<u64> = lines
             .iter()
-            .map(|batch| batch.iter().map(|(_, line)| *line).collect())
+            .copied()
+            .filter(|line| (4..=6).contains(line))
             .collect();
-        // Key order: MRN1; MRN2 at 2020 (lines 4, 5, 6 in file order), MRN2 at 2021; MRN3.
-        assert_eq!(lines, vec![vec![3, 4, 5, 6], vec![8, 2]]);
+        assert_eq!(same, [4, 5, 6]);
+        lines.sort_unstable();
+        assert_eq!(lines, [2, 3, 4, 5, 6, 8]);
+        // Batches of 2 rows are cut only between identities.
+        assert!(
+            batches.iter().any(|batch| batch.len() > 2),
+            "the three rows of one identity stay together: {batches:?}"
+        );
         let mut identities: Vec<&String> = batches.iter().flatten().map(|(key, _)| key).collect();
         identities.dedup();
         assert_eq!(
@@ -387,21 +424,35 @@ mod tests {
 
     #[test]
     fn sort_keys_order_rows_as_the_store_orders_patient_and_visit_keys() {
-        let key = |mrn: &str, nanos: i128| {
+        let (provider, pseudonyms) = (provider(), pseudonyms());
+        let row = |mrn: &str, nanos: i128| {
             let mrn = Mrn::parse(mrn).expect("mrn");
-            encoded(&spilled(&mrn, UtcInstant::from_unix_nanos(nanos))).0
+            let patient = pseudonyms.patient(&provider, &mrn);
+            let instant = UtcInstant::from_unix_nanos(nanos);
+            let store_key = format!(
+                "{}|{}",
+                ward_domain::key_layout::patient_pk(&provider, &patient),
+                ward_domain::key_layout::visit_sk(instant)
+            );
+            (encoded(&spilled(&patient, &mrn, instant)).0, store_key)
         };
-        let ordered = [
-            key("MRN1", -5_000_000_000),
-            key("MRN1", -1),
-            key("MRN1", 0),
-            key("MRN1", 7),
-            key("MRN1", 1_000_000_000),
-            key("MRN12", -9_000_000_000_000),
-            key("MRN2", 0),
-        ];
-        for pair in ordered.windows(2) {
-            assert!(pair[0] < pair[1]);
+        let mut rows = Vec::new();
+        for mrn in ["MRN1", "MRN12", "MRN2", "A", "ZZZ-9"] {
+            for nanos in [-9_000_000_000_000, -5_000_000_000, -1, 0, 7, 1_000_000_000] {
+                rows.push(row(mrn, nanos));
+            }
         }
+        let mut by_sort_key = rows.clone();
+        by_sort_key.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(by_sort_key, rows);
+    }
+
+    fn provider() -> ward_domain::ProviderId {
+        ward_domain::ProviderId::parse("PROV001").expect("provider")
+    }
+
+    fn pseudonyms() -> ward_domain::Pseudonyms {
+        ward_domain::Pseudonyms::new(&[3; 32])
     }
 }

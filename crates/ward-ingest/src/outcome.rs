@@ -115,7 +115,10 @@ pub(crate) async fn audit_upload(
     };
     match ctx
         .table
-        .put(event.to_item(), ward_store::Condition::NotExists)
+        .put(
+            event.to_item(&ctx.pseudonyms),
+            ward_store::Condition::NotExists,
+        )
         .await
     {
         Ok(()) | Err(ward_store::StoreError::ConditionFailed { .. }) => Ok(()),

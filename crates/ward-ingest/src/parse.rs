@@ -153,7 +153,13 @@ pub(crate) fn parse_file<R: std::io::Read>(
                     RowRead::Valid(visit) => {
                         let hash = visit.content_hash();
                         ParsedRow::Valid {
-                            item: visit_item((&visit).into(), row.line, hash.clone(), source),
+                            item: visit_item(
+                                (&visit).into(),
+                                &source.patient(&visit.mrn),
+                                row.line,
+                                hash.clone(),
+                                source,
+                            ),
                             line: row.line,
                             hash,
                             raw_mrn: row.raw_mrn,

@@ -40,6 +40,7 @@ pub(crate) async fn ingest_rows(
     let source_provider = provider.clone();
     let source_upload = upload_id.clone();
     let source_file = csv_file.to_owned();
+    let pseudonyms = Arc::clone(&ctx.pseudonyms);
     let source_file_name = upload
         .file_name
         .as_ref()
@@ -59,6 +60,7 @@ pub(crate) async fn ingest_rows(
     let parser = tokio::task::spawn_blocking(move || {
         let source = RecordSource {
             provider: &source_provider,
+            pseudonyms: &pseudonyms,
             upload: &source_upload,
             csv_file: &source_file,
             processed_at: &processed_at,

@@ -7,7 +7,7 @@
 //! no names, notes or values of patient data.
 
 use ward_domain::key_layout::LIST_INDEX;
-use ward_domain::{ProviderId, UtcInstant, key_layout};
+use ward_domain::{Mrn, ProviderId, Pseudonyms, UtcInstant, key_layout};
 use ward_store::{Item, PK, SK, Value};
 
 /// One audit event.
@@ -71,8 +71,8 @@ fn instant_text<S: serde::Serializer>(at: &UtcInstant, s: S) -> Result<S::Ok, S:
 pub const PROTECTED_ATTRIBUTES: [&str; 2] = ["event", "patient"];
 
 impl AuditEvent {
-    /// The table item.
-    pub fn to_item(&self) -> Item {
+    /// The table item (its patient named in the access log's key by `pseudonyms`).
+    pub fn to_item(&self, pseudonyms: &Pseudonyms) -> Item {
         let day = self.at.civil_date();
         let shard = key_layout::shard_of(&self.event_id, key_layout::AUDIT_SHARDS);
         let mut item = Item::new();
@@ -90,15 +90,19 @@ impl AuditEvent {
         item.insert("actor".into(), Value::s(self.actor.clone()));
         if let Some(patient) = &self.patient {
             item.insert("patient".into(), Value::s(patient.clone()));
-            // The patient's access log: its events, from an index partition of its own.
-            item.insert(
-                LIST_INDEX.pk.into(),
-                Value::s(key_layout::access_log_pk(&self.provider, patient)),
-            );
-            item.insert(
-                LIST_INDEX.sk.into(),
-                Value::s(format!("{}#{}", self.at.sortable(), self.event_id)),
-            );
+            // The patient's access log: its events, from an index partition of its own
+            // (only a well-formed MRN names a patient).
+            if let Ok(mrn) = Mrn::parse(patient) {
+                let patient = pseudonyms.patient(&self.provider, &mrn);
+                item.insert(
+                    LIST_INDEX.pk.into(),
+                    Value::s(key_layout::access_log_pk(&self.provider, &patient)),
+                );
+                item.insert(
+                    LIST_INDEX.sk.into(),
+                    Value::s(format!("{}#{}", self.at.sortable(), self.event_id)),
+                );
+            }
         }
         item
     }

@@ -11,7 +11,7 @@ use ward_domain::key_layout::{
     VISIT_SK_PREFIX,
 };
 use ward_domain::visit::VisitRow;
-use ward_domain::{Mrn, ProviderId, UploadId, UtcInstant};
+use ward_domain::{Mrn, PatientKey, ProviderId, Pseudonyms, UploadId, UtcInstant};
 use ward_store::merge::{self, Stream};
 use ward_store::{Cursor, Item, Order, PK, Query, SK, SkCondition, StoreError, Table, Value};
 
@@ -78,6 +78,8 @@ use attribute as a;
 pub struct RecordSource<'a> {
     /// The tenant.
     pub provider: &'a ProviderId,
+    /// What names the patient in the record's keys.
+    pub pseudonyms: &'a Pseudonyms,
     /// The upload.
     pub upload: &'a UploadId,
     /// The object key of the source file.
@@ -86,6 +88,13 @@ pub struct RecordSource<'a> {
     pub processed_at: &'a str,
     /// The provider's own name for the file, when it gave one.
     pub file_name: Option<&'a str>,
+}
+
+impl RecordSource<'_> {
+    /// The key of `mrn`'s records.
+    pub fn patient(&self, mrn: &Mrn) -> PatientKey {
+        self.pseudonyms.patient(self.provider, mrn)
+    }
 }
 
 /// The fields of a valid visit row, borrowed: from a parsed [`VisitRow`], or from a row
@@ -119,9 +128,11 @@ impl<'a> From<&'a VisitRow> for VisitParts<'a> {
     }
 }
 
-/// The stored item of a visit (attribute names from the seed note, plus the audit trail).
+/// The stored item of a visit (attribute names from the seed note, plus the audit trail),
+/// in the partition of `patient` (the row's MRN's key, [`RecordSource::patient`]).
 pub fn visit_item(
     row: VisitParts<'_>,
+    patient: &PatientKey,
     line: u64,
     content_hash: String,
     source: &RecordSource<'_>,
@@ -141,11 +152,11 @@ pub fn visit_item(
         ),
         (
             BY_UPLOAD_SK_ATTRIBUTE.into(),
-            Value::S(key_layout::upload_records_sk(row.mrn, row.instant)),
+            Value::S(key_layout::upload_records_sk(patient, row.instant)),
         ),
         (
             PK.into(),
-            Value::S(key_layout::patient_pk(provider, row.mrn)),
+            Value::S(key_layout::patient_pk(provider, patient)),
         ),
         (SK.into(), Value::S(key_layout::visit_sk(row.instant))),
         (a::CONTENT_HASH.into(), Value::S(content_hash)),
@@ -296,6 +307,7 @@ pub struct VisitPage {
 #[derive(Clone)]
 pub struct VisitRepository {
     table: Arc<dyn Table>,
+    pseudonyms: Arc<Pseudonyms>,
 }
 
 impl std::fmt::Debug for VisitRepository {
@@ -305,9 +317,9 @@ impl std::fmt::Debug for VisitRepository {
 }
 
 impl VisitRepository {
-    /// The repository over the table.
-    pub fn new(table: Arc<dyn Table>) -> Self {
-        Self { table }
+    /// The repository over the table, naming patients by `pseudonyms`.
+    pub fn new(table: Arc<dyn Table>, pseudonyms: Arc<Pseudonyms>) -> Self {
+        Self { table, pseudonyms }
     }
 
     /// A patient's visits in time order: one query on the patient's partition.
@@ -341,7 +353,7 @@ impl VisitRepository {
             .table
             .query(Query {
                 index: None,
-                pk: key_layout::patient_pk(provider, mrn),
+                pk: key_layout::patient_pk(provider, &self.pseudonyms.patient(provider, mrn)),
                 sk,
                 order,
                 limit,

@@ -83,6 +83,30 @@ impl MasterKeys {
         self.secrets.keys().copied().collect()
     }
 
+    /// The secret that keys Ward's pseudonyms (what table keys and object paths name a
+    /// patient or an email by): derived from the first master secret, so it never changes
+    /// when keys rotate, and a data folder without its key file cannot be searched for a
+    /// patient by guessing MRNs.
+    pub fn pseudonym_secret(&self) -> [u8; 32] {
+        struct Len32;
+        impl hkdf::KeyType for Len32 {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let (_, first) = self
+            .secrets
+            .first_key_value()
+            .expect("a key file holds at least one key");
+        let mut secret = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, PSEUDONYM_SALT)
+            .extract(first)
+            .expand(&[b"ward/pseudonym-secret/v1"], Len32)
+            .and_then(|okm| okm.fill(&mut secret))
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        secret
+    }
+
     fn parse(path: &Path, text: &str) -> Result<Self, ProtectError> {
         let bad = |reason: String| ProtectError::KeyFile {
             path: path.to_owned(),

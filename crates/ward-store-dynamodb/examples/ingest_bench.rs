@@ -78,12 +78,13 @@ async fn main() {
         .create_table_if_missing()
         .await
         .expect("create ward table");
+    let pseudonyms = ward_domain::Pseudonyms::new(&[5; 32]);
     let started = Instant::now();
     let items: Vec<Item> = visits
         .iter()
         .map(|(mrn, instant, notes)| {
             item(
-                key_layout::patient_pk(&provider, mrn),
+                key_layout::patient_pk(&provider, &pseudonyms.patient(&provider, mrn)),
                 key_layout::visit_sk(*instant),
                 mrn,
                 *instant,

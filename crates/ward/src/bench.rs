@@ -83,7 +83,7 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
             .query(Query {
                 limit: 100,
                 ..Query::partition(
-                    key_layout::patient_pk(&provider, mrn),
+                    key_layout::patient_pk(&provider, &ctx.pseudonyms.patient(&provider, mrn)),
                     SkCondition::BeginsWith(VISIT_SK_PREFIX.into()),
                 )
             })
@@ -302,7 +302,12 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
         Some(ward_domain::Role::ProviderAdmin),
         "api_key",
     );
-    let loader = Emr::new(Arc::clone(&table), AuditLog::disabled());
+    let pseudonyms = Arc::new(ward_domain::Pseudonyms::new(&rand::random()));
+    let loader = Emr::new(
+        Arc::clone(&table),
+        Arc::clone(&pseudonyms),
+        AuditLog::disabled(),
+    );
     let data = ward_emr::generate::dataset(ward_emr::generate::EmrSpec {
         patients,
         clinicians: (patients / 100).max(1),
@@ -328,7 +333,11 @@ pub async fn audit(rows: u64, patients: u64, work_dir: Option<PathBuf>) -> anyho
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
-    let audited = Emr::new(Arc::clone(&table), AuditLog::start(Arc::clone(&table)));
+    let audited = Emr::new(
+        Arc::clone(&table),
+        Arc::clone(&pseudonyms),
+        AuditLog::start(Arc::clone(&table), Arc::clone(&pseudonyms)),
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let picks: Vec<String> = (0..40_000)
         .map(|_| format!("MRN{:07}", rng.random_range(0..patients)))

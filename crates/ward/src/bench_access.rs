@@ -73,7 +73,11 @@ pub async fn access(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     let clinician = ClinicianId::parse("DR1").map_err(|e| anyhow::anyhow!("{e}"))?;
     for mrn in &mrns {
         let mut care = Item::new();
-        care.insert(PK.into(), Value::s(key_layout::patient_pk(&provider, mrn)));
+        let patient = state.ctx.pseudonyms.patient(&provider, mrn);
+        care.insert(
+            PK.into(),
+            Value::s(key_layout::patient_pk(&provider, &patient)),
+        );
         care.insert(SK.into(), Value::s(key_layout::care_sk(&clinician)));
         care.insert("entity".into(), Value::s("CARE"));
         state.table.put(care, Condition::None).await?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rand::RngCore;
+use ward_domain::Pseudonyms;
 use ward_ingest::{IngestContext, IngestSettings};
 use ward_ports::TableJobQueue;
 use ward_ports::tenants::hash_secret;
@@ -18,6 +19,9 @@ use crate::durable_objects::DurableLocalFileSystem;
 /// The embedded adapters, wired.
 pub struct Embedded {
     pub table: Arc<dyn Table>,
+    /// What names patients in keys (from the key file; the benchmark's unsealed
+    /// comparison keeps a secret of its own in the table).
+    pub pseudonyms: Arc<Pseudonyms>,
     pub queue: Arc<TableJobQueue>,
     pub ctx: Arc<IngestContext>,
     /// The data keys that seal its patient data (`None`: nothing sealed, the benchmark's
@@ -69,24 +73,27 @@ pub(crate) async fn open_with(
         .keys_dir
         .clone()
         .unwrap_or_else(|| crate::protection::default_keys_dir(data_dir));
-    let (table, keys): (Arc<dyn Table>, _) = if protect {
-        let (table, keys) =
-            crate::protection::protect(data_dir, Arc::new(table), &keys_dir).await?;
-        (table, Some(keys))
+    let (table, keys, pseudonyms): (Arc<dyn Table>, _, _) = if protect {
+        let protected = crate::protection::protect(data_dir, Arc::new(table), &keys_dir).await?;
+        (protected.table, Some(protected.keys), protected.pseudonyms)
     } else {
-        (Arc::new(table), None)
+        let table: Arc<dyn Table> = Arc::new(table);
+        let pseudonyms = Arc::new(table_pseudonyms(table.as_ref()).await?);
+        (table, None, pseudonyms)
     };
     let objects = DurableLocalFileSystem::new(data_dir.join("objects"))
         .context("cannot open the objects folder")?;
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));
     let ctx = Arc::new(crate::analytics_cli::attach(IngestContext::new(
         Arc::clone(&table),
+        Arc::clone(&pseudonyms),
         Arc::new(objects),
         queue.clone(),
         settings,
     )));
     Ok(Embedded {
         table,
+        pseudonyms,
         queue,
         ctx,
         keys,
@@ -124,7 +131,24 @@ const SECRETS_PK: &str = "PLATFORM#SECRETS";
 
 /// The upload-signing secret, created on first use.
 pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
-    let key = Key::new(SECRETS_PK, "UPLOAD_SIGNING");
+    platform_secret(table, "UPLOAD_SIGNING").await
+}
+
+/// Pseudonyms keyed by a secret kept in the table itself, created on first use: for the
+/// AWS shape until its pseudonym secret comes from AWS KMS, and for the ingest
+/// benchmark's unsealed comparison. (With the secret beside the data, pseudonyms keep
+/// MRNs out of keys and paths, but whoever reads the table could test guesses.)
+pub async fn table_pseudonyms(table: &dyn Table) -> anyhow::Result<Pseudonyms> {
+    let secret = platform_secret(table, "PSEUDONYMS").await?;
+    let secret: [u8; 32] = secret
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored pseudonym secret is not 32 bytes"))?;
+    Ok(Pseudonyms::new(&secret))
+}
+
+/// A random 32-byte platform secret, created on first use.
+async fn platform_secret(table: &dyn Table, name: &str) -> anyhow::Result<Vec<u8>> {
+    let key = Key::new(SECRETS_PK, name);
     if let Some(item) = table.get(&key).await?
         && let Some(Value::B(secret)) = item.get("secret")
     {
@@ -142,7 +166,7 @@ pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
             existing: Some(item),
         }) => match item.get("secret") {
             Some(Value::B(secret)) => Ok(secret.clone()),
-            _ => anyhow::bail!("stored signing secret is unreadable"),
+            _ => anyhow::bail!("the stored secret {name} is unreadable"),
         },
         Err(error) => Err(error.into()),
     }

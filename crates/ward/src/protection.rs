@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use ward_domain::Pseudonyms;
 use ward_protect::{DataKeys, KeyEncryptionKeys, MasterKeys, ProtectedTable, Protection, Scope};
 use ward_store::{Condition, Item, Key, PK, SK, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
@@ -24,7 +25,8 @@ const MARKER_SK: &str = "KEYS";
 const CHECK: &str = "keyCheck";
 /// The sealed form a data folder holds (recorded with the key check).
 const FORMAT: &str = "sealedFormat";
-const SEALED_FORMAT: i64 = 2;
+/// 3: patients named by pseudonyms in keys and object paths.
+const SEALED_FORMAT: i64 = 3;
 
 /// Every attribute Ward seals, from each schema's own list.
 pub fn protected_attributes() -> Vec<&'static str> {
@@ -40,7 +42,7 @@ pub fn protected_attributes() -> Vec<&'static str> {
 }
 
 /// Whose data key seals an item with this partition key, and where that scope records
-/// its key: a patient's partition (`PROV#{provider}#PAT#{mrn}`) its patient's, recorded in
+/// its key: a patient's partition (`PROV#{provider}#PAT#{patient key}`) its patient's, recorded in
 /// it; any other partition of a provider the provider's, recorded in `PROV#{provider}`; the
 /// platform's own items the platform's, recorded in [`MARKER_PK`].
 pub fn scope_of(pk: &str) -> Scope {
@@ -49,7 +51,7 @@ pub fn scope_of(pk: &str) -> Scope {
     };
     let (provider, rest) = rest.split_once('#').unwrap_or((rest, ""));
     match rest.strip_prefix("PAT#") {
-        Some(mrn) if !mrn.is_empty() && !mrn.contains('#') => Scope::new(provider, pk),
+        Some(patient) if !patient.is_empty() && !patient.contains('#') => Scope::new(provider, pk),
         _ => Scope::new(provider, &format!("PROV#{provider}")),
     }
 }
@@ -68,14 +70,24 @@ pub fn default_keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.with_file_name(format!("{name}-keys"))
 }
 
+/// A data folder's store seen through its key folder.
+pub struct Protected {
+    /// The store, its protected attributes sealed.
+    pub table: Arc<dyn Table>,
+    /// The data keys that seal them.
+    pub keys: Arc<DataKeys>,
+    /// What names patients in keys, from the key file.
+    pub pseudonyms: Arc<Pseudonyms>,
+}
+
 /// `table` (the data folder's store) with its protected attributes sealed, by the keys of
-/// `keys_dir` (returned too): made there on a new data folder; checked against the
-/// folder's record on an existing one.
+/// `keys_dir`: made there on a new data folder; checked against the folder's record on
+/// an existing one.
 pub async fn protect(
     data_dir: &Path,
     table: Arc<dyn Table>,
     keys_dir: &Path,
-) -> anyhow::Result<(Arc<dyn Table>, Arc<DataKeys>)> {
+) -> anyhow::Result<Protected> {
     let marker = table.get(&Key::new(MARKER_PK, MARKER_SK)).await?;
     let master_path = keys_dir.join(MASTER_KEY_FILE);
     if marker.is_none() && written_before(&*table).await? {
@@ -137,9 +149,14 @@ pub async fn protect(
     let store_path = keys_dir.join(KEY_STORE_FILE);
     let store = EmbeddedTable::open(&store_path, &EmbeddedOptions::default())
         .with_context(|| format!("cannot open the key store {}", store_path.display()))?;
+    let pseudonyms = Arc::new(Pseudonyms::new(&master.pseudonym_secret()));
     let keys = Arc::new(DataKeys::new(Arc::new(store), Arc::new(master)));
     let protected = ProtectedTable::new(table, Arc::clone(&keys), protection());
-    Ok((Arc::new(protected), keys))
+    Ok(Protected {
+        table: Arc::new(protected),
+        keys,
+        pseudonyms,
+    })
 }
 
 /// Whether a table without the protection record holds data already (every started data
@@ -159,14 +176,15 @@ mod tests {
     fn a_patients_partition_uses_its_key_and_every_other_its_providers() {
         let mrn = ward_domain::Mrn::parse("MRN-1").unwrap();
         let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
-        let pk = ward_domain::key_layout::patient_pk(&provider, &mrn);
+        let patient = Pseudonyms::new(&[1; 32]).patient(&provider, &mrn);
+        let pk = ward_domain::key_layout::patient_pk(&provider, &patient);
         assert_eq!(scope_of(&pk), Scope::new("PROV001", &pk));
         assert_eq!(
             scope_of(&ward_domain::key_layout::uploads_pk(&provider)),
             Scope::new("PROV001", "PROV#PROV001")
         );
         assert_eq!(
-            scope_of(&ward_domain::key_layout::access_log_pk(&provider, "MRN-1")),
+            scope_of(&ward_domain::key_layout::access_log_pk(&provider, &patient)),
             Scope::new("PROV001", "PROV#PROV001")
         );
         assert_eq!(

@@ -109,7 +109,10 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
         ctx: Arc::clone(&backend.ctx),
         table: Arc::clone(&backend.table),
         tenants: ward_ports::Tenants::new(Arc::clone(&backend.table)),
-        visits: ward_ports::VisitRepository::new(Arc::clone(&backend.table)),
+        visits: ward_ports::VisitRepository::new(
+            Arc::clone(&backend.table),
+            Arc::clone(&backend.ctx.pseudonyms),
+        ),
         upload_urls,
         signer,
         operator_key_hash,
@@ -117,8 +120,12 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
         metrics: Arc::new(Metrics::default()),
         emr: ward_emr::Emr::new(
             Arc::clone(&backend.table),
+            Arc::clone(&backend.ctx.pseudonyms),
             if options.ingest.audit {
-                ward_emr::AuditLog::start(Arc::clone(&backend.table))
+                ward_emr::AuditLog::start(
+                    Arc::clone(&backend.table),
+                    Arc::clone(&backend.ctx.pseudonyms),
+                )
             } else {
                 ward_emr::AuditLog::disabled()
             },

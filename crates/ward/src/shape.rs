@@ -71,6 +71,7 @@ impl Backend {
         let table = (layer.0)(Arc::clone(&self.table));
         let mut ctx = IngestContext::new(
             Arc::clone(&table),
+            Arc::clone(&self.ctx.pseudonyms),
             Arc::clone(&self.ctx.objects),
             Arc::clone(&self.ctx.queue),
             self.ctx.settings.clone(),
@@ -202,6 +203,13 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
             .with_context(|| format!("cannot create the DynamoDB table {}", aws.table))?;
     }
     let table: Arc<dyn Table> = Arc::new(table);
+    // Until the AWS shape takes its keys from AWS KMS, its pseudonym secret is a platform
+    // item of its table (docs/encryption.md, "Not built yet").
+    let pseudonyms = Arc::new(
+        embedded::table_pseudonyms(table.as_ref())
+            .await
+            .context("cannot read or make the pseudonym secret")?,
+    );
     let s3 = Arc::new(ward_aws::s3_object_store(&aws.s3).context("cannot configure S3")?);
     let upload_urls: Arc<dyn UploadUrls> =
         Arc::new(ward_aws::S3UploadUrls::new(Arc::clone(&s3), &aws.s3));
@@ -213,6 +221,7 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
     );
     let ctx = Arc::new(crate::analytics_cli::attach(IngestContext::new(
         Arc::clone(&table),
+        pseudonyms,
         s3,
         Arc::new(queue),
         ingest,

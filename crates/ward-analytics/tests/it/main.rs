@@ -40,7 +40,8 @@ pub fn fixture_with(analytics: AnalyticsSettings) -> Fixture {
         retry_base: Duration::ZERO,
         ..IngestSettings::default()
     };
-    let ctx = IngestContext::new(table, objects, queue, settings)
+    let pseudonyms = Arc::new(ward_domain::Pseudonyms::new(&[2; 32]));
+    let ctx = IngestContext::new(table, pseudonyms, objects, queue, settings)
         .with_analytics(Arc::new(FacilityAnalytics::new(analytics)));
     Fixture {
         ctx: Arc::new(ctx),

@@ -21,7 +21,7 @@
 //! does not leak.
 
 use ward_domain::key_layout::{self as keys, CLINICIAN_INDEX};
-use ward_domain::{ClinicianId, Link, Mrn, ProviderId, UtcInstant};
+use ward_domain::{ClinicianId, Link, Mrn, ProviderId, Pseudonyms, UtcInstant};
 use ward_store::merge;
 use ward_store::{Condition, EXPIRES_AT, Item, Order, PK, Query, SK, SkCondition, Value, WriteOp};
 
@@ -57,9 +57,15 @@ pub struct BreakGlass {
 }
 
 /// The care relation written with an appointment or clinical record of `clinician`.
-pub(super) fn care_put(provider: &ProviderId, mrn: &Mrn, clinician: &ClinicianId) -> WriteOp {
+pub(super) fn care_put(
+    pseudonyms: &Pseudonyms,
+    provider: &ProviderId,
+    mrn: &Mrn,
+    clinician: &ClinicianId,
+) -> WriteOp {
+    let patient = pseudonyms.patient(provider, mrn);
     let mut item = Item::new();
-    item.insert(PK.into(), Value::s(keys::patient_pk(provider, mrn)));
+    item.insert(PK.into(), Value::s(keys::patient_pk(provider, &patient)));
     item.insert(SK.into(), Value::s(keys::care_sk(clinician)));
     item.insert("entity".into(), Value::s("CARE"));
     item.insert("clinicianId".into(), Value::s(clinician.as_str()));
@@ -70,7 +76,7 @@ pub(super) fn care_put(provider: &ProviderId, mrn: &Mrn, clinician: &ClinicianId
     );
     item.insert(
         CLINICIAN_INDEX.sk.into(),
-        Value::s(keys::care_index_sk(mrn)),
+        Value::s(keys::care_index_sk(&patient)),
     );
     WriteOp::Put {
         item,
@@ -94,7 +100,7 @@ impl Emr {
                     .query(Query {
                         limit: 2,
                         ..Query::partition(
-                            keys::patient_pk(&actor.provider, &mrn),
+                            super::patient_pk(&self.pseudonyms, &actor.provider, &mrn),
                             SkCondition::BeginsWith(keys::access_sk_prefix(clinician)),
                         )
                     })
@@ -195,7 +201,10 @@ impl Emr {
         let expires = started.unix_seconds() + minutes * 60;
         let grant_id = format!("{}-{:016x}", super::compact(started), super::random_bits());
         let mut grant = Item::new();
-        grant.insert(PK.into(), Value::s(keys::patient_pk(provider, &mrn)));
+        grant.insert(
+            PK.into(),
+            Value::s(super::patient_pk(&self.pseudonyms, provider, &mrn)),
+        );
         grant.insert(SK.into(), Value::s(keys::emergency_sk(clinician)));
         grant.insert("entity".into(), Value::s("EMERGENCY"));
         grant.insert("grantId".into(), Value::s(grant_id.as_str()));
@@ -225,7 +234,7 @@ impl Emr {
             .transact_write(vec![
                 // The patient must exist: a grant to nobody reveals nothing, but is noise.
                 WriteOp::Check {
-                    key: super::patient_key(provider, &mrn),
+                    key: super::patient_key(&self.pseudonyms, provider, &mrn),
                     condition: Condition::Exists,
                 },
                 WriteOp::Put {
@@ -313,7 +322,10 @@ impl Emr {
             let (items, next) = self
                 .newest_first(
                     Some(keys::LIST_INDEX.name),
-                    keys::access_log_pk(&actor.provider, mrn_id.as_str()),
+                    keys::access_log_pk(
+                        &actor.provider,
+                        &self.pseudonyms.patient(&actor.provider, &mrn_id),
+                    ),
                     limit,
                     cursor,
                 )

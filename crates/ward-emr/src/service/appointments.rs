@@ -5,7 +5,9 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout::{self as keys, CLINICIAN_INDEX, LIST_INDEX};
-use ward_domain::{AppointmentId, ClinicianId, Mrn, ProviderId, TimeOrderedId, UtcInstant};
+use ward_domain::{
+    AppointmentId, ClinicianId, Mrn, ProviderId, Pseudonyms, TimeOrderedId, UtcInstant,
+};
 use ward_store::{Condition, Item, Key, PK, SK, Value, WriteOp};
 
 use super::children::{Changing, NewChild};
@@ -27,7 +29,7 @@ impl Emr {
         let mut body = body.clone();
         if body.get("clinic").is_none() && body.is_object() {
             let patient = self
-                .load(&patient_key(provider, mrn), Kind::Patient)
+                .load(&patient_key(&self.pseudonyms, provider, mrn), Kind::Patient)
                 .await?;
             let data: Json = s(&patient, "data")
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -52,7 +54,7 @@ impl Emr {
         );
         let day = self.local_day(provider, start).await?;
         Ok(NewChild {
-            draft: appointment_draft(provider, mrn, &id, &appointment, &day),
+            draft: appointment_draft(&self.pseudonyms, provider, mrn, &id, &appointment, &day),
             checks,
             slots,
             clinician: Some(appointment.clinician_id.clone()),
@@ -112,7 +114,14 @@ impl Emr {
             .local_day(item.provider, appointment.start_instant())
             .await?;
         Ok((
-            appointment_draft(item.provider, item.mrn, item.id, &appointment, &day),
+            appointment_draft(
+                item.pseudonyms,
+                item.provider,
+                item.mrn,
+                item.id,
+                &appointment,
+                &day,
+            ),
             extra,
         ))
     }
@@ -154,6 +163,7 @@ pub(super) fn busy_slots(
 }
 
 fn appointment_draft(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     id: &impl TimeOrderedId,
@@ -161,6 +171,7 @@ fn appointment_draft(
     day: &str,
 ) -> Draft {
     child_draft(
+        pseudonyms,
         provider,
         mrn,
         Kind::Appointment,

@@ -1,7 +1,7 @@
 //! Bills with their services, filed under their issue time.
 
 use serde_json::Value as Json;
-use ward_domain::{BillId, Mrn, ProviderId, TimeOrderedId};
+use ward_domain::{BillId, Mrn, ProviderId, Pseudonyms, TimeOrderedId};
 use ward_store::WriteOp;
 
 use super::children::{Changing, NewChild};
@@ -10,13 +10,16 @@ use crate::model::{self, Kind};
 
 /// A new bill.
 pub(super) fn new_bill(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     body: &Json,
 ) -> Result<NewChild, EmrError> {
     let bill = model::parse(body, model::bill).map_err(EmrError::Invalid)?;
     let id = BillId::new(bill.instant(), random_bits());
-    Ok(NewChild::alone(bill_draft(provider, mrn, &id, &bill)))
+    Ok(NewChild::alone(bill_draft(
+        pseudonyms, provider, mrn, &id, &bill,
+    )))
 }
 
 /// A changed bill: its issue time is fixed.
@@ -32,16 +35,21 @@ pub(super) fn changed_bill(
         &[("issuedAt", "a bill is filed under its issue time")],
     )?;
     let bill = model::parse(&after, model::bill).map_err(EmrError::Invalid)?;
-    Ok((bill_draft(item.provider, item.mrn, item.id, &bill), vec![]))
+    Ok((
+        bill_draft(item.pseudonyms, item.provider, item.mrn, item.id, &bill),
+        vec![],
+    ))
 }
 
 fn bill_draft(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     id: &impl TimeOrderedId,
     bill: &model::Bill,
 ) -> Draft {
     child_draft(
+        pseudonyms,
         provider,
         mrn,
         Kind::Bill,

@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout as keys;
-use ward_domain::{ClinicianId, Mrn, ProviderId};
+use ward_domain::{ClinicianId, Mrn, ProviderId, Pseudonyms};
 use ward_store::{Condition, Item, Key, WriteOp};
 
 use super::{
@@ -40,6 +40,8 @@ impl NewChild {
 
 /// A stored item of a patient, about to change.
 pub(super) struct Changing<'a> {
+    /// What names the patient in keys.
+    pub(super) pseudonyms: &'a Pseudonyms,
     /// The tenant.
     pub(super) provider: &'a ProviderId,
     /// The patient.
@@ -82,7 +84,12 @@ impl Emr {
         // An appointment or a clinical record makes (or keeps) the clinician's care
         // relation with the patient: the row-level rule's one lookup.
         if let (Some(clinician), Ok(mrn)) = (&new.clinician, parse_mrn(mrn)) {
-            extra.push(super::access::care_put(&actor.provider, &mrn, clinician));
+            extra.push(super::access::care_put(
+                &self.pseudonyms,
+                &actor.provider,
+                &mrn,
+                clinician,
+            ));
         }
         let result = self
             .create(actor, new.draft, extra, idempotency, |index| match index {
@@ -125,15 +132,19 @@ impl Emr {
         let mrn = parse_mrn(mrn)?;
         let mut new = match kind {
             Kind::Appointment => self.new_appointment(provider, &mrn, body).await?,
-            Kind::ClinicalRecord => super::clinical_records::new_record(provider, &mrn, body)?,
-            Kind::Document => super::documents::new_document(provider, &mrn, body)?,
-            Kind::Bill => super::bills::new_bill(provider, &mrn, body)?,
+            Kind::ClinicalRecord => {
+                super::clinical_records::new_record(&self.pseudonyms, provider, &mrn, body)?
+            }
+            Kind::Document => {
+                super::documents::new_document(&self.pseudonyms, provider, &mrn, body)?
+            }
+            Kind::Bill => super::bills::new_bill(&self.pseudonyms, provider, &mrn, body)?,
             Kind::Patient | Kind::Clinician => return Err(invalid("kind", "not a patient item")),
         };
         new.checks.insert(
             0,
             WriteOp::Check {
-                key: patient_key(provider, &mrn),
+                key: patient_key(&self.pseudonyms, provider, &mrn),
                 condition: Condition::Exists,
             },
         );
@@ -141,6 +152,7 @@ impl Emr {
     }
 
     pub(super) fn child_key(
+        &self,
         provider: &ProviderId,
         kind: Kind,
         mrn: &str,
@@ -149,7 +161,7 @@ impl Emr {
         let mrn = parse_mrn(mrn)?;
         let id = parse_entity_id(id, kind)?;
         Ok(Key::new(
-            keys::patient_pk(provider, &mrn),
+            super::patient_pk(&self.pseudonyms, provider, &mrn),
             keys::emr_sk(child_prefix(kind), &id),
         ))
     }
@@ -164,7 +176,7 @@ impl Emr {
     ) -> Result<Stored, EmrError> {
         let actor = &self.admitted(actor, "READ", kind, Some(id), mrn).await?;
         let result = async {
-            let key = Self::child_key(&actor.provider, kind, mrn, id)?;
+            let key = self.child_key(&actor.provider, kind, mrn, id)?;
             Ok(stored(&self.load(&key, kind).await?))
         }
         .await;
@@ -181,7 +193,7 @@ impl Emr {
         id: &str,
     ) -> Result<Item, EmrError> {
         let actor = &self.admit(actor, mrn).await?;
-        let key = Self::child_key(&actor.provider, kind, mrn, id)?;
+        let key = self.child_key(&actor.provider, kind, mrn, id)?;
         self.load(&key, kind).await
     }
 
@@ -221,11 +233,12 @@ impl Emr {
         patch: &Json,
     ) -> Result<Stored, EmrError> {
         let provider = &actor.provider;
-        let key = Self::child_key(provider, kind, mrn, id)?;
+        let key = self.child_key(provider, kind, mrn, id)?;
         let current = self.load(&key, kind).await?;
         let mrn = parse_mrn(mrn)?;
         let id = parse_entity_id(id, kind)?;
         let item = Changing {
+            pseudonyms: &self.pseudonyms,
             provider,
             mrn: &mrn,
             id: &id,

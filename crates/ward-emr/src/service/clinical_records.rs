@@ -3,16 +3,17 @@
 
 use serde_json::Value as Json;
 use ward_domain::key_layout::{self as keys, CLINICIAN_INDEX, EMR_INDEX_SHARDS, TYPE_INDEX};
-use ward_domain::{ClinicalRecordId, Mrn, ProviderId, TimeOrderedId, UtcInstant};
+use ward_domain::{ClinicalRecordId, Mrn, ProviderId, Pseudonyms, TimeOrderedId, UtcInstant};
 use ward_store::{Condition, Key, WriteOp};
 
 use super::children::{Changing, NewChild};
-use super::{Draft, Emr, EmrError, child_draft, clinician_key, random_bits, s};
+use super::{Draft, Emr, EmrError, child_draft, clinician_key, patient_pk, random_bits, s};
 use crate::model::{self, Kind};
 
 /// A new clinical record: its clinician checked, and the appointment it names (of the
 /// same patient), when it names one.
 pub(super) fn new_record(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     body: &Json,
@@ -27,14 +28,14 @@ pub(super) fn new_record(
     if let Some(appointment) = &record.appointment_id {
         checks.push(WriteOp::Check {
             key: Key::new(
-                keys::patient_pk(provider, mrn),
+                patient_pk(pseudonyms, provider, mrn),
                 keys::emr_sk(keys::APPOINTMENT_SK_PREFIX, appointment),
             ),
             condition: Condition::Exists,
         });
     }
     Ok(NewChild {
-        draft: record_draft(provider, mrn, &id, &record),
+        draft: record_draft(pseudonyms, provider, mrn, &id, &record),
         checks,
         slots: Vec::new(),
         clinician: Some(record.clinician_id.clone()),
@@ -69,22 +70,29 @@ pub(super) fn changed_record(
                 key: clinician_key(item.provider, &record.clinician_id),
                 condition: Condition::Exists,
             },
-            super::access::care_put(item.provider, item.mrn, &record.clinician_id),
+            super::access::care_put(
+                item.pseudonyms,
+                item.provider,
+                item.mrn,
+                &record.clinician_id,
+            ),
         ]
     };
     Ok((
-        record_draft(item.provider, item.mrn, item.id, &record),
+        record_draft(item.pseudonyms, item.provider, item.mrn, item.id, &record),
         extra,
     ))
 }
 
 fn record_draft(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     id: &impl TimeOrderedId,
     record: &model::ClinicalRecord,
 ) -> Draft {
     child_draft(
+        pseudonyms,
         provider,
         mrn,
         Kind::ClinicalRecord,

@@ -56,6 +56,7 @@ impl Emr {
         let draft = Self::clinician_draft(&actor.provider, &clinician);
         let extra = vec![WriteOp::Put {
             item: email_claim(
+                &self.pseudonyms,
                 &actor.provider,
                 &clinician.email,
                 Kind::Clinician,
@@ -115,11 +116,17 @@ impl Emr {
             let mut extra = Vec::new();
             if old_email != clinician.email.to_lowercase() {
                 extra.push(WriteOp::Put {
-                    item: email_claim(&actor.provider, &clinician.email, Kind::Clinician, id),
+                    item: email_claim(
+                        &self.pseudonyms,
+                        &actor.provider,
+                        &clinician.email,
+                        Kind::Clinician,
+                        id,
+                    ),
                     condition: Condition::NotExists,
                 });
                 extra.push(WriteOp::Delete {
-                    key: email_claim_key(&actor.provider, &old_email),
+                    key: email_claim_key(&self.pseudonyms, &actor.provider, &old_email),
                     condition: Condition::None,
                 });
             }

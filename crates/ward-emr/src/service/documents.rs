@@ -4,7 +4,7 @@
 
 use serde_json::{Value as Json, json};
 use ward_domain::key_layout::{self as keys, EMR_INDEX_SHARDS, TYPE_INDEX};
-use ward_domain::{DocumentId, Mrn, ProviderId, TimeOrderedId, UtcInstant};
+use ward_domain::{DocumentId, Mrn, PatientKey, ProviderId, Pseudonyms, TimeOrderedId, UtcInstant};
 use ward_store::{EXPIRES_AT, VERSION, Value, WriteOp};
 
 use super::children::{Changing, NewChild};
@@ -20,6 +20,7 @@ pub const DOCUMENT_UPLOAD_WINDOW_SECONDS: i64 = 3600;
 
 /// A new document: pending its upload, expiring with the upload session.
 pub(super) fn new_document(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     body: &Json,
@@ -31,6 +32,7 @@ pub(super) fn new_document(
     let mut data = serde_json::to_value(&info).unwrap_or_default();
     data["status"] = json!(status.as_str());
     let mut draft = child_draft(
+        pseudonyms,
         provider,
         mrn,
         Kind::Document,
@@ -77,6 +79,7 @@ pub(super) fn changed_document(
     data["status"] = json!(status.as_str());
     let index = document_index(item.provider, item.id, info.document_type, status);
     let mut draft = child_draft(
+        item.pseudonyms,
         item.provider,
         item.mrn,
         Kind::Document,
@@ -114,6 +117,26 @@ fn document_index(
 }
 
 impl Emr {
+    /// The MRN of the patient whose document `id` is filed under the patient key
+    /// `patient` (a signed object URL names the patient by its key only). Not audited,
+    /// like [`Emr::document_file`]; a key or id that names no document is `NotFound`.
+    pub async fn document_patient(
+        &self,
+        provider: &ProviderId,
+        patient: &str,
+        id: &str,
+    ) -> Result<String, EmrError> {
+        let not_found = || EmrError::NotFound(Kind::Document.noun());
+        let patient = PatientKey::parse(patient).ok_or_else(not_found)?;
+        let id = DocumentId::parse(id).map_err(|_| not_found())?;
+        let key = ward_store::Key::new(
+            keys::patient_pk(provider, &patient),
+            keys::emr_sk(super::child_prefix(Kind::Document), &id),
+        );
+        let item = self.table.get(&key).await?.ok_or_else(not_found)?;
+        s(&item, "patientMrn").ok_or_else(|| corrupt("document"))
+    }
+
     /// A document's file, as its metadata describes it. Not audited: the request that
     /// needs it (a check, an upload, a download) is, or is signed.
     pub async fn document_file(
@@ -161,6 +184,7 @@ impl Emr {
         let document_type = data["type"].as_str().unwrap_or("OTHER").to_owned();
         let index = document_index(provider, &entity_id, &document_type, to);
         let mut draft = child_draft(
+            &self.pseudonyms,
             provider,
             &mrn_id,
             Kind::Document,

@@ -36,7 +36,7 @@ impl Emr {
             let keep = attribute_filter(&filter);
             let stream = range_stream(
                 None,
-                keys::patient_pk(&actor.provider, &mrn_id),
+                super::patient_pk(&self.pseudonyms, &actor.provider, &mrn_id),
                 SK,
                 low,
                 high,
@@ -126,7 +126,7 @@ impl Emr {
                 .iter()
                 .filter_map(|item| s(item, "mrn"))
                 .filter_map(|mrn| ward_domain::Mrn::parse(&mrn).ok())
-                .map(|mrn| super::patient_key(&actor.provider, &mrn))
+                .map(|mrn| super::patient_key(&self.pseudonyms, &actor.provider, &mrn))
                 .collect();
             let mut patients = if keys.is_empty() {
                 Vec::new()

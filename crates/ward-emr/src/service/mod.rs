@@ -19,8 +19,11 @@ mod clinical_records;
 mod clinicians;
 mod documents;
 mod lists;
+mod locations;
 mod patients;
 mod timeline;
+
+use locations::{clinician_key, email_claim, email_claim_key, patient_key, patient_pk};
 
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ use ward_domain::key_layout::{self as keys};
 use ward_domain::time::ProviderTimeZone;
 use ward_domain::{
     AppointmentId, BillId, ClinicName, ClinicalRecordId, ClinicianId, DocumentId, Mrn, ProviderId,
-    TimeOrderedId, UtcInstant,
+    Pseudonyms, TimeOrderedId, UtcInstant,
 };
 use ward_store::{
     Condition, EXPIRES_AT, Item, Key, Order, PK, SK, StoreError, Table, VERSION, Value, WriteOp,
@@ -276,6 +279,7 @@ pub struct ListFilter {
 #[derive(Clone)]
 pub struct Emr {
     table: Arc<dyn Table>,
+    pseudonyms: Arc<Pseudonyms>,
     audit: AuditLog,
 }
 
@@ -391,40 +395,6 @@ fn stored(item: &Item) -> Stored {
     }
 }
 
-fn email_claim(provider: &ProviderId, email: &str, owner: Kind, owner_id: &str) -> Item {
-    let mut item = Item::new();
-    item.insert(
-        PK.into(),
-        Value::s(keys::email_claim_pk(
-            provider,
-            &sha256_hex(&email.to_lowercase()),
-        )),
-    );
-    item.insert(SK.into(), Value::s(keys::EMAIL_CLAIM_SK));
-    item.insert("entity".into(), Value::s("EMAIL_CLAIM"));
-    item.insert("owner".into(), Value::s(owner.as_str()));
-    item.insert("ownerId".into(), Value::s(owner_id));
-    item
-}
-
-fn email_claim_key(provider: &ProviderId, email: &str) -> Key {
-    Key::new(
-        keys::email_claim_pk(provider, &sha256_hex(&email.to_lowercase())),
-        keys::EMAIL_CLAIM_SK,
-    )
-}
-
-fn patient_key(provider: &ProviderId, mrn: &Mrn) -> Key {
-    Key::new(keys::patient_pk(provider, mrn), keys::PATIENT_PROFILE_SK)
-}
-
-fn clinician_key(provider: &ProviderId, clinician: &ClinicianId) -> Key {
-    Key::new(
-        keys::clinician_pk(provider, clinician),
-        keys::CLINICIAN_PROFILE_SK,
-    )
-}
-
 /// A clinician id from the path.
 fn parse_clinician(field: &str, value: &str) -> Result<ClinicianId, EmrError> {
     ClinicianId::parse(value).map_err(|e| invalid(field, e.to_string()))
@@ -481,6 +451,7 @@ fn parse_entity_id(id: &str, kind: Kind) -> Result<ChildId, EmrError> {
 
 #[allow(clippy::too_many_arguments)]
 fn child_draft(
+    pseudonyms: &Pseudonyms,
     provider: &ProviderId,
     mrn: &Mrn,
     kind: Kind,
@@ -491,7 +462,7 @@ fn child_draft(
     index: Vec<(&'static str, String)>,
 ) -> Draft {
     Draft {
-        pk: keys::patient_pk(provider, mrn),
+        pk: patient_pk(pseudonyms, provider, mrn),
         sk: keys::emr_sk(child_prefix(kind), id),
         kind,
         id: id.to_string(),
@@ -505,9 +476,19 @@ fn child_draft(
 }
 
 impl Emr {
-    /// The service over `table`, auditing through `audit`.
-    pub fn new(table: Arc<dyn Table>, audit: AuditLog) -> Self {
-        Self { table, audit }
+    /// The service over `table`, naming patients in keys by `pseudonyms`, auditing
+    /// through `audit`.
+    pub fn new(table: Arc<dyn Table>, pseudonyms: Arc<Pseudonyms>, audit: AuditLog) -> Self {
+        Self {
+            table,
+            pseudonyms,
+            audit,
+        }
+    }
+
+    /// What names patients in keys.
+    pub fn pseudonyms(&self) -> &Arc<Pseudonyms> {
+        &self.pseudonyms
     }
 
     /// The audit log.
@@ -576,7 +557,7 @@ impl Emr {
             "SUCCESS",
         );
         ops.push(WriteOp::Put {
-            item: event.to_item(),
+            item: event.to_item(&self.pseudonyms),
             condition: Condition::NotExists,
         });
         if let Some(idempotency) = idempotency {
@@ -703,7 +684,7 @@ impl Emr {
                     draft.patient_of_event(),
                     "SUCCESS",
                 )
-                .to_item(),
+                .to_item(&self.pseudonyms),
             condition: Condition::NotExists,
         });
         match self.table.transact_write(ops).await {

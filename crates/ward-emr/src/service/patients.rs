@@ -17,10 +17,16 @@ use crate::audit::Actor;
 use crate::model::{self, Kind};
 
 impl Emr {
-    fn patient_draft(provider: &ProviderId, patient: &model::Patient) -> Result<Draft, EmrError> {
+    fn patient_draft(
+        &self,
+        provider: &ProviderId,
+        patient: &model::Patient,
+    ) -> Result<Draft, EmrError> {
         let mrn = &patient.mrn;
+        // A clinic's patients list in the order of their pseudonyms, not their MRNs.
+        let key = self.pseudonyms.patient(provider, mrn);
         Ok(Draft {
-            pk: keys::patient_pk(provider, mrn),
+            pk: keys::patient_pk(provider, &key),
             sk: keys::PATIENT_PROFILE_SK.into(),
             kind: Kind::Patient,
             id: mrn.to_string(),
@@ -34,10 +40,10 @@ impl Emr {
                     keys::clinic_patients_pk(
                         provider,
                         &patient.clinic,
-                        keys::shard_of(mrn.as_str(), EMR_INDEX_SHARDS),
+                        keys::shard_of(key.as_str(), EMR_INDEX_SHARDS),
                     ),
                 ),
-                (LIST_INDEX.sk, mrn.to_string()),
+                (LIST_INDEX.sk, key.to_string()),
             ],
             expires_at: None,
         })
@@ -59,12 +65,18 @@ impl Emr {
                     .await;
             }
         };
-        let draft = Self::patient_draft(&actor.provider, &patient)?;
+        let draft = self.patient_draft(&actor.provider, &patient)?;
         let extra: Vec<WriteOp> = patient
             .email
             .iter()
             .map(|email| WriteOp::Put {
-                item: email_claim(&actor.provider, email, Kind::Patient, patient.mrn.as_str()),
+                item: email_claim(
+                    &self.pseudonyms,
+                    &actor.provider,
+                    email,
+                    Kind::Patient,
+                    patient.mrn.as_str(),
+                ),
                 condition: Condition::NotExists,
             })
             .collect();
@@ -84,7 +96,10 @@ impl Emr {
         let result = async {
             let mrn = parse_mrn(mrn)?;
             let item = self
-                .load(&patient_key(&actor.provider, &mrn), Kind::Patient)
+                .load(
+                    &patient_key(&self.pseudonyms, &actor.provider, &mrn),
+                    Kind::Patient,
+                )
                 .await?;
             Ok(stored(&item))
         }
@@ -97,7 +112,7 @@ impl Emr {
     pub async fn patient_by_email(&self, actor: &Actor, email: &str) -> Result<Stored, EmrError> {
         let claim = self
             .table
-            .get(&email_claim_key(&actor.provider, email))
+            .get(&email_claim_key(&self.pseudonyms, &actor.provider, email))
             .await?;
         let mrn = claim
             .filter(|claim| s(claim, "owner").as_deref() == Some(Kind::Patient.as_str()))
@@ -136,7 +151,10 @@ impl Emr {
                 own_changes_only(patch)?;
             }
             let current = self
-                .load(&patient_key(&actor.provider, &mrn_id), Kind::Patient)
+                .load(
+                    &patient_key(&self.pseudonyms, &actor.provider, &mrn_id),
+                    Kind::Patient,
+                )
                 .await?;
             let after = Self::patched(
                 &current,
@@ -155,18 +173,24 @@ impl Emr {
             if old_email != new_email {
                 if let Some(new_email) = &new_email {
                     extra.push(WriteOp::Put {
-                        item: email_claim(&actor.provider, new_email, Kind::Patient, mrn),
+                        item: email_claim(
+                            &self.pseudonyms,
+                            &actor.provider,
+                            new_email,
+                            Kind::Patient,
+                            mrn,
+                        ),
                         condition: Condition::NotExists,
                     });
                 }
                 if let Some(old_email) = &old_email {
                     extra.push(WriteOp::Delete {
-                        key: email_claim_key(&actor.provider, old_email),
+                        key: email_claim_key(&self.pseudonyms, &actor.provider, old_email),
                         condition: Condition::None,
                     });
                 }
             }
-            let draft = Self::patient_draft(&actor.provider, &patient)?;
+            let draft = self.patient_draft(&actor.provider, &patient)?;
             self.replace(actor, &current, draft, if_match, extra, |_| {
                 Conflict::EmailInUse.into()
             })
@@ -189,7 +213,8 @@ impl Emr {
         }
     }
 
-    /// The patients of a clinic, by MRN: the clinic's index shards merged.
+    /// The patients of a clinic, in the order of their pseudonyms (stable, but not the
+    /// order of their MRNs): the clinic's index shards merged.
     pub async fn clinic_patients(
         &self,
         actor: &Actor,

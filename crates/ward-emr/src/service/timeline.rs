@@ -76,7 +76,7 @@ impl Emr {
         filter: ListFilter,
     ) -> Result<Timeline, EmrError> {
         let mrn_id = parse_mrn(mrn)?;
-        let pk = keys::patient_pk(&actor.provider, &mrn_id);
+        let pk = super::patient_pk(&self.pseudonyms, &actor.provider, &mrn_id);
         let after = filter
             .cursor
             .as_deref()

@@ -33,7 +33,12 @@ fn actor(provider: &str, key: &str) -> Actor {
 pub fn fixture(table: Arc<dyn Table>) -> Fixture {
     // Each test has its own providers, so tests can share one table.
     let suffix: u64 = rand::random();
-    let emr = Emr::new(Arc::clone(&table), AuditLog::start(Arc::clone(&table)));
+    let pseudonyms = Arc::new(ward_domain::Pseudonyms::new(&rand::random()));
+    let emr = Emr::new(
+        Arc::clone(&table),
+        Arc::clone(&pseudonyms),
+        AuditLog::start(Arc::clone(&table), pseudonyms),
+    );
     Fixture {
         emr,
         table,
@@ -688,7 +693,14 @@ pub async fn access_patterns_answer_in_time_order_without_scans(f: Fixture) {
             None => break,
         }
     }
-    assert_eq!(patients, ["MRN1", "MRN2", "MRN3"]);
+    // In the order of the patients' keys (pseudonyms), not of their MRNs.
+    let mut expected = ["MRN1", "MRN2", "MRN3"];
+    expected.sort_by_key(|mrn| {
+        f.emr
+            .pseudonyms()
+            .patient(&f.actor.provider, &ward_domain::Mrn::parse(mrn).unwrap())
+    });
+    assert_eq!(patients, expected);
     let south = f
         .emr
         .clinic_patients(&f.actor, "SOUTH", 10, None)
@@ -711,12 +723,19 @@ pub async fn the_timeline_merges_every_kind_including_csv_visits(f: Fixture) {
         };
         let source = ward_ports::visits::RecordSource {
             provider: &f.actor.provider,
+            pseudonyms: f.emr.pseudonyms(),
             upload: &upload,
             csv_file: "x.csv",
             processed_at: "2025-06-01T00:00:00Z",
             file_name: None,
         };
-        let item = ward_ports::visits::visit_item((&row).into(), line, "hash".into(), &source);
+        let item = ward_ports::visits::visit_item(
+            (&row).into(),
+            &source.patient(&row.mrn),
+            line,
+            "hash".into(),
+            &source,
+        );
         f.table
             .put(item, ward_store::Condition::NotExists)
             .await
@@ -1419,7 +1438,10 @@ pub async fn a_clinician_reaches_the_patients_it_cares_for_and_others_through_br
     let m1 = Mrn::parse("M1").unwrap();
     stale.insert(
         ward_store::PK.into(),
-        Attr::s(key_layout::patient_pk(&provider, &m1)),
+        Attr::s(key_layout::patient_pk(
+            &provider,
+            &f.emr.pseudonyms().patient(&provider, &m1),
+        )),
     );
     stale.insert(
         ward_store::SK.into(),

@@ -25,6 +25,7 @@ async fn facility_work_fails_with_how_to_build_it() {
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "jobs"));
     let ctx = Arc::new(IngestContext::new(
         table,
+        Arc::new(ward_domain::Pseudonyms::new(&[1; 32])),
         objects,
         queue,
         IngestSettings::default(),

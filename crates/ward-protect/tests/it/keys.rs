@@ -31,6 +31,10 @@ fn the_key_file_is_made_owner_only_and_read_back_the_same() {
         read.pseudonym("PROV002", "MRN1")
     );
     assert_eq!(read.pseudonym("PROV001", "MRN1").len(), 32);
+    // The pseudonym secret is the file's: the same when read again, another file's not.
+    assert_eq!(made.pseudonym_secret(), read.pseudonym_secret());
+    let other = MasterKeys::open(&dir.path().join("other").join("master.keys"), true).unwrap();
+    assert_ne!(other.pseudonym_secret(), read.pseudonym_secret());
 }
 
 #[test]
@@ -97,9 +101,12 @@ async fn after_a_rotation_new_keys_use_the_new_version_and_old_data_still_reads(
             .unwrap();
     }
     let mut master = MasterKeys::open(&key_file, false).unwrap();
+    let pseudonym_secret = master.pseudonym_secret();
     assert_eq!(master.rotate().unwrap(), 2);
     let reread = MasterKeys::open(&key_file, false).unwrap();
     assert_eq!(reread.versions(), vec![1, 2]);
+    // Rotation leaves pseudonyms (where items live) as they were.
+    assert_eq!(reread.pseudonym_secret(), pseudonym_secret);
     assert_eq!(reread.current_version(), 2);
     let (table, _) = open_in(dir.path(), &key_file);
     table

@@ -286,7 +286,7 @@ async fn upload_records_and_listing_follow_the_file() {
             minute / 60,
             minute % 60
         ));
-        expected.push((mrn, minute, i + 2));
+        expected.push((app.patient_key("PROV001", &mrn), minute, i + 2));
     }
     expected.sort();
     let expected: Vec<u64> = expected.into_iter().map(|(_, _, line)| line).collect();
@@ -316,7 +316,7 @@ async fn upload_records_and_listing_follow_the_file() {
     }
     assert_eq!(
         lines, expected,
-        "every record once, by patient (MRN), then time"
+        "every record once, by patient (its key), then time"
     );
     let second = app
         .upload_and_wait(b"medical_record_number,date_time,first_name,last_name\n")

@@ -380,7 +380,17 @@ async fn documents_are_uploaded_checked_and_downloaded_through_signed_urls() {
     assert_eq!(download.status().as_u16(), 200);
     assert_eq!(download.headers()["content-type"], "application/pdf");
     assert_eq!(download.bytes().await.unwrap().to_vec(), bytes);
-    let forged = location.replace("MRN1", "MRN2");
+    // The URL names the patient by its key, not its MRN; another patient's key in a URL
+    // signed for this one is refused.
+    let (mine, theirs) = (
+        app.patient_key("PROV001", "MRN1"),
+        app.patient_key("PROV001", "MRN2"),
+    );
+    assert!(
+        location.contains(&mine) && !location.contains("MRN1"),
+        "{location}"
+    );
+    let forged = location.replace(&mine, &theirs);
     assert_eq!(
         app.http
             .get(&forged)

@@ -107,6 +107,20 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The key that names `mrn` of `provider` in this server's keys and paths.
+    pub fn patient_key(&self, provider: &str, mrn: &str) -> String {
+        let running = self.running.as_ref().expect("the server runs");
+        running
+            .state
+            .ctx
+            .pseudonyms
+            .patient(
+                &ProviderId::parse(provider).unwrap(),
+                &ward_domain::Mrn::parse(mrn).unwrap(),
+            )
+            .to_string()
+    }
+
     /// The data folder the server serves.
     pub fn data_path(&self) -> std::path::PathBuf {
         self.data_dir.path().join("data")

@@ -46,12 +46,12 @@ fn after_the_demo_the_store_holds_no_name_note_or_email_in_plaintext() {
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&keys), 0o700);
     assert_eq!(mode(&keys.join("master.keys")), 0o600);
-    // What the CSV held: names and notes.
+    // What the CSV held: MRNs, names and notes.
     let mut secrets: Vec<String> = Vec::new();
     let mut reader = csv::Reader::from_path(data.join("demo-visits.csv")).unwrap();
     for row in reader.records() {
         let row = row.unwrap();
-        for field in [2, 3, 4] {
+        for field in [0, 2, 3, 4] {
             let text = row.get(field).unwrap_or_default().trim();
             if text.len() >= 5 {
                 secrets.push(text.to_owned());
@@ -77,6 +77,8 @@ fn after_the_demo_the_store_holds_no_name_note_or_email_in_plaintext() {
         .filter(|secret| contains(&store, secret))
         .collect();
     assert!(found.is_empty(), "in plaintext in ward.redb: {found:?}");
+    // No MRN at all, of the CSV or of the EMR demo: not in keys, index keys or values.
+    assert!(!contains(&store, "MRN0"), "an MRN in ward.redb");
     // The key store names no patient either (its keys are named by id).
     let key_store = std::fs::read(keys.join("keys.redb")).unwrap();
     assert!(!contains(&key_store, "MRN0"), "an MRN in the key store");
@@ -213,10 +215,11 @@ async fn a_rotation_adds_a_version_re_wraps_every_data_key_and_the_data_still_re
         .unwrap();
     let provider = ward_domain::ProviderId::parse("PROV001").unwrap();
     let mrn = ward_domain::Mrn::parse("MRN2").unwrap();
+    let patient = embedded.pseudonyms.patient(&provider, &mrn);
     let page = embedded
         .table
         .query(ward_store::Query::partition(
-            ward_domain::key_layout::patient_pk(&provider, &mrn),
+            ward_domain::key_layout::patient_pk(&provider, &patient),
             ward_store::SkCondition::Any,
         ))
         .await

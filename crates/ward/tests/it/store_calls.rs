@@ -371,7 +371,8 @@ async fn store_failures_answer_nothing_internal_and_log_no_patient_data() {
     let csv = format!("{HEADER}MRN1,2025-03-26T10:30:00Z,Annabel,Quist,feels dizzy after meals\n");
     app.upload_and_wait(csv.as_bytes()).await;
     // A read the store cannot answer: 500, and the body says nothing of why.
-    recorded.fail(Failure::ReadsOf("#PAT#MRN1"));
+    // (The patient's partition, named by its pseudonym.)
+    recorded.fail(Failure::ReadsOf("#PAT#"));
     for path in [
         "/v1/patients/MRN1",
         "/v1/patients/MRN1/records",
