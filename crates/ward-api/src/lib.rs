@@ -7,6 +7,7 @@
 
 mod admin;
 mod analytics;
+pub mod cursors;
 mod documents;
 mod emergency;
 mod emr;
@@ -173,6 +174,8 @@ pub struct AppState {
     pub emr: ward_emr::Emr,
     /// People: built-in users, their logins and tokens, the OpenID provider.
     pub identity: ward_identity::Identity,
+    /// Tags the page cursors clients get, and checks those they send.
+    pub cursors: Arc<cursors::CursorSeal>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -282,6 +285,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/dlq", get(admin::list_dead))
         .route("/v1/admin/dlq/{job_id}/replay", post(admin::replay))
         .fallback(|| async { ApiError::NotFound("the route") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cursors::sealed_cursors,
+        ))
         .layer(middleware::from_fn(problem::problem_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

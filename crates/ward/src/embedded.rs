@@ -146,6 +146,12 @@ pub async fn table_pseudonyms(table: &dyn Table) -> anyhow::Result<Pseudonyms> {
     Ok(Pseudonyms::new(&secret))
 }
 
+/// The secret that tags page cursors, created on first use (every instance of a shape
+/// shares it, so a cursor from one is good at another).
+pub async fn cursor_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
+    platform_secret(table, "CURSORS").await
+}
+
 /// A random 32-byte platform secret, created on first use.
 async fn platform_secret(table: &dyn Table, name: &str) -> anyhow::Result<Vec<u8>> {
     let key = Key::new(SECRETS_PK, name);

@@ -130,6 +130,9 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
                 ward_emr::AuditLog::disabled()
             },
         ),
+        cursors: Arc::new(ward_api::cursors::CursorSeal::new(
+            &embedded::cursor_secret(backend.table.as_ref()).await?,
+        )),
         identity: ward_identity::Identity::new(
             Arc::clone(&backend.table),
             api.token_ttl_seconds,

@@ -77,3 +77,79 @@ async fn an_upload_url_cannot_be_redirected_to_another_provider() {
     assert_eq!(list["uploads"].as_array().unwrap().len(), 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_cursor_works_only_unchanged_and_on_the_list_it_came_from() {
+    let app = spawn_app().await;
+    let mut csv = HEADER.to_owned();
+    for (mrn, day) in [
+        ("MRN1", 1),
+        ("MRN1", 2),
+        ("MRN1", 3),
+        ("MRN2", 1),
+        ("MRN2", 2),
+    ] {
+        csv.push_str(&format!(
+            "{mrn},2025-03-0{day}T10:00:00Z,Ann,Lee,visit {day}\n"
+        ));
+    }
+    app.upload_and_wait(csv.as_bytes()).await;
+    let (status, first) = app.get("/v1/patients/MRN1/records?limit=1", &app.key).await;
+    assert_eq!(status, 200, "{first}");
+    let token = first["nextCursor"].as_str().unwrap().to_owned();
+    // Opaque: no identifier, even decoded.
+    let (inner, _tag) = token.rsplit_once('.').expect("a tagged cursor");
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(inner)
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&decoded).contains("MRN"),
+        "{token}"
+    );
+    // It pages on its own list.
+    let (status, second) = app
+        .get(
+            &format!("/v1/patients/MRN1/records?limit=1&cursor={token}"),
+            &app.key,
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["records"][0]["dateTime"], "2025-03-02T10:00:00Z");
+    // Refused on another patient's list, changed, or without its tag.
+    let changed = format!(
+        "{}A.{}",
+        &inner[..inner.len() - 1],
+        token.rsplit_once('.').unwrap().1
+    );
+    for (path, why) in [
+        (
+            format!("/v1/patients/MRN2/records?cursor={token}"),
+            "another list",
+        ),
+        (
+            format!("/v1/patients/MRN1/records?cursor={changed}"),
+            "changed",
+        ),
+        (
+            format!("/v1/patients/MRN1/records?cursor={inner}"),
+            "untagged",
+        ),
+        (format!("/v1/uploads?cursor={token}"), "another route"),
+    ] {
+        let (status, problem) = app.get(&path, &app.key).await;
+        assert_eq!(status, 400, "{why}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "cursor", "{why}: {problem}");
+    }
+    // Another provider's key with the same cursor on the same path: the store's cursor
+    // names this provider's partition, not the other's, and is refused there too.
+    let (status, other) = app
+        .get(
+            &format!("/v1/patients/MRN1/records?cursor={token}"),
+            &app.other_key,
+        )
+        .await;
+    assert_eq!(status, 400, "{other}");
+    assert!(!other.to_string().contains("visit"), "{other}");
+    app.stop().await;
+}
