@@ -17,10 +17,12 @@ mod data_keys;
 pub mod envelope;
 pub mod ephemeral;
 mod master;
+pub mod objects;
 mod table;
 
 pub use data_keys::{DataKey, DataKeys, Scope};
 pub use master::MasterKeys;
+pub use objects::SealedObjects;
 pub use table::{DATA_KEY_SK, ProtectedTable, Protection, SEALED_ATTRIBUTE};
 
 use std::path::PathBuf;

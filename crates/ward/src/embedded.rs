@@ -81,13 +81,21 @@ pub(crate) async fn open_with(
         let pseudonyms = Arc::new(table_pseudonyms(table.as_ref()).await?);
         (table, None, pseudonyms)
     };
-    let objects = DurableLocalFileSystem::new(data_dir.join("objects"))
-        .context("cannot open the objects folder")?;
+    let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
+        DurableLocalFileSystem::new(data_dir.join("objects"))
+            .context("cannot open the objects folder")?,
+    );
+    // Every object sealed too (uploaded files, error lists, reports, datasets, results,
+    // documents), each with a data key of its own from its provider's pool.
+    let objects: Arc<dyn object_store::ObjectStore> = match &keys {
+        Some(keys) => Arc::new(ward_protect::SealedObjects::new(objects, Arc::clone(keys))),
+        None => objects,
+    };
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));
     let ctx = Arc::new(crate::analytics_cli::attach(IngestContext::new(
         Arc::clone(&table),
         Arc::clone(&pseudonyms),
-        Arc::new(objects),
+        objects,
         queue.clone(),
         settings,
     )));

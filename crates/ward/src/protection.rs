@@ -25,8 +25,8 @@ const MARKER_SK: &str = "KEYS";
 const CHECK: &str = "keyCheck";
 /// The sealed form a data folder holds (recorded with the key check).
 const FORMAT: &str = "sealedFormat";
-/// 3: patients named by pseudonyms in keys and object paths.
-const SEALED_FORMAT: i64 = 3;
+/// 3: patients named by pseudonyms in keys and object paths; 4: objects sealed too.
+const SEALED_FORMAT: i64 = 4;
 
 /// Every attribute Ward seals, from each schema's own list.
 pub fn protected_attributes() -> Vec<&'static str> {

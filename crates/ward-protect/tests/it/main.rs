@@ -10,6 +10,7 @@ use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
 mod keys;
+mod objects;
 
 /// The attribute names the conformance suite writes, all protected; every partition is
 /// one patient's.

@@ -79,6 +79,39 @@ fn after_the_demo_the_store_holds_no_name_note_or_email_in_plaintext() {
     assert!(found.is_empty(), "in plaintext in ward.redb: {found:?}");
     // No MRN at all, of the CSV or of the EMR demo: not in keys, index keys or values.
     assert!(!contains(&store, "MRN0"), "an MRN in ward.redb");
+    // Nor in any object (the uploaded CSV, its report and error list, documents) or
+    // temporary file, nor in their paths.
+    let mut files = Vec::new();
+    let mut folders = vec![data.join("objects"), data.join("tmp")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 3, "the demo's objects: {files:?}");
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let found: Vec<&String> = secrets
+            .iter()
+            .filter(|secret| contains(&bytes, secret))
+            .collect();
+        assert!(
+            found.is_empty(),
+            "in plaintext in {}: {found:?}",
+            file.display()
+        );
+        assert!(!contains(&bytes, "MRN0"), "an MRN in {}", file.display());
+        assert!(
+            !file.to_string_lossy().contains("MRN"),
+            "an MRN in a path: {}",
+            file.display()
+        );
+    }
     // The key store names no patient either (its keys are named by id).
     let key_store = std::fs::read(keys.join("keys.redb")).unwrap();
     assert!(!contains(&key_store, "MRN0"), "an MRN in the key store");
