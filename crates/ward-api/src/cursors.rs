@@ -9,7 +9,7 @@
 //! One layer does it for every route, so no list can forget it.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::principal::Principal;
 use crate::{ApiError, AppState};
 
 /// Bytes of the tag (128 bits).
@@ -85,15 +86,17 @@ pub(crate) async fn sealed_cursors(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
-    if let Some(query) = request.uri().query()
+    // A path no route serves answers 404, cursor or not.
+    let routed = request.extensions().get::<MatchedPath>().is_some();
+    if routed
+        && let Some(query) = request.uri().query()
         && query.split('&').any(|pair| pair.starts_with("cursor="))
     {
-        match opened_query(&state.cursors, &path, query) {
-            Some(query) => match with_query(request.uri(), &query) {
-                Some(uri) => *request.uri_mut() = uri,
-                None => return invalid(),
-            },
-            None => return invalid(),
+        match opened_query(&state.cursors, &path, query)
+            .and_then(|query| with_query(request.uri(), &query))
+        {
+            Some(uri) => *request.uri_mut() = uri,
+            None => return invalid(&state, request).await,
         }
     }
     let is_read = request.method() == Method::GET;
@@ -104,7 +107,14 @@ pub(crate) async fn sealed_cursors(
     seal_answer(&state.cursors, &path, response).await
 }
 
-fn invalid() -> Response {
+/// A bad cursor's answer: 400, but only to a caller the route admits. Anyone else gets
+/// the route's own refusal (401 or 403), as without a cursor: a cursor check must not
+/// answer before the credentials are checked.
+async fn invalid(state: &AppState, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    if let Err(refusal) = Principal::from_request_parts(&mut parts, state).await {
+        return refusal.into_response();
+    }
     ApiError::invalid(PARAMETER, "is not valid for this request").into_response()
 }
 

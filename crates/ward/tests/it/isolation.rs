@@ -141,6 +141,23 @@ async fn a_page_cursor_works_only_unchanged_and_on_the_list_it_came_from() {
         assert_eq!(status, 400, "{why}: {problem}");
         assert_eq!(problem["errors"][0]["field"], "cursor", "{why}: {problem}");
     }
+    // Credentials are checked first: without them, or with a made-up key, a bad cursor
+    // is refused as any request would be (401), not judged.
+    for key in [None, Some("wk_not_a_key")] {
+        let (status, problem) = app
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/patients/MRN1/records?cursor={changed}"),
+                key,
+            )
+            .await;
+        assert_eq!(status, 401, "{key:?}: {problem}");
+    }
+    // A path no route serves is 404 with a cursor too.
+    let (status, _) = app
+        .get(&format!("/v1/nowhere?cursor={changed}"), &app.key)
+        .await;
+    assert_eq!(status, 404);
     // Another provider's key with the same cursor on the same path: the store's cursor
     // names this provider's partition, not the other's, and is refused there too.
     let (status, other) = app
