@@ -29,6 +29,7 @@ impl From<EmrError> for ApiError {
             EmrError::NotFound(what) => Self::NotFound(what),
             EmrError::PreconditionFailed { current } => Self::PreconditionFailed { current },
             EmrError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
+            EmrError::Gone { erased_at } => Self::Gone(erased_at),
             EmrError::Store(error) => error.into(),
         }
     }
@@ -349,6 +350,63 @@ pub(crate) async fn patch_patient(
         .emr
         .update_patient(&actor, &mrn, version, &patch)
         .await?))
+}
+
+/// `DELETE /v1/patients/{mrn}` (`{"reason": "..."}`): erases the patient (see
+/// `ward_emr::Emr::erase`); its document objects go with it, each taking its key.
+pub(crate) async fn erase_patient(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(mrn): Path<String>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> Result<Json<Json_>, ApiError> {
+    let actor = principal.actor()?;
+    let body = bytes_of(body)?;
+    let request = body_json(&headers, &body)?;
+    let Some(fields) = request.as_object() else {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    };
+    if let Some(unknown) = fields.keys().find(|name| name.as_str() != "reason") {
+        return Err(ApiError::invalid(
+            "body",
+            format!("has a field `{unknown}` that an erasure does not take (only `reason`)"),
+        ));
+    }
+    let reason = request
+        .get("reason")
+        .and_then(Json_::as_str)
+        .ok_or_else(|| ApiError::invalid("reason", "is required: why the patient is erased"))?;
+    let parsed = Mrn::parse(&mrn).map_err(|e| ApiError::invalid("mrn", e))?;
+    let patient = state.emr.pseudonyms().patient(&actor.provider, &parsed);
+    let prefix = object_store::path::Path::from(ward_domain::key_layout::patient_documents_prefix(
+        &actor.provider,
+        &patient,
+    ));
+    let objects = std::sync::Arc::clone(&state.ctx.objects);
+    let documents = Box::pin(async move {
+        use futures::TryStreamExt as _;
+        use object_store::ObjectStoreExt as _;
+        let listed: Vec<_> = objects
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        for object in &listed {
+            match objects.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(listed.len() as u64)
+    });
+    let erasure = state.emr.erase(&actor, &mrn, reason, documents).await?;
+    Ok(Json(json!({
+        "patientKey": erasure.patient_key.as_str(),
+        "erasedAt": erasure.erased_at,
+        "itemsRemoved": erasure.items,
+        "documentsRemoved": erasure.documents,
+    })))
 }
 
 pub(crate) async fn timeline(

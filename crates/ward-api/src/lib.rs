@@ -61,6 +61,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/patients"),
     ("get", "/v1/patients/{mrn}"),
     ("patch", "/v1/patients/{mrn}"),
+    ("delete", "/v1/patients/{mrn}"),
     ("get", "/v1/patients/{mrn}/timeline"),
     ("post", "/v1/patients/{mrn}/appointments"),
     ("get", "/v1/patients/{mrn}/appointments"),
@@ -202,7 +203,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/patients/{mrn}",
-            get(emr::get_patient).patch(emr::patch_patient),
+            get(emr::get_patient)
+                .patch(emr::patch_patient)
+                .delete(emr::erase_patient),
         )
         .route("/v1/patients/{mrn}/timeline", get(emr::timeline))
         .route(

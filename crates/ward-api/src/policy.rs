@@ -212,6 +212,8 @@ pub const POLICY: &[Rule] = &[
         DEMOGRAPHICS_WRITE,
         Scope::PatientsWrite,
     ),
+    // Erasure: the provider's administrator only, never a scoped key.
+    roles_only("delete", "/v1/patients/{mrn}", ADMIN),
     roles(
         "get",
         "/v1/patients/{mrn}/timeline",

@@ -85,6 +85,9 @@ pub enum ApiError {
     /// Too many failed logins for the account or the address.
     #[error("too many failed logins; retry after {0} seconds")]
     LoginThrottled(i64),
+    /// The patient was erased: its data is gone for good.
+    #[error("the patient was erased ({0}); its records are gone for good")]
+    Gone(String),
     /// A dependency is temporarily unavailable.
     #[error("the service is temporarily unavailable; try again")]
     Unavailable,
@@ -124,6 +127,7 @@ impl ApiError {
             }
             Self::LoginFailed => (StatusCode::UNAUTHORIZED, "login-failed"),
             Self::LoginThrottled(_) => (StatusCode::TOO_MANY_REQUESTS, "login-throttled"),
+            Self::Gone(_) => (StatusCode::GONE, "gone"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -191,6 +191,32 @@ pub fn access_log_pk(provider: &ProviderId, patient: &PatientKey) -> String {
     format!("PROV#{provider}#PAT#{patient}#ACCESSLOG")
 }
 
+/// A provider's erased patients (each a tombstone on its pseudonym, never its MRN):
+/// `PROV#{p}#ERASED`, sort key [`erased_sk`].
+pub fn erased_pk(provider: &ProviderId) -> String {
+    format!("PROV#{provider}#ERASED")
+}
+
+/// The item of [`erased_pk`] that says when the provider's latest erasure last moved
+/// (`erasedAtSeconds`): an upload finished before it no longer answers for a
+/// byte-identical file.
+pub const LATEST_ERASURE_SK: &str = "#LATEST";
+
+/// An erased patient's tombstone: `PAT#{patient key}`.
+pub fn erased_sk(patient: &PatientKey) -> String {
+    format!("PAT#{patient}")
+}
+
+/// The tombstone's sort key for the patient whose partition is `patient_pk` (what the
+/// ingest holds): [`erased_sk`] of its patient key; `None` for another partition.
+pub fn erased_sk_of_partition(provider: &ProviderId, patient_pk: &str) -> Option<String> {
+    let rest = patient_pk
+        .strip_prefix("PROV#")?
+        .strip_prefix(provider.as_str())?
+        .strip_prefix("#PAT#")?;
+    PatientKey::parse(rest).map(|key| erased_sk(&key))
+}
+
 /// The platform's list of providers (operator-only, low write rate).
 pub const PROVIDERS_PK: &str = "PLATFORM#PROVIDERS";
 
@@ -461,7 +487,12 @@ pub fn document_object_key(
     patient: &PatientKey,
     document: &DocumentId,
 ) -> String {
-    format!("{provider}/documents/{patient}/{document}")
+    format!("{}/{document}", patient_documents_prefix(provider, patient))
+}
+
+/// Where every document object of one patient is (what its erasure removes).
+pub fn patient_documents_prefix(provider: &ProviderId, patient: &PatientKey) -> String {
+    format!("{provider}/documents/{patient}")
 }
 
 #[cfg(test)]

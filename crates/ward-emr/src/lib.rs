@@ -35,6 +35,6 @@ pub use fields::FieldError;
 pub use model::Kind;
 pub use service::{
     BreakGlass, Conflict, DEFAULT_BREAK_GLASS_MINUTES, DOCUMENT_UPLOAD_WINDOW_SECONDS,
-    DocumentFile, Emr, EmrError, IDEMPOTENCY_TTL_SECONDS, Idempotency, ListFilter, Listed, Stored,
-    Timeline, TimelineEntry, TimelineItem,
+    DocumentFile, Emr, EmrError, Erasure, IDEMPOTENCY_TTL_SECONDS, Idempotency, ListFilter, Listed,
+    MAX_ERASURE_REASON_CHARS, Stored, Timeline, TimelineEntry, TimelineItem,
 };

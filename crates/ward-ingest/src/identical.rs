@@ -1,6 +1,6 @@
 //! Byte-identical re-uploads, answered from the first upload's outcomes.
 //!
-//! Visit records are immutable and never deleted. So when a provider uploads a visit file
+//! Visit records are immutable and deleted only by a patient's erasure. So when a provider uploads a visit file
 //! whose bytes are those of a file it uploaded before, and that earlier upload completed
 //! under the same rules, every row ends as the per-row path would end it now: a row that
 //! was inserted or a duplicate then is a duplicate now (the record it wrote or matched is
@@ -10,7 +10,8 @@
 //! never serves as a reference. Such a re-upload copies the earlier upload's error list
 //! and derives its report, without reading a row. An upload one of whose attempts has
 //! started reading rows (`Upload::rows_read`) may have written records of its own, so it
-//! is always read to the end instead.
+//! is always read to the end instead. Nor does an upload that finished before the
+//! provider's latest erasure (its records may be gone).
 //!
 //! The reference is one item per distinct file in the provider's `FILES` partition (see
 //! `docs/data-model.md`), written when a per-row run completes.
@@ -99,8 +100,23 @@ pub(crate) async fn find_reference(
     let Some(upload) = ctx.uploads.get(provider, &id).await? else {
         return Ok(None);
     };
+    // An erasure since may have removed records the earlier upload wrote or matched.
+    let latest_erasure = ctx
+        .table
+        .get(&Key::new(
+            key_layout::erased_pk(provider),
+            key_layout::LATEST_ERASURE_SK,
+        ))
+        .await?
+        .and_then(|item| item.get("erasedAtSeconds").and_then(Value::as_i64));
+    let after_erasures = |finished: Option<ward_domain::UtcInstant>| match latest_erasure {
+        None => true,
+        Some(erased) => finished.is_some_and(|at| at.unix_seconds() > erased),
+    };
     Ok(match (upload.status, upload.report) {
-        (UploadStatus::Completed, Some(report)) if report.failure.is_none() => {
+        (UploadStatus::Completed, Some(report))
+            if report.failure.is_none() && after_erasures(upload.finished_at) =>
+        {
             Some(Reference { id, report })
         }
         _ => None,

@@ -2,15 +2,17 @@
 //! sends batches; this task writes each batch's valid rows only if absent and accounts for
 //! every row (inserted, duplicate, conflict, rejected) in the report and the error list.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use object_store::path::Path as ObjectPath;
+use ward_domain::key_layout;
 use ward_domain::visit::VisitRules;
-use ward_domain::{UploadId, UtcInstant};
+use ward_domain::{ProviderId, UploadId, UtcInstant};
 use ward_ports::visits::{RecordSource, StoredSource};
 use ward_ports::{ProcessError, RowProblem, Upload, UploadReport};
-use ward_store::{PutOutcome, StoreError};
+use ward_store::{Item, Key, PK, PutOutcome, Query, SK, SkCondition, StoreError, Table, Value};
 
 use crate::context::IngestContext;
 use crate::errors_file::ErrorsFile;
@@ -105,7 +107,7 @@ pub(crate) async fn ingest_rows(
             ParserMessage::Batch(batch) => {
                 n_time_dependent += batch.n_time_dependent;
                 let previous = in_flight.take();
-                let current = BatchInFlight::start(ctx, batch, &mut report);
+                let current = BatchInFlight::start(ctx, provider, batch, &mut report);
                 let mut result = match previous {
                     Some(previous) => {
                         finish_batch(ctx, upload_id, previous, &mut report, &mut errors).await
@@ -157,7 +159,7 @@ pub(crate) async fn ingest_rows(
 
 /// A batch whose valid rows are being written, with what accounting them needs.
 pub(crate) struct BatchInFlight {
-    write: tokio::task::JoinHandle<Result<Vec<PutOutcome>, StoreError>>,
+    write: tokio::task::JoinHandle<Result<Vec<RowWrite>, StoreError>>,
     /// Line, content hash, raw MRN and raw date of each valid row, in the order written.
     rows: Vec<(u64, String, String, String)>,
     /// Rejected rows (conflicts join them when the outcomes are in).
@@ -168,7 +170,12 @@ pub(crate) struct BatchInFlight {
 impl BatchInFlight {
     /// Starts writing the valid rows of `batch` (on a task of its own, so that the next
     /// batch can be prepared meanwhile) and counts its rejected rows.
-    fn start(ctx: &IngestContext, batch: ParsedBatch, report: &mut UploadReport) -> Self {
+    fn start(
+        ctx: &IngestContext,
+        provider: &ProviderId,
+        batch: ParsedBatch,
+        report: &mut UploadReport,
+    ) -> Self {
         let mut items = Vec::with_capacity(batch.rows.len());
         let mut rows = Vec::with_capacity(batch.rows.len());
         let mut problems = Vec::new();
@@ -195,7 +202,9 @@ impl BatchInFlight {
             }
         }
         let table = Arc::clone(&ctx.table);
-        let write = tokio::spawn(async move { table.put_many_if_absent(items).await });
+        let provider = provider.clone();
+        let write =
+            tokio::spawn(async move { write_unless_erased(&*table, &provider, items).await });
         Self {
             write,
             rows,
@@ -237,8 +246,21 @@ pub(crate) async fn finish_batch(
             .next()
             .ok_or_else(|| ProcessError::Internal("store returned too few outcomes".into()))?;
         match outcome {
-            PutOutcome::Written => report.counts.inserted += 1,
-            PutOutcome::Exists(existing) => {
+            RowWrite::Erased(erased_at) => {
+                report.counts.rejected += 1;
+                let problem = RowProblem {
+                    line,
+                    index: None,
+                    outcome: "rejected".into(),
+                    column: "mrn".into(),
+                    reason: format!(
+                        "the patient was erased ({erased_at}); an erased patient's records are not stored again"
+                    ),
+                };
+                problems.push((problem, raw_mrn, raw_date_time));
+            }
+            RowWrite::Put(PutOutcome::Written) => report.counts.inserted += 1,
+            RowWrite::Put(PutOutcome::Exists(existing)) => {
                 let stored = StoredSource::of(&existing);
                 let same_source = stored.upload_id == upload_id.as_str()
                     && stored.source_line == Some(line as i64);
@@ -283,6 +305,81 @@ pub(crate) async fn finish_batch(
         return Err(ProcessError::Injected(rows_so_far));
     }
     Ok(())
+}
+
+/// What became of one valid row.
+pub(crate) enum RowWrite {
+    /// Put if absent.
+    Put(PutOutcome),
+    /// Not written: its patient was erased (when).
+    Erased(String),
+}
+
+/// Puts `items` if absent, except those of an erased patient. The provider's tombstones
+/// are looked at once per batch (one read when it has none, the common case), so a
+/// patient erased while its file is ingested loses at most the batch in flight.
+async fn write_unless_erased(
+    table: &dyn Table,
+    provider: &ProviderId,
+    items: Vec<Item>,
+) -> Result<Vec<RowWrite>, StoreError> {
+    let erased_pk = key_layout::erased_pk(provider);
+    let any = table
+        .query(Query {
+            limit: 1,
+            ..Query::partition(&erased_pk, SkCondition::Any)
+        })
+        .await?;
+    if any.items.is_empty() {
+        let outcomes = table.put_many_if_absent(items).await?;
+        return Ok(outcomes.into_iter().map(RowWrite::Put).collect());
+    }
+    let sk_of = |item: &Item| {
+        item.get(PK)
+            .and_then(Value::as_s)
+            .and_then(|pk| key_layout::erased_sk_of_partition(provider, pk))
+    };
+    let mut wanted: Vec<String> = items.iter().filter_map(sk_of).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut erased: HashMap<String, String> = HashMap::new();
+    for chunk in wanted.chunks(ward_store::MAX_BATCH_GET_KEYS) {
+        let keys = chunk
+            .iter()
+            .map(|sk| Key::new(erased_pk.clone(), sk.clone()))
+            .collect();
+        for tombstone in table.batch_get(keys).await? {
+            if let Some(sk) = tombstone.get(SK).and_then(Value::as_s) {
+                let at = tombstone
+                    .get("erasedAt")
+                    .and_then(Value::as_s)
+                    .unwrap_or_default();
+                erased.insert(sk.to_owned(), at.to_owned());
+            }
+        }
+    }
+    let mut kept = Vec::with_capacity(items.len());
+    let mut writes: Vec<Option<RowWrite>> = Vec::with_capacity(items.len());
+    for item in items {
+        match sk_of(&item).and_then(|sk| erased.get(&sk)) {
+            Some(at) => writes.push(Some(RowWrite::Erased(at.clone()))),
+            None => {
+                kept.push(item);
+                writes.push(None);
+            }
+        }
+    }
+    let mut outcomes = table.put_many_if_absent(kept).await?.into_iter();
+    writes
+        .into_iter()
+        .map(|write| match write {
+            Some(write) => Ok(write),
+            None => outcomes
+                .next()
+                .map(RowWrite::Put)
+                .ok_or_else(|| StoreError::Internal("the store returned too few outcomes".into())),
+        })
+        .collect()
 }
 
 /// Keeps the [`UploadReport::MAX_PROBLEMS`] problems with the lowest lines, whatever

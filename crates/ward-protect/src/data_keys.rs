@@ -274,12 +274,19 @@ impl DataKeys {
     /// Destroys data key `id` of `provider` (durably): what it sealed can never be read
     /// again, from this store or any copy of the data.
     pub async fn destroy(&self, provider: &str, id: u64) -> Result<(), ProtectError> {
-        self.store
-            .delete(&Self::store_key(provider, id), Condition::None)
-            .await?;
-        self.sync().await?;
-        self.forget(provider, id);
-        Ok(())
+        self.destroy_many(provider, &[id]).await
+    }
+
+    /// Destroys data keys `ids` of `provider`, made durable together. A key already gone
+    /// is no error (an interrupted erasure runs again).
+    pub async fn destroy_many(&self, provider: &str, ids: &[u64]) -> Result<(), ProtectError> {
+        for &id in ids {
+            self.store
+                .delete(&Self::store_key(provider, id), Condition::None)
+                .await?;
+            self.forget(provider, id);
+        }
+        self.sync().await
     }
 
     /// How many of `provider`'s data keys are wrapped under each key version.

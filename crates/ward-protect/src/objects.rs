@@ -46,17 +46,40 @@ const TAG: usize = 16;
 const SEALED_SEGMENT: usize = SEGMENT + TAG;
 const STORE: &str = "SealedObjects";
 
+/// Which objects take their data key with them when deleted.
+type Shredded = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+
 /// The object store `inner`, every object sealed with keys of `keys`.
-#[derive(Debug)]
 pub struct SealedObjects {
     inner: Arc<dyn ObjectStore>,
     keys: Arc<DataKeys>,
+    shredded: Option<Shredded>,
+}
+
+impl std::fmt::Debug for SealedObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedObjects")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SealedObjects {
     /// The decorator.
     pub fn new(inner: Arc<dyn ObjectStore>, keys: Arc<DataKeys>) -> Self {
-        Self { inner, keys }
+        Self {
+            inner,
+            keys,
+            shredded: None,
+        }
+    }
+
+    /// Deleting an object that `shredded` names destroys its data key first, so no copy
+    /// of it (a backup) can be opened again. Only for objects that are never copied under
+    /// the same name: a same-name copy shares its original's key.
+    pub fn shredding(mut self, shredded: impl Fn(&Path) -> bool + Send + Sync + 'static) -> Self {
+        self.shredded = Some(Arc::new(shredded));
+        self
     }
 
     async fn sealer(&self, location: &Path) -> Result<Sealer> {
@@ -218,6 +241,20 @@ fn owner(location: &Path) -> (String, String) {
         .map(|p| p.as_ref().to_owned())
         .unwrap_or_default();
     (provider, name)
+}
+
+/// Destroys the data key of the object at `location` (none: nothing to do).
+async fn shred(inner: &dyn ObjectStore, keys: &DataKeys, location: &Path) -> Result<()> {
+    let header = match inner.get_range(location, 0..HEADER_LEN as u64).await {
+        Ok(header) => header,
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if header.len() == HEADER_LEN && header[..4] == MAGIC {
+        let id = u64::from_be_bytes(header[4..12].try_into().expect("8 bytes"));
+        keys.destroy(&owner(location).0, id).await.map_err(error)?;
+    }
+    Ok(())
 }
 
 fn error(source: ProtectError) -> object_store::Error {
@@ -565,7 +602,25 @@ impl ObjectStore for SealedObjects {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
+        let Some(shredded) = self.shredded.clone() else {
+            return self.inner.delete_stream(locations);
+        };
+        let inner = Arc::clone(&self.inner);
+        let keys = Arc::clone(&self.keys);
+        locations
+            .then(move |location| {
+                let (inner, keys, shredded) =
+                    (Arc::clone(&inner), Arc::clone(&keys), Arc::clone(&shredded));
+                async move {
+                    let location = location?;
+                    if shredded(&location) {
+                        shred(&*inner, &keys, &location).await?;
+                    }
+                    inner.delete(&location).await?;
+                    Ok(location)
+                }
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {

@@ -387,6 +387,38 @@ impl ProtectedTable {
         Ok(opened)
     }
 
+    /// The ids of the data keys partition `pk` names: its record's and every sealed
+    /// value's (a race between two writers can leave more than one).
+    async fn key_ids(&self, pk: &str) -> Result<Vec<u64>, StoreError> {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .inner
+                .query(Query {
+                    cursor,
+                    limit: 1000,
+                    ..Query::partition(pk, ward_store::SkCondition::Any)
+                })
+                .await?;
+            for item in &page.items {
+                let id = if is_reference(item) {
+                    item.get(KEY_ID).and_then(Value::as_s).and_then(parse_id)
+                } else {
+                    match item.get(SEALED_ATTRIBUTE) {
+                        Some(Value::B(sealed)) => envelope::key_id(sealed),
+                        _ => None,
+                    }
+                };
+                ids.extend(id);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(ids.into_iter().collect()),
+            }
+        }
+    }
+
     async fn open_failure(&self, error: StoreError) -> StoreError {
         match error {
             StoreError::ConditionFailed {
@@ -491,6 +523,21 @@ impl Table for ProtectedTable {
             });
         }
         Ok(opened)
+    }
+
+    async fn erase_partition(&self, pk: &str) -> Result<u64, StoreError> {
+        // The keys go first: once they are, no copy of the items can be read, even if
+        // the deletes that follow are interrupted (and run again).
+        let scope = self.scope_of(pk);
+        if scope.home == pk {
+            let ids = self.key_ids(pk).await?;
+            self.keys.destroy_many(&scope.provider, &ids).await?;
+            self.current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&scope);
+        }
+        ward_store::delete_partition(&*self.inner, pk).await
     }
 
     fn prefers_key_order(&self) -> bool {

@@ -40,6 +40,7 @@ macro_rules! table_conformance_suite {
             put_many_if_absent_reports_each_outcome,
             put_many_if_absent_fills_the_gaps_between_stored_items,
             expired_items_are_absent,
+            erase_partition_removes_exactly_one_partition,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -366,6 +367,34 @@ pub async fn query_stays_inside_its_partition(table: &dyn Table) {
     let items = query_all(table, Query::partition(&pk, SkCondition::Any)).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0][PK].as_s(), Some(pk.as_str()));
+}
+
+/// Erasing a partition removes every one of its items (more than a page of them) and
+/// nothing of a partition whose key it prefixes; erasing it again finds nothing.
+pub async fn erase_partition_removes_exactly_one_partition(table: &dyn Table) {
+    let pk = fresh_pk("P#1");
+    let longer = format!("{pk}0");
+    let items: Vec<Item> = (0..230)
+        .map(|n| item(&pk, &format!("S#{n:04}"), &[("n", Value::n(n))]))
+        .collect();
+    table.put_many_if_absent(items).await.unwrap();
+    table
+        .put(item(&longer, "A", &[]), Condition::None)
+        .await
+        .unwrap();
+    assert_eq!(table.erase_partition(&pk).await.unwrap(), 230);
+    assert!(
+        query_all(table, Query::partition(&pk, SkCondition::Any))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        query_all(table, Query::partition(&longer, SkCondition::Any))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(table.erase_partition(&pk).await.unwrap(), 0);
 }
 
 /// Index queries see only items with both index attributes, ordered by the index sort

@@ -182,11 +182,40 @@ pub trait Table: Send + Sync + 'static {
     /// as concurrent conditional puts.
     async fn put_many_if_absent(&self, items: Vec<Item>) -> Result<Vec<PutOutcome>, StoreError>;
 
+    /// Removes every item of partition `pk` for good and says how many there were. A
+    /// decorator that keeps secrets for the partition alone (the protected table's data
+    /// keys of a patient) destroys them first, so that no copy of the items (a backup, a
+    /// replica) can be read again. Safe to call again after an interruption.
+    async fn erase_partition(&self, pk: &str) -> Result<u64, StoreError> {
+        delete_partition(self, pk).await
+    }
+
     /// Whether large writes are much cheaper in key order (`PK`, then `SK`) than in any
     /// order. A B-tree on disk says yes: key order fills one leaf before the next, where
     /// spread keys dirty a page each. DynamoDB says no: spread keys spread the load over
     /// partitions. A hint for the ingest path; it changes no outcome.
     fn prefers_key_order(&self) -> bool {
         false
+    }
+}
+
+/// Deletes every item of partition `pk` of `table`, a page at a time from its start (what
+/// was deleted is not seen again), and says how many.
+pub async fn delete_partition<T: Table + ?Sized>(table: &T, pk: &str) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    loop {
+        let page = table
+            .query(Query {
+                limit: 100,
+                ..Query::partition(pk, SkCondition::Any)
+            })
+            .await?;
+        if page.items.is_empty() {
+            return Ok(deleted);
+        }
+        for item in &page.items {
+            table.delete(&Key::of(item)?, Condition::None).await?;
+            deleted += 1;
+        }
     }
 }

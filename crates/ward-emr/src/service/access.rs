@@ -89,6 +89,12 @@ impl Emr {
     /// (its events then carry the grant's reason). A patient out of its reach is
     /// `NotFound`, like one that does not exist.
     pub async fn admit(&self, actor: &Actor, mrn: &str) -> Result<Actor, EmrError> {
+        // An erased patient is gone for everyone who could have reached it (and for no
+        // one else: the check reads only the caller's own provider).
+        if let Ok(parsed) = parse_mrn(mrn) {
+            let patient = self.pseudonyms.patient(&actor.provider, &parsed);
+            self.refuse_erased(&actor.provider, &patient).await?;
+        }
         match &actor.link {
             Link::None => Ok(actor.clone()),
             Link::Patient(own) if own.as_str() == mrn => Ok(actor.clone()),

@@ -18,6 +18,7 @@ mod children;
 mod clinical_records;
 mod clinicians;
 mod documents;
+mod erasure;
 mod lists;
 mod locations;
 mod patients;
@@ -46,6 +47,7 @@ use crate::model::{self, AppointmentStatus, DocumentStatus, Kind};
 pub use access::{BreakGlass, DEFAULT_BREAK_GLASS_MINUTES};
 pub use answer::Answer;
 pub use documents::DOCUMENT_UPLOAD_WINDOW_SECONDS;
+pub use erasure::{Erasure, MAX_ERASURE_REASON_CHARS};
 pub use timeline::{Timeline, TimelineEntry, TimelineItem};
 
 /// How long an idempotency key is remembered.
@@ -70,6 +72,12 @@ pub enum EmrError {
     /// a status change that is not allowed).
     #[error(transparent)]
     Conflict(#[from] Conflict),
+    /// The patient was erased (its data is gone for good).
+    #[error("the patient was erased ({erased_at})")]
+    Gone {
+        /// When its erasure began (sortable UTC).
+        erased_at: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -82,6 +90,7 @@ impl EmrError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::PreconditionFailed { .. } => "PRECONDITION_FAILED",
             Self::Conflict(_) => "CONFLICT",
+            Self::Gone { .. } => "GONE",
             Self::Store(_) => "ERROR",
         }
     }

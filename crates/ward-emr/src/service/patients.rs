@@ -65,6 +65,17 @@ impl Emr {
                     .await;
             }
         };
+        let erased = self
+            .refuse_erased(
+                &actor.provider,
+                &self.pseudonyms.patient(&actor.provider, &patient.mrn),
+            )
+            .await;
+        if let Err(error) = erased {
+            return self
+                .audited(actor, "CREATE", Kind::Patient, None, None, Err(error))
+                .await;
+        }
         let draft = self.patient_draft(&actor.provider, &patient)?;
         let extra: Vec<WriteOp> = patient
             .email

@@ -9,6 +9,7 @@ use ward_protect::{DataKeys, MasterKeys, ProtectedTable, Protection, SEALED_ATTR
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
+mod erasure;
 mod keys;
 mod objects;
 

@@ -28,7 +28,8 @@ fn store() -> Store {
     let keys = Arc::new(DataKeys::new(key_store, Arc::new(master)));
     let inner = Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap());
     Store {
-        sealed: SealedObjects::new(inner, keys),
+        sealed: SealedObjects::new(inner, keys)
+            .shredding(|path| path.parts().any(|part| part.as_ref() == "documents")),
         root,
         _dir: dir,
     }
@@ -222,4 +223,62 @@ async fn a_changed_cut_or_moved_object_is_refused_with_an_integrity_error() {
     // Restored, it reads again.
     std::fs::write(store.root.join(path.as_ref()), &good).unwrap();
     assert_eq!(read(path).await.unwrap().to_vec(), plain);
+}
+
+#[tokio::test]
+async fn a_deleted_document_takes_its_key_and_a_restored_copy_does_not_open() {
+    let store = store();
+    let document = Path::from("PROV001/documents/p1/d1");
+    let upload = Path::from("PROV001/uploaded/u1.csv");
+    for path in [&document, &upload] {
+        store
+            .sealed
+            .put(path, PutPayload::from(text(1000)))
+            .await
+            .unwrap();
+    }
+    // The backup: both objects as stored.
+    let on_disk = |path: &Path| store.root.join(path.as_ref());
+    let saved: Vec<(Path, Vec<u8>)> = [&document, &upload]
+        .into_iter()
+        .map(|path| (path.clone(), std::fs::read(on_disk(path)).unwrap()))
+        .collect();
+    for path in [&document, &upload] {
+        store.sealed.delete(path).await.unwrap();
+        assert!(!on_disk(path).exists());
+    }
+    // Deleting again (an interrupted erasure) is what the store says of a missing object.
+    assert!(matches!(
+        store.sealed.delete(&document).await,
+        Ok(()) | Err(object_store::Error::NotFound { .. })
+    ));
+    for (path, bytes) in &saved {
+        std::fs::create_dir_all(on_disk(path).parent().unwrap()).unwrap();
+        std::fs::write(on_disk(path), bytes).unwrap();
+    }
+    // The document's key is gone: an integrity error, never its bytes.
+    let error = match store.sealed.get(&document).await {
+        Ok(got) => got
+            .bytes()
+            .await
+            .map(|_| ())
+            .expect_err("a shredded document read"),
+        Err(error) => error,
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("data key the key store does not hold"),
+        "{error}"
+    );
+    // An upload (copied between stages under its name) keeps its key: it reads back.
+    let read = store
+        .sealed
+        .get(&upload)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&read[..], &text(1000)[..]);
 }

@@ -8,13 +8,13 @@ use sha2::Digest;
 
 use crate::helpers::{HEADER, TestApp, spawn_app};
 
-struct Sent {
-    status: u16,
-    body: Value,
+pub(crate) struct Sent {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
     headers: reqwest::header::HeaderMap,
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -49,12 +49,12 @@ pub(crate) async fn flush_audit(app: &TestApp) {
     running.state.emr.audit_log().flush().await;
 }
 
-fn patient() -> Value {
+pub(crate) fn patient() -> Value {
     json!({"mrn": "MRN1", "firstName": "Ann", "lastName": "Lee", "dateOfBirth": "1985-06-15",
            "sex": "FEMALE", "email": "ann@example.org", "clinic": "NORTH"})
 }
 
-async fn seed(app: &TestApp) -> (String, String) {
+pub(crate) async fn seed(app: &TestApp) -> (String, String) {
     let made = send(
         app,
         Method::POST,

@@ -10,6 +10,7 @@ mod aws;
 mod cli;
 mod crash;
 mod emr;
+mod erasure;
 mod helpers;
 mod isolation;
 mod key_order;
