@@ -492,8 +492,11 @@ pub fn document_object_key(
 
 /// Where every document object of one patient is (what its erasure removes).
 pub fn patient_documents_prefix(provider: &ProviderId, patient: &PatientKey) -> String {
-    format!("{provider}/documents/{patient}")
+    format!("{provider}/{DOCUMENTS_FOLDER}/{patient}")
 }
+
+/// The folder of a provider's document objects (the second part of their paths).
+pub const DOCUMENTS_FOLDER: &str = "documents";
 
 #[cfg(test)]
 mod tests {

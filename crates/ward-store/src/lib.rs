@@ -200,22 +200,30 @@ pub trait Table: Send + Sync + 'static {
 }
 
 /// Deletes every item of partition `pk` of `table`, a page at a time from its start (what
-/// was deleted is not seen again), and says how many.
+/// was deleted is not seen again), each page in one transaction, and says how many.
 pub async fn delete_partition<T: Table + ?Sized>(table: &T, pk: &str) -> Result<u64, StoreError> {
     let mut deleted = 0;
     loop {
         let page = table
             .query(Query {
-                limit: 100,
+                limit: MAX_TRANSACTION_ITEMS,
                 ..Query::partition(pk, SkCondition::Any)
             })
             .await?;
         if page.items.is_empty() {
             return Ok(deleted);
         }
-        for item in &page.items {
-            table.delete(&Key::of(item)?, Condition::None).await?;
-            deleted += 1;
-        }
+        let ops = page
+            .items
+            .iter()
+            .map(|item| {
+                Ok(WriteOp::Delete {
+                    key: Key::of(item)?,
+                    condition: Condition::None,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        deleted += ops.len() as u64;
+        table.transact_write(ops).await?;
     }
 }

@@ -86,9 +86,17 @@ pub(crate) async fn open_with(
             .context("cannot open the objects folder")?,
     );
     // Every object sealed too (uploaded files, error lists, reports, datasets, results,
-    // documents), each with a data key of its own from its provider's pool.
+    // documents), each with a data key of its own from its provider's pool. A document
+    // (never copied) takes its key with it when deleted: an erased patient's documents
+    // cannot be opened from a backup of the objects folder either.
     let objects: Arc<dyn object_store::ObjectStore> = match &keys {
-        Some(keys) => Arc::new(ward_protect::SealedObjects::new(objects, Arc::clone(keys))),
+        Some(keys) => Arc::new(
+            ward_protect::SealedObjects::new(objects, Arc::clone(keys)).shredding(|path| {
+                path.parts()
+                    .nth(1)
+                    .is_some_and(|part| part.as_ref() == ward_domain::key_layout::DOCUMENTS_FOLDER)
+            }),
+        ),
         None => objects,
     };
     let queue = Arc::new(TableJobQueue::new(Arc::clone(&table), "ingest"));

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use crate::emr::{flush_audit, patient, seed, send};
-use crate::helpers::{HEADER, TestApp, counts, spawn_app};
+use crate::helpers::{HEADER, Options, TestApp, app_for, counts, spawn_app, start_server};
 
 fn visits() -> String {
     let mut csv = HEADER.to_owned();
@@ -68,12 +68,18 @@ async fn document(app: &TestApp) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn an_erased_patient_is_gone_for_good_and_nothing_else_changes() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let first = app.upload_and_wait(visits().as_bytes()).await;
     assert_eq!(counts(&first), [4, 4, 0, 0, 0]);
     seed(&app).await;
     let object = document(&app).await;
     assert!(object.exists(), "{}", object.display());
+    let document_key = sealing_key(&object);
+    let upload_file = app
+        .data_path()
+        .join("objects")
+        .join(first["file"].as_str().unwrap());
+    let upload_key = sealing_key(&upload_file);
     // PROV002 has a patient MRN1 of its own.
     let made = send(
         &app,
@@ -186,7 +192,34 @@ async fn an_erased_patient_is_gone_for_good_and_nothing_else_changes() {
     assert!(event.get("patient").is_none_or(Value::is_null), "{event}");
     assert_eq!(event["detail"]["reason"], reason["reason"]);
     assert!(!event.to_string().contains("MRN1"), "{event}");
-    app.stop().await;
+
+    // The document's data key is gone from the key store (a backup of the objects folder
+    // cannot open it); the uploaded file's key, not the patient's alone, stays.
+    app.running.take().unwrap().stop().await.unwrap();
+    let key_store = ward_store_embedded::EmbeddedTable::open(
+        &app.data_dir.path().join("data-keys").join("keys.redb"),
+        &Default::default(),
+    )
+    .unwrap();
+    let held = |id: u64| {
+        let key = ward_store::Key::new("DEK#PROV001", format!("KEY#{id:016x}"));
+        let key_store = &key_store;
+        async move {
+            ward_store::Table::get(key_store, &key)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(!held(document_key).await, "the document's key is kept");
+    assert!(held(upload_key).await, "the upload's key was destroyed");
+}
+
+/// The id of the data key that seals the object stored at `path` (its header).
+fn sealing_key(path: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"WOB\x01", "{} is not sealed", path.display());
+    u64::from_be_bytes(bytes[4..12].try_into().unwrap())
 }
 
 #[tokio::test]
@@ -218,4 +251,158 @@ async fn only_the_providers_administrator_erases_and_another_provider_finds_noth
     assert_eq!(status, 200);
     assert_eq!(records["records"].as_array().unwrap().len(), 3);
     app.stop().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The erasure's tombstone state and the items left in the patient's partition, read
+/// from the store file itself (neither is sealed).
+async fn erasure_on_disk(data: &std::path::Path, patient_key: &str) -> (Option<String>, usize) {
+    use ward_store::{Key, Query, SkCondition, Table as _, Value};
+    let table = ward::embedded::open_table(&data.join("ward.redb"), &Default::default()).unwrap();
+    let state = table
+        .get(&Key::new(
+            "PROV#PROV001#ERASED",
+            format!("PAT#{patient_key}"),
+        ))
+        .await
+        .unwrap()
+        .and_then(|item| item.get("state").and_then(Value::as_s).map(str::to_owned));
+    let mut left = 0;
+    let mut cursor = None;
+    loop {
+        let page = table
+            .query(Query {
+                cursor,
+                limit: 1000,
+                ..Query::partition(format!("PROV#PROV001#PAT#{patient_key}"), SkCondition::Any)
+            })
+            .await
+            .unwrap();
+        left += page.items.len();
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return (state, left),
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_an_erasure_then_running_it_again_finishes_it() {
+    let work = tempfile::tempdir().unwrap();
+    let seeded = work.path().join("seeded");
+    let running = start_server(&seeded, Options::default()).await;
+    let key = ward_ports::Tenants::new(running.state.table.clone())
+        .create(&ward_domain::ProviderId::parse("PROV001").unwrap(), None)
+        .await
+        .unwrap()
+        .0;
+    let app = app_for(running, key.clone());
+    // Enough visits that deleting them takes many durable transactions.
+    let mut csv = HEADER.to_owned();
+    for minute in 0..3000 {
+        csv.push_str(&format!(
+            "MRN1,2025-03-{:02}T{:02}:{:02}:00Z,Ann,Lee,visit {minute}\n",
+            1 + minute / 1440,
+            minute / 60 % 24,
+            minute % 60
+        ));
+    }
+    for day in 1..=5 {
+        csv.push_str(&format!("MRN2,2025-04-0{day}T10:00:00Z,Bo,Ng,visit\n"));
+    }
+    let upload = app.upload_and_wait(csv.as_bytes()).await;
+    assert_eq!(counts(&upload)[1], 3005, "{upload}");
+    let patient_key = app.patient_key("PROV001", "MRN1");
+    app.stop().await;
+    let keys_of = |data: &std::path::Path| {
+        data.with_file_name(format!(
+            "{}-keys",
+            data.file_name().unwrap().to_string_lossy()
+        ))
+    };
+
+    // Kill `ward serve` at a moment after the erasure was asked for; a kill that lands
+    // before it began or after it ended is tried again on a fresh copy, sooner or later.
+    let reason = json!({"reason": "patient request"});
+    let mut delay_ms = 300u64;
+    let mut seen = Vec::new();
+    let killed = loop {
+        let data = work.path().join(format!("attempt-{}", seen.len()));
+        copy_dir(&seeded, &data);
+        copy_dir(&keys_of(&seeded), &keys_of(&data));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data)
+            .env("WARD_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..600 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(ready, "ward serve did not start");
+        let request = http
+            .delete(format!("{base}/v1/patients/MRN1"))
+            .bearer_auth(&key)
+            .json(&reason)
+            .send();
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(delay_ms), request).await;
+        child.kill().unwrap(); // SIGKILL
+        assert!(!child.wait().unwrap().success());
+        let (state, left) = erasure_on_disk(&data, &patient_key).await;
+        seen.push((delay_ms, state.clone(), left));
+        match state.as_deref() {
+            Some("ERASED") => delay_ms = (delay_ms / 2).max(1),
+            None => delay_ms *= 2,
+            Some(_) => break data,
+        }
+        assert!(seen.len() < 8, "no kill landed mid-erasure: {seen:?}");
+    };
+
+    // Started again: the patient already reads as gone, and the erasure run again ends it.
+    let running = start_server(&killed, Options::default()).await;
+    let app = app_for(running, key);
+    let (status, _) = app.get("/v1/patients/MRN1/records", &app.key).await;
+    assert_eq!(status, 410, "mid-erasure, after {seen:?}");
+    let (status, done) = erase(&app, "MRN1", &app.key, Some(&reason)).await;
+    assert_eq!(status, 200, "{done}");
+    let (status, records) = app.get("/v1/patients/MRN2/records", &app.key).await;
+    assert_eq!(status, 200);
+    assert_eq!(records["records"].as_array().unwrap().len(), 5);
+    app.stop().await;
+    assert_eq!(
+        erasure_on_disk(&killed, &patient_key).await,
+        (Some("ERASED".to_owned()), 0),
+        "after {seen:?}"
+    );
 }
