@@ -514,6 +514,26 @@ mod tests {
             format!("PROV#PROV001#PAT#{patient}")
         );
         assert!(!patient_pk(&provider, &patient).contains("MRN"));
+        assert_eq!(erased_pk(&provider), "PROV#PROV001#ERASED");
+        assert_eq!(erased_sk(&patient), format!("PAT#{patient}"));
+        assert_eq!(
+            erased_sk_of_partition(&provider, &patient_pk(&provider, &patient)),
+            Some(erased_sk(&patient))
+        );
+        // Another provider's partition, or one that is not a patient's, has none.
+        let other_provider = ProviderId::parse("PROV002").unwrap();
+        assert_eq!(
+            erased_sk_of_partition(&other_provider, &patient_pk(&provider, &patient)),
+            None
+        );
+        assert_eq!(
+            erased_sk_of_partition(&provider, "PROV#PROV001#PAT#MRN1"),
+            None
+        );
+        assert_eq!(
+            erased_sk_of_partition(&provider, &access_log_pk(&provider, &patient)),
+            None
+        );
         assert_eq!(visit_sk(instant), "VISIT#2025-03-26T17:30:00.000000000Z");
         let upload = UploadId::parse("20250326T181500Z-0123456789abcdef").unwrap();
         assert_eq!(

@@ -4,7 +4,7 @@
 //! MRN) and moves it through three states, each written before the step it names, so an
 //! interrupted erasure runs again from where it stopped (`DELETE` again):
 //! - `ERASING`: what refers to the patient from outside its partition goes (its email's
-//!   claim, the busy slots of its appointments, its access log);
+//!   claim, the busy slots of its appointments);
 //! - `SHREDDING`: its documents' objects (each taking its data key), then its partition
 //!   (the table destroys the partition's data keys first, so no backup of the items can
 //!   be read again);
@@ -202,8 +202,7 @@ impl Emr {
             }
             mark_latest(&*self.table, provider).await?;
             if stage == Stage::Erasing {
-                self.erase_references(provider, &mrn, &patient, &partition)
-                    .await?;
+                self.erase_references(provider, &mrn, &partition).await?;
                 stage = Stage::Shredding;
                 self.table
                     .put(tombstone(&key, stage, &erased_at), Condition::Exists)
@@ -245,13 +244,12 @@ impl Emr {
     }
 
     /// Removes what refers to the patient from outside its partition, read from the
-    /// partition (so before it goes): its email's claim, its appointments' busy slots,
-    /// its access log.
+    /// partition (so before it goes): its email's claim, its appointments' busy slots.
+    /// (Its access log is an index of its audit events, which stay.)
     async fn erase_references(
         &self,
         provider: &ProviderId,
         mrn: &ward_domain::Mrn,
-        patient: &PatientKey,
         partition: &str,
     ) -> Result<(), EmrError> {
         if let Some(profile) = self
@@ -312,9 +310,6 @@ impl Emr {
                 None => break,
             }
         }
-        self.table
-            .erase_partition(&keys::access_log_pk(provider, patient))
-            .await?;
         Ok(())
     }
 }

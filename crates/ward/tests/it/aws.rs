@@ -528,5 +528,29 @@ async fn emr_documents_go_to_s3_through_presigned_urls_and_are_checked_there() {
         .get(&format!("/v1/patients/MRN1/documents/{id}"), &app.other_key)
         .await;
     assert_eq!(status, 404);
+
+    // Erased on DynamoDB and S3: the items and the object go, every read answers 410.
+    let erased = app
+        .http
+        .delete(format!("{}/v1/patients/MRN1", app.base_url))
+        .bearer_auth(&app.key)
+        .json(&serde_json::json!({"reason": "patient request"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status().as_u16(), 200);
+    let erased: Value = erased.json().await.unwrap();
+    assert_eq!(erased["documentsRemoved"], 1, "{erased}");
+    assert!(erased["itemsRemoved"].as_u64().unwrap() >= 2, "{erased}");
+    for path in [
+        "/v1/patients/MRN1".to_owned(),
+        format!("/v1/patients/MRN1/documents/{id}"),
+        "/v1/patients/MRN1/records".to_owned(),
+    ] {
+        let (status, _) = app.get(&path, &app.key).await;
+        assert_eq!(status, 410, "{path}");
+    }
+    let download = app.http.get(&location).send().await.unwrap();
+    assert_eq!(download.status().as_u16(), 404, "the S3 object stays");
     app.stop().await;
 }
