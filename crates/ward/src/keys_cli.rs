@@ -78,7 +78,8 @@ pub async fn status(data_dir: &Path) -> anyhow::Result<()> {
     }
     if stale > 0 {
         println!(
-            "{stale} data keys are wrapped under an older version: `ward keys rotate` re-wraps them"
+            "{stale} data keys are wrapped under an older version: `ward serve` re-wraps them in \
+             the background, or `ward keys rotate --rewrap-only` now"
         );
     } else {
         println!("every data key is wrapped under version {current}");
@@ -86,8 +87,57 @@ pub async fn status(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds a key version, then re-wraps every provider's data keys under it.
-pub async fn rotate(data_dir: &Path, rewrap_only: bool) -> anyhow::Result<()> {
+/// Re-wraps every data key that an older version wraps under the current one, provider by
+/// provider, calling `progress(provider, done)` every 1,000 keys and after each provider
+/// that had any; says how many. Safe to interrupt and run again, and beside a running
+/// server (a key erased meanwhile is skipped).
+pub async fn rewrap_all(
+    table: &Arc<dyn ward_store::Table>,
+    keys: &DataKeys,
+    mut progress: impl FnMut(&str, u64, bool),
+) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for provider in scopes(table).await? {
+        let done = keys
+            .rewrap(&provider, |done| {
+                if done % 1000 == 0 {
+                    progress(label(&provider), done, false);
+                }
+            })
+            .await?;
+        if done > 0 {
+            progress(label(&provider), done, true);
+        }
+        total += done;
+    }
+    Ok(total)
+}
+
+/// The server's background re-wrap after `ward keys rotate --in-background`: logs where
+/// it is (counts, never a key or a patient) and when it is done.
+pub async fn rewrap_in_background(table: Arc<dyn ward_store::Table>, keys: Arc<DataKeys>) {
+    let version = keys.keks().current_version();
+    let result = rewrap_all(&table, &keys, |provider, done, finished| {
+        tracing::info!(provider, done, finished, version, "data keys re-wrapped");
+    })
+    .await;
+    match result {
+        Ok(0) => {}
+        Ok(total) => tracing::info!(
+            total,
+            version,
+            "every data key is now wrapped under the current key version"
+        ),
+        Err(error) => tracing::warn!(
+            error = %error,
+            "the background re-wrap stopped; it starts again with the server (or run `ward keys rotate --rewrap-only`)"
+        ),
+    }
+}
+
+/// Adds a key version, then re-wraps every provider's data keys under it (unless
+/// `in_background`: then the server does, when it next starts).
+pub async fn rotate(data_dir: &Path, rewrap_only: bool, in_background: bool) -> anyhow::Result<()> {
     if !rewrap_only {
         let keys_dir = Settings::default()
             .embedded_store()
@@ -102,22 +152,24 @@ pub async fn rotate(data_dir: &Path, rewrap_only: bool) -> anyhow::Result<()> {
         )?;
         let version = master.rotate()?;
         println!("key version {version} added to {}", master.path().display());
+        if in_background {
+            println!(
+                "new data keys are wrapped under it from the next start; `ward serve` re-wraps \
+                 the older ones in the background then (its log says when it is done; \
+                 `ward keys status` shows where it stands while the folder is not served)"
+            );
+            return Ok(());
+        }
     }
     let (embedded, keys) = open(data_dir).await?;
-    let mut total = 0;
-    for provider in scopes(&embedded.table).await? {
-        let done = keys
-            .rewrap(&provider, |done| {
-                if done % 1000 == 0 {
-                    eprintln!("  {}: {done} re-wrapped...", label(&provider));
-                }
-            })
-            .await?;
-        if done > 0 {
-            println!("  {:<16} {done} data keys re-wrapped", label(&provider));
+    let total = rewrap_all(&embedded.table, &keys, |provider, done, finished| {
+        if finished {
+            println!("  {provider:<16} {done} data keys re-wrapped");
+        } else {
+            eprintln!("  {provider}: {done} re-wrapped...");
         }
-        total += done;
-    }
+    })
+    .await?;
     println!(
         "{total} data keys re-wrapped; every one is now under version {}",
         keys.keks().current_version()

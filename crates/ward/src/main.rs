@@ -205,10 +205,13 @@ enum KeysAction {
         data: DataDir,
     },
     /// Add a key version and re-wrap every data key under it (`--rewrap-only`: finish an
-    /// interrupted re-wrap without adding another version).
+    /// interrupted re-wrap without adding another version; `--in-background`: only add the
+    /// version, and let the server re-wrap while it serves).
     Rotate {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "in_background")]
         rewrap_only: bool,
+        #[arg(long)]
+        in_background: bool,
         #[command(flatten)]
         data: DataDir,
     },
@@ -516,8 +519,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: KeysAction::Status { data },
         } => ward::keys_cli::status(&data.data_dir).await,
         Command::Keys {
-            action: KeysAction::Rotate { rewrap_only, data },
-        } => ward::keys_cli::rotate(&data.data_dir, rewrap_only).await,
+            action:
+                KeysAction::Rotate {
+                    rewrap_only,
+                    in_background,
+                    data,
+                },
+        } => ward::keys_cli::rotate(&data.data_dir, rewrap_only, in_background).await,
         Command::User {
             action:
                 UserAction::Create {

@@ -54,6 +54,7 @@ pub struct RunningServer {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     worker: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    rewrap: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -68,9 +69,22 @@ impl RunningServer {
         self.server.await.context("server task")??;
         self.worker.await.context("worker task")?;
         self.sweeper.abort();
+        // An unfinished re-wrap goes on at the next start (each key re-wrapped is kept).
+        if let Some(rewrap) = self.rewrap {
+            rewrap.abort();
+            let _ = rewrap.await;
+        }
         // Buffered read-audit events reach the store, and the writer lets go of it.
         self.state.emr.audit_log().close().await;
         Ok(())
+    }
+
+    /// Waits until the background re-wrap after a key rotation has ended (at once when
+    /// there was none).
+    pub async fn rewrap_finished(&mut self) {
+        if let Some(rewrap) = self.rewrap.take() {
+            let _ = rewrap.await;
+        }
     }
 
     /// Waits until Ctrl-C / SIGTERM, then stops.
@@ -165,6 +179,14 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
             }
         })
     };
+    // After a rotation, the data keys still wrapped under an older version are moved to
+    // the current one while the server serves (each key once; new keys are current).
+    let rewrap = backend.keys.clone().map(|keys| {
+        tokio::spawn(crate::keys_cli::rewrap_in_background(
+            Arc::clone(&backend.table),
+            keys,
+        ))
+    });
     let router = ward_api::router(state.clone());
     let mut server_shutdown = shutdown_rx;
     let server = tokio::spawn(async move {
@@ -187,6 +209,7 @@ pub async fn start(mut options: ServerOptions) -> anyhow::Result<RunningServer> 
         server,
         worker,
         sweeper,
+        rewrap,
     })
 }
 

@@ -98,6 +98,9 @@ pub struct Backend {
     pub table_queue: Option<Arc<TableJobQueue>>,
     /// Whether object retention is Ward's job (embedded) or the bucket's lifecycle rules'.
     pub sweeps_objects: bool,
+    /// The data keys that seal the store (the embedded shape), re-wrapped in the
+    /// background after a rotation.
+    pub keys: Option<Arc<ward_protect::DataKeys>>,
 }
 
 impl Shape {
@@ -184,6 +187,7 @@ pub async fn open(
                 upload_urls: None,
                 table_queue: Some(embedded.queue),
                 sweeps_objects: true,
+                keys: embedded.keys,
             })
         }
         #[cfg(feature = "aws")]
@@ -232,5 +236,6 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
         upload_urls: Some(upload_urls),
         table_queue: None,
         sweeps_objects: false,
+        keys: None,
     })
 }

@@ -12,6 +12,7 @@ use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 mod erasure;
 mod keys;
 mod objects;
+mod race;
 
 /// The attribute names the conformance suite writes, all protected; every partition is
 /// one patient's.

@@ -278,3 +278,60 @@ fn count_after(text: &str, label: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("a number after {label:?} in {text}"))
 }
+
+#[tokio::test]
+async fn after_a_rotation_in_the_background_the_server_re_wraps_while_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let csv = dir.path().join("visits.csv");
+    std::fs::write(
+        &csv,
+        "medical_record_number,date_time,first_name,last_name,doctors_notes\n\
+         MRN1,2025-01-01T10:00:00Z,Ada,Lovelace,first visit\n\
+         MRN2,2025-01-02T10:00:00Z,Alan,Turing,second visit\n",
+    )
+    .unwrap();
+    ward_ok(
+        &["ingest", csv.to_str().unwrap(), "--provider", "PROV001"],
+        &data,
+    );
+    let made = count_after(
+        &ward_ok(&["keys", "status"], &data),
+        "PROV001          data keys v1: ",
+    );
+    let rotated = ward_ok(&["keys", "rotate", "--in-background"], &data);
+    assert!(rotated.contains("key version 2 added"), "{rotated}");
+    assert!(rotated.contains("in the background"), "{rotated}");
+    let status = ward_ok(&["keys", "status"], &data);
+    assert!(
+        status.contains(&format!("PROV001          data keys v1: {made}\n")),
+        "nothing re-wrapped yet: {status}"
+    );
+    assert!(
+        status.contains("re-wraps them in the background"),
+        "{status}"
+    );
+
+    let mut running = crate::helpers::start_server(&data, crate::helpers::Options::default()).await;
+    running.rewrap_finished().await;
+    // It served meanwhile and serves after: the data reads under the re-wrapped keys.
+    let key = ward_ports::Tenants::new(running.state.table.clone())
+        .issue_full_key(&ward_domain::ProviderId::parse("PROV001").unwrap(), true)
+        .await
+        .unwrap()
+        .0;
+    let app = crate::helpers::app_for(running, key);
+    let (status, records) = app.get("/v1/patients/MRN2/records", &app.key).await;
+    assert_eq!(status, 200, "{records}");
+    assert_eq!(records["records"][0]["doctorsNotes"], "second visit");
+    app.stop().await;
+    let status = ward_ok(&["keys", "status"], &data);
+    assert!(
+        status.contains("every data key is wrapped under version 2"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("PROV001          data keys v1"),
+        "{status}"
+    );
+}
