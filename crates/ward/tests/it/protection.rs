@@ -335,3 +335,88 @@ async fn after_a_rotation_in_the_background_the_server_re_wraps_while_it_serves(
         "{status}"
     );
 }
+
+#[tokio::test]
+async fn kill_9_during_a_re_wrap_then_rewrap_only_finishes_it_and_the_data_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let csv = dir.path().join("visits.csv");
+    // One patient per row: thousands of data keys to re-wrap, each a durable write.
+    let mut text =
+        "medical_record_number,date_time,first_name,last_name,doctors_notes\n".to_owned();
+    for n in 0..3000 {
+        text.push_str(&format!(
+            "MRN{n:05},2025-01-01T10:00:00Z,Ada,Lovelace,visit {n}\n"
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    ward_ok(
+        &["ingest", csv.to_str().unwrap(), "--provider", "PROV001"],
+        &data,
+    );
+    let made = count_after(
+        &ward_ok(&["keys", "status"], &data),
+        "PROV001          data keys v1: ",
+    );
+    assert!(made >= 3000, "{made}");
+    // Killed once the new version is in the key file and the re-wrap is under way.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(&data)
+        .env_remove("WARD_KEYS_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // The first progress line: 1,000 keys re-wrapped.
+    while {
+        line.clear();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+    } {
+        if line.contains("re-wrapped...") {
+            break;
+        }
+    }
+    assert!(
+        line.contains("re-wrapped..."),
+        "no progress before the end: {line}"
+    );
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+    let status = ward_ok(&["keys", "status"], &data);
+    let (old, new) = (
+        count_after(&status, "PROV001          data keys v1: "),
+        count_after(&status, ", v2: "),
+    );
+    assert!(old > 0 && new >= 1000, "the kill landed mid-way: {status}");
+    assert_eq!(old + new, made, "{status}");
+
+    let finished = ward_ok(&["keys", "rotate", "--rewrap-only"], &data);
+    assert!(
+        finished.contains(&format!("PROV001          {old} data keys re-wrapped")),
+        "{finished}"
+    );
+    let status = ward_ok(&["keys", "status"], &data);
+    assert!(
+        status.contains(&format!("PROV001          data keys v2: {made}\n")),
+        "{status}"
+    );
+    // Every patient's records read under its re-wrapped key.
+    let running = crate::helpers::start_server(&data, crate::helpers::Options::default()).await;
+    let key = ward_ports::Tenants::new(running.state.table.clone())
+        .issue_full_key(&ward_domain::ProviderId::parse("PROV001").unwrap(), true)
+        .await
+        .unwrap()
+        .0;
+    let app = crate::helpers::app_for(running, key);
+    for n in [0, 999, 1000, 2999] {
+        let (status, records) = app
+            .get(&format!("/v1/patients/MRN{n:05}/records"), &app.key)
+            .await;
+        assert_eq!(status, 200, "{records}");
+        assert_eq!(records["records"][0]["doctorsNotes"], format!("visit {n}"));
+    }
+    app.stop().await;
+}
