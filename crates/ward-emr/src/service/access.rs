@@ -25,7 +25,7 @@ use ward_domain::{ClinicianId, Link, Mrn, ProviderId, Pseudonyms, UtcInstant};
 use ward_store::merge;
 use ward_store::{Condition, EXPIRES_AT, Item, Order, PK, Query, SK, SkCondition, Value, WriteOp};
 
-use super::{Emr, EmrError, invalid, parse_mrn, s};
+use super::{Emr, EmrError, checked_reason, invalid, parse_mrn, s};
 use crate::audit::Actor;
 use crate::model::Kind;
 
@@ -190,17 +190,7 @@ impl Emr {
                 "only a clinician opens a break-glass grant; others reach patients by role",
             ));
         };
-        let reason = reason.trim();
-        let chars = reason.chars().count();
-        if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&chars) {
-            return Err(invalid(
-                "reason",
-                format!("must be {MIN_REASON_CHARS}-{MAX_REASON_CHARS} characters"),
-            ));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err(invalid("reason", "must not hold control characters"));
-        }
+        let reason = checked_reason(reason, MIN_REASON_CHARS, MAX_REASON_CHARS)?;
         let mrn = parse_mrn(mrn)?;
         let provider = &actor.provider;
         let started = UtcInstant::now();

@@ -22,7 +22,7 @@ use ward_domain::{PatientKey, ProviderId, UtcInstant};
 use ward_store::{Condition, Item, Key, PK, Query, SK, SkCondition, StoreError, Value};
 
 use super::appointments::busy_slots;
-use super::{Emr, EmrError, email_claim_key, invalid, parse_mrn, s, stored};
+use super::{Emr, EmrError, checked_reason, email_claim_key, parse_mrn, s, stored};
 use crate::audit::Actor;
 use crate::model::{self, Kind};
 
@@ -134,17 +134,7 @@ impl Emr {
         reason: &str,
         documents: BoxFuture<'_, Result<u64, String>>,
     ) -> Result<Erasure, EmrError> {
-        let reason = reason.trim();
-        let chars = reason.chars().count();
-        if !(1..=MAX_ERASURE_REASON_CHARS).contains(&chars) {
-            return Err(invalid(
-                "reason",
-                format!("must be 1-{MAX_ERASURE_REASON_CHARS} characters"),
-            ));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err(invalid("reason", "must not hold control characters"));
-        }
+        let reason = checked_reason(reason, 1, MAX_ERASURE_REASON_CHARS)?;
         let mrn = parse_mrn(mrn)?;
         let provider = &actor.provider;
         let patient = self.pseudonyms.patient(provider, &mrn);

@@ -414,6 +414,19 @@ fn parse_clinic(value: &str) -> Result<ClinicName, EmrError> {
     ClinicName::parse(value).map_err(|e| invalid("clinic", e.to_string()))
 }
 
+/// A reason given for an access or an erasure (audited): trimmed, `min`-`max` characters,
+/// no control characters.
+fn checked_reason(reason: &str, min: usize, max: usize) -> Result<&str, EmrError> {
+    let reason = reason.trim();
+    if !(min..=max).contains(&reason.chars().count()) {
+        return Err(invalid("reason", format!("must be {min}-{max} characters")));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(invalid("reason", "must not hold control characters"));
+    }
+    Ok(reason)
+}
+
 fn parse_mrn(mrn: &str) -> Result<Mrn, EmrError> {
     Mrn::parse(mrn).map_err(|e| invalid("mrn", e.to_string()))
 }

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use ward_protect::{DataKeys, MasterKeys, ProtectedTable, Protection, Scope};
+use ward_protect::{ProtectedTable, Protection, Scope};
 use ward_store::{Condition, Key, Query, SkCondition, Table, Value};
-use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
-use super::item;
+use super::{item, stores_in};
 
 /// `PAT#…` partitions are each a patient's own; every other is the provider's.
 fn protection() -> Protection {
@@ -32,19 +31,8 @@ async fn raw_partition(inner: &dyn Table, pk: &str) -> Vec<ward_store::Item> {
 #[tokio::test]
 async fn an_erased_patient_partition_cannot_be_read_again_from_any_copy() {
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn Table> = Arc::new(
-        EmbeddedTable::open(&dir.path().join("ward.redb"), &EmbeddedOptions::default()).unwrap(),
-    );
-    let store: Arc<dyn Table> = Arc::new(
-        EmbeddedTable::open(&dir.path().join("keys.redb"), &EmbeddedOptions::default()).unwrap(),
-    );
-    let master =
-        Arc::new(MasterKeys::open(&dir.path().join("k").join("master.keys"), true).unwrap());
-    let table = ProtectedTable::new(
-        Arc::clone(&inner),
-        Arc::new(DataKeys::new(store, master)),
-        protection(),
-    );
+    let (inner, keys) = stores_in(dir.path(), &dir.path().join("k").join("master.keys"));
+    let table = ProtectedTable::new(Arc::clone(&inner), keys, protection());
     for pk in ["PAT#1", "PAT#2", "LIST#1"] {
         for sk in ["A", "B"] {
             table

@@ -31,13 +31,19 @@ struct Opened {
     dir: tempfile::TempDir,
 }
 
-fn open_in(dir: &Path, key_file: &Path) -> (ProtectedTable, Arc<dyn Table>) {
+/// A store in `dir` (`ward.redb`), its key store beside it (`keys.redb`) and the data keys
+/// wrapped by `key_file` (made if missing).
+fn stores_in(dir: &Path, key_file: &Path) -> (Arc<dyn Table>, Arc<DataKeys>) {
     let inner: Arc<dyn Table> =
         Arc::new(EmbeddedTable::open(&dir.join("ward.redb"), &EmbeddedOptions::default()).unwrap());
     let store: Arc<dyn Table> =
         Arc::new(EmbeddedTable::open(&dir.join("keys.redb"), &EmbeddedOptions::default()).unwrap());
     let master = Arc::new(MasterKeys::open(key_file, true).unwrap());
-    let keys = Arc::new(DataKeys::new(store, master));
+    (inner, Arc::new(DataKeys::new(store, master)))
+}
+
+fn open_in(dir: &Path, key_file: &Path) -> (ProtectedTable, Arc<dyn Table>) {
+    let (inner, keys) = stores_in(dir, key_file);
     (
         ProtectedTable::new(Arc::clone(&inner), keys, conformance_protection()),
         inner,

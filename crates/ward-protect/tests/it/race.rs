@@ -9,15 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use ward_protect::{
-    DATA_KEY_SK, DataKeys, MasterKeys, ProtectedTable, Protection, SEALED_ATTRIBUTE, Scope,
-};
+use ward_protect::{DATA_KEY_SK, ProtectedTable, Protection, SEALED_ATTRIBUTE, Scope};
 use ward_store::{
     Condition, Item, Key, Page, PutOutcome, Query, SkCondition, StoreError, Table, Value, WriteOp,
 };
-use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
-use super::item;
+use super::{item, stores_in};
 
 /// The inner table, with a hook run once before the next `put_many_if_absent`.
 struct Interleaved {
@@ -64,15 +61,7 @@ fn sealed_key_id(item: &Item) -> u64 {
 #[tokio::test]
 async fn two_writers_keying_one_new_patient_at_once_both_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn Table> = Arc::new(
-        EmbeddedTable::open(&dir.path().join("ward.redb"), &EmbeddedOptions::default()).unwrap(),
-    );
-    let store: Arc<dyn Table> = Arc::new(
-        EmbeddedTable::open(&dir.path().join("keys.redb"), &EmbeddedOptions::default()).unwrap(),
-    );
-    let master =
-        Arc::new(MasterKeys::open(&dir.path().join("k").join("master.keys"), true).unwrap());
-    let keys = Arc::new(DataKeys::new(store, master));
+    let (inner, keys) = stores_in(dir.path(), &dir.path().join("k").join("master.keys"));
     let protection = || Protection::new(["secret"], |pk| Scope::new("PROV001", pk));
     let first = Arc::new(ProtectedTable::new(
         Arc::clone(&inner),

@@ -563,10 +563,10 @@ async fn the_timeline_and_the_audit_trail_through_http() {
     app.stop().await;
 }
 
-/// A checked (AVAILABLE) ECG document and an issued bill of MRN1; their ids.
-async fn seed_document_and_bill(app: &TestApp) -> (String, String) {
-    let bytes = b"%PDF-1.4 an ECG".to_vec();
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+/// A checked (AVAILABLE) ECG document of MRN1 with `bytes`, uploaded to its signed URL;
+/// its id.
+pub(crate) async fn stored_document(app: &TestApp, bytes: &[u8]) -> String {
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
     let meta = json!({"type": "ECG_REPORT", "title": "12-lead ECG", "fileName": "ecg.pdf",
                       "mediaType": "application/pdf", "sizeBytes": bytes.len(), "sha256": sha});
     let made = send(
@@ -579,16 +579,21 @@ async fn seed_document_and_bill(app: &TestApp) -> (String, String) {
     )
     .await;
     assert_eq!(made.status, 201, "{}", made.body);
-    let document_id = made.body["id"].as_str().unwrap().to_owned();
     let response = app
         .http
         .put(made.body["upload"]["url"].as_str().unwrap())
         .header("content-type", "application/pdf")
-        .body(bytes)
+        .body(bytes.to_vec())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+    made.body["id"].as_str().unwrap().to_owned()
+}
+
+/// A checked (AVAILABLE) ECG document and an issued bill of MRN1; their ids.
+async fn seed_document_and_bill(app: &TestApp) -> (String, String) {
+    let document_id = stored_document(app, b"%PDF-1.4 an ECG").await;
     let bill = json!({"issuedAt": "2025-03-01T00:00:00Z", "amountMinor": 500, "currency": "EUR", "status": "ISSUED"});
     let made = send(
         app,

@@ -6,9 +6,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::Digest;
 
-use crate::emr::{flush_audit, patient, seed, send};
+use crate::emr::{flush_audit, patient, seed, send, stored_document};
 use crate::helpers::{HEADER, Options, TestApp, app_for, counts, spawn_app, start_server};
 
 fn visits() -> String {
@@ -36,30 +35,7 @@ async fn erase(app: &TestApp, mrn: &str, key: &str, body: Option<&Value>) -> (u1
 
 /// A document of MRN1 with its bytes uploaded; its object's path on disk.
 async fn document(app: &TestApp) -> std::path::PathBuf {
-    let bytes = b"%PDF-1.4 an ECG of Ann Lee".to_vec();
-    let meta = json!({"type": "ECG_REPORT", "title": "12-lead ECG", "fileName": "ecg.pdf",
-                      "mediaType": "application/pdf", "sizeBytes": bytes.len(),
-                      "sha256": hex::encode(sha2::Sha256::digest(&bytes))});
-    let made = send(
-        app,
-        Method::POST,
-        "/v1/patients/MRN1/documents",
-        &app.key,
-        Some(&meta),
-        &[],
-    )
-    .await;
-    assert_eq!(made.status, 201, "{}", made.body);
-    let response = app
-        .http
-        .put(made.body["upload"]["url"].as_str().unwrap())
-        .header("content-type", "application/pdf")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let id = made.body["id"].as_str().unwrap();
+    let id = stored_document(app, b"%PDF-1.4 an ECG of Ann Lee").await;
     app.data_path().join("objects").join(format!(
         "PROV001/documents/{}/{id}",
         app.patient_key("PROV001", "MRN1")
