@@ -384,7 +384,9 @@ pub(crate) async fn erase_patient(
         &patient,
     ));
     let objects = std::sync::Arc::clone(&state.ctx.objects);
-    let documents = Box::pin(async move {
+    let users = &state.identity.users;
+    let provider = actor.provider.clone();
+    let elsewhere = Box::pin(async move {
         use futures::TryStreamExt as _;
         use object_store::ObjectStoreExt as _;
         let listed: Vec<_> = objects
@@ -398,14 +400,33 @@ pub(crate) async fn erase_patient(
                 Err(error) => return Err(error.to_string()),
             }
         }
-        Ok(listed.len() as u64)
+        // Its sign-in accounts: they name it, and could sign in to nothing.
+        let mut removed_users = 0;
+        let linked = users
+            .linked_to(&provider, &ward_domain::Link::Patient(parsed))
+            .await
+            .map_err(|e| e.to_string())?;
+        for user in linked {
+            if users
+                .delete(&provider, &user)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                removed_users += 1;
+            }
+        }
+        Ok(ward_emr::RemovedElsewhere {
+            documents: listed.len() as u64,
+            users: removed_users,
+        })
     });
-    let erasure = state.emr.erase(&actor, &mrn, reason, documents).await?;
+    let erasure = state.emr.erase(&actor, &mrn, reason, elsewhere).await?;
     Ok(Json(json!({
         "patientKey": erasure.patient_key.as_str(),
         "erasedAt": erasure.erased_at,
         "itemsRemoved": erasure.items,
         "documentsRemoved": erasure.documents,
+        "usersRemoved": erasure.users,
     })))
 }
 

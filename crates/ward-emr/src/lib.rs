@@ -36,5 +36,5 @@ pub use model::Kind;
 pub use service::{
     BreakGlass, Conflict, DEFAULT_BREAK_GLASS_MINUTES, DOCUMENT_UPLOAD_WINDOW_SECONDS,
     DocumentFile, Emr, EmrError, Erasure, IDEMPOTENCY_TTL_SECONDS, Idempotency, ListFilter, Listed,
-    MAX_ERASURE_REASON_CHARS, Stored, Timeline, TimelineEntry, TimelineItem,
+    MAX_ERASURE_REASON_CHARS, RemovedElsewhere, Stored, Timeline, TimelineEntry, TimelineItem,
 };

@@ -190,6 +190,41 @@ impl Users {
         }
     }
 
+    /// Every user of `provider` linked to `link` (all of them, however many the provider
+    /// has: what a patient's erasure removes).
+    pub async fn linked_to(
+        &self,
+        provider: &ProviderId,
+        link: &Link,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut linked = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .table
+                .query(Query {
+                    limit: 200,
+                    cursor,
+                    ..Query::partition(
+                        key_layout::provider_pk(provider),
+                        SkCondition::BeginsWith(key_layout::USER_SK_PREFIX.into()),
+                    )
+                })
+                .await?;
+            linked.extend(
+                page.items
+                    .iter()
+                    .filter_map(|item| from_item(provider, item))
+                    .filter(|user| &user.link == link)
+                    .map(|user| user.id),
+            );
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(linked),
+            }
+        }
+    }
+
     /// Applies a change; the user as it is now.
     pub async fn update(
         &self,

@@ -5,7 +5,8 @@
 //! interrupted erasure runs again from where it stopped (`DELETE` again):
 //! - `ERASING`: what refers to the patient from outside its partition goes (its email's
 //!   claim, the busy slots of its appointments);
-//! - `SHREDDING`: its documents' objects (each taking its data key), then its partition
+//! - `SHREDDING`: what the caller keeps of the patient elsewhere (its documents' objects,
+//!   each taking its data key, and its sign-in accounts), then its partition
 //!   (the table destroys the partition's data keys first, so no backup of the items can
 //!   be read again);
 //! - `ERASED`: from then on every read of the patient, and every write for it (an EMR
@@ -66,6 +67,17 @@ pub struct Erasure {
     pub items: u64,
     /// Document objects removed (this run).
     pub documents: u64,
+    /// Sign-in accounts linked to the patient removed (this run).
+    pub users: u64,
+}
+
+/// What the caller removed of a patient outside the EMR's items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemovedElsewhere {
+    /// Document objects.
+    pub documents: u64,
+    /// Sign-in accounts linked to the patient.
+    pub users: u64,
 }
 
 fn tombstone_key(provider: &ProviderId, patient: &PatientKey) -> Key {
@@ -124,15 +136,16 @@ impl Emr {
         }
     }
 
-    /// Erases patient `mrn` (see the module's text), with `reason` (audited). `documents`
-    /// removes the patient's document objects and says how many there were; it runs
-    /// before the partition goes, and again if the erasure is run again.
+    /// Erases patient `mrn` (see the module's text), with `reason` (audited). `elsewhere`
+    /// removes what the caller keeps of the patient (its document objects, its sign-in
+    /// accounts) and says how much; it runs before the partition goes, and again if the
+    /// erasure is run again.
     pub async fn erase(
         &self,
         actor: &Actor,
         mrn: &str,
         reason: &str,
-        documents: BoxFuture<'_, Result<u64, String>>,
+        elsewhere: BoxFuture<'_, Result<RemovedElsewhere, String>>,
     ) -> Result<Erasure, EmrError> {
         let reason = checked_reason(reason, 1, MAX_ERASURE_REASON_CHARS)?;
         let mrn = parse_mrn(mrn)?;
@@ -198,9 +211,9 @@ impl Emr {
                     .put(tombstone(&key, stage, &erased_at), Condition::Exists)
                     .await?;
             }
-            let documents = documents
-                .await
-                .map_err(|why| StoreError::Internal(format!("document objects: {why}")))?;
+            let removed = elsewhere.await.map_err(|why| {
+                StoreError::Internal(format!("removing the patient elsewhere: {why}"))
+            })?;
             let items = self.table.erase_partition(&partition).await?;
             self.table
                 .put(
@@ -213,7 +226,8 @@ impl Emr {
                 patient_key: patient.clone(),
                 erased_at,
                 items,
-                documents,
+                documents: removed.documents,
+                users: removed.users,
             })
         }
         .await;
@@ -226,6 +240,7 @@ impl Emr {
                 "reason": reason,
                 "items": erasure.items,
                 "documents": erasure.documents,
+                "users": erasure.users,
             }),
             Err(_) => json!({ "reason": reason }),
         });

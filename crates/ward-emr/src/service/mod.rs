@@ -47,7 +47,7 @@ use crate::model::{self, AppointmentStatus, DocumentStatus, Kind};
 pub use access::{BreakGlass, DEFAULT_BREAK_GLASS_MINUTES};
 pub use answer::Answer;
 pub use documents::DOCUMENT_UPLOAD_WINDOW_SECONDS;
-pub use erasure::{Erasure, MAX_ERASURE_REASON_CHARS};
+pub use erasure::{Erasure, MAX_ERASURE_REASON_CHARS, RemovedElsewhere};
 pub use timeline::{Timeline, TimelineEntry, TimelineItem};
 
 /// How long an idempotency key is remembered.

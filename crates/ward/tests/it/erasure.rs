@@ -56,6 +56,17 @@ async fn an_erased_patient_is_gone_for_good_and_nothing_else_changes() {
         .join("objects")
         .join(first["file"].as_str().unwrap());
     let upload_key = sealing_key(&upload_file);
+    // Ann signs in as MRN1; a front-desk user is no one's.
+    for (user, body) in [
+        ("ann", json!({"role": "patient", "mrn": "MRN1"})),
+        ("desk", json!({"role": "front_desk"})),
+    ] {
+        let mut body = body;
+        body["userId"] = json!(user);
+        body["password"] = json!("a long enough password");
+        let (status, made) = app.post_json("/v1/users", &app.key, body).await;
+        assert_eq!(status, 201, "{made}");
+    }
     // PROV002 has a patient MRN1 of its own.
     let made = send(
         &app,
@@ -91,6 +102,19 @@ async fn an_erased_patient_is_gone_for_good_and_nothing_else_changes() {
     // partition's data-key record.
     assert!(done["itemsRemoved"].as_u64().unwrap() >= 7, "{done}");
     assert_eq!(done["documentsRemoved"], 1);
+    assert_eq!(done["usersRemoved"], 1, "{done}");
+    let (status, _) = app.get("/v1/users/ann", &app.key).await;
+    assert_eq!(status, 404, "the patient's sign-in account stays");
+    let (status, _) = app.get("/v1/users/desk", &app.key).await;
+    assert_eq!(status, 200);
+    let login = app
+        .http
+        .post(format!("{}/v1/login", app.base_url))
+        .json(&json!({"providerId": "PROV001", "userId": "ann", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 401);
     assert!(!object.exists(), "the document's object stays");
     assert!(!done.to_string().contains("MRN1"), "{done}");
 
