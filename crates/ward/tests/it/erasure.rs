@@ -143,6 +143,31 @@ async fn an_erased_patient_is_gone_for_good_and_nothing_else_changes() {
     assert_eq!(again.status, 410, "{}", again.body);
     let (status, _) = erase(&app, "MRN1", &app.key, Some(&reason)).await;
     assert_eq!(status, 410, "erased already");
+    // A row that landed after the erasure (a batch in flight when it began): a DELETE
+    // again removes it; then the patient is simply gone.
+    let late = {
+        let mut item = ward_store::Item::new();
+        let pk = format!("PROV#PROV001#PAT#{}", app.patient_key("PROV001", "MRN1"));
+        item.insert(ward_store::PK.into(), ward_store::Value::s(pk));
+        item.insert(
+            ward_store::SK.into(),
+            ward_store::Value::s("VISIT#2025-03-09T10:00:00.000000000Z"),
+        );
+        item
+    };
+    let table = app.running.as_ref().unwrap().state.table.clone();
+    ward_store::Table::put(&*table, late, ward_store::Condition::None)
+        .await
+        .unwrap();
+    drop(table);
+    let (status, swept) = erase(&app, "MRN1", &app.key, Some(&reason)).await;
+    assert_eq!(
+        (status, &swept["itemsRemoved"]),
+        (200, &json!(1)),
+        "{swept}"
+    );
+    let (status, _) = erase(&app, "MRN1", &app.key, Some(&reason)).await;
+    assert_eq!(status, 410);
     // Its email is free; nothing finds the patient by it.
     let (status, _) = app
         .get("/v1/patients?email=ann@example.org", &app.key)
@@ -186,8 +211,12 @@ async fn an_erased_patient_is_gone_for_good_and_nothing_else_changes() {
         .iter()
         .filter(|event| event["result"] == "SUCCESS")
         .collect();
-    assert_eq!(succeeded.len(), 1, "{erasures:?}");
-    let event = succeeded[0];
+    assert_eq!(
+        succeeded.len(),
+        2,
+        "the erasure and the sweep after it: {erasures:?}"
+    );
+    let event = succeeded.last().unwrap();
     assert_eq!(event["resourceId"], app.patient_key("PROV001", "MRN1"));
     assert!(event.get("patient").is_none_or(Value::is_null), "{event}");
     assert_eq!(event["detail"]["reason"], reason["reason"]);
