@@ -161,9 +161,13 @@ impl Users {
             .and_then(|item| from_item(provider, &item)))
     }
 
-    /// The provider's users, in id order (at most [`MAX_LISTED`]).
-    pub async fn list(&self, provider: &ProviderId) -> Result<Vec<User>, StoreError> {
-        let mut users = Vec::new();
+    /// The provider's users in id order, page by page, each page given to `take` until it
+    /// says to stop.
+    async fn each_page(
+        &self,
+        provider: &ProviderId,
+        mut take: impl FnMut(Vec<User>) -> bool,
+    ) -> Result<(), StoreError> {
         let mut cursor = None;
         loop {
             let page = self
@@ -177,17 +181,31 @@ impl Users {
                     )
                 })
                 .await?;
-            users.extend(
-                page.items
-                    .iter()
-                    .filter_map(|item| from_item(provider, item)),
-            );
-            cursor = page.next;
-            if cursor.is_none() || users.len() >= MAX_LISTED {
-                users.truncate(MAX_LISTED);
-                return Ok(users);
+            let users = page
+                .items
+                .iter()
+                .filter_map(|item| from_item(provider, item))
+                .collect();
+            if !take(users) {
+                return Ok(());
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
             }
         }
+    }
+
+    /// The provider's users, in id order (at most [`MAX_LISTED`]).
+    pub async fn list(&self, provider: &ProviderId) -> Result<Vec<User>, StoreError> {
+        let mut users = Vec::new();
+        self.each_page(provider, |page| {
+            users.extend(page);
+            users.len() < MAX_LISTED
+        })
+        .await?;
+        users.truncate(MAX_LISTED);
+        Ok(users)
     }
 
     /// Every user of `provider` linked to `link` (all of them, however many the provider
@@ -198,31 +216,16 @@ impl Users {
         link: &Link,
     ) -> Result<Vec<UserId>, StoreError> {
         let mut linked = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .table
-                .query(Query {
-                    limit: 200,
-                    cursor,
-                    ..Query::partition(
-                        key_layout::provider_pk(provider),
-                        SkCondition::BeginsWith(key_layout::USER_SK_PREFIX.into()),
-                    )
-                })
-                .await?;
+        self.each_page(provider, |page| {
             linked.extend(
-                page.items
-                    .iter()
-                    .filter_map(|item| from_item(provider, item))
+                page.into_iter()
                     .filter(|user| &user.link == link)
                     .map(|user| user.id),
             );
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(linked),
-            }
-        }
+            true
+        })
+        .await?;
+        Ok(linked)
     }
 
     /// Applies a change; the user as it is now.
