@@ -79,6 +79,11 @@ impl AwsConnection {
         aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
     }
 
+    /// An AWS KMS client.
+    pub async fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk_config().await)
+    }
+
     /// An SQS client.
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)

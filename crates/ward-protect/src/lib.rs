@@ -16,11 +16,13 @@
 mod data_keys;
 pub mod envelope;
 pub mod ephemeral;
+pub mod kek;
 mod master;
 pub mod objects;
 mod table;
 
 pub use data_keys::{DataKey, DataKeys, Scope};
+pub use kek::Kek;
 pub use master::MasterKeys;
 pub use objects::SealedObjects;
 pub use table::{DATA_KEY_SK, ProtectedTable, Protection, SEALED_ATTRIBUTE};

@@ -13,22 +13,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rand::RngCore as _;
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::{hkdf, hmac};
+use ring::{aead, hkdf};
 
+use crate::kek::Kek;
 use crate::{KeyEncryptionKeys, ProtectError};
 
 const HEADER: &str = "ward-master-keys 1";
 const KEK_SALT: &[u8] = b"ward/kek/v1";
-const PSEUDONYM_SALT: &[u8] = b"ward/pseudonym/v1";
-const NONCE_LEN: usize = 12;
 
 /// The master secrets of one key file.
 pub struct MasterKeys {
     path: PathBuf,
     secrets: BTreeMap<u32, [u8; 32]>,
     /// Derived key-encryption keys, by provider and version.
-    keks: Mutex<HashMap<(String, u32), Arc<LessSafeKey>>>,
+    keks: Mutex<HashMap<(String, u32), Arc<Kek>>>,
 }
 
 impl std::fmt::Debug for MasterKeys {
@@ -88,23 +86,14 @@ impl MasterKeys {
     /// when keys rotate, and a data folder without its key file cannot be searched for a
     /// patient by guessing MRNs.
     pub fn pseudonym_secret(&self) -> [u8; 32] {
-        struct Len32;
-        impl hkdf::KeyType for Len32 {
-            fn len(&self) -> usize {
-                32
-            }
-        }
-        let (_, first) = self
-            .secrets
+        crate::kek::pseudonym_secret(self.first())
+    }
+
+    fn first(&self) -> &[u8; 32] {
+        self.secrets
             .first_key_value()
-            .expect("a key file holds at least one key");
-        let mut secret = [0u8; 32];
-        hkdf::Salt::new(hkdf::HKDF_SHA256, PSEUDONYM_SALT)
-            .extract(first)
-            .expand(&[b"ward/pseudonym-secret/v1"], Len32)
-            .and_then(|okm| okm.fill(&mut secret))
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        secret
+            .map(|(_, first)| first)
+            .expect("a key file holds at least one key")
     }
 
     fn parse(path: &Path, text: &str) -> Result<Self, ProtectError> {
@@ -210,7 +199,7 @@ impl MasterKeys {
             .map_err(fail)
     }
 
-    fn kek(&self, provider: &str, version: u32) -> Result<Arc<LessSafeKey>, ProtectError> {
+    fn kek(&self, provider: &str, version: u32) -> Result<Arc<Kek>, ProtectError> {
         let id = (provider.to_owned(), version);
         if let Some(kek) = self.keks.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(Arc::clone(kek));
@@ -224,7 +213,7 @@ impl MasterKeys {
         Ok(kek)
     }
 
-    fn derive_kek(&self, provider: &str, version: u32) -> Result<LessSafeKey, ProtectError> {
+    fn derive_kek(&self, provider: &str, version: u32) -> Result<Kek, ProtectError> {
         let secret = self
             .secrets
             .get(&version)
@@ -234,7 +223,7 @@ impl MasterKeys {
         let okm = prk
             .expand(&info, &aead::AES_256_GCM)
             .map_err(|_| ProtectError::Crypto("key derivation"))?;
-        Ok(LessSafeKey::new(UnboundKey::from(okm)))
+        Ok(Kek::from_okm(okm))
     }
 }
 
@@ -251,18 +240,7 @@ impl KeyEncryptionKeys for MasterKeys {
         aad: &[u8],
     ) -> Result<(u32, Vec<u8>), ProtectError> {
         let version = self.current();
-        let kek = self.kek(provider, version)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut sealed = data_key.to_vec();
-        kek.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut sealed,
-        )
-        .map_err(|_| ProtectError::Crypto("wrapping a data key"))?;
-        let mut wrapped = nonce.to_vec();
-        wrapped.extend_from_slice(&sealed);
+        let wrapped = self.kek(provider, version)?.wrap(data_key, aad)?;
         Ok((version, wrapped))
     }
 
@@ -273,40 +251,11 @@ impl KeyEncryptionKeys for MasterKeys {
         wrapped: &[u8],
         aad: &[u8],
     ) -> Result<[u8; 32], ProtectError> {
-        let kek = self.kek(provider, version)?;
-        if wrapped.len() < NONCE_LEN {
-            return Err(ProtectError::Integrity(
-                "a wrapped data key is too short".into(),
-            ));
-        }
-        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
-        let nonce =
-            Nonce::try_assume_unique_for_key(nonce).map_err(|_| ProtectError::Crypto("nonce"))?;
-        let mut sealed = sealed.to_vec();
-        let opened = kek
-            .open_in_place(nonce, Aad::from(aad), &mut sealed)
-            .map_err(|_| {
-                ProtectError::Integrity(
-                    "a wrapped data key failed its integrity check (changed, moved, or another master key)".into(),
-                )
-            })?;
-        opened
-            .try_into()
-            .map_err(|_| ProtectError::Integrity("a wrapped data key has the wrong length".into()))
+        self.kek(provider, version)?.unwrap(wrapped, aad)
     }
 
     fn pseudonym(&self, provider: &str, identifier: &str) -> String {
-        let (_, first) = self
-            .secrets
-            .first_key_value()
-            .expect("a key file holds at least one key");
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, PSEUDONYM_SALT).extract(first);
-        let info = [provider.as_bytes()];
-        let key: hmac::Key = prk
-            .expand(&info, hmac::HMAC_SHA256)
-            .map(hmac::Key::from)
-            .expect("HMAC-SHA256 key length is valid for HKDF-SHA256");
-        hex::encode(&hmac::sign(&key, identifier.as_bytes()).as_ref()[..16])
+        crate::kek::pseudonym(self.first(), provider, identifier)
     }
 }
 

@@ -47,7 +47,7 @@ pub struct Settings {
     /// Sign-in: built-in users' tokens, an OpenID provider, break-glass.
     #[serde(default)]
     pub access: AccessSettings,
-    /// The keys that seal patient data at rest (the embedded shape).
+    /// The keys that seal patient data at rest.
     #[serde(default)]
     pub keys: KeysSettings,
 }
@@ -58,8 +58,17 @@ pub struct Settings {
 pub struct KeysSettings {
     /// The key folder: the master key file and the key store. Default beside the data
     /// folder, `{data folder}-keys`; `WARD_KEYS_DIR` overrides it. Never inside the data
-    /// folder.
+    /// folder. The embedded shape's.
     pub dir: Option<PathBuf>,
+    /// The AWS shape: the AWS KMS key (id, ARN or alias) that wraps each provider's
+    /// key-encryption key (`WARD_KMS_KEY_ID`). Required there.
+    pub kms_key_id: Option<String>,
+    /// The AWS shape: the DynamoDB table of the key store (`WARD_KEYS_TABLE`), never the
+    /// records table. Default `{[store] table}-keys`.
+    pub table: Option<String>,
+    /// The AWS shape: how long a key-encryption key from KMS is kept in memory before it
+    /// is decrypted again, in seconds (1-3,600). Default 300.
+    pub cache_seconds: Option<u64>,
 }
 
 /// `[access]`
@@ -275,6 +284,8 @@ pub struct AwsEndpoints {
     pub s3: Option<String>,
     /// SQS's.
     pub sqs: Option<String>,
+    /// AWS KMS's.
+    pub kms: Option<String>,
 }
 
 /// The AWS services Ward talks to.
@@ -286,6 +297,8 @@ pub enum AwsService {
     S3,
     /// The job queue.
     Sqs,
+    /// The key source.
+    Kms,
 }
 
 /// Where one AWS service is.
@@ -306,6 +319,7 @@ impl AwsSettings {
             AwsService::Dynamodb => &self.endpoints.dynamodb,
             AwsService::S3 => &self.endpoints.s3,
             AwsService::Sqs => &self.endpoints.sqs,
+            AwsService::Kms => &self.endpoints.kms,
         };
         AwsEndpoint {
             region: self.region.clone(),
@@ -375,7 +389,8 @@ pub struct RetentionSettings {
 impl Settings {
     /// Fills the AWS shape from the variables the CloudFormation template gives the
     /// Lambdas (`WARD_TABLE`, `WARD_BUCKET`, `WARD_QUEUE_URL`,
-    /// `WARD_DEAD_LETTER_QUEUE_URL`), when they are set.
+    /// `WARD_DEAD_LETTER_QUEUE_URL`, and `WARD_KEYS_TABLE`, `WARD_KMS_KEY_ID`), when they
+    /// are set.
     pub fn apply_lambda_environment(&mut self) {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let (Some(table), Some(bucket), Some(queue), Some(dead)) = (
@@ -391,6 +406,12 @@ impl Settings {
             self.events.kind = Some(EventsKind::Sqs);
             self.events.queue_url = Some(queue);
             self.events.dead_letter_queue_url = Some(dead);
+        }
+        if let Some(table) = var("WARD_KEYS_TABLE") {
+            self.keys.table = Some(table);
+        }
+        if let Some(key) = var("WARD_KMS_KEY_ID") {
+            self.keys.kms_key_id = Some(key);
         }
     }
 

@@ -150,9 +150,8 @@ pub async fn signing_secret(table: &dyn Table) -> anyhow::Result<Vec<u8>> {
     platform_secret(table, "UPLOAD_SIGNING").await
 }
 
-/// Pseudonyms keyed by a secret kept in the table itself, created on first use: for the
-/// AWS shape until its pseudonym secret comes from AWS KMS, and for the ingest
-/// benchmark's unsealed comparison. (With the secret beside the data, pseudonyms keep
+/// Pseudonyms keyed by a secret kept in the table itself, created on first use: for a
+/// store that seals nothing (the ingest benchmark's unsealed comparison). (With the secret beside the data, pseudonyms keep
 /// MRNs out of keys and paths, but whoever reads the table could test guesses.)
 pub async fn table_pseudonyms(table: &dyn Table) -> anyhow::Result<Pseudonyms> {
     let secret = platform_secret(table, "PSEUDONYMS").await?;

@@ -1,6 +1,7 @@
-//! `ward keys status` and `ward keys rotate`: the embedded shape's key versions and where
-//! each provider's data keys stand (offline: the data folder must not be served at the
-//! same time).
+//! `ward keys status` and `ward keys rotate`: the key versions and where each provider's
+//! data keys stand. The embedded shape's offline (the data folder must not be served at
+//! the same time); the AWS shape's (settings naming it, `--config`) beside the running
+//! deployment, whose processes take a new version when their cached keys expire.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,30 +33,60 @@ fn label(provider: &str) -> &str {
     }
 }
 
-async fn open(data_dir: &Path) -> anyhow::Result<(crate::embedded::Embedded, Arc<DataKeys>)> {
-    let embedded = crate::embedded::open(
-        data_dir,
-        Default::default(),
-        &Settings::default().embedded_store(),
-    )
-    .await?;
+/// The store and its data keys, as the settings' shape has them.
+struct Opened {
+    table: Arc<dyn ward_store::Table>,
+    keys: Arc<DataKeys>,
+    /// The embedded data folder, held open while the command runs.
+    _embedded: Option<crate::embedded::Embedded>,
+}
+
+async fn open(settings: &Settings, data_dir: &Path) -> anyhow::Result<Opened> {
+    let shape = crate::shape::Shape::from_settings(settings)?;
+    #[cfg(feature = "aws")]
+    if let crate::shape::Shape::Aws(_) = &shape {
+        let backend = crate::shape::open(
+            &shape,
+            data_dir,
+            Default::default(),
+            &settings.embedded_store(),
+        )
+        .await?;
+        let keys = backend
+            .keys
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the store seals nothing"))?;
+        return Ok(Opened {
+            table: backend.table,
+            keys,
+            _embedded: None,
+        });
+    }
+    drop(shape);
+    let embedded =
+        crate::embedded::open(data_dir, Default::default(), &settings.embedded_store()).await?;
     let keys = embedded
         .keys
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the data folder's store seals nothing"))?;
-    Ok((embedded, keys))
+    Ok(Opened {
+        table: Arc::clone(&embedded.table),
+        keys,
+        _embedded: Some(embedded),
+    })
 }
 
 /// Prints the key file's versions and, per provider, its data keys by wrapping version.
-pub async fn status(data_dir: &Path) -> anyhow::Result<()> {
-    let (embedded, keys) = open(data_dir).await?;
+pub async fn status(settings: &Settings, data_dir: &Path) -> anyhow::Result<()> {
+    let opened = open(settings, data_dir).await?;
+    let keys = &opened.keys;
     let current = keys.keks().current_version();
     println!("key versions: 1..={current} (new data keys are wrapped under {current})");
     println!(
         "data keys per provider, by wrapping version (keys made ahead and not yet used count too):"
     );
     let mut stale = 0;
-    for provider in scopes(&embedded.table).await? {
+    for provider in scopes(&opened.table).await? {
         let versions = keys.versions(&provider).await?;
         let listed: Vec<String> = versions
             .iter()
@@ -137,32 +168,28 @@ pub async fn rewrap_in_background(table: Arc<dyn ward_store::Table>, keys: Arc<D
 
 /// Adds a key version, then re-wraps every provider's data keys under it (unless
 /// `in_background`: then the server does, when it next starts).
-pub async fn rotate(data_dir: &Path, rewrap_only: bool, in_background: bool) -> anyhow::Result<()> {
+pub async fn rotate(
+    settings: &Settings,
+    data_dir: &Path,
+    rewrap_only: bool,
+    in_background: bool,
+) -> anyhow::Result<()> {
     if !rewrap_only {
-        let keys_dir = Settings::default()
-            .embedded_store()
-            .keys_dir
-            .unwrap_or_else(|| crate::protection::default_keys_dir(data_dir));
-        // Checked against the data folder first: a rotation of the wrong key file would
-        // help nobody.
-        drop(open(data_dir).await?);
-        let mut master = ward_protect::MasterKeys::open(
-            &keys_dir.join(crate::protection::MASTER_KEY_FILE),
-            false,
-        )?;
-        let version = master.rotate()?;
-        println!("key version {version} added to {}", master.path().display());
+        // Checked against the store first: a rotation of the wrong keys would help nobody.
+        drop(open(settings, data_dir).await?);
+        let (version, source) = add_version(settings, data_dir).await?;
+        println!("key version {version} added to {source}");
         if in_background {
             println!(
                 "new data keys are wrapped under it from the next start; `ward serve` re-wraps \
                  the older ones in the background then (its log says when it is done; \
-                 `ward keys status` shows where it stands while the folder is not served)"
+                 `ward keys status` shows where it stands)"
             );
             return Ok(());
         }
     }
-    let (embedded, keys) = open(data_dir).await?;
-    let total = rewrap_all(&embedded.table, &keys, |provider, done, finished| {
+    let opened = open(settings, data_dir).await?;
+    let total = rewrap_all(&opened.table, &opened.keys, |provider, done, finished| {
         if finished {
             println!("  {provider:<16} {done} data keys re-wrapped");
         } else {
@@ -172,7 +199,39 @@ pub async fn rotate(data_dir: &Path, rewrap_only: bool, in_background: bool) -> 
     .await?;
     println!(
         "{total} data keys re-wrapped; every one is now under version {}",
-        keys.keks().current_version()
+        opened.keys.keks().current_version()
     );
     Ok(())
+}
+
+/// Adds a version to the settings' key source; says which version, and where.
+async fn add_version(settings: &Settings, data_dir: &Path) -> anyhow::Result<(u32, String)> {
+    match crate::shape::Shape::from_settings(settings)? {
+        crate::shape::Shape::Embedded => {
+            let keys_dir = settings
+                .embedded_store()
+                .keys_dir
+                .unwrap_or_else(|| crate::protection::default_keys_dir(data_dir));
+            let mut master = ward_protect::MasterKeys::open(
+                &keys_dir.join(crate::protection::MASTER_KEY_FILE),
+                false,
+            )?;
+            let version = master.rotate()?;
+            Ok((version, master.path().display().to_string()))
+        }
+        #[cfg(feature = "aws")]
+        crate::shape::Shape::Aws(aws) => {
+            let kms = crate::shape::aws_keys(&aws, false).await?;
+            let version = kms.rotate().await?;
+            Ok((
+                version,
+                format!(
+                    "the key store {} (KMS key {}); running processes take it within {} s",
+                    aws.keys_table,
+                    aws.kms_key_id,
+                    aws.key_cache.as_secs()
+                ),
+            ))
+        }
+    }
 }

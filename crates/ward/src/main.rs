@@ -201,6 +201,10 @@ enum TenantAction {
 enum KeysAction {
     /// The key versions, and each provider's data keys by the version that wraps them.
     Status {
+        /// A TOML settings file: its shape's keys (the AWS shape's: AWS KMS and the
+        /// key-store table) [default: the embedded shape's key folder].
+        #[arg(long, env = "WARD_CONFIG")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -212,6 +216,9 @@ enum KeysAction {
         rewrap_only: bool,
         #[arg(long)]
         in_background: bool,
+        /// A TOML settings file: its shape's keys [default: the embedded shape's].
+        #[arg(long, env = "WARD_CONFIG")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -440,6 +447,14 @@ impl From<AnalyticsAction> for ward::analytics_cli::Action {
     }
 }
 
+/// The settings `ward keys` works with: the file's, and the Lambdas' variables (so it
+/// runs where a deployment's functions do).
+fn keys_settings(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(config.as_deref())?;
+    settings.apply_lambda_environment();
+    Ok(settings)
+}
+
 fn provider_id(text: &str) -> anyhow::Result<ProviderId> {
     ProviderId::parse(text).map_err(|e| anyhow::anyhow!("provider id {text:?} {e}"))
 }
@@ -516,16 +531,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys {
-            action: KeysAction::Status { data },
-        } => ward::keys_cli::status(&data.data_dir).await,
+            action: KeysAction::Status { config, data },
+        } => ward::keys_cli::status(&keys_settings(config)?, &data.data_dir).await,
         Command::Keys {
             action:
                 KeysAction::Rotate {
                     rewrap_only,
                     in_background,
+                    config,
                     data,
                 },
-        } => ward::keys_cli::rotate(&data.data_dir, rewrap_only, in_background).await,
+        } => {
+            let settings = keys_settings(config)?;
+            ward::keys_cli::rotate(&settings, &data.data_dir, rewrap_only, in_background).await
+        }
         Command::User {
             action:
                 UserAction::Create {

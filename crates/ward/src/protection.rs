@@ -88,16 +88,11 @@ pub async fn protect(
     table: Arc<dyn Table>,
     keys_dir: &Path,
 ) -> anyhow::Result<Protected> {
-    let marker = table.get(&Key::new(MARKER_PK, MARKER_SK)).await?;
+    let marker = protection_record(&*table).await?;
     let master_path = keys_dir.join(MASTER_KEY_FILE);
-    if marker.is_none() && written_before(&*table).await? {
-        anyhow::bail!(
-            "the data folder {} was written by a Ward without encryption at rest, and this \
-             version keeps patient data only encrypted; it cannot serve that folder yet \
-             (encrypting an existing folder in place is not built yet: keep using the \
-             version that wrote it, or start a new data folder and upload again)",
-            data_dir.display()
-        );
+    let folder = format!("the data folder {}", data_dir.display());
+    if marker.is_none() {
+        refuse_unsealed(&*table, &folder).await?;
     }
     if marker.is_some() && !master_path.exists() {
         anyhow::bail!(
@@ -118,26 +113,67 @@ pub async fn protect(
     }
     let master = MasterKeys::open(&master_path, marker.is_none())?;
     let check = master.pseudonym("", "ward key check");
+    let wrong_keys = format!(
+        "the key file {} is not the one {folder} was written with; point [keys] dir / \
+         WARD_KEYS_DIR at that folder's key folder",
+        master_path.display()
+    );
+    settle_record(&*table, marker, &check, &folder, &wrong_keys).await?;
+    let store_path = keys_dir.join(KEY_STORE_FILE);
+    let store = EmbeddedTable::open(&store_path, &EmbeddedOptions::default())
+        .with_context(|| format!("cannot open the key store {}", store_path.display()))?;
+    let secret = master.pseudonym_secret();
+    Ok(protected(table, Arc::new(store), Arc::new(master), &secret))
+}
+
+/// `table` sealed by the data keys of `key_store`, wrapped by `keks`; patients named by
+/// pseudonyms keyed by `pseudonym_secret`.
+pub fn protected(
+    table: Arc<dyn Table>,
+    key_store: Arc<dyn Table>,
+    keks: Arc<dyn KeyEncryptionKeys>,
+    pseudonym_secret: &[u8; 32],
+) -> Protected {
+    let pseudonyms = Arc::new(Pseudonyms::new(pseudonym_secret));
+    let keys = Arc::new(DataKeys::new(key_store, keks));
+    let protected = ProtectedTable::new(table, Arc::clone(&keys), protection());
+    Protected {
+        table: Arc::new(protected),
+        keys,
+        pseudonyms,
+    }
+}
+
+/// The store's protection record, read before anything else.
+pub async fn protection_record(table: &dyn Table) -> anyhow::Result<Option<Item>> {
+    Ok(table.get(&Key::new(MARKER_PK, MARKER_SK)).await?)
+}
+
+/// Checks the protection record (`marker`) of `table` (named `store` in messages) against
+/// the key source's `check` value, or writes it on a new store. A store written before
+/// encryption at rest, one written with other keys (`wrong_keys` says what to do) and one
+/// in an earlier sealed form are refused before anything is read.
+pub async fn settle_record(
+    table: &dyn Table,
+    marker: Option<Item>,
+    check: &str,
+    store: &str,
+    wrong_keys: &str,
+) -> anyhow::Result<()> {
     match marker {
         Some(marker) => {
-            if marker.get(CHECK).and_then(Value::as_s) != Some(check.as_str()) {
-                anyhow::bail!(
-                    "the key file {} is not the one the data folder {} was written with; \
-                     point [keys] dir / WARD_KEYS_DIR at that folder's key folder",
-                    master_path.display(),
-                    data_dir.display()
-                );
+            if marker.get(CHECK).and_then(Value::as_s) != Some(check) {
+                anyhow::bail!("{wrong_keys}");
             }
             if marker.get(FORMAT).and_then(Value::as_i64) != Some(SEALED_FORMAT) {
                 anyhow::bail!(
-                    "the data folder {} holds an earlier sealed form, written by a \
-                     development build of Ward, that this version does not read; start a new \
-                     data folder and upload again",
-                    data_dir.display()
+                    "{store} holds an earlier sealed form, written by a development build of \
+                     Ward, that this version does not read; start a new one and upload again"
                 );
             }
         }
         None => {
+            refuse_unsealed(table, store).await?;
             let mut item = Item::new();
             item.insert(PK.into(), Value::s(MARKER_PK));
             item.insert(SK.into(), Value::s(MARKER_SK));
@@ -146,17 +182,21 @@ pub async fn protect(
             table.put(item, Condition::NotExists).await?;
         }
     }
-    let store_path = keys_dir.join(KEY_STORE_FILE);
-    let store = EmbeddedTable::open(&store_path, &EmbeddedOptions::default())
-        .with_context(|| format!("cannot open the key store {}", store_path.display()))?;
-    let pseudonyms = Arc::new(Pseudonyms::new(&master.pseudonym_secret()));
-    let keys = Arc::new(DataKeys::new(Arc::new(store), Arc::new(master)));
-    let protected = ProtectedTable::new(table, Arc::clone(&keys), protection());
-    Ok(Protected {
-        table: Arc::new(protected),
-        keys,
-        pseudonyms,
-    })
+    Ok(())
+}
+
+/// Refuses `table` (named `store`), which has no protection record, if it holds data
+/// already: a Ward without encryption at rest wrote it.
+async fn refuse_unsealed(table: &dyn Table, store: &str) -> anyhow::Result<()> {
+    if written_before(table).await? {
+        anyhow::bail!(
+            "{store} was written by a Ward without encryption at rest, and this version keeps \
+             patient data only encrypted; it cannot serve it yet (encrypting an existing store \
+             in place is not built yet: keep using the version that wrote it, or start a new \
+             one and upload again)"
+        );
+    }
+    Ok(())
 }
 
 /// Whether a table without the protection record holds data already (every started data

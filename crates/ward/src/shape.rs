@@ -47,6 +47,14 @@ pub struct AwsShape {
     pub sqs: ward_aws::AwsConnection,
     /// Long-poll time of one receive.
     pub wait: Duration,
+    /// The key store's DynamoDB table (never the records table).
+    pub keys_table: String,
+    /// The AWS KMS key that wraps each provider's key-encryption key.
+    pub kms_key_id: String,
+    /// How to reach AWS KMS.
+    pub kms: ward_aws::AwsConnection,
+    /// How long a key-encryption key from KMS is kept in memory.
+    pub key_cache: Duration,
 }
 
 /// The ports, filled.
@@ -135,12 +143,24 @@ fn aws_shape(settings: &Settings) -> anyhow::Result<Shape> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the AWS shape needs {what}"))
     };
+    let table = settings
+        .store
+        .table
+        .clone()
+        .unwrap_or_else(|| "ward".into());
     Ok(Shape::Aws(Box::new(AwsShape {
-        table: settings
-            .store
+        keys_table: settings
+            .keys
             .table
             .clone()
-            .unwrap_or_else(|| "ward".into()),
+            .unwrap_or_else(|| format!("{table}-keys")),
+        kms_key_id: required(
+            &settings.keys.kms_key_id,
+            "[keys] kms_key_id (WARD_KMS_KEY_ID): the AWS KMS key that wraps patient data keys",
+        )?,
+        kms: connection(settings.aws.endpoint(AwsService::Kms)),
+        key_cache: Duration::from_secs(settings.keys.cache_seconds.unwrap_or(300).clamp(1, 3600)),
+        table,
         create_table: settings.store.create_table.unwrap_or(false),
         dynamodb: connection(settings.aws.endpoint(AwsService::Dynamodb)),
         s3: ward_aws::S3Settings {
@@ -206,14 +226,9 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
             .await
             .with_context(|| format!("cannot create the DynamoDB table {}", aws.table))?;
     }
-    let table: Arc<dyn Table> = Arc::new(table);
-    // Until the AWS shape takes its keys from AWS KMS, its pseudonym secret is a platform
-    // item of its table (docs/encryption.md, "Not built yet").
-    let pseudonyms = Arc::new(
-        embedded::table_pseudonyms(table.as_ref())
-            .await
-            .context("cannot read or make the pseudonym secret")?,
-    );
+    let protected = aws_protection(aws, Arc::new(table)).await?;
+    let table = protected.table;
+    let pseudonyms = protected.pseudonyms;
     let s3 = Arc::new(ward_aws::s3_object_store(&aws.s3).context("cannot configure S3")?);
     let upload_urls: Arc<dyn UploadUrls> =
         Arc::new(ward_aws::S3UploadUrls::new(Arc::clone(&s3), &aws.s3));
@@ -236,6 +251,68 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
         upload_urls: Some(upload_urls),
         table_queue: None,
         sweeps_objects: false,
-        keys: None,
+        keys: Some(protected.keys),
     })
+}
+
+/// The AWS shape's key source: AWS KMS, its blobs in the key-store table.
+#[cfg(feature = "aws")]
+pub async fn aws_keys(aws: &AwsShape, create: bool) -> anyhow::Result<ward_aws::KmsKeys> {
+    use anyhow::Context as _;
+
+    let store =
+        ward_store_dynamodb::DynamoTable::new(aws.dynamodb.dynamodb().await, &aws.keys_table);
+    if aws.create_table {
+        store
+            .create_table_if_missing()
+            .await
+            .with_context(|| format!("cannot create the key-store table {}", aws.keys_table))?;
+    }
+    ward_aws::KmsKeys::open(
+        aws.kms.kms().await,
+        &aws.kms_key_id,
+        Arc::new(store),
+        aws.key_cache,
+        create,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot read the keys of the key-store table {} with the KMS key {}",
+            aws.keys_table, aws.kms_key_id
+        )
+    })
+}
+
+/// `table` (the records table) sealed by keys from AWS KMS, after its protection record
+/// is checked against them (or written, on a new table).
+#[cfg(feature = "aws")]
+async fn aws_protection(
+    aws: &AwsShape,
+    table: Arc<dyn Table>,
+) -> anyhow::Result<crate::protection::Protected> {
+    use ward_protect::KeyEncryptionKeys as _;
+
+    let marker = crate::protection::protection_record(&*table).await?;
+    let kms = aws_keys(aws, marker.is_none()).await?;
+    let store = format!("the DynamoDB table {}", aws.table);
+    let wrong_keys = format!(
+        "the key-store table {} (with the KMS key {}) is not the one {store} was written \
+         with; point [keys] table / WARD_KEYS_TABLE at that table's key store (without it \
+         the data cannot be read)",
+        aws.keys_table, aws.kms_key_id
+    );
+    let check = kms.pseudonym("", "ward key check");
+    crate::protection::settle_record(&*table, marker, &check, &store, &wrong_keys).await?;
+    let secret = kms.pseudonym_secret();
+    let key_store = Arc::new(ward_store_dynamodb::DynamoTable::new(
+        aws.dynamodb.dynamodb().await,
+        &aws.keys_table,
+    ));
+    Ok(crate::protection::protected(
+        table,
+        key_store,
+        Arc::new(kms),
+        &secret,
+    ))
 }

@@ -116,7 +116,27 @@ async fn aws_resources() -> AwsShape {
         dead_letter_queue_url: dead_url,
         sqs,
         wait: Duration::from_secs(1),
+        keys_table: unique("ward-e2e-keys"),
+        kms_key_id: kms_key(&moto).await,
+        kms: AwsConnection::local(&moto),
+        key_cache: Duration::from_secs(300),
     }
+}
+
+/// A new symmetric key in moto's KMS, as the template's `DataKey`.
+pub(crate) async fn kms_key(moto: &str) -> String {
+    AwsConnection::local(moto)
+        .kms()
+        .await
+        .create_key()
+        .description("ward e2e")
+        .send()
+        .await
+        .expect("create a KMS key")
+        .key_metadata()
+        .expect("key metadata")
+        .key_id()
+        .to_owned()
 }
 
 pub(crate) async fn spawn_aws_app() -> TestApp {
