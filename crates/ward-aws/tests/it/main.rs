@@ -1,7 +1,9 @@
 //! The AWS adapters against local servers: the SQS queue runs the queue conformance suite
 //! on moto (started by `scripts/test`, at `WARD_MOTO_ENDPOINT`); upload URLs are checked by
-//! a server that verifies SigV4 (s3s-fs, run inside this process) and by moto.
+//! a server that verifies SigV4 (s3s-fs, run inside this process) and by moto. AWS KMS as
+//! the key source runs on moto's KMS, its key store on DynamoDB Local.
 
+mod kms;
 mod presign;
 
 use std::time::Duration;
