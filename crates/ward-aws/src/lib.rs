@@ -20,6 +20,7 @@ pub mod sqs;
 
 pub use connect::{AwsConnection, StaticCredentials};
 // For callers (tests, tools) that set queues up.
+pub use aws_sdk_dynamodb;
 pub use aws_sdk_kms;
 pub use aws_sdk_sqs;
 pub use kms::KmsKeys;

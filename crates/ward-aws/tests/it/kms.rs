@@ -88,10 +88,16 @@ async fn a_data_key_wrapped_under_kms_unwraps_after_a_restart_and_only_for_its_p
     // Another provider's key-encryption key does not open it (made for PROV002 first).
     keys.wrap("PROV002", &[1; 32], AAD).await.unwrap();
     let other = restarted.unwrap("PROV002", 1, &wrapped, AAD).await;
-    assert!(matches!(other, Err(ProtectError::Integrity(_))), "{other:?}");
+    assert!(
+        matches!(other, Err(ProtectError::Integrity(_))),
+        "{other:?}"
+    );
     // Nor does it open bound to another item.
     let moved = restarted.unwrap("PROV001", 1, &wrapped, b"elsewhere").await;
-    assert!(matches!(moved, Err(ProtectError::Integrity(_))), "{moved:?}");
+    assert!(
+        matches!(moved, Err(ProtectError::Integrity(_))),
+        "{moved:?}"
+    );
     // A version that was never made is named.
     let unknown = restarted.unwrap("PROV001", 9, &wrapped, AAD).await;
     assert!(
@@ -150,7 +156,10 @@ async fn a_rotation_wraps_new_keys_under_the_next_version_everywhere_and_old_one
     );
 
     // Another process takes the new version once its cache period has passed.
-    assert_eq!(elsewhere.unwrap("PROV001", 2, &new, AAD).await.unwrap(), [4; 32]);
+    assert_eq!(
+        elsewhere.unwrap("PROV001", 2, &new, AAD).await.unwrap(),
+        [4; 32]
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (seen, _) = elsewhere.wrap("PROV001", &[5; 32], AAD).await.unwrap();
     assert_eq!(seen, 2);
@@ -170,7 +179,11 @@ async fn a_key_blob_changed_or_moved_to_another_provider_is_refused_by_kms() {
     let mut blob = fixture.store.get(&blob_key).await.unwrap().unwrap();
     // PROV001's blob put where PROV002's would be: its encryption context differs.
     blob.insert("PK".into(), Value::s("KEK#PROV002"));
-    fixture.store.put(blob.clone(), Condition::None).await.unwrap();
+    fixture
+        .store
+        .put(blob.clone(), Condition::None)
+        .await
+        .unwrap();
     let fresh = fixture.open(Duration::from_secs(300)).await;
     let moved = fresh.wrap("PROV002", &[2; 32], AAD).await;
     let Err(ProtectError::Integrity(message)) = moved else {
@@ -208,7 +221,10 @@ async fn an_empty_key_store_is_refused_unless_the_deployment_is_new() {
     let Err(error) = refused else {
         panic!("an empty key store was accepted")
     };
-    assert!(error.to_string().contains("the key store is empty"), "{error}");
+    assert!(
+        error.to_string().contains("the key store is empty"),
+        "{error}"
+    );
     assert!(
         fixture
             .store

@@ -16,7 +16,7 @@ use ward_domain::ProviderId;
 
 use crate::helpers::{OPERATOR_KEY, Options, TestApp, counts};
 
-fn env(name: &str) -> String {
+pub(crate) fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run scripts/test (it starts the local AWS servers)")
     })
@@ -32,7 +32,7 @@ fn unique(prefix: &str) -> String {
 
 /// A bucket whose `*.csv` creations notify a fresh queue (with a dead-letter queue after 3
 /// receives), as deploy/aws/template.yaml sets them up.
-async fn aws_resources() -> AwsShape {
+pub(crate) async fn aws_resources() -> AwsShape {
     let moto = env("WARD_MOTO_ENDPOINT");
     let sqs = AwsConnection::local(&moto);
     let client = sqs.sqs().await;
@@ -140,6 +140,87 @@ pub(crate) async fn kms_key(moto: &str) -> String {
 }
 
 pub(crate) async fn spawn_aws_app() -> TestApp {
+    spawn_aws_app_on(aws_resources().await).await
+}
+
+/// Every item of the DynamoDB table `table`, raw: what an operator of the table sees.
+pub(crate) async fn raw_items(
+    table: &str,
+) -> Vec<std::collections::HashMap<String, ward_aws::aws_sdk_dynamodb::types::AttributeValue>> {
+    let client = AwsConnection::local(&env("WARD_DYNAMODB_ENDPOINT"))
+        .dynamodb()
+        .await;
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(last) => start = Some(last.clone()),
+            None => return items,
+        }
+    }
+}
+
+/// The bytes of every string, number and binary value (and attribute name) of `items`.
+pub(crate) fn raw_bytes(
+    items: &[std::collections::HashMap<
+        String,
+        ward_aws::aws_sdk_dynamodb::types::AttributeValue,
+    >],
+) -> Vec<u8> {
+    use ward_aws::aws_sdk_dynamodb::types::AttributeValue;
+    fn add(value: &AttributeValue, out: &mut Vec<u8>) {
+        match value {
+            AttributeValue::S(text) | AttributeValue::N(text) => out.extend(text.as_bytes()),
+            AttributeValue::B(blob) => out.extend(blob.as_ref()),
+            AttributeValue::L(list) => list.iter().for_each(|v| add(v, out)),
+            AttributeValue::M(map) => map.iter().for_each(|(name, v)| {
+                out.extend(name.as_bytes());
+                add(v, out);
+            }),
+            AttributeValue::Ss(texts) => texts.iter().for_each(|t| out.extend(t.as_bytes())),
+            _ => {}
+        }
+        out.push(0);
+    }
+    let mut out = Vec::new();
+    for item in items {
+        for (name, value) in item {
+            out.extend(name.as_bytes());
+            add(value, &mut out);
+        }
+    }
+    out
+}
+
+fn plaintext_in(bytes: &[u8], secrets: &[&str]) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|secret| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
+        .map(|secret| (*secret).to_owned())
+        .collect()
+}
+
+/// The data keys of `provider` in the key-store table `keys_table`.
+pub(crate) async fn data_keys_of(keys_table: &str, provider: &str) -> usize {
+    raw_items(keys_table)
+        .await
+        .iter()
+        .filter(|item| {
+            item.get("PK").and_then(|pk| pk.as_s().ok()) == Some(&format!("DEK#{provider}"))
+        })
+        .count()
+}
+
+/// A server in the AWS shape on `aws`, in process.
+pub(crate) async fn start_aws(aws: AwsShape) -> (server::RunningServer, tempfile::TempDir) {
     let options = Options::default();
     let data_dir = tempfile::tempdir().unwrap();
     let running = server::start(ServerOptions {
@@ -151,11 +232,16 @@ pub(crate) async fn spawn_aws_app() -> TestApp {
         operator_key: ward::config::Secret::new(Some(OPERATOR_KEY.into())),
         retention: Default::default(),
         store: Default::default(),
-        shape: Shape::Aws(Box::new(aws_resources().await)),
+        shape: Shape::Aws(Box::new(aws)),
         table_layer: None,
     })
     .await
     .expect("server starts in the AWS shape");
+    (running, data_dir)
+}
+
+pub(crate) async fn spawn_aws_app_on(aws: AwsShape) -> TestApp {
+    let (running, data_dir) = start_aws(aws).await;
     let table = running.state.table.clone();
     let mut keys = Vec::new();
     for id in ["PROV001", "PROV002"] {
@@ -176,7 +262,7 @@ pub(crate) async fn spawn_aws_app() -> TestApp {
 }
 
 /// PUTs the file exactly as the grant says (URL, method, signed headers).
-async fn put_as_granted(app: &TestApp, grant: &Value, body: &str) -> u16 {
+pub(crate) async fn put_as_granted(app: &TestApp, grant: &Value, body: &str) -> u16 {
     assert_eq!(grant["method"], "PUT");
     let mut request = app
         .http
@@ -190,7 +276,9 @@ async fn put_as_granted(app: &TestApp, grant: &Value, body: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_shape_takes_a_presigned_s3_upload_through_sqs_into_dynamodb() {
-    let app = spawn_aws_app().await;
+    let aws = aws_resources().await;
+    let (records_table, keys_table) = (aws.table.clone(), aws.keys_table.clone());
+    let app = spawn_aws_app_on(aws).await;
     let grant = app.post_upload(&app.key).await;
     let url = grant["url"].as_str().unwrap();
     assert!(
@@ -250,6 +338,36 @@ async fn the_aws_shape_takes_a_presigned_s3_upload_through_sqs_into_dynamodb() {
         .wait_for_upload(again["uploadId"].as_str().unwrap())
         .await;
     assert_eq!(counts(&again), [8, 0, 3, 1, 4], "{again}");
+
+    // Sealed in DynamoDB: no MRN, name or note in any key, index key or value of the
+    // records table or the key store; its data keys are wrapped, in the key store only.
+    let items = raw_items(&records_table).await;
+    assert!(items.len() > 10, "{}", items.len());
+    let secrets = [
+        "MRN1",
+        "John",
+        "fever, mild",
+        "earlier visit",
+        "changed notes",
+    ];
+    assert_eq!(
+        plaintext_in(&raw_bytes(&items), &secrets),
+        Vec::<String>::new()
+    );
+    // (The search finds what is there: provider ids are not patient data.)
+    assert_eq!(plaintext_in(&raw_bytes(&items), &["PROV001"]), ["PROV001"]);
+    let keys = raw_items(&keys_table).await;
+    assert_eq!(
+        plaintext_in(&raw_bytes(&keys), &secrets),
+        Vec::<String>::new()
+    );
+    assert!(data_keys_of(&keys_table, "PROV001").await > 0);
+    assert!(
+        !items
+            .iter()
+            .any(|item| item["PK"].as_s().unwrap().starts_with("DEK#")),
+        "no data key in the records table"
+    );
 
     // Another provider learns nothing.
     for path in [
@@ -477,7 +595,9 @@ async fn facility_analytics_run_on_s3_sqs_and_dynamodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emr_documents_go_to_s3_through_presigned_urls_and_are_checked_there() {
     use sha2::Digest;
-    let app = spawn_aws_app().await;
+    let aws = aws_resources().await;
+    let (records_table, keys_table) = (aws.table.clone(), aws.keys_table.clone());
+    let app = spawn_aws_app_on(aws).await;
     let post = |path: &str, body: Value| {
         app.http
             .post(format!("{}{path}", app.base_url))
@@ -549,7 +669,15 @@ async fn emr_documents_go_to_s3_through_presigned_urls_and_are_checked_there() {
         .await;
     assert_eq!(status, 404);
 
-    // Erased on DynamoDB and S3: the items and the object go, every read answers 410.
+    let items = raw_items(&records_table).await;
+    assert_eq!(
+        plaintext_in(&raw_bytes(&items), &["MRN1", "1985-06-15", "scan.pdf"]),
+        Vec::<String>::new()
+    );
+
+    // Erased on DynamoDB and S3: the items and the object go, every read answers 410,
+    // and the patient's data key is destroyed in the key store.
+    let keys_before = data_keys_of(&keys_table, "PROV001").await;
     let erased = app
         .http
         .delete(format!("{}/v1/patients/MRN1", app.base_url))
@@ -572,5 +700,9 @@ async fn emr_documents_go_to_s3_through_presigned_urls_and_are_checked_there() {
     }
     let download = app.http.get(&location).send().await.unwrap();
     assert_eq!(download.status().as_u16(), 404, "the S3 object stays");
+    assert!(
+        data_keys_of(&keys_table, "PROV001").await < keys_before,
+        "the patient's data key is destroyed"
+    );
     app.stop().await;
 }

@@ -7,6 +7,8 @@ mod api;
 mod architecture;
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
+mod aws_crash;
 mod cli;
 mod crash;
 mod emr;

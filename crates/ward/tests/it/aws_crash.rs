@@ -1,0 +1,277 @@
+//! A crash (kill -9) during a re-wrap of data keys and during an erasure, on the AWS shape
+//! (DynamoDB Local, moto's S3, SQS and KMS): running the same command again finishes
+//! the work, and the data reads (or is gone) as it should.
+
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use ward::shape::AwsShape;
+
+use crate::aws::{aws_resources, env, put_as_granted, raw_items, spawn_aws_app_on, start_aws};
+use crate::helpers::app_for;
+
+const HEADER: &str = "medical_record_number,date_time,first_name,last_name,doctors_notes\n";
+
+/// A settings file for `ward` processes on `aws`'s resources.
+fn settings_file(aws: &AwsShape, dir: &std::path::Path) -> std::path::PathBuf {
+    let moto = env("WARD_MOTO_ENDPOINT");
+    let dynamodb = env("WARD_DYNAMODB_ENDPOINT");
+    let text = format!(
+        "[store]\nkind = \"dynamodb\"\ntable = \"{table}\"\n\
+         [objects]\nkind = \"s3\"\nbucket = \"{bucket}\"\n\
+         [events]\nkind = \"sqs\"\nqueue_url = \"{queue}\"\ndead_letter_queue_url = \"{dead}\"\nwait_seconds = 1\n\
+         [keys]\nkms_key_id = \"{kms_key}\"\ntable = \"{keys_table}\"\n\
+         [aws]\nregion = \"us-east-1\"\naccess_key_id = \"local\"\nsecret_access_key = \"local-secret\"\n\
+         [aws.endpoints]\ndynamodb = \"{dynamodb}\"\ns3 = \"{moto}\"\nsqs = \"{moto}\"\nkms = \"{moto}\"\n",
+        table = aws.table,
+        bucket = aws.s3.bucket,
+        queue = aws.queue_url,
+        dead = aws.dead_letter_queue_url,
+        kms_key = aws.kms_key_id,
+        keys_table = aws.keys_table,
+    );
+    let path = dir.join("ward.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn ward(config: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("WARD_LOG", "error")
+        .env_remove("WARD_KEYS_DIR");
+    command
+}
+
+fn ward_ok(config: &std::path::Path, args: &[&str]) -> String {
+    let output = ward(config, args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "ward {args:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn count_after(text: &str, prefix: &str) -> u64 {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} in {text}"))
+        + prefix.len();
+    text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// Ingests `csv` on `aws` through S3 and SQS; the provider PROV001's API key.
+async fn seed(aws: &AwsShape, csv: &str) -> String {
+    let app = spawn_aws_app_on(aws.clone()).await;
+    let grant = app.post_upload(&app.key).await;
+    assert_eq!(put_as_granted(&app, &grant, csv).await, 200);
+    let upload = app
+        .wait_for_upload(grant["uploadId"].as_str().unwrap())
+        .await;
+    assert_eq!(upload["status"], "completed", "{upload}");
+    let key = app.key.clone();
+    app.stop().await;
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_re_wrap_on_the_aws_shape_then_rewrap_only_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let aws = aws_resources().await;
+    // One patient per row: thousands of data keys to re-wrap, each a write to DynamoDB.
+    let mut csv = HEADER.to_owned();
+    for n in 0..1500 {
+        csv.push_str(&format!(
+            "MRN{n:05},2025-01-01T10:00:00Z,Ada,Lovelace,visit {n}\n"
+        ));
+    }
+    let key = seed(&aws, &csv).await;
+    let config = settings_file(&aws, dir.path());
+    let status = ward_ok(&config, &["keys", "status"]);
+    let made = count_after(&status, "PROV001          data keys v1: ");
+    assert!(made >= 1500, "{status}");
+
+    let mut child = ward(&config, &["keys", "rotate"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while {
+        line.clear();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+    } {
+        if line.contains("re-wrapped...") {
+            break;
+        }
+    }
+    assert!(
+        line.contains("re-wrapped..."),
+        "no progress before the end: {line}"
+    );
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+    let status = ward_ok(&config, &["keys", "status"]);
+    assert!(status.contains("key versions: 1..=2"), "{status}");
+    let (old, new) = (
+        count_after(&status, "PROV001          data keys v1: "),
+        count_after(&status, ", v2: "),
+    );
+    assert!(old > 0 && new >= 1000, "the kill landed mid-way: {status}");
+    assert_eq!(old + new, made, "{status}");
+
+    let finished = ward_ok(&config, &["keys", "rotate", "--rewrap-only"]);
+    assert!(
+        finished.contains(&format!("PROV001          {old} data keys re-wrapped")),
+        "{finished}"
+    );
+    let status = ward_ok(&config, &["keys", "status"]);
+    assert!(
+        status.contains(&format!("PROV001          data keys v2: {made}\n")),
+        "{status}"
+    );
+    // Every patient's records read under its re-wrapped key.
+    let (running, _data) = start_aws(aws).await;
+    let app = app_for(running, key);
+    for n in [0, 999, 1000, 1499] {
+        let (status, records) = app
+            .get(&format!("/v1/patients/MRN{n:05}/records"), &app.key)
+            .await;
+        assert_eq!(status, 200, "{records}");
+        assert_eq!(records["records"][0]["doctorsNotes"], format!("visit {n}"));
+    }
+    app.stop().await;
+}
+
+/// The erasure's tombstone state and the items left in the patient's partition, read raw
+/// from the records table (neither is sealed); the patient is PROV001's only erasure.
+async fn erasure_in_dynamodb(table: &str) -> (Option<String>, usize) {
+    let items = raw_items(table).await;
+    let text = |item: &std::collections::HashMap<String, _>, name: &str| {
+        item.get(name)
+            .and_then(|value: &ward_aws::aws_sdk_dynamodb::types::AttributeValue| value.as_s().ok())
+            .cloned()
+    };
+    let Some(tombstone) = items.iter().find(|item| {
+        text(item, "PK").as_deref() == Some("PROV#PROV001#ERASED")
+            && text(item, "SK").is_some_and(|sk| sk.starts_with("PAT#"))
+    }) else {
+        return (None, 0);
+    };
+    let patient = text(tombstone, "SK").unwrap();
+    let partition = format!("PROV#PROV001#{patient}");
+    let left = items
+        .iter()
+        .filter(|item| text(item, "PK").as_deref() == Some(partition.as_str()))
+        .count();
+    (text(tombstone, "state"), left)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_an_erasure_on_the_aws_shape_then_running_it_again_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = HEADER.to_owned();
+    for minute in 0..2000 {
+        csv.push_str(&format!(
+            "MRN1,2025-03-{:02}T{:02}:{:02}:00Z,Ann,Lee,visit {minute}\n",
+            1 + minute / 1440,
+            minute / 60 % 24,
+            minute % 60
+        ));
+    }
+    for day in 1..=5 {
+        csv.push_str(&format!("MRN2,2025-04-0{day}T10:00:00Z,Bo,Ng,visit\n"));
+    }
+    let reason = json!({"reason": "patient request"});
+    let mut delay_ms = 400u64;
+    let mut seen = Vec::new();
+    // A kill that lands before the erasure began or after it ended is tried again on a
+    // freshly seeded table, sooner or later.
+    let (aws, key) = loop {
+        let aws = aws_resources().await;
+        let key = seed(&aws, &csv).await;
+        let config = settings_file(&aws, dir.path());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = ward(
+            &config,
+            &["serve", "--listen", &format!("127.0.0.1:{port}")],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..600 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(ready, "ward serve did not start");
+        let request = http
+            .delete(format!("{base}/v1/patients/MRN1"))
+            .bearer_auth(&key)
+            .json(&reason)
+            .send();
+        let answered =
+            match tokio::time::timeout(std::time::Duration::from_millis(delay_ms), request).await {
+                Ok(Ok(response)) => Some(response.status().as_u16()),
+                _ => None,
+            };
+        child.kill().unwrap(); // SIGKILL
+        assert!(!child.wait().unwrap().success());
+        let (state, left) = erasure_in_dynamodb(&aws.table).await;
+        seen.push((delay_ms, answered, state.clone(), left));
+        match state.as_deref() {
+            Some("ERASED") => delay_ms = (delay_ms / 2).max(1),
+            None => delay_ms *= 2,
+            Some(_) => break (aws, key),
+        }
+        assert!(seen.len() < 8, "no kill landed mid-erasure: {seen:?}");
+    };
+
+    // Started again: the patient already reads as gone, and the erasure run again ends it.
+    let table = aws.table.clone();
+    let (running, _data) = start_aws(aws).await;
+    let app = app_for(running, key);
+    let (status, _) = app.get("/v1/patients/MRN1/records", &app.key).await;
+    assert_eq!(status, 410, "mid-erasure, after {seen:?}");
+    let done = app
+        .http
+        .delete(format!("{}/v1/patients/MRN1", app.base_url))
+        .bearer_auth(&app.key)
+        .json(&reason)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status().as_u16(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert!(done["itemsRemoved"].as_u64().is_some(), "{done}");
+    let (status, records) = app.get("/v1/patients/MRN2/records", &app.key).await;
+    assert_eq!(status, 200);
+    assert_eq!(records["records"].as_array().unwrap().len(), 5);
+    app.stop().await;
+    assert_eq!(
+        erasure_in_dynamodb(&table).await,
+        (Some("ERASED".to_owned()), 0),
+        "after {seen:?}"
+    );
+}
