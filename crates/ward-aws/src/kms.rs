@@ -29,6 +29,9 @@ const BLOB: &str = "blob";
 /// Cached key-encryption keys at most (a bound on memory; past it the cache starts again).
 const CACHE_LIMIT: usize = 10_000;
 
+/// Unwrapped key-encryption keys by provider and version, each with when it was fetched.
+type Cached = HashMap<(String, u32), (Instant, Arc<Kek>)>;
+
 /// The key-encryption keys of every provider, from AWS KMS.
 pub struct KmsKeys {
     client: aws_sdk_kms::Client,
@@ -38,7 +41,7 @@ pub struct KmsKeys {
     current: AtomicU32,
     checked: Mutex<Instant>,
     pseudonym_root: [u8; 32],
-    keks: Mutex<HashMap<(String, u32), (Instant, Arc<Kek>)>>,
+    keks: Mutex<Cached>,
     /// One fetch of an uncached key at a time, so a burst of writes makes one KMS call.
     fetching: tokio::sync::Mutex<()>,
     calls: AtomicU64,

@@ -31,7 +31,7 @@ async fn fixture() -> Fixture {
         .to_owned();
     let endpoint = std::env::var("WARD_DYNAMODB_ENDPOINT")
         .expect("WARD_DYNAMODB_ENDPOINT is not set: run scripts/test (it starts DynamoDB Local)");
-    let store = DynamoTable::local(&endpoint, &unique("ward-keys"));
+    let store = DynamoTable::local(&endpoint, unique("ward-keys"));
     store.create_table_if_missing().await.unwrap();
     Fixture {
         client,
