@@ -62,7 +62,8 @@ async fn open(settings: &Settings, data_dir: &Path) -> anyhow::Result<Opened> {
             _embedded: None,
         });
     }
-    drop(shape);
+    #[cfg(not(feature = "aws"))]
+    let _embedded_only = shape;
     let embedded =
         crate::embedded::open(data_dir, Default::default(), &settings.embedded_store()).await?;
     let keys = embedded
