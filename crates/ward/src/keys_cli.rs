@@ -10,6 +10,67 @@ use ward_protect::DataKeys;
 
 use crate::config::Settings;
 
+/// `ward keys ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// The key versions, and each provider's data keys by the version that wraps them.
+    Status {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Add a key version and re-wrap every data key under it (`--rewrap-only`: finish an
+    /// interrupted re-wrap without adding another version; `--in-background`: only add the
+    /// version, and let the server re-wrap while it serves).
+    Rotate {
+        #[arg(long, conflicts_with = "in_background")]
+        rewrap_only: bool,
+        #[arg(long)]
+        in_background: bool,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// Where the keys are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Place {
+    /// A TOML settings file: its shape's keys (the AWS shape's: AWS KMS and the key-store
+    /// table) [default: the embedded shape's key folder].
+    #[arg(long, env = "WARD_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// The data folder (store file and objects).
+    #[arg(long, env = "WARD_DATA_DIR", default_value = "ward-data")]
+    data_dir: std::path::PathBuf,
+}
+
+/// Runs `action`.
+pub async fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Status { place } => status(&settings(&place)?, &place.data_dir).await,
+        Action::Rotate {
+            rewrap_only,
+            in_background,
+            place,
+        } => {
+            rotate(
+                &settings(&place)?,
+                &place.data_dir,
+                rewrap_only,
+                in_background,
+            )
+            .await
+        }
+    }
+}
+
+/// The settings `ward keys` works with: the file's, and the Lambdas' variables (so it
+/// runs where a deployment's functions do).
+fn settings(place: &Place) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(place.config.as_deref())?;
+    settings.apply_lambda_environment();
+    Ok(settings)
+}
+
 /// The providers of the data folder, and the platform's own scope (`""`).
 async fn scopes(table: &Arc<dyn ward_store::Table>) -> anyhow::Result<Vec<String>> {
     let tenants = ward_ports::Tenants::new(Arc::clone(table));

@@ -106,7 +106,7 @@ enum Command {
     /// The keys that seal patient data at rest (docs/encryption.md; offline, like `user`).
     Keys {
         #[command(subcommand)]
-        action: KeysAction,
+        action: ward::keys_cli::Action,
     },
     /// Upload a file through the API (a pre-signed URL), with a progress bar: a visit CSV,
     /// or facilities as JSON (.json, .jsonl, .ndjson).
@@ -192,33 +192,6 @@ enum TenantAction {
     Rotate {
         /// Provider id.
         id: String,
-        #[command(flatten)]
-        data: DataDir,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum KeysAction {
-    /// The key versions, and each provider's data keys by the version that wraps them.
-    Status {
-        /// A TOML settings file: its shape's keys (the AWS shape's: AWS KMS and the
-        /// key-store table) [default: the embedded shape's key folder].
-        #[arg(long, env = "WARD_CONFIG")]
-        config: Option<PathBuf>,
-        #[command(flatten)]
-        data: DataDir,
-    },
-    /// Add a key version and re-wrap every data key under it (`--rewrap-only`: finish an
-    /// interrupted re-wrap without adding another version; `--in-background`: only add the
-    /// version, and let the server re-wrap while it serves).
-    Rotate {
-        #[arg(long, conflicts_with = "in_background")]
-        rewrap_only: bool,
-        #[arg(long)]
-        in_background: bool,
-        /// A TOML settings file: its shape's keys [default: the embedded shape's].
-        #[arg(long, env = "WARD_CONFIG")]
-        config: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -447,14 +420,6 @@ impl From<AnalyticsAction> for ward::analytics_cli::Action {
     }
 }
 
-/// The settings `ward keys` works with: the file's, and the Lambdas' variables (so it
-/// runs where a deployment's functions do).
-fn keys_settings(config: Option<PathBuf>) -> anyhow::Result<Settings> {
-    let mut settings = Settings::load(config.as_deref())?;
-    settings.apply_lambda_environment();
-    Ok(settings)
-}
-
 fn provider_id(text: &str) -> anyhow::Result<ProviderId> {
     ProviderId::parse(text).map_err(|e| anyhow::anyhow!("provider id {text:?} {e}"))
 }
@@ -530,21 +495,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.0);
             Ok(())
         }
-        Command::Keys {
-            action: KeysAction::Status { config, data },
-        } => ward::keys_cli::status(&keys_settings(config)?, &data.data_dir).await,
-        Command::Keys {
-            action:
-                KeysAction::Rotate {
-                    rewrap_only,
-                    in_background,
-                    config,
-                    data,
-                },
-        } => {
-            let settings = keys_settings(config)?;
-            ward::keys_cli::rotate(&settings, &data.data_dir, rewrap_only, in_background).await
-        }
+        Command::Keys { action } => ward::keys_cli::run(action).await,
         Command::User {
             action:
                 UserAction::Create {

@@ -99,15 +99,16 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         );
     }
     // Patient data at rest: on the store port only, used by the composition root (the
-    // domain never knows its data is sealed) and by the ingest for its sort runs (an
-    // in-memory key); the ciphers only there.
+    // domain never knows its data is sealed), by the ingest for its sort runs (an
+    // in-memory key) and by the AWS adapters for their key source (AWS KMS); the ciphers
+    // only there.
     assert_eq!(
         ward_crates("ward-protect"),
         BTreeSet::from(["ward-store".to_owned()])
     );
     assert_eq!(
         users_of("ward-protect"),
-        BTreeSet::from(["ward", "ward-ingest"])
+        BTreeSet::from(["ward", "ward-aws", "ward-ingest"])
     );
     for cipher in ["ring", "lz4_flex"] {
         assert_eq!(
