@@ -18,7 +18,7 @@ use crate::server::{self, ServerOptions};
 use crate::synthetic::{RecordSpec, write_records};
 
 /// Runs the ingest benchmark and prints a Markdown table.
-pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn ingest(rows: u64, pairs: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!(
             "warning: a debug build; run `cargo run --release -p ward -- bench ingest` for real figures"
@@ -119,31 +119,10 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
     let third_rate = third_counts.rows as f64 / third_elapsed.as_secs_f64();
     let peak_rss = peak_rss_mib();
 
-    // What sealing patient data costs: the same first load into a store that seals
-    // nothing (never a shape Ward serves), in this run.
-    eprintln!("first load again, nothing sealed (to compare)...");
-    let plain_dir = work_dir.join("data-unsealed");
-    let _ = std::fs::remove_dir_all(&plain_dir);
-    let plain = crate::embedded::open_with(
-        &plain_dir,
-        ward_ingest::IngestSettings::default(),
-        &Default::default(),
-        false,
-    )
-    .await?;
-    local_ingest::ensure_provider(&plain.ctx, &provider).await?;
-    let (unsealed, unsealed_elapsed) =
-        local_ingest::ingest_file(&plain.ctx, &provider, &csv_path, false).await?;
-    let unsealed_counts = unsealed.report.clone().unwrap_or_default().counts;
-    anyhow::ensure!(
-        unsealed_counts == first_counts,
-        "the unsealed first load ended differently: {unsealed_counts:?} vs {first_counts:?}"
-    );
-    let unsealed_rate = unsealed_counts.rows as f64 / unsealed_elapsed.as_secs_f64();
-    let sealed_bytes = std::fs::metadata(data_dir.join("ward.redb"))?.len();
-    let unsealed_bytes = std::fs::metadata(plain_dir.join("ward.redb"))?.len();
-    drop(plain);
-    let _ = std::fs::remove_dir_all(&plain_dir);
+    // What sealing patient data costs: first loads of the same file into fresh data
+    // folders, sealed and sealing nothing (never a shape Ward serves), alternating.
+    let compared =
+        sealed_against_unsealed(&work_dir, &provider, &csv_path, pairs, &first_counts).await?;
 
     let duckdb = run_duckdb(&csv_path);
     // The store is over a gigabyte at 1M rows: keep only a CSV the caller asked to keep.
@@ -173,14 +152,15 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         cell(duck_reload),
         ratio(third_rate, duck_reload)
     );
+    let (sealed_rate, unsealed_rate) = (median(&compared.sealed), median(&compared.unsealed));
     println!(
-        "| first load, nothing sealed (same run) | {unsealed_rate:.0} rows/s | | sealed / unsealed {:.2}x |",
-        first_rate / unsealed_rate
+        "| first load into a fresh folder, sealed / nothing sealed (median of {pairs} each, alternating) | {sealed_rate:.0} / {unsealed_rate:.0} rows/s | | sealed / unsealed {:.2}x |",
+        sealed_rate / unsealed_rate
     );
     println!(
         "| store file, sealed / unsealed (the same records) | {:.0} MB / {:.0} MB | | |",
-        sealed_bytes as f64 / 1e6,
-        unsealed_bytes as f64 / 1e6
+        compared.sealed_bytes as f64 / 1e6,
+        compared.unsealed_bytes as f64 / 1e6
     );
     println!("| peak RSS after first load | {rss_after_first:.0} MiB | | |");
     println!("| peak RSS, whole run | {peak_rss:.0} MiB | | |");
@@ -202,10 +182,99 @@ pub async fn ingest(rows: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> 
         first_counts.rejected,
         second_counts.duplicate
     );
+    let rates = |rates: &[f64]| {
+        rates
+            .iter()
+            .map(|rate| format!("{rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "first loads in order run, rows/s: sealed {}; nothing sealed {}",
+        rates(&compared.sealed),
+        rates(&compared.unsealed)
+    );
     if let Err(error) = duckdb {
         println!("DuckDB not measured: {error:#}");
     }
     Ok(())
+}
+
+/// First-load rates into fresh folders, sealed and not, and each store file's size.
+struct Compared {
+    sealed: Vec<f64>,
+    unsealed: Vec<f64>,
+    sealed_bytes: u64,
+    unsealed_bytes: u64,
+}
+
+/// `pairs` first loads of `csv` sealed and as many sealing nothing, each into a fresh data
+/// folder, in the order sealed, unsealed, unsealed, sealed, ... so that a drift of the
+/// machine (page cache, writeback, another tenant) weighs on both alike.
+async fn sealed_against_unsealed(
+    work_dir: &std::path::Path,
+    provider: &ProviderId,
+    csv: &std::path::Path,
+    pairs: usize,
+    expected: &ward_ports::uploads::OutcomeCounts,
+) -> anyhow::Result<Compared> {
+    let mut compared = Compared {
+        sealed: Vec::new(),
+        unsealed: Vec::new(),
+        sealed_bytes: 0,
+        unsealed_bytes: 0,
+    };
+    for load in 0..pairs * 2 {
+        let sealed = matches!(load % 4, 0 | 3);
+        eprintln!(
+            "first load {}/{}, {}...",
+            load + 1,
+            pairs * 2,
+            if sealed { "sealed" } else { "nothing sealed" }
+        );
+        let dir = work_dir.join("data-compared");
+        let keys = crate::protection::default_keys_dir(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&keys);
+        let opened = crate::embedded::open_with(
+            &dir,
+            ward_ingest::IngestSettings::default(),
+            &Default::default(),
+            sealed,
+        )
+        .await?;
+        local_ingest::ensure_provider(&opened.ctx, provider).await?;
+        let (upload, elapsed) =
+            local_ingest::ingest_file(&opened.ctx, provider, csv, false).await?;
+        let counts = upload.report.clone().unwrap_or_default().counts;
+        anyhow::ensure!(
+            &counts == expected,
+            "a compared first load ended differently: {counts:?} vs {expected:?}"
+        );
+        let rate = counts.rows as f64 / elapsed.as_secs_f64();
+        let bytes = std::fs::metadata(dir.join("ward.redb"))?.len();
+        drop(opened);
+        if sealed {
+            compared.sealed.push(rate);
+            compared.sealed_bytes = bytes;
+        } else {
+            compared.unsealed.push(rate);
+            compared.unsealed_bytes = bytes;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&keys);
+    }
+    Ok(compared)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// The benchmark's generated CSV (seed 1, 0.1% bad rows), made once per folder and size.

@@ -352,6 +352,9 @@ enum BenchWhat {
         /// Rows to generate and load.
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
+        /// First loads sealed and as many sealing nothing, alternating, to compare.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        pairs: u64,
         /// Working folder (default: a fresh one under the temp dir).
         #[arg(long)]
         work_dir: Option<PathBuf>,
@@ -674,8 +677,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: BenchWhat::Analytics { count, work_dir },
         } => ward::analytics_cli::bench(count, work_dir).await,
         Command::Bench {
-            what: BenchWhat::Ingest { rows, work_dir },
-        } => bench::ingest(rows, work_dir).await,
+            what:
+                BenchWhat::Ingest {
+                    rows,
+                    pairs,
+                    work_dir,
+                },
+        } => bench::ingest(rows, pairs as usize, work_dir).await,
         Command::Bench {
             what:
                 BenchWhat::Audit {
