@@ -24,6 +24,8 @@ const CACHE_LIMIT: usize = 16_384;
 const POOL_LIMIT: usize = 4096;
 /// The smallest pool made at once.
 const POOL_START: usize = 16;
+/// Pools made again at most when their ids meet another writer's.
+const MAKE_ATTEMPTS: usize = 5;
 const WRAPPED: &str = "wrapped";
 const KEK_VERSION: &str = "kekVersion";
 
@@ -234,41 +236,56 @@ impl DataKeys {
     }
 
     /// Makes `count` data keys of `provider`: one key-store write for all of them, made
-    /// durable before any of them is given out.
+    /// durable before any of them is given out. Processes that share a key store (the AWS
+    /// shape's workers and API) can pick the same ids in the same microseconds: the write
+    /// is put-if-absent, and a pool that met another's ids is made again past them (what
+    /// it did write stays unused, like a pool a crash leaves).
     async fn make(&self, provider: &str, count: usize) -> Result<Vec<Arc<DataKey>>, ProtectError> {
-        let mut items = Vec::with_capacity(count);
-        let mut keys = Vec::with_capacity(count);
-        for _ in 0..count {
-            let id = self.next_id();
-            let mut raw = [0u8; 32];
-            rand::rng().fill_bytes(&mut raw);
-            let store_key = Self::store_key(provider, id);
-            let (version, wrapped) = self
-                .keks
-                .wrap(provider, &raw, &Self::wrap_aad(&store_key))
-                .await?;
-            let mut item = Item::new();
-            item.insert(PK.into(), Value::s(store_key.pk));
-            item.insert(SK.into(), Value::s(store_key.sk));
-            item.insert(WRAPPED.into(), Value::B(wrapped));
-            item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
-            items.push(item);
-            keys.push(Self::bind(&raw, id)?);
+        for _ in 0..MAKE_ATTEMPTS {
+            let mut items = Vec::with_capacity(count);
+            let mut keys = Vec::with_capacity(count);
+            for _ in 0..count {
+                let id = self.next_id();
+                let mut raw = [0u8; 32];
+                rand::rng().fill_bytes(&mut raw);
+                let store_key = Self::store_key(provider, id);
+                let (version, wrapped) = self
+                    .keks
+                    .wrap(provider, &raw, &Self::wrap_aad(&store_key))
+                    .await?;
+                let mut item = Item::new();
+                item.insert(PK.into(), Value::s(store_key.pk));
+                item.insert(SK.into(), Value::s(store_key.sk));
+                item.insert(WRAPPED.into(), Value::B(wrapped));
+                item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
+                items.push(item);
+                keys.push(Self::bind(&raw, id)?);
+            }
+            let outcomes = self.store.put_many_if_absent(items).await?;
+            // The keys must be durable before anything sealed with them is: one durable
+            // write after the batch (the port lets a batch skip its sync until the next).
+            self.sync().await?;
+            if !outcomes
+                .iter()
+                .any(|outcome| matches!(outcome, PutOutcome::Exists(_)))
+            {
+                return Ok(keys);
+            }
+            // Past the other writer's ids, by a random stride so two retries part ways.
+            let stride = 1 + (rand::rng().next_u64() % (1 << 20));
+            self.last_id
+                .fetch_add(stride + count as u64, Ordering::Relaxed);
         }
-        let outcomes = self.store.put_many_if_absent(items).await?;
-        if outcomes
-            .iter()
-            .any(|outcome| matches!(outcome, PutOutcome::Exists(_)))
-        {
-            // Ids grow within a process, and one key store has one process writing it.
-            return Err(ProtectError::Integrity(
-                "a new data key id is taken in the key store (is another Ward writing it?)".into(),
-            ));
-        }
-        // The keys must be durable before anything sealed with them is: one durable write
-        // after the batch (the port lets a batch skip its sync until the next write).
-        self.sync().await?;
-        Ok(keys)
+        Err(ProtectError::Integrity(format!(
+            "{MAKE_ATTEMPTS} pools of new data keys in a row met ids another writer had taken \
+             in the key store"
+        )))
+    }
+
+    /// Hands out ids after `id` from now on (a test's way to make two writers meet).
+    #[doc(hidden)]
+    pub fn continue_ids_after(&self, id: u64) {
+        self.last_id.store(id, Ordering::Relaxed);
     }
 
     /// Destroys data key `id` of `provider` (durably): what it sealed can never be read

@@ -161,3 +161,44 @@ async fn after_a_rotation_new_keys_use_the_new_version_and_old_data_still_reads(
         assert!(!sk.contains("PAT#1"), "{sk}");
     }
 }
+
+#[tokio::test]
+async fn two_writers_of_one_key_store_whose_new_ids_meet_both_get_keys_of_their_own() {
+    use std::sync::Arc;
+    use ward_protect::DataKeys;
+    use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
+    let dir = tempfile::tempdir().unwrap();
+    // Two processes over one key store, as the AWS shape's workers and API share one.
+    let store: Arc<dyn Table> = Arc::new(
+        EmbeddedTable::open(&dir.path().join("keys.redb"), &EmbeddedOptions::default()).unwrap(),
+    );
+    let master = Arc::new(MasterKeys::open(&dir.path().join("master.keys"), true).unwrap());
+    let first = DataKeys::new(Arc::clone(&store), master.clone());
+    let second = DataKeys::new(Arc::clone(&store), master.clone());
+    let taken: Vec<u64> = first
+        .fresh("PROV001", 16)
+        .await
+        .unwrap()
+        .iter()
+        .map(|key| key.id)
+        .collect();
+    // The second writer's next ids are the first one's.
+    second.continue_ids_after(taken[0] - 1);
+    let given: Vec<u64> = second
+        .fresh("PROV001", 16)
+        .await
+        .expect("a pool that meets another writer's ids is made again past them")
+        .iter()
+        .map(|key| key.id)
+        .collect();
+    assert_eq!(given.len(), 16);
+    assert!(
+        given.iter().all(|id| !taken.contains(id)),
+        "{given:?} / {taken:?}"
+    );
+    // Every key either writer gave out is in the store, under the id it was given.
+    let reader = DataKeys::new(store, master);
+    for id in taken.iter().chain(&given) {
+        reader.by_id("PROV001", *id).await.unwrap();
+    }
+}
