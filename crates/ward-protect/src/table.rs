@@ -57,7 +57,7 @@ impl Protection {
     pub fn protects(&self, name: &str) -> bool {
         self.by_len
             .get(name.len())
-            .is_some_and(|names| names.iter().any(|protected| *protected == name))
+            .is_some_and(|names| names.contains(&name))
     }
 
     fn needs_key(&self, item: &Item) -> bool {
