@@ -2,13 +2,13 @@
 //! (DynamoDB Local, moto's S3, SQS and KMS): running the same command again finishes
 //! the work, and the data reads (or is gone) as it should.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 use ward::shape::AwsShape;
 
 use crate::aws::{aws_resources, env, put_as_granted, raw_items, spawn_aws_app_on, start_aws};
-use crate::helpers::app_for;
+use crate::helpers::{app_for, kill_at_first_rewrap_progress, serve_child};
 
 const HEADER: &str = "medical_record_number,date_time,first_name,last_name,doctors_notes\n";
 
@@ -101,27 +101,7 @@ async fn kill_9_during_a_re_wrap_on_the_aws_shape_then_rewrap_only_finishes_it()
     let made = count_after(&status, "PROV001          data keys v1: ");
     assert!(made >= 1500, "{status}");
 
-    let mut child = ward(&config, &["keys", "rotate"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while {
-        line.clear();
-        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
-    } {
-        if line.contains("re-wrapped...") {
-            break;
-        }
-    }
-    assert!(
-        line.contains("re-wrapped..."),
-        "no progress before the end: {line}"
-    );
-    child.kill().unwrap(); // SIGKILL
-    assert!(!child.wait().unwrap().success());
+    kill_at_first_rewrap_progress(ward(&config, &["keys", "rotate"]));
     let status = ward_ok(&config, &["keys", "status"]);
     assert!(status.contains("key versions: 1..=2"), "{status}");
     let (old, new) = (
@@ -202,30 +182,8 @@ async fn kill_9_during_an_erasure_on_the_aws_shape_then_running_it_again_finishe
         let aws = aws_resources().await;
         let key = seed(&aws, &csv).await;
         let config = settings_file(&aws, dir.path());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = ward(
-            &config,
-            &["serve", "--listen", &format!("127.0.0.1:{port}")],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let (mut child, base) = serve_child(ward(&config, &["serve"])).await;
         let http = reqwest::Client::new();
-        let mut ready = false;
-        for _ in 0..600 {
-            if http.get(format!("{base}/healthz")).send().await.is_ok() {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(ready, "ward serve did not start");
         let request = http
             .delete(format!("{base}/v1/patients/MRN1"))
             .bearer_auth(&key)

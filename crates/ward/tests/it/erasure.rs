@@ -371,35 +371,13 @@ async fn kill_9_during_an_erasure_then_running_it_again_finishes_it() {
         let data = work.path().join(format!("attempt-{}", seen.len()));
         copy_dir(&seeded, &data);
         copy_dir(&keys_of(&seeded), &keys_of(&data));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_ward"));
+        serve
+            .args(["serve", "--data-dir"])
             .arg(&data)
-            .env("WARD_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+            .env("WARD_LOG", "error");
+        let (mut child, base) = crate::helpers::serve_child(serve).await;
         let http = reqwest::Client::new();
-        let mut ready = false;
-        for _ in 0..600 {
-            if http.get(format!("{base}/healthz")).send().await.is_ok() {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(ready, "ward serve did not start");
         let request = http
             .delete(format!("{base}/v1/patients/MRN1"))
             .bearer_auth(&key)

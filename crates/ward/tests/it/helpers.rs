@@ -262,3 +262,56 @@ pub fn counts(upload: &Value) -> [u64; 5] {
     let c = &upload["report"]["counts"];
     ["rows", "inserted", "duplicate", "conflict", "rejected"].map(|name| c[name].as_u64().unwrap())
 }
+
+/// A `ward serve` child process (`command`, given `--listen 127.0.0.1:{port}` here), once
+/// it answers `/healthz`; its base URL.
+pub async fn serve_child(mut command: std::process::Command) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("ward serve did not start");
+}
+
+/// Runs `command` (a `ward keys rotate`) and kills it (SIGKILL) at its first progress
+/// line, `re-wrapped...`: in the middle of its re-wrap.
+pub fn kill_at_first_rewrap_progress(mut command: std::process::Command) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while {
+        line.clear();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+    } {
+        if line.contains("re-wrapped...") {
+            break;
+        }
+    }
+    assert!(
+        line.contains("re-wrapped..."),
+        "no progress before the end: {line}"
+    );
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+}

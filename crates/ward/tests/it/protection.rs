@@ -360,31 +360,12 @@ async fn kill_9_during_a_re_wrap_then_rewrap_only_finishes_it_and_the_data_still
     );
     assert!(made >= 3000, "{made}");
     // Killed once the new version is in the key file and the re-wrap is under way.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+    let mut rotate = Command::new(env!("CARGO_BIN_EXE_ward"));
+    rotate
         .args(["keys", "rotate", "--data-dir"])
         .arg(&data)
-        .env_remove("WARD_KEYS_DIR")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    // The first progress line: 1,000 keys re-wrapped.
-    while {
-        line.clear();
-        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
-    } {
-        if line.contains("re-wrapped...") {
-            break;
-        }
-    }
-    assert!(
-        line.contains("re-wrapped..."),
-        "no progress before the end: {line}"
-    );
-    child.kill().unwrap(); // SIGKILL
-    assert!(!child.wait().unwrap().success());
+        .env_remove("WARD_KEYS_DIR");
+    crate::helpers::kill_at_first_rewrap_progress(rotate);
     let status = ward_ok(&["keys", "status"], &data);
     let (old, new) = (
         count_after(&status, "PROV001          data keys v1: "),
