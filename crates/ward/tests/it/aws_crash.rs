@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use ward::shape::AwsShape;
 
 use crate::aws::{aws_resources, env, put_as_granted, raw_items, spawn_aws_app_on, start_aws};
-use crate::helpers::{app_for, kill_at_first_rewrap_progress, serve_child};
-
-const HEADER: &str = "medical_record_number,date_time,first_name,last_name,doctors_notes\n";
+use crate::helpers::{
+    HEADER, app_for, count_after, kill_at_first_rewrap_progress, one_large_patient_csv, serve_child,
+};
 
 /// A settings file for `ward` processes on `aws`'s resources.
 fn settings_file(aws: &AwsShape, dir: &std::path::Path) -> std::path::PathBuf {
@@ -55,19 +55,6 @@ fn ward_ok(config: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn count_after(text: &str, prefix: &str) -> u64 {
-    let start = text
-        .find(prefix)
-        .unwrap_or_else(|| panic!("{prefix:?} in {text}"))
-        + prefix.len();
-    text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 /// Ingests `csv` on `aws` through S3 and SQS; the provider PROV001's API key.
@@ -161,18 +148,7 @@ async fn erasure_in_dynamodb(table: &str) -> (Option<String>, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_an_erasure_on_the_aws_shape_then_running_it_again_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut csv = HEADER.to_owned();
-    for minute in 0..2000 {
-        csv.push_str(&format!(
-            "MRN1,2025-03-{:02}T{:02}:{:02}:00Z,Ann,Lee,visit {minute}\n",
-            1 + minute / 1440,
-            minute / 60 % 24,
-            minute % 60
-        ));
-    }
-    for day in 1..=5 {
-        csv.push_str(&format!("MRN2,2025-04-0{day}T10:00:00Z,Bo,Ng,visit\n"));
-    }
+    let csv = one_large_patient_csv(2000);
     let reason = json!({"reason": "patient request"});
     let mut delay_ms = 400u64;
     let mut seen = Vec::new();

@@ -339,18 +339,7 @@ async fn kill_9_during_an_erasure_then_running_it_again_finishes_it() {
         .0;
     let app = app_for(running, key.clone());
     // Enough visits that deleting them takes many durable transactions.
-    let mut csv = HEADER.to_owned();
-    for minute in 0..3000 {
-        csv.push_str(&format!(
-            "MRN1,2025-03-{:02}T{:02}:{:02}:00Z,Ann,Lee,visit {minute}\n",
-            1 + minute / 1440,
-            minute / 60 % 24,
-            minute % 60
-        ));
-    }
-    for day in 1..=5 {
-        csv.push_str(&format!("MRN2,2025-04-0{day}T10:00:00Z,Bo,Ng,visit\n"));
-    }
+    let csv = crate::helpers::one_large_patient_csv(3000);
     let upload = app.upload_and_wait(csv.as_bytes()).await;
     assert_eq!(counts(&upload)[1], 3005, "{upload}");
     let patient_key = app.patient_key("PROV001", "MRN1");

@@ -315,3 +315,35 @@ pub fn kill_at_first_rewrap_progress(mut command: std::process::Command) {
     child.kill().unwrap(); // SIGKILL
     assert!(!child.wait().unwrap().success());
 }
+
+/// The number printed right after `label` in `text`.
+pub fn count_after(text: &str, label: &str) -> u64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} in {text}"))
+        + label.len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after {label:?} in {text}"))
+}
+
+/// A visit CSV for the erasure crash tests: `visits` visits of MRN1 (a minute apart, so
+/// erasing them takes many transactions) and five of MRN2 (who must stay).
+pub fn one_large_patient_csv(visits: u32) -> String {
+    let mut csv = "medical_record_number,date_time,first_name,last_name,doctors_notes\n".to_owned();
+    for minute in 0..visits {
+        csv.push_str(&format!(
+            "MRN1,2025-03-{:02}T{:02}:{:02}:00Z,Ann,Lee,visit {minute}\n",
+            1 + minute / 1440,
+            minute / 60 % 24,
+            minute % 60
+        ));
+    }
+    for day in 1..=5 {
+        csv.push_str(&format!("MRN2,2025-04-0{day}T10:00:00Z,Bo,Ng,visit\n"));
+    }
+    csv
+}

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::helpers::count_after;
+
 fn ward(args: &[&str], data: &Path, keys: Option<&Path>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
     command.args(args).arg("--data-dir").arg(data);
@@ -263,20 +265,6 @@ async fn a_rotation_adds_a_version_re_wraps_every_data_key_and_the_data_still_re
         page.items[0]["doctorsNotes"],
         ward_store::Value::s("second visit")
     );
-}
-
-/// The number printed right after `label` in `text`.
-fn count_after(text: &str, label: &str) -> u64 {
-    let at = text
-        .find(label)
-        .unwrap_or_else(|| panic!("{label:?} in {text}"))
-        + label.len();
-    text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("a number after {label:?} in {text}"))
 }
 
 #[tokio::test]
