@@ -283,7 +283,7 @@ async fn add_version(settings: &Settings, data_dir: &Path) -> anyhow::Result<(u3
         }
         #[cfg(feature = "aws")]
         crate::shape::Shape::Aws(aws) => {
-            let kms = crate::shape::aws_keys(&aws, false).await?;
+            let (kms, _) = crate::shape::aws_keys(&aws, false).await?;
             let version = kms.rotate().await?;
             Ok((
                 version,

@@ -255,9 +255,13 @@ async fn open_aws(aws: &AwsShape, ingest: IngestSettings) -> anyhow::Result<Back
     })
 }
 
-/// The AWS shape's key source: AWS KMS, its blobs in the key-store table.
+/// The AWS shape's key source (AWS KMS) and its key store (the key-store table), which
+/// holds the data keys too.
 #[cfg(feature = "aws")]
-pub async fn aws_keys(aws: &AwsShape, create: bool) -> anyhow::Result<ward_aws::KmsKeys> {
+pub async fn aws_keys(
+    aws: &AwsShape,
+    create: bool,
+) -> anyhow::Result<(ward_aws::KmsKeys, Arc<dyn Table>)> {
     use anyhow::Context as _;
 
     let store =
@@ -268,14 +272,16 @@ pub async fn aws_keys(aws: &AwsShape, create: bool) -> anyhow::Result<ward_aws::
             .await
             .with_context(|| format!("cannot create the key-store table {}", aws.keys_table))?;
     }
+    let store: Arc<dyn Table> = Arc::new(store);
     ward_aws::KmsKeys::open(
         aws.kms.kms().await,
         &aws.kms_key_id,
-        Arc::new(store),
+        Arc::clone(&store),
         aws.key_cache,
         create,
     )
     .await
+    .map(|kms| (kms, store))
     .with_context(|| {
         format!(
             "cannot read the keys of the key-store table {} with the KMS key {}",
@@ -294,7 +300,7 @@ async fn aws_protection(
     use ward_protect::KeyEncryptionKeys as _;
 
     let marker = crate::protection::protection_record(&*table).await?;
-    let kms = aws_keys(aws, marker.is_none()).await?;
+    let (kms, key_store) = aws_keys(aws, marker.is_none()).await?;
     let store = format!("the DynamoDB table {}", aws.table);
     let wrong_keys = format!(
         "the key-store table {} (with the KMS key {}) is not the one {store} was written \
@@ -305,10 +311,6 @@ async fn aws_protection(
     let check = kms.pseudonym("", "ward key check");
     crate::protection::settle_record(&*table, marker, &check, &store, &wrong_keys).await?;
     let secret = kms.pseudonym_secret();
-    let key_store = Arc::new(ward_store_dynamodb::DynamoTable::new(
-        aws.dynamodb.dynamodb().await,
-        &aws.keys_table,
-    ));
     Ok(crate::protection::protected(
         table,
         key_store,

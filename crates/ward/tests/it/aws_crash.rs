@@ -1,6 +1,7 @@
 //! A crash (kill -9) during a re-wrap of data keys and during an erasure, on the AWS shape
 //! (DynamoDB Local, moto's S3, SQS and KMS): running the same command again finishes
-//! the work, and the data reads (or is gone) as it should.
+//! the work, and the data reads (or is gone) as it should. And a records table opened with
+//! the wrong key store, or written before encryption, is refused before anything is read.
 
 use std::process::Command;
 
@@ -207,5 +208,87 @@ async fn kill_9_during_an_erasure_on_the_aws_shape_then_running_it_again_finishe
         erasure_in_dynamodb(&table).await,
         (Some("ERASED".to_owned()), 0),
         "after {seen:?}"
+    );
+}
+
+/// Why the AWS shape on `aws` does not start.
+async fn refusal(aws: AwsShape) -> String {
+    let options = crate::helpers::Options::default();
+    let data_dir = tempfile::tempdir().unwrap();
+    let started = ward::server::start(ward::server::ServerOptions {
+        data_dir: data_dir.path().to_path_buf(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        public_url: None,
+        api: options.api,
+        ingest: options.ingest,
+        operator_key: Default::default(),
+        retention: Default::default(),
+        store: Default::default(),
+        shape: ward::shape::Shape::Aws(Box::new(aws)),
+        table_layer: None,
+    })
+    .await;
+    match started {
+        Ok(running) => {
+            running.stop().await.unwrap();
+            panic!("the AWS shape started")
+        }
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_table_with_an_empty_or_another_key_store_or_unsealed_is_refused() {
+    let aws = aws_resources().await;
+    let (running, _data) = start_aws(aws.clone()).await;
+    running.stop().await.unwrap();
+
+    // An empty key store: refused, and nothing made in it.
+    let empty = AwsShape {
+        keys_table: format!("{}-empty", aws.keys_table),
+        ..aws.clone()
+    };
+    let refused = refusal(empty.clone()).await;
+    assert!(refused.contains("the key store is empty"), "{refused}");
+    assert!(raw_items(&empty.keys_table).await.is_empty());
+
+    // Another deployment's key store: its keys do not match the table's record.
+    let other = aws_resources().await;
+    let (running, _other_data) = start_aws(other.clone()).await;
+    running.stop().await.unwrap();
+    let refused = refusal(AwsShape {
+        keys_table: other.keys_table.clone(),
+        kms_key_id: other.kms_key_id.clone(),
+        ..aws.clone()
+    })
+    .await;
+    assert!(
+        refused.contains(&format!(
+            "the key-store table {} (with the KMS key {}) is not the one the DynamoDB table {} was written with",
+            other.keys_table, other.kms_key_id, aws.table
+        )),
+        "{refused}"
+    );
+
+    // A table an earlier Ward wrote without encryption (its upload-signing secret, no
+    // protection record).
+    let unsealed = aws_resources().await;
+    let table =
+        ward_store_dynamodb::DynamoTable::new(unsealed.dynamodb.dynamodb().await, &unsealed.table);
+    table.create_table_if_missing().await.unwrap();
+    let mut secret = ward_store::Item::new();
+    secret.insert("PK".into(), ward_store::Value::s("PLATFORM#SECRETS"));
+    secret.insert("SK".into(), ward_store::Value::s("UPLOAD_SIGNING"));
+    secret.insert("secret".into(), ward_store::Value::B(vec![1; 32]));
+    ward_store::Table::put(&table, secret, ward_store::Condition::None)
+        .await
+        .unwrap();
+    let refused = refusal(unsealed.clone()).await;
+    assert!(
+        refused.contains(&format!(
+            "the DynamoDB table {} was written by a Ward without encryption at rest",
+            unsealed.table
+        )),
+        "{refused}"
     );
 }
