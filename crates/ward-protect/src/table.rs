@@ -151,19 +151,19 @@ impl ProtectedTable {
 
     /// The data key each scope seals with: the one its home records, or a fresh one (whose
     /// record the caller writes).
-    async fn for_write(&self, scopes: Vec<Scope>) -> Result<ForWrite, StoreError> {
+    async fn for_write(&self, scopes: &[Scope]) -> Result<ForWrite, StoreError> {
         let mut keys = HashMap::with_capacity(scopes.len());
         let mut missing = Vec::new();
-        let mut seen = HashSet::with_capacity(scopes.len());
+        let mut seen: HashSet<&Scope> = HashSet::with_capacity(scopes.len());
         for scope in scopes {
-            if !seen.insert(scope.clone()) {
+            if !seen.insert(scope) {
                 continue;
             }
-            match self.current(&scope) {
+            match self.current(scope) {
                 Some(key) => {
-                    keys.insert(scope, key);
+                    keys.insert(scope.clone(), key);
                 }
-                None => missing.push(scope),
+                None => missing.push(scope.clone()),
             }
         }
         let mut references = Vec::new();
@@ -328,7 +328,7 @@ impl ProtectedTable {
         let ForWrite {
             mut keys,
             references,
-        } = self.for_write(scopes.clone()).await?;
+        } = self.for_write(&scopes).await?;
         if !references.is_empty() {
             let outcomes = self.inner.put_many_if_absent(references.clone()).await?;
             self.settle(&references, outcomes, &mut keys).await?;
@@ -524,7 +524,7 @@ impl Table for ProtectedTable {
         let ForWrite {
             mut keys,
             references,
-        } = self.for_write(scopes.clone()).await?;
+        } = self.for_write(&scopes).await?;
         self.seal_all(&mut items, &scopes, &of_item, &keys)?;
         let count = items.len();
         items.extend(references.iter().cloned());
