@@ -175,22 +175,53 @@ fn a_data_folder_without_its_own_key_folder_is_refused_with_what_to_do() {
 
 #[tokio::test]
 async fn a_data_folder_written_before_encryption_at_rest_is_refused_not_mixed() {
+    // A data folder the last Ward before encryption at rest wrote (tests/fixtures).
     let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-encryption-4866ee4.tar.gz");
+    let unpacked = Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
     let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    {
-        // What an earlier Ward left: the raw store with its signing secret.
-        let table =
-            ward::embedded::open_table(&data.join("ward.redb"), &Default::default()).unwrap();
-        ward::embedded::signing_secret(&table).await.unwrap();
+    let before = std::fs::read(data.join("ward.redb")).unwrap();
+    assert!(
+        contains(&before, "MRN0000001"),
+        "the fixture is in plaintext"
+    );
+    for args in [
+        &["tenant", "create", "PROV002"][..],
+        &["keys", "status"][..],
+        &["serve", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let refused = ward(args, &data, None);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("was written by a Ward without encryption at rest"),
+            "{args:?}: {stderr}"
+        );
     }
-    let refused = ward(&["tenant", "create", "PROV001"], &data, None);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
-    assert!(stderr.contains("without encryption at rest"), "{stderr}");
     assert!(
         !dir.path().join("data-keys").exists(),
         "no key folder made for it"
+    );
+    // Nothing of it was sealed or marked sealed: it stays a folder of that version.
+    let table = ward::embedded::open_table(&data.join("ward.redb"), &Default::default()).unwrap();
+    let marked =
+        ward_store::Table::get(&table, &ward_store::Key::new("PLATFORM#PROTECTION", "KEYS"))
+            .await
+            .unwrap();
+    assert!(marked.is_none(), "the refused folder was marked sealed");
+    drop(table);
+    let after = std::fs::read(data.join("ward.redb")).unwrap();
+    assert!(
+        contains(&after, "MRN0000001"),
+        "its records are still there"
     );
 }
 
