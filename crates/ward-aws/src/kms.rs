@@ -129,12 +129,8 @@ impl KmsKeys {
     /// still unwrap); returns it. Other processes see it when their cache expires.
     pub async fn rotate(&self) -> Result<u32, ProtectError> {
         loop {
-            let stored = self.store.get(&Key::new(ROOT_PK, CURRENT_SK)).await?;
-            let version = stored
-                .as_ref()
-                .and_then(|item| item.get(VERSION))
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let stored = self.stored_current().await?;
+            let version = stored.unwrap_or(1);
             let mut item = Item::new();
             item.insert(PK.into(), Value::s(ROOT_PK));
             item.insert(SK.into(), Value::s(CURRENT_SK));
@@ -157,12 +153,19 @@ impl KmsKeys {
         }
     }
 
-    async fn read_current(&self) -> Result<u32, ProtectError> {
+    /// The current version as the key store records it (none before the first rotation).
+    async fn stored_current(&self) -> Result<Option<i64>, ProtectError> {
         let stored = self.store.get(&Key::new(ROOT_PK, CURRENT_SK)).await?;
         Ok(stored
             .as_ref()
             .and_then(|item| item.get(VERSION))
-            .and_then(Value::as_i64)
+            .and_then(Value::as_i64))
+    }
+
+    async fn read_current(&self) -> Result<u32, ProtectError> {
+        Ok(self
+            .stored_current()
+            .await?
             .and_then(|version| u32::try_from(version).ok())
             .filter(|version| *version > 0)
             .unwrap_or(1))
