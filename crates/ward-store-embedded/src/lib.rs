@@ -161,6 +161,44 @@ impl EmbeddedTable {
         })
     }
 
+    /// Up to `limit` items in key order after `after` (from the first when `None`), as
+    /// stored (expired ones too: a scan resumed later sees the same items in the same
+    /// order), and the key to go on after when more may follow: a full scan of the store,
+    /// for moving a whole store (the migration to encryption at rest), never a request's
+    /// path.
+    pub fn scan(
+        &self,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<Key>), StoreError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let items_table = txn.open_table(ITEMS).map_err(store_error)?;
+        let start = after.map(|key| join_parts(&[&key.pk, &key.sk]));
+        let lower = match &start {
+            Some(bytes) => Bound::Excluded(bytes.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let limit = limit.max(1);
+        let mut items = Vec::new();
+        let mut last = None;
+        for entry in items_table
+            .range::<&[u8]>((lower, Bound::Unbounded))
+            .map_err(store_error)?
+        {
+            if items.len() == limit {
+                return Ok((items, last));
+            }
+            let (key_guard, value) = entry.map_err(store_error)?;
+            let parts = split_parts(key_guard.value())?;
+            let [pk, sk] = parts.as_slice() else {
+                return Err(StoreError::Internal("malformed item key".into()));
+            };
+            last = Some(Key::new(*pk, *sk));
+            items.push(decode_item(value.value(), pk, sk, &self.dictionary)?);
+        }
+        Ok((items, None))
+    }
+
     async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,

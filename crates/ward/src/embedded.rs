@@ -60,6 +60,7 @@ pub(crate) async fn open_with(
     settings
         .sort_dir
         .get_or_insert_with(|| data_dir.join("tmp"));
+    crate::migrate::refuse_unfinished(data_dir)?;
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
     let table = open_table(&data_dir.join("ward.redb"), &store.options).map_err(|error| match error {

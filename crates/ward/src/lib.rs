@@ -15,6 +15,7 @@ pub mod keys_cli;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod local_ingest;
+pub mod migrate;
 pub mod protection;
 pub mod server;
 pub mod shape;

@@ -103,6 +103,9 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Encrypt, in place, a data folder that a Ward before encryption at rest wrote
+    /// (offline; resumable: after an interruption, run it again).
+    Migrate(ward::migrate::Args),
     /// The keys that seal patient data at rest (docs/encryption.md; offline, like `user`).
     Keys {
         #[command(subcommand)]
@@ -499,6 +502,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { action } => ward::keys_cli::run(action).await,
+        Command::Migrate(args) => ward::migrate::run(args).await,
         Command::User {
             action:
                 UserAction::Create {

@@ -91,8 +91,9 @@ pub async fn protect(
     let marker = protection_record(&*table).await?;
     let master_path = keys_dir.join(MASTER_KEY_FILE);
     let folder = format!("the data folder {}", data_dir.display());
+    let unsealed = unsealed_folder(data_dir);
     if marker.is_none() {
-        refuse_unsealed(&*table, &folder).await?;
+        refuse_unsealed(&*table, &unsealed).await?;
     }
     if marker.is_some() && !master_path.exists() {
         anyhow::bail!(
@@ -118,7 +119,7 @@ pub async fn protect(
          WARD_KEYS_DIR at that folder's key folder",
         master_path.display()
     );
-    settle_record(&*table, marker, &check, &folder, &wrong_keys).await?;
+    settle_record(&*table, marker, &check, &folder, &wrong_keys, &unsealed).await?;
     let store_path = keys_dir.join(KEY_STORE_FILE);
     let store = EmbeddedTable::open(&store_path, &EmbeddedOptions::default())
         .with_context(|| format!("cannot open the key store {}", store_path.display()))?;
@@ -151,14 +152,15 @@ pub async fn protection_record(table: &dyn Table) -> anyhow::Result<Option<Item>
 
 /// Checks the protection record (`marker`) of `table` (named `store` in messages) against
 /// the key source's `check` value, or writes it on a new store. A store written before
-/// encryption at rest, one written with other keys (`wrong_keys` says what to do) and one
-/// in an earlier sealed form are refused before anything is read.
+/// encryption at rest (refused with `unsealed`), one written with other keys (`wrong_keys`
+/// says what to do) and one in an earlier sealed form are refused before anything is read.
 pub async fn settle_record(
     table: &dyn Table,
     marker: Option<Item>,
     check: &str,
     store: &str,
     wrong_keys: &str,
+    unsealed: &str,
 ) -> anyhow::Result<()> {
     match marker {
         Some(marker) => {
@@ -173,7 +175,7 @@ pub async fn settle_record(
             }
         }
         None => {
-            refuse_unsealed(table, store).await?;
+            refuse_unsealed(table, unsealed).await?;
             let mut item = Item::new();
             item.insert(PK.into(), Value::s(MARKER_PK));
             item.insert(SK.into(), Value::s(MARKER_SK));
@@ -185,23 +187,29 @@ pub async fn settle_record(
     Ok(())
 }
 
-/// Refuses `table` (named `store`), which has no protection record, if it holds data
+/// Refuses `table`, which has no protection record, with `unsealed` if it holds data
 /// already: a Ward without encryption at rest wrote it.
-async fn refuse_unsealed(table: &dyn Table, store: &str) -> anyhow::Result<()> {
+async fn refuse_unsealed(table: &dyn Table, unsealed: &str) -> anyhow::Result<()> {
     if written_before(table).await? {
-        anyhow::bail!(
-            "{store} was written by a Ward without encryption at rest, and this version keeps \
-             patient data only encrypted; it cannot serve it yet (encrypting an existing store \
-             in place is not built yet: keep using the version that wrote it, or start a new \
-             one and upload again)"
-        );
+        anyhow::bail!("{unsealed}");
     }
     Ok(())
 }
 
+/// What a data folder written by a Ward without encryption at rest is refused with.
+pub fn unsealed_folder(data_dir: &Path) -> String {
+    format!(
+        "the data folder {} was written by a Ward without encryption at rest, and this version \
+         keeps patient data only encrypted; stop the server that serves it and run \
+         `ward migrate --data-dir {}` to encrypt it in place (docs/encryption.md#migrating)",
+        data_dir.display(),
+        data_dir.display()
+    )
+}
+
 /// Whether a table without the protection record holds data already (every started data
 /// folder has its upload-signing secret).
-async fn written_before(table: &dyn Table) -> anyhow::Result<bool> {
+pub async fn written_before(table: &dyn Table) -> anyhow::Result<bool> {
     Ok(table
         .get(&Key::new("PLATFORM#SECRETS", "UPLOAD_SIGNING"))
         .await?

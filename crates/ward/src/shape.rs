@@ -309,7 +309,14 @@ async fn aws_protection(
         aws.keys_table, aws.kms_key_id
     );
     let check = kms.pseudonym("", "ward key check");
-    crate::protection::settle_record(&*table, marker, &check, &store, &wrong_keys).await?;
+    let unsealed = format!(
+        "{store} was written by a Ward without encryption at rest, and this version keeps \
+         patient data only encrypted; `ward migrate` encrypts an embedded data folder, not a \
+         DynamoDB table: keep using the version that wrote it, or deploy a new stack and \
+         upload again (docs/encryption.md#migrating)"
+    );
+    crate::protection::settle_record(&*table, marker, &check, &store, &wrong_keys, &unsealed)
+        .await?;
     let secret = kms.pseudonym_secret();
     Ok(crate::protection::protected(
         table,

@@ -292,7 +292,13 @@ pub async fn serve_child(mut command: std::process::Command) -> (std::process::C
 
 /// Runs `command` (a `ward keys rotate`) and kills it (SIGKILL) at its first progress
 /// line, `re-wrapped...`: in the middle of its re-wrap.
-pub fn kill_at_first_rewrap_progress(mut command: std::process::Command) {
+pub fn kill_at_first_rewrap_progress(command: std::process::Command) {
+    kill_at_first_line(command, "re-wrapped...");
+}
+
+/// Runs `command` and kills it (SIGKILL) as soon as it writes a line holding `marker` on
+/// standard error (a progress line: in the middle of its work).
+pub fn kill_at_first_line(mut command: std::process::Command, marker: &str) {
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -304,13 +310,13 @@ pub fn kill_at_first_rewrap_progress(mut command: std::process::Command) {
         line.clear();
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
     } {
-        if line.contains("re-wrapped...") {
+        if line.contains(marker) {
             break;
         }
     }
     assert!(
-        line.contains("re-wrapped..."),
-        "no progress before the end: {line}"
+        line.contains(marker),
+        "no `{marker}` before the end: {line}"
     );
     child.kill().unwrap(); // SIGKILL
     assert!(!child.wait().unwrap().success());

@@ -16,6 +16,7 @@ mod erasure;
 mod helpers;
 mod isolation;
 mod key_order;
+mod migrate;
 mod oidc;
 mod protection;
 mod readme;

@@ -205,6 +205,10 @@ async fn a_data_folder_written_before_encryption_at_rest_is_refused_not_mixed() 
             stderr.contains("was written by a Ward without encryption at rest"),
             "{args:?}: {stderr}"
         );
+        assert!(
+            stderr.contains(&format!("run `ward migrate --data-dir {}`", data.display())),
+            "{args:?} names what to run: {stderr}"
+        );
     }
     assert!(
         !dir.path().join("data-keys").exists(),
