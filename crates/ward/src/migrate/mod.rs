@@ -80,6 +80,8 @@ pub struct Report {
     pub objects: u64,
     /// Email claims that no profile held the address of, left behind.
     pub orphan_claims: u64,
+    /// The names of the data folder's entries that are not Ward's, left as they were.
+    pub not_wards: Vec<String>,
 }
 
 /// How a run ended.
@@ -142,6 +144,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     report.resumed_after
                 );
             }
+            if !report.not_wards.is_empty() {
+                println!(
+                    "left as they were, not being Ward's (delete any that holds patient data): {}",
+                    report.not_wards.join(", ")
+                );
+            }
             if report.orphan_claims > 0 {
                 println!(
                     "{} email claims no patient or clinician held the address of were left behind",
@@ -202,7 +210,25 @@ pub async fn migrate(
         .and_then(|()| sync_dir(&staging))
         .with_context(|| format!("cannot write {}", complete.display()))?;
     swap(data_dir)?;
+    let mut report = report;
+    report.not_wards = not_wards(data_dir)?;
     Ok(Outcome::Encrypted(Some(report)))
+}
+
+/// The entries of `data_dir` that Ward did not make (the demo's CSV file, anything put
+/// there by hand).
+fn not_wards(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(data_dir)
+        .with_context(|| format!("cannot list {}", data_dir.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if ![STORE_FILE, OBJECTS_DIR, "tmp"].contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Refuses a data folder whose migration was interrupted (before anything is opened).

@@ -152,6 +152,7 @@ async fn a_folder_written_before_encryption_is_encrypted_in_place_and_reads_as_b
     let (dir, data) = unpack();
     let old = old_items(&data);
     let secrets = secrets_of(&old);
+    std::fs::write(data.join("notes.txt"), "not Ward's").unwrap();
     assert!(secrets.len() > 100, "{} secrets", secrets.len());
     let old_documents: Vec<Vec<u8>> = files(&data.join("objects/PROV001/documents/MRN0000001"))
         .iter()
@@ -163,6 +164,13 @@ async fn a_folder_written_before_encryption_is_encrypted_in_place_and_reads_as_b
         said.contains(&format!("{} items and 15 objects, sealed", old.len())),
         "{said}"
     );
+    assert!(
+        said.contains(
+            "left as they were, not being Ward's (delete any that holds patient data): notes.txt"
+        ),
+        "{said}"
+    );
+    std::fs::remove_file(data.join("notes.txt")).unwrap();
     // Nothing of the patients is left in plaintext, in any file of the folder.
     let mut leaks = Vec::new();
     for file in files(&data) {
