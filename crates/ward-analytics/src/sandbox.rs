@@ -35,8 +35,8 @@ use ward_ports::{AnalyticsSettings, SqlAnswer, SqlError};
 /// The subcommand of the `ward` binary that runs [`child_main`].
 pub const SANDBOX_SUBCOMMAND: &str = "sql-sandbox";
 
-/// Memory the child may use besides the query's own pool: the runtime, the dataset file
-/// and its decoded pages.
+/// Memory the child may add, besides the query's own pool and the dataset's room, to what
+/// it holds when it sets its limit: the query runtime, the session, their threads.
 const CHILD_BASE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The largest answer read back from a child (10,000 rows of wide JSON fit easily).
@@ -271,7 +271,8 @@ pub async fn run_in_child(
     }
 }
 
-/// The data-segment limit of a child: the query's pool, the dataset, and the rest.
+/// What a child may map on top of what it holds when it limits itself: the query's pool,
+/// the dataset, and the rest.
 fn child_memory_limit(query_memory_bytes: usize, dataset_bytes: usize) -> usize {
     query_memory_bytes
         .saturating_add(dataset_bytes.saturating_mul(4))
@@ -388,9 +389,12 @@ fn answer_request(request: &SandboxRequest, dataset: bytes::Bytes) -> SandboxAns
     })
 }
 
-/// The child's limits on itself: its data segment, CPU time (a backstop behind the
-/// server's kill at the timeout), no file writes, no core dump; and a lower priority than
-/// the server's own work.
+/// The child's limits on itself: its data segment (what it holds now and `memory_bytes`
+/// more: the `ward` binary's allocator, mimalloc, maps a 1 GiB arena writable at start,
+/// overcommitted and mostly unused, so an absolute limit below that left no room for any
+/// later mapping, a thread's stack or a large value, and a trivial query could die for
+/// "memory" when it needed one), CPU time (a backstop behind the server's kill at the timeout), no file writes,
+/// no core dump; and a lower priority than the server's own work.
 #[cfg(unix)]
 fn limit_self(memory_bytes: Option<u64>, timeout_ms: u64) -> std::io::Result<()> {
     use rustix::process::{Resource, Rlimit, nice, setrlimit};
@@ -399,13 +403,28 @@ fn limit_self(memory_bytes: Option<u64>, timeout_ms: u64) -> std::io::Result<()>
         maximum: Some(value),
     };
     if let Some(bytes) = memory_bytes {
-        setrlimit(Resource::Data, limit(bytes))?;
+        setrlimit(
+            Resource::Data,
+            limit(data_segment_bytes().saturating_add(bytes)),
+        )?;
     }
     setrlimit(Resource::Cpu, limit(timeout_ms.div_ceil(1000) + 5))?;
     setrlimit(Resource::Fsize, limit(0))?;
     setrlimit(Resource::Core, limit(0))?;
     nice(10)?;
     Ok(())
+}
+
+/// The data segment this process holds now (`VmData`; 0 where the system does not say).
+#[cfg(unix)]
+fn data_segment_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmData:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 #[cfg(not(unix))]

@@ -269,6 +269,35 @@ fn hostile_options() -> Options {
 }
 
 #[tokio::test]
+async fn a_query_is_held_to_its_memory_limit_even_below_what_the_allocator_reserves() {
+    // 600 MB of one string: past the child's limit (64 MiB of pool and its room), but less
+    // than the 1 GiB its allocator reserved at start by default, from which it was once
+    // served unchecked.
+    let app = spawn_app_with(hostile_options()).await;
+    upload_facilities(&app, FACILITIES).await;
+    let (status, problem, _) =
+        sql_as(&app, &app.key, "SELECT length(repeat('x', 600000000)) AS n").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("urn:ward:problem:sql-refused")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("memory"),
+        "{problem}"
+    );
+    // What fits is answered, though it needs memory mapped anew (one 40 MB value).
+    let (status, answer, _) =
+        sql_as(&app, &app.key, "SELECT length(repeat('x', 40000000)) AS n").await;
+    assert_eq!(
+        (status, &answer["rows"][0]["n"]),
+        (200, &json!(40_000_000)),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn no_sql_text_takes_the_server_down_or_starves_another_provider() {
     let app = spawn_app_with(hostile_options()).await;
     upload_facilities(&app, FACILITIES).await;
