@@ -92,30 +92,125 @@ pub fn seal_in(
     )
 }
 
+/// Stable one-byte codes of the attribute names a sealed map holds: a field is named in
+/// the sealed value by its code (one byte) rather than by its name (four bytes of length
+/// and the name, for every field of every item: on a visit record, more bytes than its
+/// values). A code is an index in the list; the list may only grow at its end (a code,
+/// once written, names its attribute for good).
+#[derive(Debug, Clone, Default)]
+pub struct FieldCodes {
+    names: Vec<&'static str>,
+}
+
+/// The code of a field without one: its name follows.
+const NAMED: u8 = 0xff;
+
+impl FieldCodes {
+    /// Codes `0..` for `names`, in this order (at most 255).
+    pub fn new(names: &[&'static str]) -> Self {
+        assert!(names.len() < usize::from(NAMED), "at most 255 field codes");
+        Self {
+            names: names.to_vec(),
+        }
+    }
+
+    fn code(&self, name: &str) -> Option<u8> {
+        self.names
+            .iter()
+            .position(|known| known.len() == name.len() && *known == name)
+            .map(|at| at as u8)
+    }
+
+    fn name(&self, code: u8) -> Option<&'static str> {
+        self.names.get(usize::from(code)).copied()
+    }
+}
+
 /// Seals `fields` together as one map value, attribute `attribute` of the item: what the
 /// protected table stores for all the protected attributes of one item (one cipher call,
-/// one header and tag). Opens as [`Value::M`].
+/// one header and tag). Each field is named by its code in `codes` (or by its name, when
+/// it has none), each length is a varint. Opens, by [`open_fields_in`], as [`Value::M`].
 pub fn seal_fields(
     key: &LessSafeKey,
     key_id: u64,
     aad: &mut ItemAad,
     attribute: &str,
     fields: &[(&str, &Value)],
+    codes: &FieldCodes,
 ) -> Result<Value, ProtectError> {
     let hint = fields
         .iter()
-        .map(|(name, value)| 4 + name.len() + encoded_len_hint(value))
+        .map(|(_, value)| 2 + encoded_len_hint(value))
         .sum::<usize>()
-        + 5;
+        + 2;
     seal_encoded(key, key_id, aad, attribute, hint, |out| {
-        out.push(b'm');
-        out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+        out.push(b'c');
+        push_varint(out, fields.len() as u64);
         for (name, value) in fields {
-            out.extend_from_slice(&(name.len() as u32).to_be_bytes());
-            out.extend_from_slice(name.as_bytes());
-            encode(value, out);
+            match codes.code(name) {
+                Some(code) => out.push(code),
+                None => {
+                    out.push(NAMED);
+                    push_varint(out, name.len() as u64);
+                    out.extend_from_slice(name.as_bytes());
+                }
+            }
+            encode_compact(value, out);
         }
     })
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn take_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (at, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * at);
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[at + 1..]));
+        }
+    }
+    None
+}
+
+/// The compact encoding of a value (what [`seal_fields`] writes): [`encode`]'s, with
+/// upper-case tags and varint lengths and counts.
+fn encode_compact(value: &Value, out: &mut Vec<u8>) {
+    let bytes = |out: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
+        out.push(tag);
+        push_varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    };
+    match value {
+        Value::S(text) => bytes(out, b'S', text.as_bytes()),
+        Value::N(text) => bytes(out, b'N', text.as_bytes()),
+        Value::B(raw) => bytes(out, b'B', raw),
+        Value::Bool(true) => out.push(b't'),
+        Value::Bool(false) => out.push(b'f'),
+        Value::Null => out.push(b'z'),
+        Value::L(values) => {
+            out.push(b'L');
+            push_varint(out, values.len() as u64);
+            for value in values {
+                encode_compact(value, out);
+            }
+        }
+        Value::M(map) => {
+            out.push(b'M');
+            push_varint(out, map.len() as u64);
+            for (name, value) in map {
+                push_varint(out, name.len() as u64);
+                out.extend_from_slice(name.as_bytes());
+                encode_compact(value, out);
+            }
+        }
+    }
 }
 
 fn seal_encoded(
@@ -186,6 +281,28 @@ pub fn open_in(
     attribute: &str,
     sealed: &[u8],
 ) -> Result<Value, ProtectError> {
+    open_with(key, aad, attribute, sealed, None)
+}
+
+/// Opens what [`seal_fields`] made (or a map [`seal`] made), with the codes it was sealed
+/// with.
+pub fn open_fields_in(
+    key: &LessSafeKey,
+    aad: &mut ItemAad,
+    attribute: &str,
+    sealed: &[u8],
+    codes: &FieldCodes,
+) -> Result<Value, ProtectError> {
+    open_with(key, aad, attribute, sealed, Some(codes))
+}
+
+fn open_with(
+    key: &LessSafeKey,
+    aad: &mut ItemAad,
+    attribute: &str,
+    sealed: &[u8],
+    codes: Option<&FieldCodes>,
+) -> Result<Value, ProtectError> {
     let broken = |why: &str| ProtectError::Integrity(format!("attribute `{attribute}` {why}"));
     if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != MAGIC || sealed[1] != FORMAT {
         return Err(broken("is not sealed data"));
@@ -215,7 +332,8 @@ pub fn open_in(
     } else {
         plain
     };
-    let (value, rest) = decode(plain, 0).ok_or_else(|| broken("holds an unreadable value"))?;
+    let (value, rest) =
+        decode_with(plain, 0, codes).ok_or_else(|| broken("holds an unreadable value"))?;
     if !rest.is_empty() {
         return Err(broken("holds bytes after its value"));
     }
@@ -258,6 +376,21 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
 
 /// Reads one value of [`encode`]; `None` if the bytes are not one (or nest too deep).
 pub fn decode(bytes: &[u8], depth: usize) -> Option<(Value, &[u8])> {
+    decode_with(bytes, depth, None)
+}
+
+/// Reads one value of [`encode`] or of the compact encoding (a coded map, `c`, only with
+/// `codes`); `None` if the bytes are not one (or nest too deep).
+pub fn decode_with<'a>(
+    bytes: &'a [u8],
+    depth: usize,
+    codes: Option<&FieldCodes>,
+) -> Option<(Value, &'a [u8])> {
+    fn take_counted(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (len, rest) = take_varint(bytes)?;
+        let len = usize::try_from(len).ok()?;
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
     fn take(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
         let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
         let rest = bytes.get(4..)?;
@@ -269,6 +402,51 @@ pub fn decode(bytes: &[u8], depth: usize) -> Option<(Value, &[u8])> {
     let (&tag, rest) = bytes.split_first()?;
     let text = |raw: &[u8]| String::from_utf8(raw.to_vec()).ok();
     Some(match tag {
+        b'S' => {
+            let (raw, rest) = take_counted(rest)?;
+            (Value::S(text(raw)?), rest)
+        }
+        b'N' => {
+            let (raw, rest) = take_counted(rest)?;
+            (Value::N(text(raw)?), rest)
+        }
+        b'B' => {
+            let (raw, rest) = take_counted(rest)?;
+            (Value::B(raw.to_vec()), rest)
+        }
+        b'L' => {
+            let (count, mut rest) = take_varint(rest)?;
+            let count = usize::try_from(count).ok()?;
+            let mut values = Vec::with_capacity(count.min(rest.len()));
+            for _ in 0..count {
+                let (value, after) = decode_with(rest, depth + 1, codes)?;
+                values.push(value);
+                rest = after;
+            }
+            (Value::L(values), rest)
+        }
+        b'M' | b'c' => {
+            let (count, mut rest) = take_varint(rest)?;
+            let mut map = BTreeMap::new();
+            for _ in 0..count {
+                let (name, after) = if tag == b'c' {
+                    let (&code, after) = rest.split_first()?;
+                    if code == NAMED {
+                        let (name, after) = take_counted(after)?;
+                        (text(name)?, after)
+                    } else {
+                        (codes?.name(code)?.to_owned(), after)
+                    }
+                } else {
+                    let (name, after) = take_counted(rest)?;
+                    (text(name)?, after)
+                };
+                let (value, after) = decode_with(after, depth + 1, codes)?;
+                map.insert(name, value);
+                rest = after;
+            }
+            (Value::M(map), rest)
+        }
         b's' => {
             let (raw, rest) = take(rest)?;
             (Value::S(text(raw)?), rest)
@@ -289,7 +467,7 @@ pub fn decode(bytes: &[u8], depth: usize) -> Option<(Value, &[u8])> {
             let mut rest = &rest[4..];
             let mut values = Vec::with_capacity(count.min(rest.len()));
             for _ in 0..count {
-                let (value, after) = decode(rest, depth + 1)?;
+                let (value, after) = decode_with(rest, depth + 1, codes)?;
                 values.push(value);
                 rest = after;
             }
@@ -301,7 +479,7 @@ pub fn decode(bytes: &[u8], depth: usize) -> Option<(Value, &[u8])> {
             let mut map = BTreeMap::new();
             for _ in 0..count {
                 let (name, after) = take(rest)?;
-                let (value, after) = decode(after, depth + 1)?;
+                let (value, after) = decode_with(after, depth + 1, codes)?;
                 map.insert(text(name)?, value);
                 rest = after;
             }

@@ -20,6 +20,8 @@ pub struct Protection {
     /// the few protected names of its length (the ingest asks for every attribute of
     /// every item; a binary search of the whole list was 5% of a sealed load's samples).
     by_len: Vec<Vec<&'static str>>,
+    /// What names each field in a sealed value.
+    codes: envelope::FieldCodes,
     scope: Box<dyn Fn(&str) -> Scope + Send + Sync>,
 }
 
@@ -49,8 +51,16 @@ impl Protection {
         Self {
             attributes,
             by_len,
+            codes: envelope::FieldCodes::default(),
             scope: Box::new(scope),
         }
+    }
+
+    /// The same protection, its sealed values naming their fields by `codes` (a field
+    /// without a code is named in full).
+    pub fn with_codes(mut self, codes: envelope::FieldCodes) -> Self {
+        self.codes = codes;
+        self
     }
 
     /// Whether attribute `name` is sealed.
@@ -267,7 +277,14 @@ impl ProtectedTable {
                 .iter()
                 .map(|(name, value)| (name.as_ref(), value))
                 .collect();
-            envelope::seal_fields(&key.key, key.id, &mut aad, SEALED_ATTRIBUTE, &fields)?
+            envelope::seal_fields(
+                &key.key,
+                key.id,
+                &mut aad,
+                SEALED_ATTRIBUTE,
+                &fields,
+                &protection.codes,
+            )?
         };
         item.insert(SEALED_ATTRIBUTE.into(), sealed);
         Ok(())
@@ -378,7 +395,13 @@ impl ProtectedTable {
             }
             found => found?,
         };
-        let Value::M(fields) = envelope::open_in(&key.key, &mut aad, SEALED_ATTRIBUTE, sealed)?
+        let Value::M(fields) = envelope::open_fields_in(
+            &key.key,
+            &mut aad,
+            SEALED_ATTRIBUTE,
+            sealed,
+            &self.protection.codes,
+        )?
         else {
             return Err(broken("holds an unreadable value"));
         };

@@ -141,6 +141,8 @@ pub fn attribute_dictionary() -> AttributeDictionary {
     // Uploads and EMR entities; then the table-backed queue's items.
     names.extend(["status", "createdAt", "updatedAt"]);
     names.extend(["job", "attempt", "visibleAt"]);
+    // The protected table's sealed attributes (every item with patient data has one).
+    names.push(ward_protect::SEALED_ATTRIBUTE);
     AttributeDictionary::new(&names).expect("the attribute dictionary is well formed")
 }
 

@@ -56,9 +56,34 @@ pub fn scope_of(pk: &str) -> Scope {
     }
 }
 
+/// The one-byte code of each protected attribute in a sealed value: its index here. The
+/// list may only grow at its end (a stored value names its fields by these codes); an
+/// attribute without a code is written by its name.
+pub const FIELD_CODES: [&str; 17] = [
+    // Visits first: they are most of a store's items.
+    "medicalRecordNumber",
+    "firstName",
+    "lastName",
+    "doctorsNotes",
+    "sourceFileName",
+    "event",
+    "patient",
+    "report",
+    "fileName",
+    "data",
+    "id",
+    "patientMrn",
+    "answer",
+    "mrn",
+    "ownerId",
+    "reason",
+    "grant",
+];
+
 /// Ward's protection of its schemas.
 pub fn protection() -> Protection {
     Protection::new(protected_attributes(), scope_of)
+        .with_codes(ward_protect::envelope::FieldCodes::new(&FIELD_CODES))
 }
 
 /// The key folder of `data_dir` when the settings name none: beside it, `{name}-keys`.
@@ -243,6 +268,29 @@ mod tests {
             default_keys_dir(Path::new("/srv/ward-data")),
             PathBuf::from("/srv/ward-data-keys")
         );
+    }
+
+    #[test]
+    fn every_protected_attribute_has_a_field_code_and_the_codes_keep_their_order() {
+        for name in protected_attributes() {
+            assert!(
+                FIELD_CODES.contains(&name),
+                "{name} has no field code: append it"
+            );
+        }
+        // Stored values name their fields by these positions: the list only grows.
+        assert_eq!(
+            FIELD_CODES[..5],
+            [
+                "medicalRecordNumber",
+                "firstName",
+                "lastName",
+                "doctorsNotes",
+                "sourceFileName"
+            ]
+        );
+        assert_eq!(FIELD_CODES[16], "grant");
+        assert_eq!(ward_ports::visits::attribute::MRN, FIELD_CODES[0]);
     }
 
     #[test]

@@ -9,13 +9,14 @@ use ward_protect::{DataKeys, MasterKeys, ProtectedTable, Protection, SEALED_ATTR
 use ward_store::{Condition, Item, Key, PK, SK, StoreError, Table, Value};
 use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
+mod envelope;
 mod erasure;
 mod keys;
 mod objects;
 mod race;
 
-/// The attribute names the conformance suite writes, all protected; every partition is
-/// one patient's.
+/// The attribute names the conformance suite writes, all protected, some with a field code
+/// and some named in full in the sealed value; every partition is one patient's.
 fn conformance_protection() -> Protection {
     Protection::new(
         [
@@ -23,6 +24,9 @@ fn conformance_protection() -> Protection {
         ],
         |pk| Scope::new("PROV001", pk),
     )
+    .with_codes(ward_protect::envelope::FieldCodes::new(&[
+        "secret", "v", "map",
+    ]))
 }
 
 struct Opened {
