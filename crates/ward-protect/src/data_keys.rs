@@ -229,9 +229,9 @@ impl DataKeys {
         let at = pool.ready.len() - count;
         let mut given = pool.ready.split_off(at);
         given.reverse();
-        for key in &given {
-            self.remember(provider, Arc::clone(key));
-        }
+        // Not remembered by id: the writer keeps what it seals with, and a read of what it
+        // sealed finds the key in the store (an ingest gives out a key per patient, each a
+        // cache insert that only churned the cache).
         Ok(given)
     }
 

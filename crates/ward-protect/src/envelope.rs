@@ -41,14 +41,24 @@ pub struct ItemAad {
 impl ItemAad {
     /// The associated data of the item keyed `pk`/`sk`.
     pub fn new(pk: &str, sk: &str) -> Self {
-        let mut buffer = Vec::with_capacity(64 + pk.len() + sk.len());
-        buffer.extend_from_slice(b"ward/field/v2");
+        let mut aad = Self {
+            buffer: Vec::with_capacity(64 + pk.len() + sk.len()),
+            prefix: 0,
+        };
+        aad.reset(pk, sk);
+        aad
+    }
+
+    /// The same buffer, for the item keyed `pk`/`sk` (one buffer for a batch of items).
+    pub fn reset(&mut self, pk: &str, sk: &str) {
+        self.buffer.clear();
+        self.buffer.extend_from_slice(b"ward/field/v2");
         for part in [pk, sk] {
-            buffer.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            buffer.extend_from_slice(part.as_bytes());
+            self.buffer
+                .extend_from_slice(&(part.len() as u32).to_be_bytes());
+            self.buffer.extend_from_slice(part.as_bytes());
         }
-        let prefix = buffer.len();
-        Self { buffer, prefix }
+        self.prefix = self.buffer.len();
     }
 
     fn of(&mut self, attribute: &str, flags: u8, key_id: u64) -> Aad<&[u8]> {
@@ -130,16 +140,16 @@ impl FieldCodes {
 /// protected table stores for all the protected attributes of one item (one cipher call,
 /// one header and tag). Each field is named by its code in `codes` (or by its name, when
 /// it has none), each length is a varint. Opens, by [`open_fields_in`], as [`Value::M`].
-pub fn seal_fields(
+pub fn seal_fields<'a>(
     key: &LessSafeKey,
     key_id: u64,
     aad: &mut ItemAad,
     attribute: &str,
-    fields: &[(&str, &Value)],
+    fields: impl ExactSizeIterator<Item = (&'a str, &'a Value)> + Clone,
     codes: &FieldCodes,
 ) -> Result<Value, ProtectError> {
     let hint = fields
-        .iter()
+        .clone()
         .map(|(_, value)| 2 + encoded_len_hint(value))
         .sum::<usize>()
         + 2;

@@ -117,6 +117,21 @@ fn is_reference(item: &Item) -> bool {
     item.get(SK).and_then(Value::as_s) == Some(DATA_KEY_SK)
 }
 
+/// What sealing one item after another reuses: the taken-out fields, the associated data.
+struct Scratch {
+    fields: Vec<(ward_store::Name, Value)>,
+    aad: envelope::ItemAad,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            fields: Vec::with_capacity(16),
+            aad: envelope::ItemAad::new("", ""),
+        }
+    }
+}
+
 /// The data keys of a write's scopes, and the records of those newly given a key.
 struct ForWrite {
     keys: HashMap<Scope, Arc<DataKey>>,
@@ -253,39 +268,41 @@ impl ProtectedTable {
         Ok(())
     }
 
-    fn seal_with(&self, item: &mut Item, key: &DataKey) -> Result<(), ProtectError> {
+    fn seal_with(
+        &self,
+        item: &mut Item,
+        key: &DataKey,
+        scratch: &mut Scratch,
+    ) -> Result<(), ProtectError> {
         if item_key(item).is_none() {
             return Ok(());
         }
         // One pass takes the protected values out (keys, index keys, versions and expiry
         // are never protected, so the item key stays).
         let protection = &self.protection;
-        let fields: Vec<(ward_store::Name, Value)> = item
-            .extract_if(.., |name, value| {
-                !matches!(value, Value::Null) && protection.protects(name)
-            })
-            .collect();
-        if fields.is_empty() {
+        scratch.fields.clear();
+        scratch.fields.extend(item.extract_if(.., |name, value| {
+            !matches!(value, Value::Null) && protection.protects(name)
+        }));
+        if scratch.fields.is_empty() {
             return Ok(());
         }
-        let sealed = {
-            let (pk, sk) = item_key(item).ok_or(ProtectError::Crypto(
-                "an item key attribute is listed as protected",
-            ))?;
-            let mut aad = envelope::ItemAad::new(pk, sk);
-            let fields: Vec<(&str, &Value)> = fields
+        let (pk, sk) = item_key(item).ok_or(ProtectError::Crypto(
+            "an item key attribute is listed as protected",
+        ))?;
+        scratch.aad.reset(pk, sk);
+        let sealed = envelope::seal_fields(
+            &key.key,
+            key.id,
+            &mut scratch.aad,
+            SEALED_ATTRIBUTE,
+            scratch
+                .fields
                 .iter()
-                .map(|(name, value)| (name.as_ref(), value))
-                .collect();
-            envelope::seal_fields(
-                &key.key,
-                key.id,
-                &mut aad,
-                SEALED_ATTRIBUTE,
-                &fields,
-                &protection.codes,
-            )?
-        };
+                .map(|(name, value)| (name.as_ref(), value)),
+            &protection.codes,
+        )?;
+        scratch.fields.clear();
         item.insert(SEALED_ATTRIBUTE.into(), sealed);
         Ok(())
     }
@@ -327,9 +344,10 @@ impl ProtectedTable {
                     .ok_or(ProtectError::Crypto("a scope without its data key"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut scratch = Scratch::default();
         for (item, scope) in items.iter_mut().zip(of_item) {
             if let Some(scope) = scope {
-                self.seal_with(item, by_index[*scope])?;
+                self.seal_with(item, by_index[*scope], &mut scratch)?;
             }
         }
         Ok(())

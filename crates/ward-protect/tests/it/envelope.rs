@@ -26,13 +26,12 @@ fn visit_fields() -> Vec<(&'static str, Value)> {
 }
 
 fn sealed(fields: &[(&'static str, Value)], codes: &FieldCodes) -> Vec<u8> {
-    let borrowed: Vec<(&str, &Value)> = fields.iter().map(|(n, v)| (*n, v)).collect();
     let Value::B(bytes) = envelope::seal_fields(
         &key(),
         9,
         &mut ItemAad::new("PK", "SK"),
         "#sealed",
-        &borrowed,
+        fields.iter().map(|(name, value)| (*name, value)),
         codes,
     )
     .unwrap() else {
