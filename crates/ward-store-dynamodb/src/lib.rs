@@ -66,6 +66,38 @@ impl DynamoTable {
         }
     }
 
+    /// Up to `limit` items after `after` (from the start when `None`), as stored (expired
+    /// ones too), and the key to go on after when more may follow: a full scan of the
+    /// table, in DynamoDB's order, for moving a whole table (the migration to encryption
+    /// at rest), never a request's path. A scan is not a snapshot: an item there for the
+    /// whole scan is returned once; one written during it may or may not be.
+    pub async fn scan(
+        &self,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<Key>), StoreError> {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table_name)
+            .set_exclusive_start_key(after.map(convert::key))
+            .limit(limit.clamp(1, MAX_QUERY_LIMIT) as i32)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let items = output
+            .items()
+            .iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(last) => Some(Key::of(&from_item(last)?)?),
+            None => None,
+        };
+        Ok((items, next))
+    }
+
     /// A table on a local DynamoDB-compatible server (DynamoDB Local in the tests and
     /// benchmarks): static dummy credentials, region `us-east-1`.
     pub fn local(endpoint: &str, table_name: impl Into<String>) -> Self {

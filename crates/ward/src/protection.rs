@@ -201,14 +201,22 @@ pub async fn settle_record(
         }
         None => {
             refuse_unsealed(table, unsealed).await?;
-            let mut item = Item::new();
-            item.insert(PK.into(), Value::s(MARKER_PK));
-            item.insert(SK.into(), Value::s(MARKER_SK));
-            item.insert(CHECK.into(), Value::s(check));
-            item.insert(FORMAT.into(), Value::n(SEALED_FORMAT));
-            table.put(item, Condition::NotExists).await?;
+            write_record(table, check).await?;
         }
     }
+    Ok(())
+}
+
+/// Writes the protection record of `table`, sealed with the key source whose check value
+/// is `check`: from then on the store is served (a new one, or one `ward migrate` has
+/// finished sealing).
+pub async fn write_record(table: &dyn Table, check: &str) -> anyhow::Result<()> {
+    let mut item = Item::new();
+    item.insert(PK.into(), Value::s(MARKER_PK));
+    item.insert(SK.into(), Value::s(MARKER_SK));
+    item.insert(CHECK.into(), Value::s(check));
+    item.insert(FORMAT.into(), Value::n(SEALED_FORMAT));
+    table.put(item, Condition::NotExists).await?;
     Ok(())
 }
 

@@ -311,9 +311,9 @@ async fn aws_protection(
     let check = kms.pseudonym("", "ward key check");
     let unsealed = format!(
         "{store} was written by a Ward without encryption at rest, and this version keeps \
-         patient data only encrypted; `ward migrate` encrypts an embedded data folder, not a \
-         DynamoDB table: keep using the version that wrote it, or deploy a new stack and \
-         upload again (docs/encryption.md#migrating)"
+         patient data only encrypted; stop every process of the deployment that writes it \
+         (the functions' triggers) and run `ward migrate --config FILE` to encrypt it in place \
+         (docs/encryption.md#migrating)"
     );
     crate::protection::settle_record(&*table, marker, &check, &store, &wrong_keys, &unsealed)
         .await?;

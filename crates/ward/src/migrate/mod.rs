@@ -16,6 +16,8 @@
 //! Owns: the order and recovery of the migration. Deliberately does not: know any schema
 //! beyond the old keys ([`rekey`]); what is sealed is the protected table's business.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod rekey;
 
 use std::path::{Path, PathBuf};
@@ -100,44 +102,54 @@ pub enum Outcome {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = crate::config::Settings::load(args.config.as_deref())?;
     settings.apply_lambda_environment();
-    if !matches!(
-        crate::shape::Shape::from_settings(&settings)?,
-        crate::shape::Shape::Embedded
-    ) {
-        anyhow::bail!(
-            "ward migrate encrypts an embedded data folder; the settings name the AWS shape, \
-             whose tables are made encrypted by the template (docs/encryption.md#migrating)"
-        );
-    }
+    let shape = crate::shape::Shape::from_settings(&settings)?;
     // Each step's first progress, then one a second, and its last.
     let mut last: Option<(Step, std::time::Instant)> = None;
-    let outcome = migrate(
-        &args.data_dir,
-        &settings.embedded_store(),
-        args.page_items,
-        &mut |step, done, total| {
-            let due = match last {
-                Some((was, at)) => was != step || at.elapsed().as_secs() >= 1,
-                None => true,
-            };
-            if due || (step != Step::Reading && done == total) {
-                last = Some((step, std::time::Instant::now()));
-                match step {
-                    Step::Reading => eprintln!("reading the old store: {done} items"),
-                    Step::Items => eprintln!("items encrypted: {done} of {total}"),
-                    Step::Objects => eprintln!("objects encrypted: {done} of {total}"),
-                }
+    let mut progress = |step: Step, done: u64, total: u64| {
+        let due = match last {
+            Some((was, at)) => was != step || at.elapsed().as_secs() >= 1,
+            None => true,
+        };
+        if due || (step != Step::Reading && done == total) {
+            last = Some((step, std::time::Instant::now()));
+            match step {
+                Step::Reading => eprintln!("reading the old store: {done} items"),
+                Step::Items => eprintln!("items encrypted: {done} of {total}"),
+                Step::Objects => eprintln!("objects encrypted: {done} of {total}"),
             }
-        },
-    )
-    .await?;
-    let folder = args.data_dir.display();
+        }
+    };
+    let outcome = match &shape {
+        crate::shape::Shape::Embedded => {
+            migrate(
+                &args.data_dir,
+                &settings.embedded_store(),
+                args.page_items,
+                &mut progress,
+            )
+            .await?
+        }
+        #[cfg(feature = "aws")]
+        crate::shape::Shape::Aws(aws) => aws::migrate(aws, args.page_items, &mut progress).await?,
+    };
+    let folder = match &shape {
+        crate::shape::Shape::Embedded => args.data_dir.display().to_string(),
+        #[cfg(feature = "aws")]
+        crate::shape::Shape::Aws(aws) => format!("the DynamoDB table {}", aws.table),
+    };
     match outcome {
         Outcome::Encrypted(Some(report)) => {
-            println!(
-                "encrypted {folder}: {} items and {} objects, sealed; the plaintext files are deleted",
-                report.items, report.objects
-            );
+            if matches!(shape, crate::shape::Shape::Embedded) {
+                println!(
+                    "encrypted {folder}: {} items and {} objects, sealed; the plaintext files are deleted",
+                    report.items, report.objects
+                );
+            } else {
+                println!(
+                    "encrypted {folder}: {} items sealed in place, {} documents moved to their patients' pseudonyms",
+                    report.items, report.objects
+                );
+            }
             if report.resumed_after > 0 {
                 println!(
                     "(went on after an interrupted run, which had copied {} items)",

@@ -200,7 +200,7 @@ pub(crate) fn raw_bytes(
     out
 }
 
-fn plaintext_in(bytes: &[u8], secrets: &[&str]) -> Vec<String> {
+pub(crate) fn plaintext_in(bytes: &[u8], secrets: &[&str]) -> Vec<String> {
     secrets
         .iter()
         .filter(|secret| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))

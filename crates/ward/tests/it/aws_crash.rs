@@ -14,7 +14,7 @@ use crate::helpers::{
 };
 
 /// A settings file for `ward` processes on `aws`'s resources.
-fn settings_file(aws: &AwsShape, dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn settings_file(aws: &AwsShape, dir: &std::path::Path) -> std::path::PathBuf {
     let moto = env("WARD_MOTO_ENDPOINT");
     let dynamodb = env("WARD_DYNAMODB_ENDPOINT");
     let text = format!(
@@ -36,7 +36,7 @@ fn settings_file(aws: &AwsShape, dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-fn ward(config: &std::path::Path, args: &[&str]) -> Command {
+pub(crate) fn ward(config: &std::path::Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ward"));
     command
         .args(args)
@@ -47,7 +47,7 @@ fn ward(config: &std::path::Path, args: &[&str]) -> Command {
     command
 }
 
-fn ward_ok(config: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn ward_ok(config: &std::path::Path, args: &[&str]) -> String {
     let output = ward(config, args).output().unwrap();
     assert!(
         output.status.success(),

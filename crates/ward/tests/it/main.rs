@@ -9,6 +9,8 @@ mod architecture;
 mod aws;
 #[cfg(feature = "aws")]
 mod aws_crash;
+#[cfg(feature = "aws")]
+mod aws_migrate;
 mod cli;
 mod crash;
 mod emr;

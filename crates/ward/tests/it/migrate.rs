@@ -14,10 +14,10 @@ use ward_store::{Item, Key, PK, SK};
 
 use crate::helpers::{Options, app_for, kill_at_first_line, start_server};
 
-const FIXTURE: &str = "tests/fixtures/pre-encryption-4866ee4.tar.gz";
+pub(crate) const FIXTURE: &str = "tests/fixtures/pre-encryption-4866ee4.tar.gz";
 
 /// The fixture unpacked into a new temporary folder; its data folder.
-fn unpack() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn unpack() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("tar")
         .arg("xzf")
@@ -58,7 +58,7 @@ fn stdout_of(output: &Output) -> String {
 }
 
 /// Every item of the old store, as stored.
-fn old_items(data: &Path) -> Vec<Item> {
+pub(crate) fn old_items(data: &Path) -> Vec<Item> {
     let table = ward::embedded::open_table(&data.join("ward.redb"), &Default::default()).unwrap();
     let mut items = Vec::new();
     let mut after: Option<Key> = None;
@@ -77,7 +77,7 @@ fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 /// What the old store held of its patients: MRNs, names, notes and emails.
-fn secrets_of(items: &[Item]) -> BTreeSet<String> {
+pub(crate) fn secrets_of(items: &[Item]) -> BTreeSet<String> {
     let mut secrets = BTreeSet::new();
     for item in items {
         let pk = text(item, PK).unwrap_or_default();
@@ -102,7 +102,7 @@ fn secrets_of(items: &[Item]) -> BTreeSet<String> {
 }
 
 /// Every file below `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -115,7 +115,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn holds(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle.as_bytes())
