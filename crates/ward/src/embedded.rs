@@ -60,7 +60,7 @@ pub(crate) async fn open_with(
     settings
         .sort_dir
         .get_or_insert_with(|| data_dir.join("tmp"));
-    crate::migrate::refuse_unfinished(data_dir)?;
+    refuse_unfinished_migration(data_dir)?;
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
     let table = open_table(&data_dir.join("ward.redb"), &store.options).map_err(|error| match error {
@@ -115,6 +115,23 @@ pub(crate) async fn open_with(
         ctx,
         keys,
     })
+}
+
+/// The staging folder of `ward migrate` in a data folder (`crate::migrate`).
+pub const MIGRATION_STAGING_DIR: &str = ".encrypting";
+
+/// Refuses a data folder whose migration (`ward migrate`) was interrupted, before anything
+/// of it is opened.
+pub fn refuse_unfinished_migration(data_dir: &Path) -> anyhow::Result<()> {
+    if data_dir.join(MIGRATION_STAGING_DIR).exists() {
+        anyhow::bail!(
+            "the encryption of the data folder {} was interrupted; run `ward migrate --data-dir {}` \
+             again to finish it",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Opens the store file at `path` with Ward's attribute dictionary.

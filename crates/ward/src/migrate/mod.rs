@@ -33,7 +33,7 @@ use crate::durable_objects::DurableLocalFileSystem;
 use crate::embedded::EmbeddedStore;
 
 /// The staging folder inside the data folder.
-pub const STAGING_DIR: &str = ".encrypting";
+pub use crate::embedded::MIGRATION_STAGING_DIR as STAGING_DIR;
 const COMPLETE_FILE: &str = "COMPLETE";
 const STORE_FILE: &str = "ward.redb";
 const OBJECTS_DIR: &str = "objects";
@@ -241,19 +241,6 @@ fn not_wards(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// Refuses a data folder whose migration was interrupted (before anything is opened).
-pub fn refuse_unfinished(data_dir: &Path) -> anyhow::Result<()> {
-    if data_dir.join(STAGING_DIR).exists() {
-        anyhow::bail!(
-            "the encryption of the data folder {} was interrupted; run `ward migrate --data-dir {}` \
-             again to finish it",
-            data_dir.display(),
-            data_dir.display()
-        );
-    }
-    Ok(())
 }
 
 fn open(path: &Path, store: &EmbeddedStore, data_dir: &Path) -> anyhow::Result<EmbeddedTable> {
