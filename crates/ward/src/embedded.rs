@@ -63,13 +63,7 @@ pub(crate) async fn open_with(
     refuse_unfinished_migration(data_dir)?;
     std::fs::create_dir_all(data_dir.join("objects"))
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let table = open_table(&data_dir.join("ward.redb"), &store.options).map_err(|error| match error {
-        OpenError::InUse { .. } => anyhow::anyhow!(
-            "the data folder {} is in use by a running ward server; stop it, or use the HTTP API (ward upload, the admin routes)",
-            data_dir.display()
-        ),
-        error => anyhow::anyhow!(error),
-    })?;
+    let table = open_folder_table(data_dir, &data_dir.join("ward.redb"), &store.options)?;
     let keys_dir = store
         .keys_dir
         .clone()
@@ -132,6 +126,22 @@ pub fn refuse_unfinished_migration(data_dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Opens the store file at `path` of the data folder `data_dir`, saying so when a running
+/// server holds it.
+pub fn open_folder_table(
+    data_dir: &Path,
+    path: &Path,
+    options: &EmbeddedOptions,
+) -> anyhow::Result<EmbeddedTable> {
+    open_table(path, options).map_err(|error| match error {
+        OpenError::InUse { .. } => anyhow::anyhow!(
+            "the data folder {} is in use by a running ward server; stop it, or use the HTTP API (ward upload, the admin routes)",
+            data_dir.display()
+        ),
+        error => anyhow::anyhow!(error),
+    })
 }
 
 /// Opens the store file at `path` with Ward's attribute dictionary.

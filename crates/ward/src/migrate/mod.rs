@@ -1,5 +1,5 @@
 //! `ward migrate`: encrypts in place a data folder that a Ward before encryption at rest
-//! wrote (docs/encryption.md#migrating-a-data-folder-written-before-encryption). Offline,
+//! wrote (docs/encryption.md#migrating). Offline,
 //! resumable and crash-safe: run it again after any interruption and it goes on.
 //!
 //! How: every item of the old store is read as stored, its keys rewritten to today's layout
@@ -244,13 +244,7 @@ fn not_wards(data_dir: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 fn open(path: &Path, store: &EmbeddedStore, data_dir: &Path) -> anyhow::Result<EmbeddedTable> {
-    crate::embedded::open_table(path, &store.options).map_err(|error| match error {
-        ward_store_embedded::OpenError::InUse { .. } => anyhow::anyhow!(
-            "the data folder {} is in use by a running ward server; stop it first",
-            data_dir.display()
-        ),
-        error => anyhow::anyhow!(error),
-    })
+    crate::embedded::open_folder_table(data_dir, path, &store.options)
 }
 
 /// Copies every item and object of the old folder into `staging`, sealed.
