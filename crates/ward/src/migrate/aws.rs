@@ -23,6 +23,9 @@ use crate::shape::AwsShape;
 
 /// Items moved in one transaction (two operations each: DynamoDB takes 100).
 const MOVES_PER_TRANSACTION: usize = 50;
+/// A transaction is written once its items reach this many bytes, about (DynamoDB takes
+/// 4 MB in all, and one item up to 400 KB).
+const BYTES_PER_TRANSACTION: usize = 2 * 1024 * 1024;
 /// Passes over the table before giving up on finding it finished.
 const MAX_PASSES: usize = 3;
 
@@ -87,7 +90,7 @@ pub async fn migrate(
         let mut after: Option<Key> = None;
         loop {
             let (items, next) = raw.scan(after.as_ref(), page).await?;
-            let mut ops = Vec::new();
+            let mut batch = Moves::default();
             for item in items {
                 if item.contains_key(ward_protect::SEALED_ATTRIBUTE)
                     || !to_do(&item, &protection, &protected.pseudonyms, &claims)
@@ -101,34 +104,21 @@ pub async fn migrate(
                         raw.delete(&old, Condition::None).await?;
                     }
                     Rekeyed::Item(new) => {
-                        let key = Key::of(&new)?;
-                        if key.sk.starts_with("DOC#") {
+                        if Key::of(&new)?.sk.starts_with("DOC#") {
                             move_document(&*s3, &old, &protected.pseudonyms).await?;
                             report.objects += 1;
                         }
-                        ops.push(WriteOp::Put {
-                            item: new,
-                            condition: Condition::None,
-                        });
-                        if key != old {
-                            ops.push(WriteOp::Delete {
-                                key: old,
-                                condition: Condition::None,
-                            });
+                        if let Some(full) = batch.push(new, old) {
+                            protected.table.transact_write(full).await?;
+                            progress(Step::Items, done, left);
                         }
                     }
                 }
                 done += 1;
-                if ops.len() >= MOVES_PER_TRANSACTION * 2 - 1 {
-                    protected
-                        .table
-                        .transact_write(std::mem::take(&mut ops))
-                        .await?;
-                    progress(Step::Items, done, left);
-                }
             }
-            if !ops.is_empty() {
-                protected.table.transact_write(ops).await?;
+            let rest = batch.take();
+            if !rest.is_empty() {
+                protected.table.transact_write(rest).await?;
             }
             progress(Step::Items, done, left);
             match next {
@@ -142,6 +132,71 @@ pub async fn migrate(
          Ward of the earlier version still writing to it? Stop it and run ward migrate again",
         aws.table
     )
+}
+
+/// The writes of moved items, gathered into transactions DynamoDB takes: at most 100
+/// operations, and about [`BYTES_PER_TRANSACTION`] of items (it takes 4 MB in all).
+#[derive(Default)]
+struct Moves {
+    ops: Vec<WriteOp>,
+    bytes: usize,
+}
+
+impl Moves {
+    /// Adds the put of `new` (and the delete of `old`, when it moved); gives back the
+    /// operations to write now when that filled a transaction.
+    fn push(&mut self, new: Item, old: Key) -> Option<Vec<WriteOp>> {
+        let moved = Key::of(&new).map_or(true, |key| key != old);
+        let needs = if moved { 2 } else { 1 };
+        let mut full = None;
+        if self.ops.len() + needs > MOVES_PER_TRANSACTION * 2 {
+            full = Some(self.take());
+        }
+        self.bytes += approximate_size(&new);
+        self.ops.push(WriteOp::Put {
+            item: new,
+            condition: Condition::None,
+        });
+        if moved {
+            self.ops.push(WriteOp::Delete {
+                key: old,
+                condition: Condition::None,
+            });
+        }
+        if full.is_none() && self.bytes >= BYTES_PER_TRANSACTION {
+            full = Some(self.take());
+        }
+        full
+    }
+
+    /// What is gathered, and none left.
+    fn take(&mut self) -> Vec<WriteOp> {
+        self.bytes = 0;
+        std::mem::take(&mut self.ops)
+    }
+}
+
+/// About how many bytes `item` takes (its names and values; sealing adds a few dozen).
+fn approximate_size(item: &Item) -> usize {
+    fn size(value: &ward_store::Value) -> usize {
+        use ward_store::Value;
+        match value {
+            Value::S(text) | Value::N(text) => text.len(),
+            Value::B(bytes) => bytes.len(),
+            Value::L(values) => values.iter().map(size).sum::<usize>() + 3,
+            Value::M(map) => {
+                map.iter()
+                    .map(|(name, v)| name.len() + size(v))
+                    .sum::<usize>()
+                    + 3
+            }
+            Value::Bool(_) | Value::Null => 1,
+        }
+    }
+    item.iter()
+        .map(|(name, v)| name.len() + size(v))
+        .sum::<usize>()
+        + 64
 }
 
 /// Whether `item` (not sealed) is still to be moved or sealed: it holds protected data,
@@ -205,4 +260,47 @@ async fn move_document(
         Err(error) => return Err(error.into()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(pk: &str, sk: &str, notes: usize) -> Item {
+        let mut item = Item::new();
+        item.insert(PK.into(), ward_store::Value::s(pk));
+        item.insert(SK.into(), ward_store::Value::s(sk));
+        item.insert(
+            "doctorsNotes".into(),
+            ward_store::Value::s("x".repeat(notes)),
+        );
+        item
+    }
+
+    #[test]
+    fn moves_fill_transactions_of_at_most_100_operations_and_about_2_mib() {
+        // Small items that move: 50 to a transaction (a put and a delete each).
+        let mut moves = Moves::default();
+        let mut written = Vec::new();
+        for n in 0..120 {
+            let old = Key::new(format!("OLD#{n}"), "S");
+            if let Some(full) = moves.push(visit(&format!("NEW#{n}"), "S", 10), old) {
+                written.push(full.len());
+            }
+        }
+        written.push(moves.take().len());
+        assert_eq!(written, [100, 100, 40]);
+        // Large items sealed where they are: cut by their size, never past DynamoDB's 4 MB.
+        let mut moves = Moves::default();
+        let mut sizes = Vec::new();
+        for n in 0..30 {
+            let key = Key::new("P", format!("S{n}"));
+            if let Some(full) = moves.push(visit("P", &format!("S{n}"), 300_000), key) {
+                sizes.push(full.len());
+            }
+        }
+        assert_eq!(sizes, [7, 7, 7, 7]);
+        assert_eq!(moves.take().len(), 2);
+        assert!(moves.take().is_empty());
+    }
 }
