@@ -299,8 +299,16 @@ pub(crate) async fn receive(
         Err(error) => return Err(error.into()),
     };
     let path = ObjectPath::from(object_key);
+    // The upload as this request last wrote it (what a release must name).
+    let mut current = receiving;
     let received = async {
         let n_bytes = stream_to_object(&state, &path, body, limit).await?;
+        // Marked received before its job is queued: the worker that takes the job finds
+        // the upload as this request left it. (Queued first, the two raced to change it,
+        // and a worker that lost failed its attempt on the upload's version.) A crash in
+        // between leaves a received upload whose file is stored: the recovery at start
+        // queues it.
+        current = state.ctx.uploads.mark_received(&current, n_bytes).await?;
         let job = Job::for_upload(&provider, &id, kind);
         if let Err(error) = state.ctx.queue.enqueue(job).await {
             tracing::error!(provider_id = %provider, upload_id = %id, error = %error, "could not queue the upload");
@@ -311,8 +319,6 @@ pub(crate) async fn receive(
     .await;
     match received {
         Ok(n_bytes) => {
-            // The worker may already have claimed it; the queued job is what counts.
-            let _ = state.ctx.uploads.mark_received(&receiving, n_bytes).await;
             state
                 .metrics
                 .uploads_received
@@ -326,7 +332,7 @@ pub(crate) async fn receive(
         Err(error) => {
             // Nothing is kept (refused, interrupted, or not queued): the URL can be used again.
             let _ = state.ctx.objects.delete(&path).await;
-            let _ = state.ctx.uploads.release(&receiving).await;
+            let _ = state.ctx.uploads.release(&current).await;
             Err(error)
         }
     }
