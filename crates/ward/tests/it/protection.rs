@@ -176,18 +176,7 @@ fn a_data_folder_without_its_own_key_folder_is_refused_with_what_to_do() {
 #[tokio::test]
 async fn a_data_folder_written_before_encryption_at_rest_is_refused_not_mixed() {
     // A data folder the last Ward before encryption at rest wrote (tests/fixtures).
-    let dir = tempfile::tempdir().unwrap();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-encryption-4866ee4.tar.gz");
-    let unpacked = Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(unpacked.success());
-    let data = dir.path().join("data");
+    let (dir, data) = crate::migrate::unpack();
     let before = std::fs::read(data.join("ward.redb")).unwrap();
     assert!(
         contains(&before, "MRN0000001"),
