@@ -21,7 +21,7 @@ use crate::spill::SpillSorter;
 use crate::visit_csv::{FileError, RowRead, VisitCsvReader};
 use ward_ports::visits::{RecordSource, VisitParts, visit_item};
 
-use crate::parse::{ParsedBatch, ParsedRow, ParserMessage, rejected_row};
+use crate::parse::{ParsedBatch, ParsedRow, ParserMessage, ParserOutput, rejected_row};
 use ward_domain::visit::VisitRules;
 
 /// Where and how much to sort.
@@ -44,7 +44,7 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
     batch_rows: usize,
     sort: SortSettings,
     progress: &AtomicU64,
-    sender: &tokio::sync::mpsc::Sender<ParserMessage>,
+    sender: &ParserOutput<'_>,
 ) {
     let send = |message| sender.blocking_send(message).is_ok();
     let mut reader = match VisitCsvReader::new(input) {
@@ -371,8 +371,17 @@ mod tests {
         };
         let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
         let progress = AtomicU64::new(0);
-        parse_file_in_key_order(csv.as_bytes(), &rules, &source, 2, sort, &progress, &sender);
-        drop(sender);
+        let table = ward_store_embedded::EmbeddedTable::open(
+            &dir.path().join("ward.redb"),
+            &ward_store_embedded::EmbeddedOptions::default(),
+        )
+        .expect("store");
+        let output = ParserOutput {
+            sender,
+            table: &table,
+        };
+        parse_file_in_key_order(csv.as_bytes(), &rules, &source, 2, sort, &progress, &output);
+        drop(output);
         let mut batches = Vec::new();
         while let Ok(message) = receiver.try_recv() {
             if let ParserMessage::Batch(batch) = message {

@@ -11,7 +11,7 @@ use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 use ward_domain::visit::{FieldError, VisitRules};
 use ward_ports::visits::{RecordSource, visit_item};
 use ward_ports::{ProcessError, RowProblem};
-use ward_store::Item;
+use ward_store::{Item, Table};
 
 use crate::visit_csv::{FileError, RowRead, VisitCsvReader};
 
@@ -119,12 +119,38 @@ impl Read for CountedReader {
     }
 }
 
+/// Where a parser thread sends what it reads: each batch's items prepared for the table
+/// first ([`Table::prepare`]: the part of the write that needs only the item, done on
+/// this thread rather than the writer's).
+pub(crate) struct ParserOutput<'a> {
+    pub(crate) sender: tokio::sync::mpsc::Sender<ParserMessage>,
+    pub(crate) table: &'a dyn Table,
+}
+
+impl ParserOutput<'_> {
+    /// Sends `message` (false: the receiver is gone).
+    pub(crate) fn blocking_send(&self, mut message: ParserMessage) -> Result<(), Gone> {
+        if let ParserMessage::Batch(batch) = &mut message {
+            for row in &mut batch.rows {
+                if let ParsedRow::Valid { item, .. } = row {
+                    self.table.prepare(item);
+                }
+            }
+        }
+        self.sender.blocking_send(message).map_err(|_| Gone)
+    }
+}
+
+/// The writer stopped listening (it failed, or gave up).
+#[derive(Debug)]
+pub(crate) struct Gone;
+
 pub(crate) fn parse_file<R: std::io::Read>(
     input: R,
     rules: &VisitRules,
     source: &RecordSource<'_>,
     batch_rows: usize,
-    sender: &tokio::sync::mpsc::Sender<ParserMessage>,
+    sender: &ParserOutput<'_>,
 ) {
     let mut reader = match VisitCsvReader::new(input) {
         Ok(reader) => reader,

@@ -21,7 +21,7 @@ use crate::{KeyEncryptionKeys, ProtectError};
 /// Unwrapped data keys kept at once; past it the cache starts again (a bound on memory).
 const CACHE_LIMIT: usize = 16_384;
 /// The largest pool made at once (keys a crash can leave unused, per provider).
-const POOL_LIMIT: usize = 4096;
+const POOL_LIMIT: usize = 2048;
 /// The smallest pool made at once.
 const POOL_START: usize = 16;
 /// Pools made again at most when their ids meet another writer's.
@@ -70,6 +70,24 @@ impl std::fmt::Debug for DataKey {
 struct Pool {
     ready: Vec<Arc<DataKey>>,
     last_size: usize,
+    /// A pool is being made ahead ([`DataKeys::make_ahead`]).
+    making: bool,
+}
+
+impl Pool {
+    /// Adds `made` (newer ids than any here) to be handed out after the keys already here.
+    fn add(&mut self, mut made: Vec<Arc<DataKey>>) {
+        // Handed out from the end: the oldest ids first.
+        made.reverse();
+        made.append(&mut self.ready);
+        self.ready = made;
+    }
+
+    fn next_size(&self, at_least: usize) -> usize {
+        (self.last_size * 2)
+            .clamp(POOL_START, POOL_LIMIT)
+            .max(at_least)
+    }
 }
 
 /// The data keys of every provider, in their key store.
@@ -216,15 +234,10 @@ impl DataKeys {
         let mut pools = self.pools.lock().await;
         let pool = pools.entry(provider.to_owned()).or_default();
         if pool.ready.len() < count {
-            let size = (pool.last_size * 2)
-                .clamp(POOL_START, POOL_LIMIT)
-                .max(count - pool.ready.len());
-            let mut made = self.make(provider, size).await?;
+            let size = pool.next_size(count - pool.ready.len());
+            let made = self.make(provider, size).await?;
             pool.last_size = size;
-            // Handed out from the end: the oldest ids first.
-            made.reverse();
-            made.append(&mut pool.ready);
-            pool.ready = made;
+            pool.add(made);
         }
         let at = pool.ready.len() - count;
         let mut given = pool.ready.split_off(at);
@@ -233,6 +246,32 @@ impl DataKeys {
         // sealed finds the key in the store (an ingest gives out a key per patient, each a
         // cache insert that only churned the cache).
         Ok(given)
+    }
+
+    /// Makes the next pool of `provider`'s keys ahead of need, if its pool is down to less
+    /// than half the last one made and no other call is making one: called beside a write,
+    /// so that the writes that follow take their keys without waiting for the key store.
+    /// (The pool is not locked meanwhile; a write that runs out first makes its own.)
+    pub async fn make_ahead(&self, provider: &str) -> Result<(), ProtectError> {
+        let size = {
+            let mut pools = self.pools.lock().await;
+            let Some(pool) = pools.get_mut(provider) else {
+                return Ok(());
+            };
+            if pool.making || pool.ready.len() * 2 >= pool.last_size {
+                return Ok(());
+            }
+            pool.making = true;
+            pool.next_size(0)
+        };
+        let made = self.make(provider, size).await;
+        let mut pools = self.pools.lock().await;
+        let pool = pools.entry(provider.to_owned()).or_default();
+        pool.making = false;
+        let made = made?;
+        pool.last_size = size;
+        pool.add(made);
+        Ok(())
     }
 
     /// Makes `count` data keys of `provider`: one key-store write for all of them, made

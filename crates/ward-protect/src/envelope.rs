@@ -17,6 +17,8 @@ use crate::ProtectError;
 
 const MAGIC: u8 = 0x57;
 const FORMAT: u8 = 0x02;
+/// The second byte of fields prepared for sealing and not yet sealed (never stored).
+const PREPARED: u8 = 0xf2;
 const COMPRESSED: u8 = 0x01;
 const HEADER_LEN: usize = 3 + 8 + 12;
 const TAG_LEN: usize = 16;
@@ -148,12 +150,22 @@ pub fn seal_fields<'a>(
     fields: impl ExactSizeIterator<Item = (&'a str, &'a Value)> + Clone,
     codes: &FieldCodes,
 ) -> Result<Value, ProtectError> {
+    seal_prepared(key, key_id, aad, attribute, prepare_fields(fields, codes))
+}
+
+/// What [`seal_fields`] seals, before it is sealed: the header's room and the fields'
+/// encoding (compressed where large). Needs no key, so it can be made ahead, on another
+/// thread; [`seal_prepared`] seals it in place.
+pub fn prepare_fields<'a>(
+    fields: impl ExactSizeIterator<Item = (&'a str, &'a Value)> + Clone,
+    codes: &FieldCodes,
+) -> Prepared {
     let hint = fields
         .clone()
         .map(|(_, value)| 2 + encoded_len_hint(value))
         .sum::<usize>()
         + 2;
-    seal_encoded(key, key_id, aad, attribute, hint, |out| {
+    prepare_encoded(hint, |out| {
         out.push(b'c');
         push_varint(out, fields.len() as u64);
         for (name, value) in fields {
@@ -168,6 +180,39 @@ pub fn seal_fields<'a>(
             encode_compact(value, out);
         }
     })
+}
+
+/// Fields encoded for sealing ([`prepare_fields`]): plaintext, never to be stored.
+pub struct Prepared(Vec<u8>);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared(..)")
+    }
+}
+
+impl Prepared {
+    /// The bytes, to carry in an item until sealed (see [`Prepared::from_bytes`]).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The same, noting `count` in the room of the key id (which sealing fills).
+    pub fn noting(mut self, count: u64) -> Self {
+        self.0[3..11].copy_from_slice(&count.to_be_bytes());
+        self
+    }
+
+    /// What [`Prepared::noting`] noted.
+    pub fn noted(&self) -> u64 {
+        u64::from_be_bytes(self.0[3..11].try_into().expect("eight bytes"))
+    }
+
+    /// What [`Prepared::into_bytes`] gave, if it is that.
+    pub fn from_bytes(bytes: Vec<u8>) -> Option<Self> {
+        (bytes.len() >= HEADER_LEN && bytes[0] == MAGIC && bytes[1] == PREPARED)
+            .then_some(Self(bytes))
+    }
 }
 
 fn push_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -231,21 +276,47 @@ fn seal_encoded(
     hint: usize,
     encode_into: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Value, ProtectError> {
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
+    seal_prepared(
+        key,
+        key_id,
+        aad,
+        attribute,
+        prepare_encoded(hint, encode_into),
+    )
+}
+
+/// The header's room (marked as not yet sealed), then what `encode_into` writes,
+/// compressed if it is large.
+fn prepare_encoded(hint: usize, encode_into: impl FnOnce(&mut Vec<u8>)) -> Prepared {
     let mut out = Vec::with_capacity(HEADER_LEN + hint + TAG_LEN);
-    out.extend_from_slice(&[MAGIC, FORMAT, 0]);
-    out.extend_from_slice(&key_id.to_be_bytes());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&[MAGIC, PREPARED, 0]);
+    out.extend_from_slice(&[0; 8 + 12]);
     encode_into(&mut out);
-    let mut flags = 0;
     if out.len() - HEADER_LEN > COMPRESS_OVER {
         let compressed = lz4_flex::compress_prepend_size(&out[HEADER_LEN..]);
         out.truncate(HEADER_LEN);
         out.extend_from_slice(&compressed);
-        flags |= COMPRESSED;
-        out[2] = flags;
+        out[2] = COMPRESSED;
     }
+    Prepared(out)
+}
+
+/// Seals `prepared` in place with data key `key_id`, as attribute `attribute` of the item
+/// that `aad` names.
+pub fn seal_prepared(
+    key: &LessSafeKey,
+    key_id: u64,
+    aad: &mut ItemAad,
+    attribute: &str,
+    prepared: Prepared,
+) -> Result<Value, ProtectError> {
+    let Prepared(mut out) = prepared;
+    let flags = out[2];
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    out[1] = FORMAT;
+    out[3..11].copy_from_slice(&key_id.to_be_bytes());
+    out[11..HEADER_LEN].copy_from_slice(&nonce);
     let tag = key
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),

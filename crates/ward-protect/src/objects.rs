@@ -438,6 +438,50 @@ impl MultipartUpload for SealedUpload {
     }
 }
 
+/// Sealed bytes read from a local file at once (16 segments): a blocking task each.
+const FILE_READ: usize = 16 * SEALED_SEGMENT;
+
+/// The bytes of `result`: a local file's in reads of [`FILE_READ`] bytes (its store's own
+/// stream takes a blocking task for every 8 KiB, a third of a sealed upload's parse),
+/// any other store's as it streams them.
+fn body_stream(result: GetResult) -> BoxStream<'static, Result<Bytes>> {
+    let range = result.range.clone();
+    let GetResultPayload::File(file, path) = result.payload else {
+        return result.into_stream();
+    };
+    let failed = move |source: std::io::Error| object_store::Error::Generic {
+        store: STORE,
+        source: format!("cannot read {}: {source}", path.display()).into(),
+    };
+    stream::try_unfold((file, range), move |(mut file, range)| {
+        let failed = failed.clone();
+        async move {
+            if range.start >= range.end {
+                return Ok(None);
+            }
+            let len = (range.end - range.start).min(FILE_READ as u64) as usize;
+            let at = range.start;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::{Read as _, Seek as _};
+                let mut chunk = vec![0; len];
+                file.seek(std::io::SeekFrom::Start(at))?;
+                file.read_exact(&mut chunk)?;
+                Ok((file, chunk))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|read| read)
+            .map_err(failed)?;
+            let (file, chunk) = read;
+            Ok(Some((
+                Bytes::from(chunk),
+                (file, at + len as u64..range.end),
+            )))
+        }
+    })
+    .boxed()
+}
+
 /// The plaintext of a whole sealed object, from its sealed bytes after the header.
 fn opened_stream(
     segments: Segments,
@@ -535,7 +579,7 @@ impl ObjectStore for SealedObjects {
         }
         let range = match range {
             None => {
-                let mut body = result.into_stream();
+                let mut body = body_stream(result);
                 let mut header = BytesMut::new();
                 let mut rest = Bytes::new();
                 while header.len() < HEADER_LEN {

@@ -1,6 +1,6 @@
 //! [`ProtectedTable`]: the table port with its protected attributes sealed at rest.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -71,8 +71,10 @@ impl Protection {
     }
 
     fn needs_key(&self, item: &Item) -> bool {
-        item.iter()
-            .any(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
+        item.contains_key(PREPARED_ATTRIBUTE)
+            || item
+                .iter()
+                .any(|(name, value)| !matches!(value, Value::Null) && self.protects(name))
     }
 }
 
@@ -84,6 +86,9 @@ pub const DATA_KEY_SK: &str = "#DATAKEY";
 /// start any schema's attribute name).
 pub const SEALED_ATTRIBUTE: &str = "#sealed";
 const KEY_ID: &str = "keyId";
+/// The attribute that carries an item's protected values, encoded for sealing, from
+/// [`Table::prepare`] to the write that seals them (plaintext in memory: never stored).
+const PREPARED_ATTRIBUTE: &str = "#prepared";
 
 /// A table whose protected attributes are stored sealed: written through it, they are
 /// sealed with their scope's data key; read through it, they are opened, and one that does
@@ -132,10 +137,11 @@ impl Default for Scratch {
     }
 }
 
-/// The data keys of a write's scopes, and the records of those newly given a key.
+/// The data key of each of a write's scopes (by its index in them), and the records of
+/// those newly given a key (with their scope's index).
 struct ForWrite {
-    keys: HashMap<Scope, Arc<DataKey>>,
-    references: Vec<Item>,
+    keys: Vec<Arc<DataKey>>,
+    references: Vec<(usize, Item)>,
 }
 
 impl ProtectedTable {
@@ -158,14 +164,6 @@ impl ProtectedTable {
         (self.protection.scope)(pk)
     }
 
-    fn current(&self, scope: &Scope) -> Option<Arc<DataKey>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(scope)
-            .cloned()
-    }
-
     fn set_current(&self, scope: &Scope, key: &Arc<DataKey>) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.len() >= CURRENT_LIMIT {
@@ -174,98 +172,129 @@ impl ProtectedTable {
         current.insert(scope.clone(), Arc::clone(key));
     }
 
-    /// The data key each scope seals with: the one its home records, or a fresh one (whose
-    /// record the caller writes).
+    /// The data key each of `scopes` (distinct) seals with: the one its home records, or a
+    /// fresh one (whose record the caller writes).
     async fn for_write(&self, scopes: &[Scope]) -> Result<ForWrite, StoreError> {
-        let mut keys = HashMap::with_capacity(scopes.len());
-        let mut missing = Vec::new();
-        let mut seen: HashSet<&Scope> = HashSet::with_capacity(scopes.len());
-        for scope in scopes {
-            if !seen.insert(scope) {
-                continue;
-            }
-            match self.current(scope) {
-                Some(key) => {
-                    keys.insert(scope.clone(), key);
-                }
-                None => missing.push(scope.clone()),
-            }
-        }
-        let mut references = Vec::new();
-        if missing.is_empty() {
-            return Ok(ForWrite { keys, references });
-        }
-        let mut recorded: HashMap<String, u64> = HashMap::new();
-        for chunk in missing.chunks(ward_store::MAX_BATCH_GET_KEYS) {
-            let wanted = chunk
+        let mut keys: Vec<Option<Arc<DataKey>>> = {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            scopes
                 .iter()
-                .map(|scope| Key::new(scope.home.clone(), DATA_KEY_SK))
-                .collect();
-            for item in self.inner.batch_get(wanted).await? {
-                if let (Some(home), Some(id)) = (
-                    item.get(PK).and_then(Value::as_s),
-                    item.get(KEY_ID).and_then(Value::as_s).and_then(parse_id),
-                ) {
-                    recorded.insert(home.to_owned(), id);
+                .map(|scope| current.get(scope).cloned())
+                .collect()
+        };
+        let missing: Vec<usize> = (0..scopes.len()).filter(|&i| keys[i].is_none()).collect();
+        let mut references = Vec::new();
+        if !missing.is_empty() {
+            let mut recorded: HashMap<String, u64> = HashMap::with_capacity(missing.len());
+            for chunk in missing.chunks(ward_store::MAX_BATCH_GET_KEYS) {
+                let wanted = chunk
+                    .iter()
+                    .map(|&i| Key::new(scopes[i].home.clone(), DATA_KEY_SK))
+                    .collect();
+                for item in self.inner.batch_get(wanted).await? {
+                    if let (Some(home), Some(id)) = (
+                        item.get(PK).and_then(Value::as_s),
+                        item.get(KEY_ID).and_then(Value::as_s).and_then(parse_id),
+                    ) {
+                        recorded.insert(home.to_owned(), id);
+                    }
+                }
+            }
+            // Those without a record get fresh keys, by provider (a write has one, mostly).
+            let mut fresh_of: Vec<(&str, Vec<usize>)> = Vec::new();
+            for &i in &missing {
+                let scope = &scopes[i];
+                match recorded.get(&scope.home) {
+                    Some(&id) => {
+                        let key = self.keys.by_id(&scope.provider, id).await?;
+                        self.set_current(scope, &key);
+                        keys[i] = Some(key);
+                    }
+                    None => match fresh_of.iter_mut().find(|(p, _)| *p == scope.provider) {
+                        Some((_, wanting)) => wanting.push(i),
+                        None => fresh_of.push((&scope.provider, vec![i])),
+                    },
+                }
+            }
+            for (provider, wanting) in fresh_of {
+                let fresh = self.keys.fresh(provider, wanting.len()).await?;
+                for (i, key) in wanting.into_iter().zip(fresh) {
+                    let mut reference = Item::new();
+                    reference.insert(PK.into(), Value::s(scopes[i].home.clone()));
+                    reference.insert(SK.into(), Value::s(DATA_KEY_SK));
+                    reference.insert(KEY_ID.into(), Value::s(format!("{:016x}", key.id)));
+                    references.push((i, reference));
+                    keys[i] = Some(key);
                 }
             }
         }
-        let mut fresh_of: HashMap<&str, Vec<&Scope>> = HashMap::new();
-        for scope in &missing {
-            match recorded.get(&scope.home) {
-                Some(&id) => {
-                    let key = self.keys.by_id(&scope.provider, id).await?;
-                    self.set_current(scope, &key);
-                    keys.insert(scope.clone(), key);
-                }
-                None => fresh_of.entry(&scope.provider).or_default().push(scope),
-            }
-        }
-        for (provider, scopes) in fresh_of {
-            let fresh = self.keys.fresh(provider, scopes.len()).await?;
-            for (scope, key) in scopes.into_iter().zip(fresh) {
-                let mut reference = Item::new();
-                reference.insert(PK.into(), Value::s(scope.home.clone()));
-                reference.insert(SK.into(), Value::s(DATA_KEY_SK));
-                reference.insert(KEY_ID.into(), Value::s(format!("{:016x}", key.id)));
-                references.push(reference);
-                keys.insert(scope.clone(), key);
-            }
-        }
+        let keys = keys
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(ProtectError::Crypto("a scope without its data key"))?;
         Ok(ForWrite { keys, references })
     }
 
-    /// Takes the outcomes of writing `references` (put if absent): where another writer
+    /// Takes the outcomes of writing the records of scopes `referenced` (put if absent, in
+    /// that order): where another writer
     /// recorded a key first, its key is the scope's from now on (what was sealed with this
     /// one stays readable: every sealed value names its key).
     async fn settle(
         &self,
-        references: &[Item],
+        scopes: &[Scope],
+        referenced: &[usize],
         outcomes: Vec<PutOutcome>,
-        keys: &mut HashMap<Scope, Arc<DataKey>>,
+        keys: &mut [Arc<DataKey>],
     ) -> Result<(), StoreError> {
-        for (reference, outcome) in references.iter().zip(outcomes) {
-            let home = reference.get(PK).and_then(Value::as_s).unwrap_or_default();
-            let scope = self.scope_of(home);
-            let key = match outcome {
-                PutOutcome::Written => keys.get(&scope).cloned(),
-                PutOutcome::Exists(existing) => {
-                    match existing
-                        .get(KEY_ID)
-                        .and_then(Value::as_s)
-                        .and_then(parse_id)
-                    {
-                        Some(id) => Some(self.keys.by_id(&scope.provider, id).await?),
-                        None => None,
-                    }
-                }
-            };
-            if let Some(key) = key {
-                self.set_current(&scope, &key);
-                keys.insert(scope, key);
+        for (i, outcome) in referenced.iter().zip(outcomes) {
+            let scope = &scopes[*i];
+            if let PutOutcome::Exists(existing) = outcome
+                && let Some(id) = existing
+                    .get(KEY_ID)
+                    .and_then(Value::as_s)
+                    .and_then(parse_id)
+            {
+                keys[*i] = self.keys.by_id(&scope.provider, id).await?;
             }
+            self.set_current(scope, &keys[*i]);
         }
         Ok(())
+    }
+
+    /// Takes `item`'s protected values out (keys, index keys, versions and expiry are never
+    /// protected, so the item key stays), in one pass.
+    fn take_protected(&self, item: &mut Item, fields: &mut Vec<(ward_store::Name, Value)>) {
+        let protection = &self.protection;
+        fields.clear();
+        fields.extend(item.extract_if(.., |name, value| {
+            !matches!(value, Value::Null) && protection.protects(name)
+        }));
+    }
+
+    /// The fields `item` was prepared with ([`Table::prepare`]), taken out; an item changed
+    /// since (an attribute added) is checked in full again.
+    fn take_prepared(
+        &self,
+        item: &mut Item,
+        scratch: &mut Scratch,
+    ) -> Result<Option<envelope::Prepared>, ProtectError> {
+        let prepared = match item.remove(PREPARED_ATTRIBUTE) {
+            None => return Ok(None),
+            Some(Value::B(bytes)) => envelope::Prepared::from_bytes(bytes),
+            Some(_) => None,
+        }
+        .ok_or(ProtectError::Crypto(
+            "an item's prepared fields are malformed",
+        ))?;
+        if prepared.noted() != item.len() as u64 + 1 {
+            self.take_protected(item, &mut scratch.fields);
+            if !scratch.fields.is_empty() {
+                return Err(ProtectError::Crypto(
+                    "an item prepared for sealing was given protected attributes after",
+                ));
+            }
+        }
+        Ok(Some(prepared))
     }
 
     fn seal_with(
@@ -277,55 +306,64 @@ impl ProtectedTable {
         if item_key(item).is_none() {
             return Ok(());
         }
-        // One pass takes the protected values out (keys, index keys, versions and expiry
-        // are never protected, so the item key stays).
-        let protection = &self.protection;
-        scratch.fields.clear();
-        scratch.fields.extend(item.extract_if(.., |name, value| {
-            !matches!(value, Value::Null) && protection.protects(name)
-        }));
-        if scratch.fields.is_empty() {
-            return Ok(());
-        }
+        let prepared = match self.take_prepared(item, scratch)? {
+            Some(prepared) => prepared,
+            None => {
+                self.take_protected(item, &mut scratch.fields);
+                if scratch.fields.is_empty() {
+                    return Ok(());
+                }
+                let prepared = envelope::prepare_fields(
+                    scratch
+                        .fields
+                        .iter()
+                        .map(|(name, value)| (name.as_ref(), value)),
+                    &self.protection.codes,
+                );
+                scratch.fields.clear();
+                prepared
+            }
+        };
         let (pk, sk) = item_key(item).ok_or(ProtectError::Crypto(
             "an item key attribute is listed as protected",
         ))?;
         scratch.aad.reset(pk, sk);
-        let sealed = envelope::seal_fields(
+        let sealed = envelope::seal_prepared(
             &key.key,
             key.id,
             &mut scratch.aad,
             SEALED_ATTRIBUTE,
-            scratch
-                .fields
-                .iter()
-                .map(|(name, value)| (name.as_ref(), value)),
-            &protection.codes,
+            prepared,
         )?;
-        scratch.fields.clear();
         item.insert(SEALED_ATTRIBUTE.into(), sealed);
         Ok(())
     }
 
-    /// The scope of each item that needs a data key (ingest batches come in key order:
-    /// consecutive items of one partition share its scope, worked out once).
+    /// The distinct scopes of the items that need a data key, and each item's (by index).
+    /// Ingest batches come in key order: consecutive items of one partition share its
+    /// scope, worked out once, and an item of a partition that already needs its key is
+    /// given it without looking for protected attributes (sealing finds none in one that
+    /// has none, and seals nothing).
     fn scopes(&self, items: &[Item]) -> (Vec<Scope>, Vec<Option<usize>>) {
         let mut scopes: Vec<Scope> = Vec::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut of_item: Vec<Option<usize>> = Vec::with_capacity(items.len());
-        let mut last_pk: Option<&str> = None;
+        let mut last: Option<(&str, usize)> = None;
         for item in items {
-            let pk = match item_key(item) {
-                Some((pk, _)) if self.protection.needs_key(item) => pk,
-                _ => {
-                    of_item.push(None);
-                    continue;
+            let scope = match (item_key(item), last) {
+                (Some((pk, _)), Some((last_pk, index))) if last_pk == pk => Some(index),
+                (Some((pk, _)), _) if self.protection.needs_key(item) => {
+                    let scope = self.scope_of(pk);
+                    let index = *index_of.entry(scope.home.clone()).or_insert_with(|| {
+                        scopes.push(scope);
+                        scopes.len() - 1
+                    });
+                    last = Some((pk, index));
+                    Some(index)
                 }
+                _ => None,
             };
-            if last_pk != Some(pk) {
-                scopes.push(self.scope_of(pk));
-                last_pk = Some(pk);
-            }
-            of_item.push(Some(scopes.len() - 1));
+            of_item.push(scope);
         }
         (scopes, of_item)
     }
@@ -333,21 +371,13 @@ impl ProtectedTable {
     fn seal_all(
         &self,
         items: &mut [Item],
-        scopes: &[Scope],
         of_item: &[Option<usize>],
-        keys: &HashMap<Scope, Arc<DataKey>>,
+        keys: &[Arc<DataKey>],
     ) -> Result<(), StoreError> {
-        let by_index = scopes
-            .iter()
-            .map(|scope| {
-                keys.get(scope)
-                    .ok_or(ProtectError::Crypto("a scope without its data key"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut scratch = Scratch::default();
         for (item, scope) in items.iter_mut().zip(of_item) {
             if let Some(scope) = scope {
-                self.seal_with(item, by_index[*scope], &mut scratch)?;
+                self.seal_with(item, &keys[*scope], &mut scratch)?;
             }
         }
         Ok(())
@@ -365,16 +395,29 @@ impl ProtectedTable {
             references,
         } = self.for_write(&scopes).await?;
         if !references.is_empty() {
-            let outcomes = self.inner.put_many_if_absent(references.clone()).await?;
-            self.settle(&references, outcomes, &mut keys).await?;
+            let (referenced, records): (Vec<usize>, Vec<Item>) = references.into_iter().unzip();
+            let outcomes = self.inner.put_many_if_absent(records).await?;
+            self.settle(&scopes, &referenced, outcomes, &mut keys)
+                .await?;
         }
-        self.seal_all(&mut items, &scopes, &of_item, &keys)?;
+        self.seal_all(&mut items, &of_item, &keys)?;
         Ok(items)
     }
 
     async fn seal_one(&self, item: Item) -> Result<Item, StoreError> {
         let mut sealed = self.seal_items(vec![item]).await?;
         Ok(sealed.pop().expect("one item in, one out"))
+    }
+
+    /// Makes the next pool of data keys of each provider of `scopes` whose pool runs low.
+    /// A failure is left to the write that next takes a key (it makes its own, and says).
+    async fn make_keys_ahead(&self, scopes: &[Scope]) {
+        let mut providers: Vec<&str> = scopes.iter().map(|s| s.provider.as_str()).collect();
+        providers.sort_unstable();
+        providers.dedup();
+        for provider in providers {
+            let _ = self.keys.make_ahead(provider).await;
+        }
     }
 
     async fn open_item(&self, mut item: Item) -> Result<Item, StoreError> {
@@ -566,12 +609,20 @@ impl Table for ProtectedTable {
             mut keys,
             references,
         } = self.for_write(&scopes).await?;
-        self.seal_all(&mut items, &scopes, &of_item, &keys)?;
+        self.seal_all(&mut items, &of_item, &keys)?;
         let count = items.len();
-        items.extend(references.iter().cloned());
-        let mut outcomes = self.inner.put_many_if_absent(items).await?;
+        let (referenced, records): (Vec<usize>, Vec<Item>) = references.into_iter().unzip();
+        items.extend(records);
+        // Beside the write, the next keys are made if the pool runs low: the batches that
+        // follow then take theirs without waiting for the key store.
+        let (outcomes, ()) = tokio::join!(
+            self.inner.put_many_if_absent(items),
+            self.make_keys_ahead(&scopes)
+        );
+        let mut outcomes = outcomes?;
         let settled = outcomes.split_off(count);
-        self.settle(&references, settled, &mut keys).await?;
+        self.settle(&scopes, &referenced, settled, &mut keys)
+            .await?;
         let mut opened = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             opened.push(match outcome {
@@ -599,5 +650,27 @@ impl Table for ProtectedTable {
 
     fn prefers_key_order(&self) -> bool {
         self.inner.prefers_key_order()
+    }
+
+    /// Encodes the item's protected values for sealing (all of sealing but the cipher,
+    /// which needs the data key the write finds).
+    fn prepare(&self, item: &mut Item) {
+        if item_key(item).is_none() || item.contains_key(PREPARED_ATTRIBUTE) {
+            return;
+        }
+        let mut fields = Vec::new();
+        self.take_protected(item, &mut fields);
+        if fields.is_empty() {
+            return;
+        }
+        let prepared = envelope::prepare_fields(
+            fields.iter().map(|(name, value)| (name.as_ref(), value)),
+            &self.protection.codes,
+        );
+        let count = item.len() as u64 + 1;
+        item.insert(
+            PREPARED_ATTRIBUTE.into(),
+            Value::B(prepared.noting(count).into_bytes()),
+        );
     }
 }

@@ -197,6 +197,14 @@ pub trait Table: Send + Sync + 'static {
     fn prefers_key_order(&self) -> bool {
         false
     }
+
+    /// Does ahead, to an item that is to be written through this table, the part of the
+    /// write's work that needs nothing but the item (no I/O, no shared state): a caller
+    /// that builds many items on a thread of its own (the ingest's parser) has it done
+    /// there, off the writer's path. The item must then be written through this table,
+    /// and not changed meanwhile (a changed one is checked again in full). Writes take
+    /// prepared and unprepared items alike; it changes no outcome.
+    fn prepare(&self, _item: &mut Item) {}
 }
 
 /// Deletes every item of partition `pk` of `table`, a page at a time from its start (what

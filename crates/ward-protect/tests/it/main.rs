@@ -11,6 +11,7 @@ use ward_store_embedded::{EmbeddedOptions, EmbeddedTable};
 
 mod envelope;
 mod erasure;
+mod ingest_path;
 mod keys;
 mod objects;
 mod race;
