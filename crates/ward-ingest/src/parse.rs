@@ -128,7 +128,7 @@ pub(crate) struct ParserOutput<'a> {
 }
 
 impl ParserOutput<'_> {
-    /// Sends `message` (false: the receiver is gone).
+    /// Sends `message`, its batch's items prepared first ([`Gone`]: nobody listens).
     pub(crate) fn blocking_send(&self, mut message: ParserMessage) -> Result<(), Gone> {
         if let ParserMessage::Batch(batch) = &mut message {
             for row in &mut batch.rows {
