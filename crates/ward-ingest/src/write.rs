@@ -159,10 +159,9 @@ pub(crate) async fn ingest_rows(
     }
 }
 
-/// Batches written at once in key order. Two kept both cores busy when the writer's own
-/// work was small; with patient data sealed it is not, and a third lets one batch seal
-/// while another is in the store's write and a third is being accounted
-/// (docs/benchmarks.md: sealed first loads 9% faster, unsealed 3%). More gained nothing.
+/// Batches written at once in key order: one can seal while another is in the store's
+/// write. Three against two, measured (docs/benchmarks.md, session 32): sealed first loads
+/// 9% faster, unsealed 2%; four gained nothing.
 const KEY_ORDER_BATCHES_IN_FLIGHT: usize = 3;
 
 /// Waits for the writes still in flight, drops the error list and waits for the parser:

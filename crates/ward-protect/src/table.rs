@@ -271,6 +271,25 @@ impl ProtectedTable {
         }));
     }
 
+    /// `item`'s protected values taken out and encoded for sealing (`None`: it has none);
+    /// `fields` is room reused from one item to the next.
+    fn prepare_fields_of(
+        &self,
+        item: &mut Item,
+        fields: &mut Vec<(ward_store::Name, Value)>,
+    ) -> Option<envelope::Prepared> {
+        self.take_protected(item, fields);
+        if fields.is_empty() {
+            return None;
+        }
+        let prepared = envelope::prepare_fields(
+            fields.iter().map(|(name, value)| (name.as_ref(), value)),
+            &self.protection.codes,
+        );
+        fields.clear();
+        Some(prepared)
+    }
+
     /// The fields `item` was prepared with ([`Table::prepare`]), taken out; an item changed
     /// since (an attribute added) is checked in full again.
     fn take_prepared(
@@ -308,21 +327,10 @@ impl ProtectedTable {
         }
         let prepared = match self.take_prepared(item, scratch)? {
             Some(prepared) => prepared,
-            None => {
-                self.take_protected(item, &mut scratch.fields);
-                if scratch.fields.is_empty() {
-                    return Ok(());
-                }
-                let prepared = envelope::prepare_fields(
-                    scratch
-                        .fields
-                        .iter()
-                        .map(|(name, value)| (name.as_ref(), value)),
-                    &self.protection.codes,
-                );
-                scratch.fields.clear();
-                prepared
-            }
+            None => match self.prepare_fields_of(item, &mut scratch.fields) {
+                Some(prepared) => prepared,
+                None => return Ok(()),
+            },
         };
         let (pk, sk) = item_key(item).ok_or(ProtectError::Crypto(
             "an item key attribute is listed as protected",
@@ -658,15 +666,9 @@ impl Table for ProtectedTable {
         if item_key(item).is_none() || item.contains_key(PREPARED_ATTRIBUTE) {
             return;
         }
-        let mut fields = Vec::new();
-        self.take_protected(item, &mut fields);
-        if fields.is_empty() {
+        let Some(prepared) = self.prepare_fields_of(item, &mut Vec::new()) else {
             return;
-        }
-        let prepared = envelope::prepare_fields(
-            fields.iter().map(|(name, value)| (name.as_ref(), value)),
-            &self.protection.codes,
-        );
+        };
         let count = item.len() as u64 + 1;
         item.insert(
             PREPARED_ATTRIBUTE.into(),
