@@ -8,6 +8,9 @@
 //! ones through an external sort ([`crate::spill`]) keyed like the store's keys (MRN, then
 //! the UTC instant); then it sends the valid rows in that order. Rows with one identity
 //! keep their file order, so the earliest line is the one written, as in file order.
+//! While it reads, it sends the patient of each valid row to a task of the writer's side,
+//! which tells the table each once ([`ward_store::Table::expect_writes`]): the protected
+//! table makes the new patients' data keys on the core the read leaves idle.
 //!
 //! Memory stays bounded by the sort buffer; the spilled runs are anonymous temporary
 //! files, gone when the process ends however it ends.
@@ -24,14 +27,20 @@ use ward_ports::visits::{RecordSource, VisitParts, visit_item};
 use crate::parse::{ParsedBatch, ParsedRow, ParserMessage, ParserOutput, rejected_row};
 use ward_domain::visit::VisitRules;
 
-/// Where and how much to sort.
-#[derive(Debug, Clone)]
+/// Where and how much to sort, and who hears of the patients while the file is sorted.
+#[derive(Debug)]
 pub(crate) struct SortSettings {
     /// The folder for spilled runs.
     pub dir: std::path::PathBuf,
     /// Bytes buffered before a run is spilled.
     pub buffer_bytes: usize,
+    /// Told the patient of every valid row while the file is read, a list at a time (a
+    /// hint: a list the listener has no room for is dropped), and closed once it is read.
+    pub patients: Option<tokio::sync::mpsc::Sender<Vec<PatientKey>>>,
 }
+
+/// Patients per list sent to [`SortSettings::patients`].
+const PATIENTS_PER_LIST: usize = 4096;
 
 /// The parser of a file read in key order (see the module docs). Sends the header, then
 /// batches of rejected rows in file order, then batches of valid rows in key order, cut
@@ -70,6 +79,8 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
     };
     let started = std::time::Instant::now();
     let mut sorter = SpillSorter::new(sort.dir.clone(), sort.buffer_bytes);
+    let mut patients = sort.patients;
+    let mut heard: Vec<PatientKey> = Vec::new();
     let mut rejected = ParsedBatch::with_capacity(batch_rows);
     let (mut key, mut payload) = (Vec::new(), Vec::new());
     loop {
@@ -90,6 +101,20 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
                     if let Err(error) = sorter.push(&key, &payload) {
                         send(spill_failed(error));
                         return;
+                    }
+                    if let Some(listener) = &patients {
+                        heard.push(patient);
+                        if heard.len() >= PATIENTS_PER_LIST {
+                            let list = std::mem::replace(
+                                &mut heard,
+                                Vec::with_capacity(PATIENTS_PER_LIST),
+                            );
+                            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                                listener.try_send(list)
+                            {
+                                patients = None;
+                            }
+                        }
                     }
                     progress.fetch_add(1, Ordering::Relaxed);
                 }
@@ -115,6 +140,11 @@ pub(crate) fn parse_file_in_key_order<R: Read>(
                 return;
             }
         }
+    }
+    if let Some(listener) = patients.take()
+        && !heard.is_empty()
+    {
+        let _ = listener.try_send(heard);
     }
     if !rejected.rows.is_empty() && !send(ParserMessage::Batch(rejected.take(0))) {
         return;
@@ -342,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_cut_between_identities_only() {
+    fn batches_are_cut_between_identities_only_and_the_patients_are_heard_while_sorting() {
         // MRN2 has one visit three times (two offsets), spanning what would be a batch edge.
         let csv = "medical_record_number,date_time,first_name,last_name,doctors_notes\n\
             MRN3,2020-01-01T00:00:00Z,A,B,\n\
@@ -365,9 +395,11 @@ mod tests {
         };
         let rules = VisitRules::at(UtcInstant::from_unix_nanos(1_800_000_000_000_000_000));
         let dir = tempfile::tempdir().expect("dir");
+        let (patients, mut heard) = tokio::sync::mpsc::channel(64);
         let sort = SortSettings {
             dir: dir.path().to_owned(),
             buffer_bytes: 1 << 20,
+            patients: Some(patients),
         };
         let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
         let progress = AtomicU64::new(0);
@@ -382,6 +414,20 @@ mod tests {
         };
         parse_file_in_key_order(csv.as_bytes(), &rules, &source, 2, sort, &progress, &output);
         drop(output);
+        // The patient of each valid row, in file order, and the list closed once read.
+        let mut patients = Vec::new();
+        while let Ok(list) = heard.try_recv() {
+            patients.extend(list);
+        }
+        let expected: Vec<PatientKey> = ["MRN3", "MRN1", "MRN2", "MRN2", "MRN2", "MRN2"]
+            .iter()
+            .map(|mrn| source.patient(&Mrn::parse(mrn).expect("mrn")))
+            .collect();
+        assert_eq!(patients, expected);
+        assert!(matches!(
+            heard.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        ));
         let mut batches = Vec::new();
         while let Ok(message) = receiver.try_recv() {
             if let ParserMessage::Batch(batch) = message {

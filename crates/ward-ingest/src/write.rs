@@ -50,15 +50,33 @@ pub(crate) async fn ingest_rows(
         .as_ref()
         .map(|name| name.as_str().to_owned());
     let batch_rows = ctx.settings.batch_rows;
-    let sort = ctx.key_order().then(|| SortSettings {
-        dir: ctx
-            .settings
+    let sort_dir = || {
+        ctx.settings
             .sort_dir
             .clone()
-            .unwrap_or_else(std::env::temp_dir),
-        buffer_bytes: ctx.settings.sort_buffer_bytes,
+            .unwrap_or_else(std::env::temp_dir)
+    };
+    // While the file is sorted, the table hears which patients it will write (and gets
+    // ready for them: the protected table makes their data keys meanwhile).
+    let mut expecting = None;
+    let sort = ctx.key_order().then(|| {
+        let (patients, heard) = tokio::sync::mpsc::channel(EXPECTED_LISTS_WAITING);
+        expecting = Some(Expecting(tokio::spawn(expect_writes(
+            Arc::clone(&ctx.table),
+            provider.clone(),
+            heard,
+        ))));
+        SortSettings {
+            dir: sort_dir(),
+            buffer_bytes: ctx.settings.sort_buffer_bytes,
+            patients: Some(patients),
+        }
     });
-    let errors_sort = sort.clone();
+    let errors_sort = sort.as_ref().map(|_| SortSettings {
+        dir: sort_dir(),
+        buffer_bytes: ctx.settings.sort_buffer_bytes,
+        patients: None,
+    });
     let overlap_batches = sort.is_some();
     let sorted_rows = Arc::clone(&ctx.progress_sorted_rows);
     let table = Arc::clone(&ctx.table);
@@ -142,6 +160,9 @@ pub(crate) async fn ingest_rows(
     parser
         .await
         .map_err(|e| ProcessError::Internal(format!("parser task: {e}")))?;
+    if let Some(mut expecting) = expecting {
+        let _ = (&mut expecting.0).await;
+    }
     match file_error {
         Some(FileError::Io(message)) => {
             errors.abort().await;
@@ -155,6 +176,50 @@ pub(crate) async fn ingest_rows(
             errors.finish().await?;
             report.first_problems.sort_by_key(|problem| problem.line);
             Ok(Ok((report, n_time_dependent)))
+        }
+    }
+}
+
+/// Lists of patients (of [`SortSettings::patients`]) waiting for the table at most; past
+/// that, the parser drops the lists it hears (hints) rather than wait.
+const EXPECTED_LISTS_WAITING: usize = 64;
+/// Distinct patients one ingest tells the table of at most (a bound on the memory of
+/// telling each once).
+const EXPECTED_PATIENTS: usize = 262_144;
+
+/// The task of [`expect_writes`], ended when dropped: an ingest that stops early leaves
+/// nothing of it running.
+struct Expecting(tokio::task::JoinHandle<()>);
+
+impl Drop for Expecting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Tells `table` the partitions of the patients heard, each once ([`Table::expect_writes`]),
+/// until the parser is done reading the file.
+async fn expect_writes(
+    table: Arc<dyn Table>,
+    provider: ProviderId,
+    mut heard: tokio::sync::mpsc::Receiver<Vec<ward_domain::PatientKey>>,
+) {
+    // By hash (8 bytes a patient): two patients that share one are told once, which a
+    // hint allows.
+    let mut told = std::collections::HashSet::new();
+    let hash = |patient: &ward_domain::PatientKey| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(patient, &mut hasher);
+        std::hash::Hasher::finish(&hasher)
+    };
+    while let Some(patients) = heard.recv().await {
+        let partitions: Vec<String> = patients
+            .iter()
+            .filter(|patient| told.len() < EXPECTED_PATIENTS && told.insert(hash(patient)))
+            .map(|patient| key_layout::patient_pk(&provider, patient))
+            .collect();
+        if !partitions.is_empty() {
+            table.expect_writes(partitions).await;
         }
     }
 }

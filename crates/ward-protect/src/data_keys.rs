@@ -5,10 +5,11 @@
 //!
 //! New keys are made ahead, in pools written durably in one key-store write each (the
 //! ingest makes one per new patient, and one durable write per batch of patients was half
-//! its time): a key is durable before it seals anything, and one that a crash leaves
-//! unused is never referenced.
+//! its time), and as many as a caller says it will need ([`DataKeys::reserve`]): a key is
+//! durable before it seals anything, and one left unused (a crash, a need that did not
+//! come) is never referenced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,11 @@ const CACHE_LIMIT: usize = 16_384;
 const POOL_LIMIT: usize = 2048;
 /// The smallest pool made at once.
 const POOL_START: usize = 16;
+/// The most keys of one provider made ahead of a known need ([`DataKeys::reserve`]) and
+/// ready at once: 40 bytes each (a key is expanded only when given out), about 10 MiB.
+const RESERVE_LIMIT: usize = 262_144;
+/// Keys made ahead of a known need per key-store write (and sync).
+const RESERVE_CHUNK: usize = 8_192;
 /// Pools made again at most when their ids meet another writer's.
 const MAKE_ATTEMPTS: usize = 5;
 const WRAPPED: &str = "wrapped";
@@ -66,9 +72,16 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
+/// A data key made and durable in the key store, not yet given out (nor expanded).
+struct Unused {
+    id: u64,
+    raw: [u8; 32],
+}
+
 #[derive(Default)]
 struct Pool {
-    ready: Vec<Arc<DataKey>>,
+    /// Oldest ids first, handed out in that order.
+    ready: VecDeque<Unused>,
     last_size: usize,
     /// A pool is being made ahead ([`DataKeys::make_ahead`]).
     making: bool,
@@ -76,11 +89,8 @@ struct Pool {
 
 impl Pool {
     /// Adds `made` (newer ids than any here) to be handed out after the keys already here.
-    fn add(&mut self, mut made: Vec<Arc<DataKey>>) {
-        // Handed out from the end: the oldest ids first.
-        made.reverse();
-        made.append(&mut self.ready);
-        self.ready = made;
+    fn add(&mut self, made: Vec<Unused>) {
+        self.ready.extend(made);
     }
 
     fn next_size(&self, at_least: usize) -> usize {
@@ -231,21 +241,57 @@ impl DataKeys {
         provider: &str,
         count: usize,
     ) -> Result<Vec<Arc<DataKey>>, ProtectError> {
-        let mut pools = self.pools.lock().await;
-        let pool = pools.entry(provider.to_owned()).or_default();
-        if pool.ready.len() < count {
-            let size = pool.next_size(count - pool.ready.len());
-            let made = self.make(provider, size).await?;
-            pool.last_size = size;
-            pool.add(made);
-        }
-        let at = pool.ready.len() - count;
-        let mut given = pool.ready.split_off(at);
-        given.reverse();
+        let given: Vec<Unused> = {
+            let mut pools = self.pools.lock().await;
+            let pool = pools.entry(provider.to_owned()).or_default();
+            if pool.ready.len() < count {
+                let size = pool.next_size(count - pool.ready.len());
+                let made = self.make(provider, size).await?;
+                pool.last_size = size;
+                pool.add(made);
+            }
+            pool.ready.drain(..count).collect()
+        };
         // Not remembered by id: the writer keeps what it seals with, and a read of what it
         // sealed finds the key in the store (an ingest gives out a key per patient, each a
         // cache insert that only churned the cache).
-        Ok(given)
+        given
+            .iter()
+            .map(|unused| Self::bind(&unused.raw, unused.id))
+            .collect()
+    }
+
+    /// Makes up to `count` more keys of `provider` now, ahead of a need the caller knows
+    /// of (that many new scopes are soon to be sealed: [`Table::expect_writes`]), so that
+    /// the writes take theirs without waiting; at most [`RESERVE_LIMIT`] ready at once.
+    /// The pool is not locked meanwhile. Keys made and never needed stay unused (as a
+    /// crash can leave them): they are never recorded and seal nothing.
+    ///
+    /// [`Table::expect_writes`]: ward_store::Table::expect_writes
+    pub async fn reserve(&self, provider: &str, count: usize) -> Result<(), ProtectError> {
+        let ready = {
+            let pools = self.pools.lock().await;
+            pools.get(provider).map_or(0, |pool| pool.ready.len())
+        };
+        let mut left = count.min(RESERVE_LIMIT.saturating_sub(ready));
+        while left > 0 {
+            let size = left.min(RESERVE_CHUNK);
+            let made = self.make(provider, size).await?;
+            self.pools
+                .lock()
+                .await
+                .entry(provider.to_owned())
+                .or_default()
+                .add(made);
+            left -= size;
+        }
+        Ok(())
+    }
+
+    /// How many keys of `provider` are made and not yet given out.
+    pub async fn ready(&self, provider: &str) -> usize {
+        let pools = self.pools.lock().await;
+        pools.get(provider).map_or(0, |pool| pool.ready.len())
     }
 
     /// Makes the next pool of `provider`'s keys ahead of need, if its pool is down to less
@@ -279,7 +325,7 @@ impl DataKeys {
     /// shape's workers and API) can pick the same ids in the same microseconds: the write
     /// is put-if-absent, and a pool that met another's ids is made again past them (what
     /// it did write stays unused, like a pool a crash leaves).
-    async fn make(&self, provider: &str, count: usize) -> Result<Vec<Arc<DataKey>>, ProtectError> {
+    async fn make(&self, provider: &str, count: usize) -> Result<Vec<Unused>, ProtectError> {
         for _ in 0..MAKE_ATTEMPTS {
             let mut items = Vec::with_capacity(count);
             let mut keys = Vec::with_capacity(count);
@@ -298,7 +344,7 @@ impl DataKeys {
                 item.insert(WRAPPED.into(), Value::B(wrapped));
                 item.insert(KEK_VERSION.into(), Value::n(i64::from(version)));
                 items.push(item);
-                keys.push(Self::bind(&raw, id)?);
+                keys.push(Unused { id, raw });
             }
             let outcomes = self.store.put_many_if_absent(items).await?;
             // The keys must be durable before anything sealed with them is: one durable

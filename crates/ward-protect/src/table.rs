@@ -1,6 +1,7 @@
 //! [`ProtectedTable`]: the table port with its protected attributes sealed at rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -104,6 +105,11 @@ pub struct ProtectedTable {
     keys: Arc<DataKeys>,
     protection: Arc<Protection>,
     current: Mutex<HashMap<Scope, Arc<DataKey>>>,
+    /// Homes (by hash) of scopes found without a recorded key ahead of their writes
+    /// ([`Table::expect_writes`]): their first write does not look again. (Another writer
+    /// that records one meanwhile, or a hash shared with a recorded home, is met as any
+    /// two writers of one new scope are: the first record wins.)
+    unrecorded: Mutex<HashSet<u64>>,
 }
 
 impl std::fmt::Debug for ProtectedTable {
@@ -152,6 +158,7 @@ impl ProtectedTable {
             keys,
             protection: Arc::new(protection),
             current: Mutex::default(),
+            unrecorded: Mutex::default(),
         }
     }
 
@@ -182,9 +189,23 @@ impl ProtectedTable {
                 .map(|scope| current.get(scope).cloned())
                 .collect()
         };
-        let missing: Vec<usize> = (0..scopes.len()).filter(|&i| keys[i].is_none()).collect();
+        let mut missing: Vec<usize> = (0..scopes.len()).filter(|&i| keys[i].is_none()).collect();
         let mut references = Vec::new();
         if !missing.is_empty() {
+            // Those found unrecorded ahead are not looked up again.
+            let mut unrecorded = Vec::new();
+            {
+                let mut known = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+                if !known.is_empty() {
+                    missing.retain(|&i| {
+                        let found = known.remove(&home_hash(&scopes[i].home));
+                        if found {
+                            unrecorded.push(i);
+                        }
+                        !found
+                    });
+                }
+            }
             let mut recorded: HashMap<String, u64> = HashMap::with_capacity(missing.len());
             for chunk in missing.chunks(ward_store::MAX_BATCH_GET_KEYS) {
                 let wanted = chunk
@@ -202,6 +223,7 @@ impl ProtectedTable {
             }
             // Those without a record get fresh keys, by provider (a write has one, mostly).
             let mut fresh_of: Vec<(&str, Vec<usize>)> = Vec::new();
+            missing.extend(unrecorded);
             for &i in &missing {
                 let scope = &scopes[i];
                 match recorded.get(&scope.home) {
@@ -675,4 +697,65 @@ impl Table for ProtectedTable {
             Value::B(prepared.noting(count).into_bytes()),
         );
     }
+
+    /// Finds which of the scopes of `partitions` have no key recorded yet and makes that
+    /// many data keys of their providers now ([`DataKeys::reserve`]), so that the writes
+    /// that follow take theirs without looking or waiting. A failure is left to those
+    /// writes (they look and make their own, and say).
+    async fn expect_writes(&self, partitions: Vec<String>) {
+        let mut seen = HashSet::new();
+        let scopes: Vec<Scope> = {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            partitions
+                .iter()
+                .map(|pk| self.scope_of(pk))
+                .filter(|scope| !current.contains_key(scope) && seen.insert(scope.home.clone()))
+                .collect()
+        };
+        let mut unrecorded: Vec<&Scope> = Vec::new();
+        for chunk in scopes.chunks(ward_store::MAX_BATCH_GET_KEYS) {
+            let wanted = chunk
+                .iter()
+                .map(|scope| Key::new(scope.home.clone(), DATA_KEY_SK))
+                .collect();
+            let Ok(found) = self.inner.batch_get(wanted).await else {
+                return;
+            };
+            let recorded: HashSet<&str> = found
+                .iter()
+                .filter_map(|item| item.get(PK).and_then(Value::as_s))
+                .collect();
+            unrecorded.extend(
+                chunk
+                    .iter()
+                    .filter(|scope| !recorded.contains(scope.home.as_str())),
+            );
+        }
+        {
+            let mut known = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() + unrecorded.len() > UNRECORDED_LIMIT {
+                known.clear();
+            }
+            known.extend(unrecorded.iter().map(|scope| home_hash(&scope.home)));
+        }
+        let mut count_of: Vec<(&str, usize)> = Vec::new();
+        for scope in unrecorded {
+            match count_of.iter_mut().find(|(p, _)| *p == scope.provider) {
+                Some((_, count)) => *count += 1,
+                None => count_of.push((&scope.provider, 1)),
+            }
+        }
+        for (provider, count) in count_of {
+            let _ = self.keys.reserve(provider, count).await;
+        }
+    }
+}
+
+/// Scopes remembered as found unrecorded ahead of their writes, at most.
+const UNRECORDED_LIMIT: usize = 262_144;
+
+fn home_hash(home: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    home.hash(&mut hasher);
+    hasher.finish()
 }

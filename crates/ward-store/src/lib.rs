@@ -205,6 +205,13 @@ pub trait Table: Send + Sync + 'static {
     /// and not changed meanwhile (a changed one is checked again in full). Writes take
     /// prepared and unprepared items alike; it changes no outcome.
     fn prepare(&self, _item: &mut Item) {}
+
+    /// Says that items of `partitions` are soon to be written through this table: a caller
+    /// that knows it well ahead (the key-order ingest, while it still sorts the file) lets
+    /// the table get ready for them meanwhile (the protected table makes the data keys the
+    /// new ones will need). A hint: it changes no outcome, a table may do nothing, and
+    /// what it does must be safe to waste.
+    async fn expect_writes(&self, _partitions: Vec<String>) {}
 }
 
 /// Deletes every item of partition `pk` of `table`, a page at a time from its start (what

@@ -1,6 +1,7 @@
 //! The ingest's path through the protected table: items prepared on the parser's thread
 //! ([`Table::prepare`]) are sealed like any other, their preparation never stored, and an
-//! item changed after it was prepared is checked again; data keys are made ahead of need.
+//! item changed after it was prepared is checked again; data keys are made ahead of need,
+//! and for the partitions a caller says it will write ([`Table::expect_writes`]).
 
 use std::collections::HashSet;
 
@@ -117,4 +118,136 @@ async fn keys_are_made_ahead_only_when_the_pool_runs_low_and_each_is_given_out_o
     assert_eq!(ids.len(), 48, "each key given out once");
     keys.make_ahead("PROV002").await.unwrap();
     assert_eq!(made("PROV002").await, 0, "no pool, nothing made ahead");
+}
+
+#[tokio::test]
+async fn partitions_expected_ahead_have_their_keys_made_then_and_their_writes_make_none() {
+    let opened = open();
+    let keys = std::sync::Arc::clone(opened.table.keys());
+    let made = || {
+        let keys = std::sync::Arc::clone(&keys);
+        async move {
+            keys.versions("PROV001")
+                .await
+                .unwrap()
+                .values()
+                .sum::<u64>()
+        }
+    };
+    // PAT#0 has its key recorded already, by an earlier write: it needs none.
+    opened
+        .table
+        .put(
+            item("PAT#0", "VISIT#0", &[("secret", Value::s("Old Quist"))]),
+            Condition::None,
+        )
+        .await
+        .unwrap();
+    let (made_before, ready_before) = (made().await, keys.ready("PROV001").await);
+    let partitions: Vec<String> = (0..100).map(|i| format!("PAT#{i}")).collect();
+    opened.table.expect_writes(partitions.clone()).await;
+    assert_eq!(made().await, made_before + 99, "a key for each unrecorded");
+    assert_eq!(keys.ready("PROV001").await, ready_before + 99);
+
+    let mut items = Vec::new();
+    for (i, pk) in partitions.iter().enumerate() {
+        for visit in ["VISIT#1", "VISIT#2"] {
+            let mut visit = item(pk, visit, &[("secret", Value::s(format!("Quist {i}")))]);
+            opened.table.prepare(&mut visit);
+            items.push(visit);
+        }
+    }
+    let outcomes = opened.table.put_many_if_absent(items).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, PutOutcome::Written)));
+    assert_eq!(made().await, made_before + 99, "the write made no key");
+    assert_eq!(keys.ready("PROV001").await, ready_before, "it took 99");
+    let mut ids = HashSet::new();
+    for (i, pk) in partitions.iter().enumerate() {
+        let read = opened
+            .table
+            .get(&Key::new(pk.clone(), "VISIT#2"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read["secret"], Value::s(format!("Quist {i}")));
+        let stored = opened
+            .inner
+            .get(&Key::new(pk.clone(), "VISIT#1"))
+            .await
+            .unwrap()
+            .unwrap();
+        let Value::B(sealed) = &stored[SEALED_ATTRIBUTE] else {
+            panic!("not sealed: {stored:?}");
+        };
+        ids.insert(ward_protect::envelope::key_id(sealed).unwrap());
+    }
+    assert_eq!(ids.len(), 100, "a key of its own per patient");
+    // Told again, or of recorded partitions only, the table makes nothing more.
+    opened.table.expect_writes(partitions).await;
+    assert_eq!(made().await, made_before + 99);
+}
+
+#[tokio::test]
+async fn a_partition_found_unrecorded_ahead_and_recorded_by_another_writer_meanwhile_stays_readable()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (inner, keys) = stores_in(dir.path(), &dir.path().join("keys").join("master.keys"));
+    let protection =
+        || ward_protect::Protection::new(["secret"], |pk| ward_protect::Scope::new("PROV001", pk));
+    let first = ward_protect::ProtectedTable::new(
+        std::sync::Arc::clone(&inner),
+        std::sync::Arc::clone(&keys),
+        protection(),
+    );
+    let second = ward_protect::ProtectedTable::new(
+        std::sync::Arc::clone(&inner),
+        std::sync::Arc::clone(&keys),
+        protection(),
+    );
+    first.expect_writes(vec!["PAT#1".into()]).await;
+    // Another writer keys and records the patient between the hint and the write.
+    second
+        .put(
+            item("PAT#1", "A", &[("secret", Value::s("second's"))]),
+            Condition::None,
+        )
+        .await
+        .unwrap();
+    first
+        .put_many_if_absent(vec![item("PAT#1", "B", &[("secret", Value::s("first's"))])])
+        .await
+        .unwrap();
+    first
+        .put(
+            item("PAT#1", "C", &[("secret", Value::s("first's later"))]),
+            Condition::None,
+        )
+        .await
+        .unwrap();
+    let key_of = |sk: &'static str| {
+        let inner = std::sync::Arc::clone(&inner);
+        async move {
+            let stored = inner.get(&Key::new("PAT#1", sk)).await.unwrap().unwrap();
+            let Value::B(sealed) = &stored[SEALED_ATTRIBUTE] else {
+                panic!("not sealed: {stored:?}");
+            };
+            ward_protect::envelope::key_id(sealed).unwrap()
+        }
+    };
+    assert_ne!(
+        key_of("A").await,
+        key_of("B").await,
+        "B sealed with its own"
+    );
+    assert_eq!(
+        key_of("C").await,
+        key_of("A").await,
+        "then the recorded key, the first record having won"
+    );
+    for table in [&first, &second] {
+        for (sk, text) in [("A", "second's"), ("B", "first's"), ("C", "first's later")] {
+            let read = table.get(&Key::new("PAT#1", sk)).await.unwrap().unwrap();
+            assert_eq!(read["secret"], Value::s(text));
+        }
+    }
 }
